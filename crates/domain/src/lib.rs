@@ -1,0 +1,44 @@
+//! # wagate-domain
+//!
+//! The vocabulary of wagate, the multi-tenant WhatsApp gateway: WhatsApp
+//! addresses ([`Jid`]), identifiers ([`SessionId`], [`OrgId`], [`ApiKeyId`]),
+//! what a caller may do ([`Capability`], [`CapabilitySet`], [`Principal`]),
+//! sessions ([`Session`], [`SessionStatus`]) and the values a contact lookup
+//! returns ([`ProfilePicture`], [`About`], [`BlocklistEntry`]).
+//!
+//! Every type here is built by a constructor that parses its input and
+//! returns either the typed value or a typed [`DomainError`]: once you hold a
+//! `Jid` or a `SessionId`, it is valid, and the other layers never check it
+//! again. The crate is pure: no I/O, no async, nothing heavier than serde.
+//!
+//! ```
+//! use wagate_domain::{Jid, JidKind};
+//!
+//! let jid = Jid::parse("14155550123:12@s.whatsapp.net")?;
+//! assert_eq!(jid.kind(), JidKind::User);
+//! assert_eq!(jid.to_string(), "14155550123@s.whatsapp.net"); // device dropped
+//! # Ok::<(), wagate_domain::DomainError>(())
+//! ```
+
+mod api_key;
+mod auth;
+mod clock;
+mod contact;
+mod error;
+mod ids;
+mod jid;
+mod session;
+
+pub use api_key::{ApiKey, ApiKeyName, ApiKeySecret, NewApiKey};
+pub use auth::{Capability, CapabilitySet, Principal, PrincipalKind, Role};
+pub use clock::{Clock, SystemClock};
+pub use contact::{
+    About, BlocklistEntry, PairingCode, PhoneNumber, Absence, PictureType, ProfilePicture,
+    QrCode,
+};
+pub use error::DomainError;
+pub use ids::{ApiKeyId, OrgId, SessionId};
+pub use jid::{Jid, JidKind};
+pub use session::{
+    LastError, Page, PageRequest, Session, SessionErrorCode, SessionName, SessionStatus,
+};

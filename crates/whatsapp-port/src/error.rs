@@ -1,0 +1,29 @@
+use thiserror::Error;
+use wagate_domain::Absence;
+
+/// What a [`crate::WhatsAppPort`] call can fail with. Adapters map their
+/// library's errors into these; nothing of the library leaks upward.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum WhatsAppError {
+    /// The session is not connected to WhatsApp (a live call needs it).
+    #[error("session is not connected")]
+    NotConnected,
+    /// The session is not waiting to be linked, so there is no QR or code.
+    #[error("session is not pairing")]
+    NotPairing,
+    /// WhatsApp has nothing to show; the reason when WhatsApp tells it.
+    #[error("not found")]
+    NotFound(Option<Absence>),
+    /// The JID is of a kind this call does not take (e.g. blocking a group).
+    #[error("invalid target: {0}")]
+    InvalidTarget(String),
+    /// WhatsApp did not answer in time.
+    #[error("WhatsApp did not answer in time")]
+    Timeout,
+    /// A transient failure; trying again later may work.
+    #[error("WhatsApp is unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else; the text is for logs, not for callers.
+    #[error("internal WhatsApp adapter error: {0}")]
+    Internal(String),
+}

@@ -1,0 +1,74 @@
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use wagate_domain::{Jid, LastError, SessionId};
+
+/// Something that happened to a session on the WhatsApp side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEvent {
+    /// The session it happened to.
+    pub session: SessionId,
+    /// What happened.
+    pub kind: SessionEventKind,
+}
+
+/// The kinds of [`SessionEvent`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEventKind {
+    /// Not linked: waiting for a QR scan or a pairing code.
+    Pairing,
+    /// Linked; logging in.
+    Connecting,
+    /// Online as `jid`.
+    Connected {
+        /// The account's own JID.
+        jid: Jid,
+        /// The account's display name, if known.
+        push_name: Option<String>,
+    },
+    /// The connection ended; the link is kept. `error` says why, if it was
+    /// not asked for.
+    Disconnected {
+        /// Why, when it was not asked for.
+        error: Option<LastError>,
+    },
+    /// The link is gone (the phone unlinked us, or WhatsApp did); the device
+    /// keys have been erased.
+    LoggedOut {
+        /// Why, when it was not asked for.
+        error: Option<LastError>,
+    },
+}
+
+/// Receives [`SessionEvent`]s from an adapter.
+///
+/// Adapters call [`SessionEventSink::publish`] in the order things happened
+/// for one session and wait for it to return, so that by the time an adapter
+/// call that caused an event returns, the event has been recorded.
+#[async_trait]
+pub trait SessionEventSink: Send + Sync + std::fmt::Debug {
+    /// Records one event. Must not fail: a sink logs its own problems.
+    async fn publish(&self, event: SessionEvent);
+}
+
+/// A sink that keeps every event in memory, for tests and examples.
+#[derive(Debug, Default)]
+pub struct RecordingSink {
+    events: Mutex<Vec<SessionEvent>>,
+}
+
+impl RecordingSink {
+    /// Every event published so far, oldest first.
+    pub fn events(&self) -> Vec<SessionEvent> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl SessionEventSink for RecordingSink {
+    async fn publish(&self, event: SessionEvent) {
+        if let Ok(mut events) = self.events.lock() {
+            events.push(event);
+        }
+    }
+}

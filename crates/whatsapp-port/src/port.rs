@@ -1,0 +1,114 @@
+use async_trait::async_trait;
+use wagate_domain::{About, BlocklistEntry, Jid, PairingCode, PhoneNumber, PictureType, ProfilePicture, QrCode, SessionId};
+
+use crate::WhatsAppError;
+
+/// Everything wagate asks of WhatsApp, for many sessions at once.
+///
+/// Calls for different sessions never wait on each other; calls for one
+/// session may run concurrently. Status changes an adapter observes on its
+/// own are reported through the [`crate::SessionEventSink`] it was built
+/// with; the return values here only say whether the call itself worked.
+///
+/// Common errors: every contact call gives [`WhatsAppError::NotConnected`]
+/// when the session is not online, [`WhatsAppError::Timeout`] when WhatsApp
+/// does not answer in the adapter's deadline, [`WhatsAppError::Unavailable`]
+/// on a transient failure and [`WhatsAppError::Internal`] on anything else.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait WhatsAppPort: Send + Sync + std::fmt::Debug {
+    /// Starts connecting `session`. With `linked_as` (the account it was
+    /// linked as before) it logs in with the stored device keys; without, it
+    /// starts pairing and reports [`crate::SessionEventKind::Pairing`] once a
+    /// QR code can be shown. Idempotent: connecting a connected or
+    /// connecting session does nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`WhatsAppError::Internal`] when the connection cannot even be set up
+    /// (e.g. the device store fails); network trouble is reported later as a
+    /// `Disconnected` event with a `LastError`, not as an error here.
+    async fn connect(&self, session: &SessionId, linked_as: Option<Jid>) -> Result<(), WhatsAppError>;
+
+    /// Closes the session's connection and keeps its link. Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// [`WhatsAppError::Internal`] only.
+    async fn disconnect(&self, session: &SessionId) -> Result<(), WhatsAppError>;
+
+    /// Unlinks the device from the account (when linked) and erases its keys.
+    /// Idempotent. No `LoggedOut` event is published for a logout asked for
+    /// here.
+    ///
+    /// # Errors
+    ///
+    /// [`WhatsAppError::Internal`] when the keys cannot be erased. Failing to
+    /// tell WhatsApp (e.g. while offline) is not an error: the keys are gone.
+    async fn logout(&self, session: &SessionId) -> Result<(), WhatsAppError>;
+
+    /// [`WhatsAppPort::logout`] and forgets everything else the adapter
+    /// keeps for the session (it is being deleted).
+    ///
+    /// # Errors
+    ///
+    /// As [`WhatsAppPort::logout`].
+    async fn remove(&self, session: &SessionId) -> Result<(), WhatsAppError>;
+
+    /// The QR code to show now, while the session is pairing.
+    ///
+    /// # Errors
+    ///
+    /// [`WhatsAppError::NotPairing`] when the session is not waiting for a
+    /// scan (or no code has arrived yet).
+    async fn qr(&self, session: &SessionId) -> Result<QrCode, WhatsAppError>;
+
+    /// Asks WhatsApp for a code that links the session to `phone` when typed
+    /// on that phone.
+    ///
+    /// # Errors
+    ///
+    /// [`WhatsAppError::NotPairing`] when the session is not pairing; the
+    /// common errors.
+    async fn pairing_code(&self, session: &SessionId, phone: &PhoneNumber) -> Result<PairingCode, WhatsAppError>;
+
+    /// The contact's current profile picture. `jid` may be a person, a group
+    /// or a channel.
+    ///
+    /// # Errors
+    ///
+    /// [`WhatsAppError::NotFound`] (with the reason when WhatsApp gives it)
+    /// when there is none or it is hidden; the common errors.
+    async fn profile_picture(&self, session: &SessionId, jid: &Jid, kind: PictureType) -> Result<ProfilePicture, WhatsAppError>;
+
+    /// The contact's about text. `jid` must be a person.
+    ///
+    /// # Errors
+    ///
+    /// [`WhatsAppError::NotFound`] when there is none or it is hidden;
+    /// [`WhatsAppError::InvalidTarget`] for a group or channel; the common
+    /// errors.
+    async fn about(&self, session: &SessionId, jid: &Jid) -> Result<About, WhatsAppError>;
+
+    /// Blocks a person. Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// [`WhatsAppError::InvalidTarget`] for a group or channel; the common
+    /// errors.
+    async fn block(&self, session: &SessionId, jid: &Jid) -> Result<(), WhatsAppError>;
+
+    /// Unblocks a person. Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// As [`WhatsAppPort::block`].
+    async fn unblock(&self, session: &SessionId, jid: &Jid) -> Result<(), WhatsAppError>;
+
+    /// Everyone the account has blocked.
+    ///
+    /// # Errors
+    ///
+    /// The common errors.
+    async fn blocklist(&self, session: &SessionId) -> Result<Vec<BlocklistEntry>, WhatsAppError>;
+}
