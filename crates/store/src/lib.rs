@@ -1,1 +1,188 @@
-//! placeholder
+//! # wagate-store
+//!
+//! Where wagate keeps what must survive a restart: the [`SessionRegistry`]
+//! (sessions, scoped by organization) and the [`ApiKeyStore`] (API keys,
+//! kept only as hashes). The traits are the contract the rest of wagate
+//! codes against; [`SqliteStore`] (feature `sqlite`, on by default) is the
+//! implementation on SQLite through sqlx, with migrations embedded in the
+//! binary and applied on start. Nothing outside this crate knows sqlx.
+//!
+//! ```no_run
+//! use wagate_store::{SessionRegistry, SqliteStore};
+//!
+//! # async fn demo() -> Result<(), wagate_store::StoreError> {
+//! let store = SqliteStore::connect("sqlite://data/wagate.db").await?; // creates file and folder
+//! store.migrate().await?;
+//! store.ping().await?;
+//! # Ok(()) }
+//! ```
+
+use async_trait::async_trait;
+use thiserror::Error;
+use time::OffsetDateTime;
+use wagate_domain::{
+    ApiKey, ApiKeyId, Jid, LastError, NewApiKey, OrgId, Page, PageRequest, Session, SessionId,
+    SessionStatus,
+};
+
+#[cfg(feature = "sqlite")]
+mod sqlite;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+
+/// What a store call can fail with.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// A row with the same unique value exists.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database cannot be reached or is busy; retrying may work.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A stored row does not parse into a domain value (written by a newer
+    /// version, or edited by hand).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Setting the database up (opening, migrating) failed.
+    #[error("database setup failed: {0}")]
+    Setup(String),
+}
+
+/// A change to a session; fields left `None` stay as they are. One patch is
+/// applied atomically, so concurrent patches of different fields never lose
+/// each other's writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionPatch {
+    /// New status.
+    pub status: Option<SessionStatus>,
+    /// New own JID (`Some(None)` clears it).
+    pub jid: Option<Option<Jid>>,
+    /// New push name (`Some(None)` clears it).
+    pub push_name: Option<Option<String>>,
+    /// Whether the gateway should keep the session connected.
+    pub keep_connected: Option<bool>,
+    /// When it last connected.
+    pub last_connected_at: Option<OffsetDateTime>,
+    /// New last error (`Some(None)` clears it).
+    pub last_error: Option<Option<LastError>>,
+}
+
+impl SessionPatch {
+    /// A patch that sets only the status.
+    pub fn status(status: SessionStatus) -> Self {
+        Self { status: Some(status), ..Self::default() }
+    }
+}
+
+/// The sessions of every organization. Every call a caller's request can
+/// reach takes the caller's [`OrgId`], and a session of another organization
+/// is indistinguishable from one that does not exist.
+#[async_trait]
+pub trait SessionRegistry: Send + Sync + std::fmt::Debug {
+    /// Stores a new session.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`] if the id exists; [`StoreError::Unavailable`].
+    async fn insert(&self, session: &Session) -> Result<(), StoreError>;
+
+    /// The session `id` of organization `org`, or `None`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn get(&self, org: &OrgId, id: &SessionId) -> Result<Option<Session>, StoreError>;
+
+    /// One page of `org`'s sessions, newest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn list(&self, org: &OrgId, page: PageRequest) -> Result<Page<Session>, StoreError>;
+
+    /// Applies `patch` to session `id` of `org` at `now`; the updated
+    /// session, or `None` if there is no such session.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn update(&self, org: &OrgId, id: &SessionId, patch: &SessionPatch, now: OffsetDateTime) -> Result<Option<Session>, StoreError>;
+
+    /// Applies `patch` to session `id` whatever its organization. Only for
+    /// what the WhatsApp adapter observes (its events carry no organization);
+    /// no caller's request reaches it.
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionRegistry::update`].
+    async fn record_observed(&self, id: &SessionId, patch: &SessionPatch, now: OffsetDateTime) -> Result<Option<Session>, StoreError>;
+
+    /// Deletes session `id` of `org`; whether it existed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn delete(&self, org: &OrgId, id: &SessionId) -> Result<bool, StoreError>;
+
+    /// Every session the gateway should keep connected (after a restart).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn to_keep_connected(&self) -> Result<Vec<Session>, StoreError>;
+
+    /// How many sessions are in each status (for metrics).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn count_by_status(&self) -> Result<Vec<(SessionStatus, u64)>, StoreError>;
+
+    /// Checks that the database answers.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// API keys, stored as the SHA-256 of their secret.
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync + std::fmt::Debug {
+    /// Stores a new key.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`] on a duplicate id or hash; [`StoreError::Unavailable`].
+    async fn insert_key(&self, key: &NewApiKey) -> Result<(), StoreError>;
+
+    /// The live (not revoked) key whose secret hashes to `hash`, expired or
+    /// not: the caller decides what expiry means.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn find_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiKey>, StoreError>;
+
+    /// `org`'s keys that are not revoked, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn list_keys(&self, org: &OrgId) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// Revokes key `id` (of `org`, when given: the CLI acts on any
+    /// organization); the revoked key, or `None` if there was no live key.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn revoke_key(&self, org: Option<&OrgId>, id: &ApiKeyId, now: OffsetDateTime) -> Result<Option<ApiKey>, StoreError>;
+
+    /// Records that key `id` was used at `at`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn touch_key(&self, id: &ApiKeyId, at: OffsetDateTime) -> Result<(), StoreError>;
+}

@@ -1,0 +1,465 @@
+//! [`SqliteStore`]: both store traits on one SQLite database through sqlx.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use wagate_domain::{
+    ApiKey, ApiKeyId, ApiKeyName, CapabilitySet, Jid, LastError, NewApiKey, OrgId, Page,
+    PageRequest, Session, SessionErrorCode, SessionId, SessionName, SessionStatus,
+};
+
+use crate::{ApiKeyStore, SessionPatch, SessionRegistry, StoreError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+const SESSION_COLUMNS: &str = "id, org_id, name, status, jid, push_name, keep_connected, created_at, updated_at, last_connected_at, last_error_code, last_error_message";
+const KEY_COLUMNS: &str = "id, org_id, name, capabilities, prefix, created_at, expires_at, last_used_at";
+
+/// The SQLite store. Cheap to clone (a connection pool inside).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating file and folder if missing) the database at `url`,
+    /// e.g. `sqlite://data/wagate.db` or `sqlite::memory:`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Setup`] when the URL is invalid or the file cannot be
+    /// created or opened.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Setup(format!("invalid database url: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let file = options.get_filename();
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory {
+            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Setup(format!("cannot create folder {}: {e}", dir.display()))
+                })?;
+            }
+        }
+        // An in-memory database lives as long as its one connection.
+        let max = if in_memory { 1 } else { 8 };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .min_connections(if in_memory { 1 } else { 0 })
+            .idle_timeout(if in_memory { None } else { Some(Duration::from_secs(600)) })
+            .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(3600)) })
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Setup(format!("cannot open database: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    /// Applies the embedded migrations that have not run yet.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Setup`] when a migration fails (the database is left at
+    /// the last migration that succeeded).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await.map_err(|e| StoreError::Setup(format!("migration failed: {e}")))
+    }
+
+    /// Closes every connection; later calls fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn db_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(d.message().to_owned()),
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+fn ts(t: OffsetDateTime) -> String {
+    // RFC 3339 formatting of a UTC OffsetDateTime cannot fail for years 0..=9999.
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+fn parse_ts(field: &str, s: &str) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::parse(s, &Rfc3339).map_err(|e| StoreError::Corrupt(format!("{field} '{s}': {e}")))
+}
+
+fn parse_opt_ts(field: &str, s: Option<String>) -> Result<Option<OffsetDateTime>, StoreError> {
+    s.map(|s| parse_ts(field, &s)).transpose()
+}
+
+fn corrupt(field: &str) -> impl Fn(sqlx::Error) -> StoreError + '_ {
+    move |e| StoreError::Corrupt(format!("{field}: {e}"))
+}
+
+fn session_from_row(row: &SqliteRow) -> Result<Session, StoreError> {
+    let get = |c: &'static str| row.try_get::<Option<String>, _>(c).map_err(corrupt(c));
+    let need = |c: &'static str| get(c)?.ok_or_else(|| StoreError::Corrupt(format!("{c} is null")));
+    let domain = |e: wagate_domain::DomainError| StoreError::Corrupt(e.to_string());
+    let id = SessionId::parse(&need("id")?).map_err(domain)?;
+    let status_text = need("status")?;
+    let last_error = match (get("last_error_code")?, get("last_error_message")?) {
+        (Some(code), message) => Some(LastError {
+            code: SessionErrorCode::from_name(&code).unwrap_or(SessionErrorCode::Internal),
+            message: message.unwrap_or_default(),
+        }),
+        (None, _) => None,
+    };
+    Ok(Session {
+        id,
+        org: OrgId::parse(&need("org_id")?).map_err(domain)?,
+        name: get("name")?.map(|n| SessionName::parse(&n)).transpose().map_err(domain)?,
+        status: SessionStatus::from_name(&status_text)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown status '{status_text}'")))?,
+        jid: get("jid")?.map(|j| Jid::parse(&j)).transpose().map_err(domain)?,
+        push_name: get("push_name")?,
+        keep_connected: row.try_get::<i64, _>("keep_connected").map_err(corrupt("keep_connected"))? != 0,
+        created_at: parse_ts("created_at", &need("created_at")?)?,
+        updated_at: parse_ts("updated_at", &need("updated_at")?)?,
+        last_connected_at: parse_opt_ts("last_connected_at", get("last_connected_at")?)?,
+        last_error,
+    })
+}
+
+fn key_from_row(row: &SqliteRow) -> Result<ApiKey, StoreError> {
+    let get = |c: &'static str| row.try_get::<Option<String>, _>(c).map_err(corrupt(c));
+    let need = |c: &'static str| get(c)?.ok_or_else(|| StoreError::Corrupt(format!("{c} is null")));
+    let domain = |e: wagate_domain::DomainError| StoreError::Corrupt(e.to_string());
+    Ok(ApiKey {
+        id: ApiKeyId::parse(&need("id")?).map_err(domain)?,
+        org: OrgId::parse(&need("org_id")?).map_err(domain)?,
+        name: ApiKeyName::parse(&need("name")?).map_err(domain)?,
+        capabilities: CapabilitySet::parse_list(&need("capabilities")?).map_err(domain)?,
+        prefix: need("prefix")?,
+        created_at: parse_ts("created_at", &need("created_at")?)?,
+        expires_at: parse_opt_ts("expires_at", get("expires_at")?)?,
+        last_used_at: parse_opt_ts("last_used_at", get("last_used_at")?)?,
+    })
+}
+
+impl SqliteStore {
+    async fn patch(&self, org: Option<&OrgId>, id: &SessionId, patch: &SessionPatch, now: OffsetDateTime) -> Result<Option<Session>, StoreError> {
+        let mut q = QueryBuilder::<Sqlite>::new("UPDATE sessions SET updated_at = ");
+        q.push_bind(ts(now));
+        if let Some(status) = patch.status {
+            q.push(", status = ").push_bind(status.as_str());
+        }
+        if let Some(jid) = &patch.jid {
+            q.push(", jid = ").push_bind(jid.as_ref().map(ToString::to_string));
+        }
+        if let Some(push_name) = &patch.push_name {
+            q.push(", push_name = ").push_bind(push_name.clone());
+        }
+        if let Some(keep) = patch.keep_connected {
+            q.push(", keep_connected = ").push_bind(i64::from(keep));
+        }
+        if let Some(at) = patch.last_connected_at {
+            q.push(", last_connected_at = ").push_bind(ts(at));
+        }
+        if let Some(error) = &patch.last_error {
+            q.push(", last_error_code = ").push_bind(error.as_ref().map(|e| e.code.as_str()));
+            q.push(", last_error_message = ").push_bind(error.as_ref().map(|e| e.message.clone()));
+        }
+        q.push(" WHERE id = ").push_bind(id.to_string());
+        if let Some(org) = org {
+            q.push(" AND org_id = ").push_bind(org.as_str().to_owned());
+        }
+        q.push(" RETURNING ").push(SESSION_COLUMNS);
+        let row = q.build().fetch_optional(&self.pool).await.map_err(db_err)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+}
+
+#[async_trait]
+impl SessionRegistry for SqliteStore {
+    async fn insert(&self, s: &Session) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (id, org_id, name, status, jid, push_name, keep_connected, created_at, updated_at, last_connected_at, last_error_code, last_error_message) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(s.id.to_string())
+        .bind(s.org.as_str().to_owned())
+        .bind(s.name.as_ref().map(|n| n.as_str().to_owned()))
+        .bind(s.status.as_str())
+        .bind(s.jid.as_ref().map(ToString::to_string))
+        .bind(s.push_name.clone())
+        .bind(i64::from(s.keep_connected))
+        .bind(ts(s.created_at))
+        .bind(ts(s.updated_at))
+        .bind(s.last_connected_at.map(ts))
+        .bind(s.last_error.as_ref().map(|e| e.code.as_str()))
+        .bind(s.last_error.as_ref().map(|e| e.message.clone()))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn get(&self, org: &OrgId, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ? AND org_id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(org.as_str().to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn list(&self, org: &OrgId, page: PageRequest) -> Result<Page<Session>, StoreError> {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT ");
+        q.push(SESSION_COLUMNS).push(" FROM sessions WHERE org_id = ").push_bind(org.as_str().to_owned());
+        if let Some(after) = page.after {
+            q.push(" AND id < ").push_bind(after.to_string());
+        }
+        // One extra row tells whether another page follows.
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(page.limit()) + 1);
+        let rows = q.build().fetch_all(&self.pool).await.map_err(db_err)?;
+        let mut items = rows.iter().map(session_from_row).collect::<Result<Vec<_>, _>>()?;
+        let more = items.len() > page.limit() as usize;
+        items.truncate(page.limit() as usize);
+        let next_cursor = if more { items.last().map(|s| s.id) } else { None };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn update(&self, org: &OrgId, id: &SessionId, patch: &SessionPatch, now: OffsetDateTime) -> Result<Option<Session>, StoreError> {
+        self.patch(Some(org), id, patch, now).await
+    }
+
+    async fn record_observed(&self, id: &SessionId, patch: &SessionPatch, now: OffsetDateTime) -> Result<Option<Session>, StoreError> {
+        self.patch(None, id, patch, now).await
+    }
+
+    async fn delete(&self, org: &OrgId, id: &SessionId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM sessions WHERE id = ? AND org_id = ?")
+            .bind(id.to_string())
+            .bind(org.as_str().to_owned())
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn to_keep_connected(&self) -> Result<Vec<Session>, StoreError> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE keep_connected = 1 ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await.map_err(db_err)?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    async fn count_by_status(&self) -> Result<Vec<(SessionStatus, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM sessions GROUP BY status")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let status: String = row.try_get("status").map_err(corrupt("status"))?;
+            let n: i64 = row.try_get("n").map_err(corrupt("n"))?;
+            if let Some(status) = SessionStatus::from_name(&status) {
+                out.push((status, u64::try_from(n).unwrap_or(0)));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ApiKeyStore for SqliteStore {
+    async fn insert_key(&self, new: &NewApiKey) -> Result<(), StoreError> {
+        let k = &new.key;
+        sqlx::query(
+            "INSERT INTO api_keys (id, org_id, name, capabilities, prefix, secret_hash, created_at, expires_at, last_used_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(k.id.to_string())
+        .bind(k.org.as_str().to_owned())
+        .bind(k.name.as_str().to_owned())
+        .bind(k.capabilities.to_string())
+        .bind(k.prefix.clone())
+        .bind(new.secret_hash.to_vec())
+        .bind(ts(k.created_at))
+        .bind(k.expires_at.map(ts))
+        .bind(k.last_used_at.map(ts))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn find_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiKey>, StoreError> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE secret_hash = ? AND revoked_at IS NULL");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(hash.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn list_keys(&self, org: &OrgId) -> Result<Vec<ApiKey>, StoreError> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE org_id = ? AND revoked_at IS NULL ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(org.as_str().to_owned())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn revoke_key(&self, org: Option<&OrgId>, id: &ApiKeyId, now: OffsetDateTime) -> Result<Option<ApiKey>, StoreError> {
+        let mut q = QueryBuilder::<Sqlite>::new("UPDATE api_keys SET revoked_at = ");
+        q.push_bind(ts(now)).push(" WHERE revoked_at IS NULL AND id = ").push_bind(id.to_string());
+        if let Some(org) = org {
+            q.push(" AND org_id = ").push_bind(org.as_str().to_owned());
+        }
+        q.push(" RETURNING ").push(KEY_COLUMNS);
+        let row = q.build().fetch_optional(&self.pool).await.map_err(db_err)?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn touch_key(&self, id: &ApiKeyId, at: OffsetDateTime) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
+            .bind(ts(at))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wagate_domain::{ApiKeySecret, Capability};
+
+    async fn store() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/nested/wagate.db", dir.path().display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        (store, dir)
+    }
+
+    fn org(s: &str) -> OrgId {
+        OrgId::parse(s).unwrap()
+    }
+
+    fn session(org_id: &str, n: u32, now: OffsetDateTime) -> Session {
+        Session {
+            id: SessionId::parse(&format!("sess_{n:026}")).unwrap(),
+            org: org(org_id),
+            name: Some(SessionName::parse("support").unwrap()),
+            status: SessionStatus::New,
+            jid: None,
+            push_name: None,
+            keep_connected: false,
+            created_at: now,
+            updated_at: now,
+            last_connected_at: None,
+            last_error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn sessions_are_scoped_by_org_and_paged_newest_first() {
+        let (store, _dir) = store().await;
+        let now = OffsetDateTime::now_utc();
+        for n in 1..=5 {
+            store.insert(&session("acme", n, now)).await.unwrap();
+        }
+        store.insert(&session("other", 6, now)).await.unwrap();
+        let s1 = session("acme", 1, now);
+        assert_eq!(store.get(&org("acme"), &s1.id).await.unwrap(), Some(s1.clone()));
+        assert_eq!(store.get(&org("other"), &s1.id).await.unwrap(), None);
+        assert!(matches!(store.insert(&s1).await, Err(StoreError::Conflict(_))));
+
+        let p1 = store.list(&org("acme"), PageRequest::new(Some(2), None).unwrap()).await.unwrap();
+        assert_eq!(p1.items.iter().map(|s| s.id.to_string()).collect::<Vec<_>>(), vec![format!("sess_{:026}", 5), format!("sess_{:026}", 4)]);
+        let p2 = store.list(&org("acme"), PageRequest::new(Some(2), p1.next_cursor).unwrap()).await.unwrap();
+        let p3 = store.list(&org("acme"), PageRequest::new(Some(2), p2.next_cursor).unwrap()).await.unwrap();
+        assert_eq!(p3.items.len(), 1);
+        assert_eq!(p3.next_cursor, None);
+
+        assert!(!store.delete(&org("other"), &s1.id).await.unwrap());
+        assert!(store.delete(&org("acme"), &s1.id).await.unwrap());
+        assert_eq!(store.get(&org("acme"), &s1.id).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn patches_change_only_their_fields() {
+        let (store, _dir) = store().await;
+        let now = OffsetDateTime::now_utc();
+        let s = session("acme", 1, now);
+        store.insert(&s).await.unwrap();
+        let later = now + time::Duration::seconds(5);
+        let jid = Jid::parse("15550001111@s.whatsapp.net").unwrap();
+        let patch = SessionPatch {
+            status: Some(SessionStatus::Connected),
+            jid: Some(Some(jid.clone())),
+            push_name: Some(Some("Acme".into())),
+            keep_connected: Some(true),
+            last_connected_at: Some(later),
+            last_error: Some(Some(LastError { code: SessionErrorCode::Unreachable, message: "x".into() })),
+        };
+        assert!(store.update(&org("other"), &s.id, &patch, later).await.unwrap().is_none());
+        let updated = store.update(&org("acme"), &s.id, &patch, later).await.unwrap().unwrap();
+        assert_eq!(updated.jid, Some(jid));
+        assert_eq!(updated.updated_at, later);
+        assert_eq!(updated.last_error.as_ref().unwrap().code, SessionErrorCode::Unreachable);
+        assert_eq!(store.to_keep_connected().await.unwrap().len(), 1);
+        let cleared = store
+            .record_observed(&s.id, &SessionPatch { jid: Some(None), last_error: Some(None), ..SessionPatch::status(SessionStatus::LoggedOut) }, later)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((cleared.jid, cleared.last_error, cleared.push_name.as_deref()), (None, None, Some("Acme")));
+        assert_eq!(store.count_by_status().await.unwrap(), vec![(SessionStatus::LoggedOut, 1)]);
+    }
+
+    #[tokio::test]
+    async fn api_keys_by_hash_list_revoke_touch() {
+        let (store, _dir) = store().await;
+        let now = OffsetDateTime::now_utc();
+        let secret = ApiKeySecret::from_random_bytes([7; 32]);
+        let key = ApiKey {
+            id: ApiKeyId::parse(&format!("key_{:026}", 1)).unwrap(),
+            org: org("acme"),
+            name: ApiKeyName::parse("ci").unwrap(),
+            capabilities: CapabilitySet::of([Capability::Read, Capability::Send]),
+            prefix: secret.display_prefix().to_owned(),
+            created_at: now,
+            expires_at: None,
+            last_used_at: None,
+        };
+        let hash = [9u8; 32];
+        store.insert_key(&NewApiKey { key: key.clone(), secret_hash: hash }).await.unwrap();
+        assert_eq!(store.find_by_hash(&hash).await.unwrap(), Some(key.clone()));
+        assert_eq!(store.list_keys(&org("acme")).await.unwrap().len(), 1);
+        assert!(store.list_keys(&org("other")).await.unwrap().is_empty());
+        store.touch_key(&key.id, now).await.unwrap();
+        assert_eq!(store.find_by_hash(&hash).await.unwrap().unwrap().last_used_at, Some(now));
+        assert!(store.revoke_key(Some(&org("other")), &key.id, now).await.unwrap().is_none());
+        assert!(store.revoke_key(Some(&org("acme")), &key.id, now).await.unwrap().is_some());
+        assert!(store.revoke_key(None, &key.id, now).await.unwrap().is_none());
+        assert_eq!(store.find_by_hash(&hash).await.unwrap(), None);
+    }
+}
