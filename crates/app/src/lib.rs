@@ -1,1 +1,29 @@
-//! placeholder
+//! # wagate-app
+//!
+//! The use cases of wagate, in one place: [`Gateway`]. Every method takes
+//! the calling [`Principal`](wagate_domain::Principal) first and checks, in
+//! this order, that the caller holds the capability the use case needs
+//! (before any lookup, so a refusal reveals nothing), that the session
+//! belongs to the caller's organization (another organization's session is
+//! "not found"), and only then acts through the ports: the
+//! [`SessionRegistry`](wagate_store::SessionRegistry) and
+//! [`ApiKeyStore`](wagate_store::ApiKeyStore) for state, the
+//! [`WhatsAppPort`](wagate_whatsapp_port::WhatsAppPort) for WhatsApp.
+//!
+//! [`SessionEventRecorder`] is the other way in: it receives what the
+//! WhatsApp adapter observes (a QR shown, a link made, a connection lost) and
+//! writes it to the session registry.
+//!
+//! Errors are [`AppError`]; the HTTP layer maps them to its envelope.
+
+mod api_keys;
+mod contacts;
+mod error;
+mod gateway;
+mod lifecycle;
+mod sessions;
+
+pub use api_keys::{CreatedApiKey, NewApiKeyRequest};
+pub use error::AppError;
+pub use gateway::{Gateway, GatewayDeps};
+pub use lifecycle::SessionEventRecorder;

@@ -1,0 +1,65 @@
+use thiserror::Error;
+use wagate_domain::{Absence, Capability, DomainError, SessionStatus};
+use wagate_store::StoreError;
+
+/// What a use case can fail with. The HTTP layer maps each variant to one
+/// status and error code; the texts of `Internal` and `Unavailable` are for
+/// logs only.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AppError {
+    /// Input did not parse or is not allowed here.
+    #[error(transparent)]
+    InvalidArgument(#[from] DomainError),
+    /// The caller lacks the capability.
+    #[error("missing capability '{required}'")]
+    Forbidden {
+        /// The capability that was needed.
+        required: Capability,
+    },
+    /// Nothing there (or it belongs to another organization).
+    #[error("{what}")]
+    NotFound {
+        /// What was not found, for people: "session not found".
+        what: &'static str,
+        /// Why WhatsApp had nothing to show, when it says.
+        reason: Option<Absence>,
+    },
+    /// The request conflicts with the resource's state.
+    #[error("{message}")]
+    Conflict {
+        /// For people.
+        message: &'static str,
+        /// The session's status, when that is the conflict.
+        status: Option<SessionStatus>,
+    },
+    /// A live call on a session that is not connected.
+    #[error("session is not connected")]
+    NotConnected {
+        /// The session's status.
+        status: SessionStatus,
+    },
+    /// WhatsApp did not answer in time.
+    #[error("WhatsApp did not answer in time")]
+    Timeout,
+    /// A transient failure upstream or of the database.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure; details are logged, not shown.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    pub(crate) fn session_not_found() -> Self {
+        AppError::NotFound { what: "session not found", reason: None }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => AppError::Unavailable(m),
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}
