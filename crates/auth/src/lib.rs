@@ -3,7 +3,7 @@
 //! Turns a bearer token into a [`Principal`] — an organization and what the
 //! caller may do in it — or a rejection. Each kind of token has a verifier
 //! implementing [`Authenticator`]: [`ApiKeyVerifier`] for `wgk_…` API keys
-//! and `JwtVerifier` for login JWTs signed by the frontend (checked against
+//! and [`JwtVerifier`] for login JWTs signed by the frontend (checked against
 //! its JWKS). [`AuthenticatorChain`] tries them in turn: the first verifier
 //! that recognises the token decides. [`RolePolicy`] maps a JWT's role to
 //! capabilities.
@@ -24,7 +24,7 @@
 
 mod api_key;
 mod chain;
-// mod jwt; (JwtVerifier: being written)
+mod jwt;
 mod policy;
 
 use async_trait::async_trait;
@@ -33,6 +33,7 @@ use wagate_domain::Principal;
 
 pub use api_key::{ApiKeyCache, ApiKeyVerifier, Entropy, OsEntropy, hash_secret, mint_api_key};
 pub use chain::AuthenticatorChain;
+pub use jwt::{JwksCache, JwksError, JwtConfig, JwtVerifier, KeySet};
 pub use policy::RolePolicy;
 
 /// Longest bearer token looked at; longer ones are rejected unparsed.

@@ -1,1 +1,133 @@
-//! placeholder
+//! # wagate-http
+//!
+//! wagate's HTTP API on actix-web: every route of the v1 contract, the
+//! [`Caller`] extractor that authenticates the bearer token, one error
+//! envelope ([`ApiError`]) for every non-2xx answer — including unknown
+//! routes, wrong methods, malformed or oversized bodies and panics —,
+//! `X-Request-Id` on every answer, Prometheus [`Metrics`] and the OpenAPI
+//! document ([`openapi::json`]).
+//!
+//! The handlers are thin: they parse the request into domain values, call
+//! one use case of [`wagate_app::Gateway`], and turn its answer into JSON.
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # fn demo(gateway: Arc<wagate_app::Gateway>, auth: Arc<dyn wagate_auth::Authenticator>) -> std::io::Result<()> {
+//! let state = wagate_http::AppState::new(gateway, auth).map_err(std::io::Error::other)?;
+//! let listener = std::net::TcpListener::bind("127.0.0.1:8080")?;
+//! let server = wagate_http::server(listener, state, None)?; // await it inside an actix/tokio runtime
+//! # Ok(()) }
+//! ```
+
+mod dto;
+mod error;
+mod extract;
+mod metrics;
+mod middleware;
+pub mod openapi;
+mod qr;
+mod routes;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::{App, HttpServer, web};
+use wagate_app::Gateway;
+use wagate_auth::Authenticator;
+
+pub use error::ApiError;
+pub use extract::Caller;
+pub use metrics::Metrics;
+
+/// The largest request body accepted (64 KiB).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Everything the handlers share; built once by the binary.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The use cases.
+    pub gateway: Arc<Gateway>,
+    /// The bearer-token chain (JWT, then API key).
+    pub authenticator: Arc<dyn Authenticator>,
+    /// The metrics registry.
+    pub metrics: Metrics,
+    openapi_json: web::Bytes,
+    docs_html: web::Bytes,
+}
+
+impl AppState {
+    /// The state of an app over `gateway`, authenticating with `authenticator`.
+    ///
+    /// # Errors
+    ///
+    /// When the metrics cannot be registered (a bug).
+    pub fn new(gateway: Arc<Gateway>, authenticator: Arc<dyn Authenticator>) -> Result<Self, prometheus::Error> {
+        let openapi_json = web::Bytes::from(openapi::json());
+        let docs_html = web::Bytes::from(utoipa_scalar::Scalar::new(openapi::document()).to_html());
+        Ok(Self { gateway, authenticator, metrics: Metrics::new()?, openapi_json, docs_html })
+    }
+}
+
+/// Registers every route, the shared state and the extractor limits on `cfg`.
+/// Wrap the app in [`middleware::edge`] (as [`server`] does) to get request
+/// ids, metrics and the envelope on answers actix makes itself.
+pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
+    use routes::{api_keys, contacts, ops, sessions};
+
+    // Routes are named by their pattern, so metrics label them without
+    // allocating.
+    macro_rules! resource {
+        ($path:literal) => {
+            web::resource($path).name($path)
+        };
+    }
+
+    cfg.app_data(state)
+        .app_data(web::PayloadConfig::new(MAX_BODY))
+        .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::invalid("query", format!("malformed query string: {e}")).into()))
+        .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::invalid("path", format!("malformed path: {e}")).into()))
+        .service(resource!("/api/v1/sessions").route(web::post().to(sessions::create)).route(web::get().to(sessions::list)))
+        .service(resource!("/api/v1/sessions/{sessionId}").route(web::get().to(sessions::get)).route(web::delete().to(sessions::delete)))
+        .service(resource!("/api/v1/sessions/{sessionId}/connect").route(web::post().to(sessions::connect)))
+        .service(resource!("/api/v1/sessions/{sessionId}/disconnect").route(web::post().to(sessions::disconnect)))
+        .service(resource!("/api/v1/sessions/{sessionId}/logout").route(web::post().to(sessions::logout)))
+        .service(resource!("/api/v1/sessions/{sessionId}/qr").route(web::get().to(sessions::qr_code)))
+        .service(resource!("/api/v1/sessions/{sessionId}/pairing-code").route(web::post().to(sessions::pairing_code)))
+        .service(resource!("/api/v1/sessions/{sessionId}/contacts/{jid}/picture").route(web::get().to(contacts::picture)))
+        .service(resource!("/api/v1/sessions/{sessionId}/contacts/{jid}/about").route(web::get().to(contacts::about)))
+        .service(resource!("/api/v1/sessions/{sessionId}/contacts/{jid}/block").route(web::post().to(contacts::block)))
+        .service(resource!("/api/v1/sessions/{sessionId}/contacts/{jid}/unblock").route(web::post().to(contacts::unblock)))
+        .service(resource!("/api/v1/sessions/{sessionId}/blocklist").route(web::get().to(contacts::blocklist)))
+        .service(resource!("/api/v1/api-keys").route(web::post().to(api_keys::create)).route(web::get().to(api_keys::list)))
+        .service(resource!("/api/v1/api-keys/{id}").route(web::delete().to(api_keys::revoke)))
+        .service(resource!("/healthz").route(web::get().to(ops::healthz)))
+        .service(resource!("/readyz").route(web::get().to(ops::readyz)))
+        .service(resource!("/openapi.json").route(web::get().to(ops::openapi)))
+        .service(resource!("/docs").route(web::get().to(ops::docs)))
+        .service(resource!("/metrics").route(web::get().to(ops::metrics)))
+        .default_service(web::to(|| async {
+            Err::<actix_web::HttpResponse, _>(ApiError::new(actix_web::http::StatusCode::NOT_FOUND, "not_found", "no such route"))
+        }));
+}
+
+/// An HTTP server on `listener` serving the whole API (not started until
+/// awaited). It stops gracefully on SIGTERM or Ctrl-C: requests in flight
+/// finish (up to 10 s), then the returned future resolves.
+///
+/// # Errors
+///
+/// When the listener cannot be used.
+pub fn server(listener: TcpListener, state: AppState, workers: Option<usize>) -> std::io::Result<actix_web::dev::Server> {
+    let state = web::Data::new(state);
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(middleware::edge))
+            .configure(|cfg| configure(cfg, state.clone()))
+    })
+    .shutdown_timeout(10);
+    if let Some(n) = workers {
+        server = server.workers(n);
+    }
+    Ok(server.listen(listener)?.run())
+}
+

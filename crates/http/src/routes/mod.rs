@@ -1,0 +1,6 @@
+//! Route handlers, one module per area of the API.
+
+pub(crate) mod api_keys;
+pub(crate) mod contacts;
+pub(crate) mod ops;
+pub(crate) mod sessions;

@@ -1,0 +1,50 @@
+//! Operations routes: health, readiness, OpenAPI, docs, metrics (no auth).
+
+use actix_web::{HttpResponse, web};
+
+use crate::{ApiError, AppState};
+
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process runs.")))]
+pub(crate) async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "The database answers and the JWKS (if configured) has loaded."),
+        (status = 503, description = "Not ready.", body = crate::dto::ErrorEnvelope),
+    ))]
+pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let database = state.gateway.is_ready().await;
+    let auth = state.authenticator.is_ready();
+    if database && auth {
+        Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
+    } else {
+        Err(ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", "not ready")
+            .detail("database", if database { "ok" } else { "unavailable" })
+            .detail("auth", if auth { "ok" } else { "key set not loaded" }))
+    }
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "This document (OpenAPI 3.1).")))]
+pub(crate) async fn openapi(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(state.openapi_json.clone())
+}
+
+#[utoipa::path(get, path = "/docs", tag = "operations",
+    responses((status = 200, description = "A page that renders the OpenAPI document.", content_type = "text/html")))]
+pub(crate) async fn docs(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(state.docs_html.clone())
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format.", content_type = "text/plain")))]
+pub(crate) async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if let Ok(counts) = state.gateway.sessions_by_status().await {
+        state.metrics.set_sessions(&counts);
+    }
+    let text = state.metrics.render().map_err(|e| ApiError::internal(&e))?;
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text))
+}
