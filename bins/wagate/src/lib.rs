@@ -1,1 +1,97 @@
-//! x
+//! # wagate (the binary's library)
+//!
+//! Wiring only: [`Config`] is read once, [`Services::build`] turns it into
+//! the ports and the [`Gateway`](wagate_app::Gateway) (dependency injection
+//! through `Arc<dyn Port>`), and [`Application`] serves them over HTTP. The
+//! `wagate` command line ([`cli`]) runs on the same pieces. There is no
+//! business logic here.
+//!
+//! Tests start the real application on a free port:
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let mut config = wagate::Config::default();
+//! config.server.bind = "127.0.0.1:0".into();
+//! let app = wagate::Application::build(config).await?;
+//! let port = app.port();
+//! tokio::spawn(app.run_until_stopped());
+//! # Ok(()) }
+//! ```
+
+pub mod cli;
+pub mod config;
+mod services;
+pub mod telemetry;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+pub use config::Config;
+pub use services::Services;
+
+/// The gateway, bound to its port, ready to run.
+pub struct Application {
+    port: u16,
+    services: Services,
+    server: actix_web::dev::Server,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application").field("port", &self.port).finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Builds everything from `config` and binds the listener (port 0 picks
+    /// a free one). Migrations run here.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be opened or migrated, the address cannot be
+    /// bound, or the configuration asks for something this build lacks.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let services = Services::build(&config).await?;
+        let listener = TcpListener::bind(&config.server.bind)
+            .with_context(|| format!("cannot listen on {}", config.server.bind))?;
+        let port = listener.local_addr()?.port();
+        let state = wagate_http::AppState::new(services.gateway.clone(), services.authenticator.clone())?;
+        let server = wagate_http::server(listener, state, config.server.workers)?;
+        Ok(Self { port, services, server })
+    }
+
+    /// The port the gateway listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The use cases (tests use it to create API keys without the CLI).
+    pub fn gateway(&self) -> Arc<wagate_app::Gateway> {
+        self.services.gateway.clone()
+    }
+
+    /// Serves until SIGTERM or Ctrl-C (or the server is stopped), then
+    /// closes everything cleanly. Sessions that should be connected are
+    /// resumed in the background as soon as serving starts.
+    ///
+    /// # Errors
+    ///
+    /// When the server fails.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let gateway = self.services.gateway.clone();
+        tokio::spawn(async move {
+            match gateway.resume_sessions().await {
+                Ok(n) if n > 0 => tracing::info!(sessions = n, "resumed sessions"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "could not resume sessions"),
+            }
+        });
+        tracing::info!(port = self.port, "wagate is listening");
+        let result = self.server.await;
+        self.services.shutdown().await;
+        tracing::info!("wagate stopped");
+        result.context("HTTP server failed")
+    }
+}

@@ -10,6 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{ResponseError, web};
+
 use futures_util::FutureExt;
 
 use crate::{ApiError, AppState};
@@ -36,15 +37,18 @@ pub(crate) async fn edge(req: ServiceRequest, next: Next<impl MessageBody + 'sta
         Some(v) if acceptable_id(v) => v.clone(),
         _ => HeaderValue::from_str(&ulid::Ulid::new().to_string()).unwrap_or(HeaderValue::from_static("-")),
     };
-    let http_req = req.request().clone();
+    // No clone of the request may live across `next.call`: routing needs
+    // the only reference to it.
     let state = req.app_data::<web::Data<AppState>>().cloned();
 
     let mut res = match AssertUnwindSafe(next.call(req)).catch_unwind().await {
         Ok(Ok(res)) => res.map_into_boxed_body(),
-        Ok(Err(e)) => ServiceResponse::new(http_req.clone(), e.error_response()),
+        // Handler errors are already responses; this is a middleware's error.
+        // actix answers an `Err` with its `error_response`: make that the envelope.
+        Ok(Err(e)) => return Err(ApiError::for_status(e.as_response_error().status_code()).into()),
         Err(_) => {
-            tracing::error!(request_id = ?request_id, path = http_req.path(), "handler panicked");
-            ServiceResponse::new(http_req.clone(), ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR).error_response())
+            tracing::error!(request_id = ?request_id, "handler panicked");
+            return Err(ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR).into());
         }
     };
 

@@ -388,7 +388,7 @@ mod tests {
 
     #[test]
     fn skips_unusable_keys() {
-        let mut with = |extra: serde_json::Value| {
+        let with = |extra: serde_json::Value| {
             let mut k = rsa("x");
             for (name, value) in extra.as_object().unwrap() {
                 k[name] = value.clone();

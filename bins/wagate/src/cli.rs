@@ -1,0 +1,172 @@
+//! The `wagate` command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use wagate_app::NewApiKeyRequest;
+use wagate_domain::{ApiKeyId, ApiKeyName, CapabilitySet, OrgId};
+
+use crate::{Application, Config, Services, telemetry};
+
+/// wagate: a multi-tenant WhatsApp gateway.
+#[derive(Debug, Parser)]
+#[command(name = "wagate", version, about)]
+pub struct Cli {
+    /// TOML configuration file (default: ./wagate.toml if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (the default).
+    Serve,
+    /// Manage API keys.
+    #[command(name = "api-key", subcommand)]
+    ApiKey(ApiKeyCommand),
+    /// Apply database migrations (serve also does).
+    Migrate,
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+/// `wagate api-key …`
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key; its secret is printed once.
+    Create {
+        /// Organization the key acts in.
+        #[arg(long)]
+        org: String,
+        /// Label.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: read,send,manage,admin.
+        #[arg(long, value_name = "LIST")]
+        capabilities: String,
+        /// RFC 3339 expiry (default: never).
+        #[arg(long, value_name = "TIME")]
+        expires_at: Option<String>,
+        /// Print one JSON object and nothing else.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List an organization's keys (never their secrets).
+    List {
+        /// Organization.
+        #[arg(long)]
+        org: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key.
+    Revoke {
+        /// `key_…`
+        key_id: String,
+    },
+}
+
+/// Runs the parsed command line.
+///
+/// # Errors
+///
+/// Whatever the command fails with, for `main` to print.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    telemetry::init(&config.log);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => Application::build(config).await?.run_until_stopped().await,
+        Command::Migrate => {
+            let services = Services::build(&config).await?;
+            services.shutdown().await;
+            tracing::info!("database is up to date");
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", wagate_http::openapi::json());
+            Ok(())
+        }
+        Command::ApiKey(cmd) => {
+            let services = Services::build(&config).await?;
+            let result = api_key(&services, cmd, &mut std::io::stdout().lock()).await;
+            services.shutdown().await;
+            result
+        }
+    }
+}
+
+/// Runs an `api-key` command, printing to `out`.
+///
+/// # Errors
+///
+/// On invalid arguments or a store failure.
+pub async fn api_key(services: &Services, cmd: ApiKeyCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    let gateway = &services.gateway;
+    match cmd {
+        ApiKeyCommand::Create { org, name, capabilities, expires_at, json } => {
+            let org = OrgId::parse(&org).context("--org")?;
+            let request = NewApiKeyRequest {
+                name: ApiKeyName::parse(&name).context("--name")?,
+                capabilities: CapabilitySet::parse_list(&capabilities).context("--capabilities")?,
+                expires_at: expires_at
+                    .as_deref()
+                    .map(|t| OffsetDateTime::parse(t, &Rfc3339))
+                    .transpose()
+                    .context("--expires-at must be RFC 3339, e.g. 2030-01-01T00:00:00Z")?,
+            };
+            let created = gateway.issue_api_key(&org, request).await?;
+            if json {
+                let body = serde_json::json!({
+                    "id": created.key.id.to_string(),
+                    "key": created.secret.expose(),
+                    "org": org.as_str(),
+                    "capabilities": created.key.capabilities,
+                });
+                writeln!(out, "{body}")?;
+            } else {
+                writeln!(out, "Created API key {} for organization {} ({}).", created.key.id, org, created.key.capabilities)?;
+                writeln!(out, "Secret (shown only now, store it safely):\n{}", created.secret.expose())?;
+            }
+        }
+        ApiKeyCommand::List { org, json } => {
+            let org = OrgId::parse(&org).context("--org")?;
+            let keys = gateway.api_keys_of(&org).await?;
+            if json {
+                let rows: Vec<_> = keys
+                    .iter()
+                    .map(|k| {
+                        serde_json::json!({
+                            "id": k.id.to_string(), "name": k.name.as_str(), "capabilities": k.capabilities,
+                            "prefix": k.prefix, "createdAt": k.created_at.format(&Rfc3339).ok(),
+                            "expiresAt": k.expires_at.and_then(|t| t.format(&Rfc3339).ok()),
+                            "lastUsedAt": k.last_used_at.and_then(|t| t.format(&Rfc3339).ok()),
+                        })
+                    })
+                    .collect();
+                writeln!(out, "{}", serde_json::Value::Array(rows))?;
+            } else if keys.is_empty() {
+                writeln!(out, "No API keys for organization {org}.")?;
+            } else {
+                writeln!(out, "{:<30} {:<14} {:<24} NAME", "ID", "PREFIX", "CAPABILITIES")?;
+                for k in keys {
+                    writeln!(out, "{:<30} {:<14} {:<24} {}", k.id, k.prefix, k.capabilities.to_string(), k.name.as_str())?;
+                }
+            }
+        }
+        ApiKeyCommand::Revoke { key_id } => {
+            let id = ApiKeyId::parse(&key_id).context("KEY_ID")?;
+            gateway.revoke_any_api_key(&id).await.with_context(|| format!("revoking {id}"))?;
+            writeln!(out, "Revoked {id}.")?;
+        }
+    }
+    Ok(())
+}

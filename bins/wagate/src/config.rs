@@ -1,0 +1,302 @@
+//! The one typed configuration of wagate, read in one place: defaults, then
+//! an optional TOML file, then `WAGATE__SECTION__KEY` environment variables.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Deserializer};
+
+/// A value that must never be printed (passwords in URLs, …).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    /// Wraps a value.
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+
+    /// The value; only where it is used, never for printing.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Secret<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        T::deserialize(d).map(Secret)
+    }
+}
+
+/// All of wagate's settings (see docs/configuration.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `server.*`
+    pub server: ServerConfig,
+    /// `database.*`
+    pub database: DatabaseConfig,
+    /// `auth.*`
+    pub auth: AuthConfig,
+    /// `whatsapp.*`
+    pub whatsapp: WhatsAppConfig,
+    /// `log.*`
+    pub log: LogConfig,
+}
+
+/// `server.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listen address (`127.0.0.1:8080`; port 0 picks a free port).
+    pub bind: String,
+    /// HTTP worker threads (default: one per CPU core).
+    pub workers: Option<usize>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { bind: "127.0.0.1:8080".into(), workers: None }
+    }
+}
+
+/// `database.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://data/wagate.db`; file and folder are created if missing.
+    pub url: Secret<String>,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: Secret::new("sqlite://data/wagate.db".into()) }
+    }
+}
+
+/// `auth.*`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `auth.jwt.*`
+    pub jwt: JwtSettings,
+    /// `auth.roles.<role>`: capabilities of a role, replacing or adding to
+    /// the default table (a list, or a comma-separated string in the
+    /// environment).
+    pub roles: BTreeMap<String, StringList>,
+}
+
+/// `auth.jwt.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtSettings {
+    /// The frontend's JWKS URL; unset disables login JWTs.
+    pub jwks_url: Option<String>,
+    /// Required `iss`, when set.
+    pub issuer: Option<String>,
+    /// Required `aud`, when set.
+    pub audience: Option<String>,
+    /// Claim holding the organization id.
+    pub org_claim: String,
+    /// Claim holding the role.
+    pub role_claim: String,
+    /// Clock skew allowed on `exp`/`nbf`, seconds.
+    pub leeway_secs: u64,
+    /// How often the JWKS is refetched, seconds.
+    pub refresh_secs: u64,
+    /// HTTP timeout of one JWKS fetch, seconds.
+    pub fetch_timeout_secs: u64,
+}
+
+impl Default for JwtSettings {
+    fn default() -> Self {
+        Self {
+            jwks_url: None,
+            issuer: None,
+            audience: None,
+            org_claim: "org_id".into(),
+            role_claim: "role".into(),
+            leeway_secs: 60,
+            refresh_secs: 300,
+            fetch_timeout_secs: 5,
+        }
+    }
+}
+
+/// A list given either as a list or as one comma-separated string.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StringList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for StringList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            List(Vec<String>),
+            One(String),
+        }
+        Ok(StringList(match Either::deserialize(d)? {
+            Either::List(v) => v,
+            Either::One(s) => s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect(),
+        }))
+    }
+}
+
+/// Which WhatsApp adapter serves the sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AdapterKind {
+    /// WhatsApp itself, through whatsapp-rust (not in this build yet).
+    Live,
+    /// The deterministic in-memory fake.
+    #[default]
+    Fake,
+}
+
+/// `whatsapp.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WhatsAppConfig {
+    /// `live` or `fake`.
+    pub adapter: AdapterKind,
+    /// Deadline of a live action, seconds.
+    pub request_timeout_secs: u64,
+    /// `whatsapp.fake.*`
+    pub fake: FakeSettings,
+    /// `whatsapp.live.*`
+    pub live: LiveSettings,
+}
+
+impl Default for WhatsAppConfig {
+    fn default() -> Self {
+        Self { adapter: AdapterKind::default(), request_timeout_secs: 15, fake: FakeSettings::default(), live: LiveSettings::default() }
+    }
+}
+
+/// `whatsapp.fake.*`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FakeSettings {
+    /// JSON file describing the fake world; unset uses the built-in one.
+    pub fixtures: Option<PathBuf>,
+}
+
+/// `whatsapp.live.*` (read by the live adapter).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveSettings {
+    /// Another server URL (a simulator's).
+    pub url: Option<String>,
+    /// Pinned WhatsApp Web version, e.g. `2.3000.1042742319`.
+    pub version: Option<String>,
+    /// SQLite file of the devices' keys.
+    pub store: Option<PathBuf>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people.
+    #[default]
+    Pretty,
+    /// One JSON object per line, for production.
+    Json,
+}
+
+/// `log.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `pretty` or `json`.
+    pub format: LogFormat,
+    /// A level (`info`) or a filter (`wagate=debug,info`).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Pretty, level: "info".into() }
+    }
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then `file` (or `wagate.toml` in
+    /// the working directory, if present), then the environment.
+    ///
+    /// # Errors
+    ///
+    /// When the named file is missing or invalid, or a value has the wrong
+    /// type or an unknown key.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given (for tests).
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::load`].
+    pub fn load_from(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
+        let mut builder = config::Config::builder();
+        match file {
+            Some(path) => builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml).required(true)),
+            None => builder = builder.add_source(config::File::new("wagate.toml", config::FileFormat::Toml).required(false)),
+        }
+        let env: config::Map<String, String> = env.into_iter().filter(|(k, _)| k.starts_with("WAGATE__")).collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("WAGATE")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        let cfg = builder.build().context("reading configuration")?;
+        cfg.try_deserialize().context("invalid configuration")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_then_file_then_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("w.toml");
+        std::fs::write(&file, "[server]\nbind = \"0.0.0.0:9000\"\n[whatsapp]\nrequest_timeout_secs = 3\n[auth.roles]\nguest = [\"read\"]\n").unwrap();
+        let c = Config::load_from(Some(&file), env(&[("WAGATE__WHATSAPP__REQUEST_TIMEOUT_SECS", "7"), ("WAGATE__AUTH__JWT__JWKS_URL", "http://idp/jwks"), ("WAGATE__AUTH__ROLES__AUDITOR", "read, send"), ("OTHER", "x")])).unwrap();
+        assert_eq!(c.server.bind, "0.0.0.0:9000");
+        assert_eq!(c.whatsapp.request_timeout_secs, 7);
+        assert_eq!(c.auth.jwt.jwks_url.as_deref(), Some("http://idp/jwks"));
+        assert_eq!(c.auth.jwt.org_claim, "org_id");
+        assert_eq!(c.auth.roles["guest"].0, vec!["read"]);
+        assert_eq!(c.auth.roles["auditor"].0, vec!["read", "send"]);
+        assert_eq!(c.database.url.expose(), "sqlite://data/wagate.db");
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_errors() {
+        assert!(Config::load_from(None, env(&[("WAGATE__SERVER__BIN", "x")])).is_err());
+        assert!(Config::load_from(None, env(&[("WAGATE__WHATSAPP__ADAPTER", "carrier-pigeon")])).is_err());
+        assert!(Config::load_from(Some(Path::new("/nonexistent/wagate.toml")), env(&[])).is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let c = Config::load_from(None, env(&[("WAGATE__DATABASE__URL", "postgres://u:hunter2@db/w")])).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}
