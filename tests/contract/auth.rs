@@ -25,7 +25,11 @@ fn routes(session: &str) -> Vec<(Method, String, &'static str)> {
         (Method::GET, format!("{s}/blocklist"), "read"),
         (Method::POST, "/api/v1/api-keys".into(), "admin"),
         (Method::GET, "/api/v1/api-keys".into(), "admin"),
-        (Method::DELETE, "/api/v1/api-keys/key_01JBZ5T0Q4M6Y8V2K3N7R9S1WX".into(), "admin"),
+        (
+            Method::DELETE,
+            "/api/v1/api-keys/key_01JBZ5T0Q4M6Y8V2K3N7R9S1WX".into(),
+            "admin",
+        ),
     ]
 }
 
@@ -58,13 +62,25 @@ async fn every_route_needs_a_valid_bearer_token() {
                 r = r.json(&b);
             }
             let res = r.send().await.unwrap();
-            assert_eq!(res.headers().get("www-authenticate").map(|v| v.to_str().unwrap()), Some("Bearer"), "{method} {path}");
+            assert_eq!(
+                res.headers()
+                    .get("www-authenticate")
+                    .map(|v| v.to_str().unwrap()),
+                Some("Bearer"),
+                "{method} {path}"
+            );
             let e = assert_error(res, 401, "unauthorized").await;
             assert_eq!(e["message"], "missing or invalid bearer token");
         }
     }
     for header in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer  ", "wgk_abc"] {
-        let res = app.client.get(format!("{}/api/v1/sessions", app.address)).header("authorization", header).send().await.unwrap();
+        let res = app
+            .client
+            .get(format!("{}/api/v1/sessions", app.address))
+            .header("authorization", header)
+            .send()
+            .await
+            .unwrap();
         assert_error(res, 401, "unauthorized").await;
     }
 }
@@ -80,7 +96,9 @@ async fn each_route_refuses_a_caller_without_its_capability_before_any_lookup() 
     let all = ["read", "send", "manage", "admin"];
     let owner = app.key("acme", "read,send,manage,admin").await;
     let real = app.connected_session(&owner).await;
-    let foreign = app.connected_session(&app.key("globex", "read,manage").await).await;
+    let foreign = app
+        .connected_session(&app.key("globex", "read,manage").await)
+        .await;
 
     for session in [GHOST, real.as_str(), foreign.as_str()] {
         for (method, path, needed) in routes(session) {
@@ -130,6 +148,11 @@ async fn another_organizations_session_does_not_exist_for_you() {
     let s = json(app.get(&format!("/api/v1/sessions/{theirs}"), &b).await).await;
     assert_eq!(s["status"], "connected");
     let list = json(app.get("/api/v1/sessions", &a).await).await;
-    let ids: Vec<_> = list["data"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    let ids: Vec<_> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec![mine.as_str()]);
 }

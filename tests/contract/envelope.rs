@@ -8,9 +8,23 @@ async fn unknown_routes_and_wrong_methods_have_the_envelope() {
     let e = assert_error(app.get("/api/v2/nothing", &key).await, 404, "not_found").await;
     assert_eq!(e["message"], "no such route");
     assert_error(app.get("/", "").await, 404, "not_found").await;
-    for (method, path) in [(Method::PUT, "/api/v1/sessions"), (Method::PATCH, "/api/v1/sessions/sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX"), (Method::POST, "/healthz"), (Method::GET, "/api/v1/sessions/sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX/connect")] {
+    for (method, path) in [
+        (Method::PUT, "/api/v1/sessions"),
+        (
+            Method::PATCH,
+            "/api/v1/sessions/sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX",
+        ),
+        (Method::POST, "/healthz"),
+        (
+            Method::GET,
+            "/api/v1/sessions/sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX/connect",
+        ),
+    ] {
         let res = app.req(method.clone(), path, &key).send().await.unwrap();
-        assert!(res.headers().get("allow").is_some() || res.status() == 405, "{method} {path}");
+        assert!(
+            res.headers().get("allow").is_some() || res.status() == 405,
+            "{method} {path}"
+        );
         assert_error(res, 405, "method_not_allowed").await;
     }
 }
@@ -18,20 +32,52 @@ async fn unknown_routes_and_wrong_methods_have_the_envelope() {
 #[tokio::test]
 async fn request_ids_are_echoed_or_made() {
     let app = TestApp::spawn().await;
-    let res = app.client.get(format!("{}/healthz", app.address)).header("x-request-id", "abc-123").send().await.unwrap();
+    let res = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.headers()["x-request-id"], "abc-123");
-    let res = app.client.get(format!("{}/healthz", app.address)).send().await.unwrap();
+    let res = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.headers()["x-request-id"].len(), 26);
-    let res = app.client.get(format!("{}/healthz", app.address)).header("x-request-id", "bad id with spaces").send().await.unwrap();
+    let res = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .header("x-request-id", "bad id with spaces")
+        .send()
+        .await
+        .unwrap();
     assert_ne!(res.headers()["x-request-id"], "bad id with spaces");
-    let res = app.client.get(format!("{}/api/v1/sessions", app.address)).header("x-request-id", "req-9").send().await.unwrap();
-    assert_eq!(res.headers()["x-request-id"], "req-9", "error answers carry it too");
+    let res = app
+        .client
+        .get(format!("{}/api/v1/sessions", app.address))
+        .header("x-request-id", "req-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["x-request-id"],
+        "req-9",
+        "error answers carry it too"
+    );
 }
 
 #[tokio::test]
 async fn malformed_query_strings_are_invalid_arguments() {
     let app = TestApp::spawn().await;
     let key = app.key("acme", "read").await;
-    let e = assert_error(app.get("/api/v1/sessions?limit=%ZZ", &key).await, 400, "invalid_argument").await;
+    let e = assert_error(
+        app.get("/api/v1/sessions?limit=%ZZ", &key).await,
+        400,
+        "invalid_argument",
+    )
+    .await;
     assert!(e["details"]["field"].is_string());
 }

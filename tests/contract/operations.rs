@@ -20,7 +20,12 @@ async fn openapi_document_and_docs_page() {
     assert!(doc["paths"]["/api/v1/sessions/{sessionId}/contacts/{jid}/picture"]["get"].is_object());
     let res = app.get("/docs", "").await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     assert!(res.text().await.unwrap().contains("openapi"));
 }
 
@@ -30,13 +35,28 @@ async fn metrics_count_requests_and_sessions() {
     let key = app.key("acme", "read,manage").await;
     app.connected_session(&key).await;
     app.create_session(&key).await;
-    app.get("/api/v1/sessions/sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX", &key).await;
+    app.get("/api/v1/sessions/sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX", &key)
+        .await;
     let res = app.get("/metrics", "").await;
     assert_eq!(res.status(), StatusCode::OK);
     let text = res.text().await.unwrap();
-    assert!(text.contains(r#"wagate_http_requests_total{method="POST",route="/api/v1/sessions",status="201"} 2"#), "{text}");
-    assert!(text.contains(r#"route="/api/v1/sessions/{sessionId}",status="404"} 1"#), "{text}");
-    assert!(text.contains(r#"wagate_sessions{status="connected"} 1"#), "{text}");
-    assert!(text.contains(r#"wagate_sessions{status="new"} 1"#), "{text}");
+    assert!(
+        text.contains(
+            r#"wagate_http_requests_total{method="POST",route="/api/v1/sessions",status="201"} 2"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"route="/api/v1/sessions/{sessionId}",status="404"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"wagate_sessions{status="connected"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"wagate_sessions{status="new"} 1"#),
+        "{text}"
+    );
     assert!(text.contains("wagate_http_request_duration_seconds_bucket"));
 }

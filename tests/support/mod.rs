@@ -1,3 +1,5 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test support: failing loudly is the point
+
 //! Shared helpers of the contract tests: start the real application on a
 //! free port with a fresh SQLite database and the fake WhatsApp adapter,
 //! mint API keys, and make requests.
@@ -26,13 +28,15 @@ pub struct TestApp {
     pub gateway: Arc<Gateway>,
     /// Keeps the database alive as long as the app.
     pub dir: Arc<TempDir>,
-    stop: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    stop: wagate::StopHandle,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(task) = self.stop.take() {
-            task.abort();
+        // Stop the server's worker threads, not just the task awaiting it.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let stop = self.stop.clone();
+            rt.spawn(async move { stop.stop(false).await });
         }
     }
 }
@@ -42,7 +46,8 @@ pub fn test_config(dir: &TempDir) -> Config {
     let mut config = Config::default();
     config.server.bind = "127.0.0.1:0".into();
     config.server.workers = Some(1);
-    config.database.url = wagate::config::Secret::new(format!("sqlite://{}/wagate.db", dir.path().display()));
+    config.database.url =
+        wagate::config::Secret::new(format!("sqlite://{}/wagate.db", dir.path().display()));
     config.whatsapp.adapter = wagate::config::AdapterKind::Fake;
     config
 }
@@ -57,12 +62,24 @@ impl TestApp {
 
     /// A gateway on `config`, whose database lives in `dir`.
     pub async fn spawn_with(config: Config, dir: Arc<TempDir>) -> Self {
-        let app = Application::build(config).await.expect("application builds");
+        let app = Application::build(config)
+            .await
+            .expect("application builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let gateway = app.gateway();
-        let stop = Some(tokio::spawn(app.run_until_stopped()));
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        Self { address, client, gateway, dir, stop }
+        let stop = app.stop_handle();
+        tokio::spawn(app.run_until_stopped());
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Self {
+            address,
+            client,
+            gateway,
+            dir,
+            stop,
+        }
     }
 
     /// A new API key of `org` with `caps` (comma-separated).
@@ -84,13 +101,22 @@ impl TestApp {
 
     /// A request to `path` with `token` as bearer (none when empty).
     pub fn req(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
-        let r = self.client.request(method, format!("{}{path}", self.address));
-        if token.is_empty() { r } else { r.bearer_auth(token) }
+        let r = self
+            .client
+            .request(method, format!("{}{path}", self.address));
+        if token.is_empty() {
+            r
+        } else {
+            r.bearer_auth(token)
+        }
     }
 
     /// GET with a bearer token.
     pub async fn get(&self, path: &str, token: &str) -> Response {
-        self.req(Method::GET, path, token).send().await.expect("request")
+        self.req(Method::GET, path, token)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// POST with an optional JSON body.
@@ -105,12 +131,21 @@ impl TestApp {
 
     /// DELETE.
     pub async fn delete(&self, path: &str, token: &str) -> Response {
-        self.req(Method::DELETE, path, token).send().await.expect("request")
+        self.req(Method::DELETE, path, token)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// Creates a session and returns its id.
     pub async fn create_session(&self, token: &str) -> String {
-        let res = self.post("/api/v1/sessions", token, Some(serde_json::json!({ "name": "test" }))).await;
+        let res = self
+            .post(
+                "/api/v1/sessions",
+                token,
+                Some(serde_json::json!({ "name": "test" })),
+            )
+            .await;
         assert_eq!(res.status(), StatusCode::CREATED);
         json(res).await["id"].as_str().expect("id").to_owned()
     }
@@ -119,7 +154,9 @@ impl TestApp {
     /// a connected session's id.
     pub async fn connected_session(&self, token: &str) -> String {
         let id = self.create_session(token).await;
-        let res = self.post(&format!("/api/v1/sessions/{id}/connect"), token, None).await;
+        let res = self
+            .post(&format!("/api/v1/sessions/{id}/connect"), token, None)
+            .await;
         assert_eq!(res.status(), StatusCode::ACCEPTED);
         let res = self.get(&format!("/api/v1/sessions/{id}/qr"), token).await;
         assert_eq!(res.status(), StatusCode::OK);
@@ -137,7 +174,10 @@ impl TestApp {
             if s["status"] == status {
                 return s;
             }
-            assert!(tokio::time::Instant::now() < deadline, "session never reached {status}: {s}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "session never reached {status}: {s}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -151,11 +191,20 @@ pub async fn json(res: Response) -> Value {
 /// Asserts an error envelope with `status` and `code`; returns the `error` object.
 pub async fn assert_error(res: Response, status: u16, code: &str) -> Value {
     assert_eq!(res.status().as_u16(), status, "unexpected status");
-    assert!(res.headers().get("x-request-id").is_some(), "every answer has X-Request-Id");
+    assert!(
+        res.headers().get("x-request-id").is_some(),
+        "every answer has X-Request-Id"
+    );
     let body = json(res).await;
     let error = body["error"].clone();
     assert_eq!(error["code"], code, "body: {body}");
-    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {body}");
-    assert!(error["details"].is_object(), "details is always an object: {body}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "body: {body}"
+    );
+    assert!(
+        error["details"].is_object(),
+        "details is always an object: {body}"
+    );
     error
 }

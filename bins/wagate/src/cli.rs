@@ -109,10 +109,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// # Errors
 ///
 /// On invalid arguments or a store failure.
-pub async fn api_key(services: &Services, cmd: ApiKeyCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+pub async fn api_key(
+    services: &Services,
+    cmd: ApiKeyCommand,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let gateway = &services.gateway;
     match cmd {
-        ApiKeyCommand::Create { org, name, capabilities, expires_at, json } => {
+        ApiKeyCommand::Create {
+            org,
+            name,
+            capabilities,
+            expires_at,
+            json,
+        } => {
             let org = OrgId::parse(&org).context("--org")?;
             let request = NewApiKeyRequest {
                 name: ApiKeyName::parse(&name).context("--name")?,
@@ -133,8 +143,16 @@ pub async fn api_key(services: &Services, cmd: ApiKeyCommand, out: &mut dyn Writ
                 });
                 writeln!(out, "{body}")?;
             } else {
-                writeln!(out, "Created API key {} for organization {} ({}).", created.key.id, org, created.key.capabilities)?;
-                writeln!(out, "Secret (shown only now, store it safely):\n{}", created.secret.expose())?;
+                writeln!(
+                    out,
+                    "Created API key {} for organization {} ({}).",
+                    created.key.id, org, created.key.capabilities
+                )?;
+                writeln!(
+                    out,
+                    "Secret (shown only now, store it safely):\n{}",
+                    created.secret.expose()
+                )?;
             }
         }
         ApiKeyCommand::List { org, json } => {
@@ -156,15 +174,29 @@ pub async fn api_key(services: &Services, cmd: ApiKeyCommand, out: &mut dyn Writ
             } else if keys.is_empty() {
                 writeln!(out, "No API keys for organization {org}.")?;
             } else {
-                writeln!(out, "{:<30} {:<14} {:<24} NAME", "ID", "PREFIX", "CAPABILITIES")?;
+                writeln!(
+                    out,
+                    "{:<30} {:<14} {:<24} NAME",
+                    "ID", "PREFIX", "CAPABILITIES"
+                )?;
                 for k in keys {
-                    writeln!(out, "{:<30} {:<14} {:<24} {}", k.id, k.prefix, k.capabilities.to_string(), k.name.as_str())?;
+                    writeln!(
+                        out,
+                        "{:<30} {:<14} {:<24} {}",
+                        k.id,
+                        k.prefix,
+                        k.capabilities.to_string(),
+                        k.name.as_str()
+                    )?;
                 }
             }
         }
         ApiKeyCommand::Revoke { key_id } => {
             let id = ApiKeyId::parse(&key_id).context("KEY_ID")?;
-            gateway.revoke_any_api_key(&id).await.with_context(|| format!("revoking {id}"))?;
+            gateway
+                .revoke_any_api_key(&id)
+                .await
+                .with_context(|| format!("revoking {id}"))?;
             writeln!(out, "Revoked {id}.")?;
         }
     }

@@ -64,7 +64,10 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { bind: "127.0.0.1:8080".into(), workers: None }
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            workers: None,
+        }
     }
 }
 
@@ -78,7 +81,9 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: Secret::new("sqlite://data/wagate.db".into()) }
+        Self {
+            url: Secret::new("sqlite://data/wagate.db".into()),
+        }
     }
 }
 
@@ -145,7 +150,11 @@ impl<'de> Deserialize<'de> for StringList {
         }
         Ok(StringList(match Either::deserialize(d)? {
             Either::List(v) => v,
-            Either::One(s) => s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect(),
+            Either::One(s) => s
+                .split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect(),
         }))
     }
 }
@@ -177,7 +186,12 @@ pub struct WhatsAppConfig {
 
 impl Default for WhatsAppConfig {
     fn default() -> Self {
-        Self { adapter: AdapterKind::default(), request_timeout_secs: 15, fake: FakeSettings::default(), live: LiveSettings::default() }
+        Self {
+            adapter: AdapterKind::default(),
+            request_timeout_secs: 15,
+            fake: FakeSettings::default(),
+            live: LiveSettings::default(),
+        }
     }
 }
 
@@ -224,7 +238,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Pretty, level: "info".into() }
+        Self {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        }
     }
 }
 
@@ -245,13 +262,29 @@ impl Config {
     /// # Errors
     ///
     /// As [`Config::load`].
-    pub fn load_from(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Self> {
         let mut builder = config::Config::builder();
         match file {
-            Some(path) => builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml).required(true)),
-            None => builder = builder.add_source(config::File::new("wagate.toml", config::FileFormat::Toml).required(false)),
+            Some(path) => {
+                builder = builder.add_source(
+                    config::File::from(path)
+                        .format(config::FileFormat::Toml)
+                        .required(true),
+                )
+            }
+            None => {
+                builder = builder.add_source(
+                    config::File::new("wagate.toml", config::FileFormat::Toml).required(false),
+                )
+            }
         }
-        let env: config::Map<String, String> = env.into_iter().filter(|(k, _)| k.starts_with("WAGATE__")).collect();
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("WAGATE__"))
+            .collect();
         builder = builder.add_source(
             config::Environment::with_prefix("WAGATE")
                 .prefix_separator("__")
@@ -269,7 +302,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -277,7 +313,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("w.toml");
         std::fs::write(&file, "[server]\nbind = \"0.0.0.0:9000\"\n[whatsapp]\nrequest_timeout_secs = 3\n[auth.roles]\nguest = [\"read\"]\n").unwrap();
-        let c = Config::load_from(Some(&file), env(&[("WAGATE__WHATSAPP__REQUEST_TIMEOUT_SECS", "7"), ("WAGATE__AUTH__JWT__JWKS_URL", "http://idp/jwks"), ("WAGATE__AUTH__ROLES__AUDITOR", "read, send"), ("OTHER", "x")])).unwrap();
+        let c = Config::load_from(
+            Some(&file),
+            env(&[
+                ("WAGATE__WHATSAPP__REQUEST_TIMEOUT_SECS", "7"),
+                ("WAGATE__AUTH__JWT__JWKS_URL", "http://idp/jwks"),
+                ("WAGATE__AUTH__ROLES__AUDITOR", "read, send"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
         assert_eq!(c.server.bind, "0.0.0.0:9000");
         assert_eq!(c.whatsapp.request_timeout_secs, 7);
         assert_eq!(c.auth.jwt.jwks_url.as_deref(), Some("http://idp/jwks"));
@@ -290,13 +335,23 @@ mod tests {
     #[test]
     fn typos_and_bad_values_are_errors() {
         assert!(Config::load_from(None, env(&[("WAGATE__SERVER__BIN", "x")])).is_err());
-        assert!(Config::load_from(None, env(&[("WAGATE__WHATSAPP__ADAPTER", "carrier-pigeon")])).is_err());
+        assert!(
+            Config::load_from(
+                None,
+                env(&[("WAGATE__WHATSAPP__ADAPTER", "carrier-pigeon")])
+            )
+            .is_err()
+        );
         assert!(Config::load_from(Some(Path::new("/nonexistent/wagate.toml")), env(&[])).is_err());
     }
 
     #[test]
     fn secrets_do_not_print() {
-        let c = Config::load_from(None, env(&[("WAGATE__DATABASE__URL", "postgres://u:hunter2@db/w")])).unwrap();
+        let c = Config::load_from(
+            None,
+            env(&[("WAGATE__DATABASE__URL", "postgres://u:hunter2@db/w")]),
+        )
+        .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

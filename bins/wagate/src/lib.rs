@@ -31,6 +31,23 @@ use anyhow::Context;
 pub use config::Config;
 pub use services::Services;
 
+/// Stops a running [`Application`].
+#[derive(Clone)]
+pub struct StopHandle(actix_web::dev::ServerHandle);
+
+impl std::fmt::Debug for StopHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StopHandle")
+    }
+}
+
+impl StopHandle {
+    /// Stops the server; with `graceful`, requests in flight finish first.
+    pub async fn stop(&self, graceful: bool) {
+        self.0.stop(graceful).await;
+    }
+}
+
 /// The gateway, bound to its port, ready to run.
 pub struct Application {
     port: u16,
@@ -40,7 +57,9 @@ pub struct Application {
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application").field("port", &self.port).finish_non_exhaustive()
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
     }
 }
 
@@ -57,14 +76,24 @@ impl Application {
         let listener = TcpListener::bind(&config.server.bind)
             .with_context(|| format!("cannot listen on {}", config.server.bind))?;
         let port = listener.local_addr()?.port();
-        let state = wagate_http::AppState::new(services.gateway.clone(), services.authenticator.clone())?;
+        let state =
+            wagate_http::AppState::new(services.gateway.clone(), services.authenticator.clone())?;
         let server = wagate_http::server(listener, state, config.server.workers)?;
-        Ok(Self { port, services, server })
+        Ok(Self {
+            port,
+            services,
+            server,
+        })
     }
 
     /// The port the gateway listens on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// A handle that stops the server (as SIGTERM would).
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.server.handle())
     }
 
     /// The use cases (tests use it to create API keys without the CLI).

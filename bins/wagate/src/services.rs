@@ -62,7 +62,11 @@ impl Services {
             clock,
             request_timeout: Duration::from_secs(config.whatsapp.request_timeout_secs.max(1)),
         }));
-        Ok(Self { store, gateway, authenticator })
+        Ok(Self {
+            store,
+            gateway,
+            authenticator,
+        })
     }
 
     /// Closes what holds resources (database connections).

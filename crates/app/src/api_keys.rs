@@ -38,7 +38,11 @@ impl Gateway {
     /// `Forbidden` without `admin`, or naming (in `required`) the first
     /// requested capability the caller lacks; `InvalidArgument` for no
     /// capabilities or a past expiry.
-    pub async fn create_api_key(&self, p: &Principal, req: NewApiKeyRequest) -> Result<CreatedApiKey, AppError> {
+    pub async fn create_api_key(
+        &self,
+        p: &Principal,
+        req: NewApiKeyRequest,
+    ) -> Result<CreatedApiKey, AppError> {
         Self::require(p, Capability::Admin)?;
         if let Some(required) = p.capabilities.missing_from(req.capabilities).iter().next() {
             return Err(AppError::Forbidden { required });
@@ -51,9 +55,17 @@ impl Gateway {
     /// # Errors
     ///
     /// `InvalidArgument` for no capabilities or a past expiry; store errors.
-    pub async fn issue_api_key(&self, org: &OrgId, req: NewApiKeyRequest) -> Result<CreatedApiKey, AppError> {
+    pub async fn issue_api_key(
+        &self,
+        org: &OrgId,
+        req: NewApiKeyRequest,
+    ) -> Result<CreatedApiKey, AppError> {
         if req.capabilities.is_empty() {
-            return Err(DomainError::new("capabilities", "must name at least one of read, send, manage, admin").into());
+            return Err(DomainError::new(
+                "capabilities",
+                "must name at least one of read, send, manage, admin",
+            )
+            .into());
         }
         let now = self.now();
         if req.expires_at.is_some_and(|t| t <= now) {
@@ -70,7 +82,13 @@ impl Gateway {
             expires_at: req.expires_at,
             last_used_at: None,
         };
-        self.deps.api_keys.insert_key(&NewApiKey { key: key.clone(), secret_hash }).await?;
+        self.deps
+            .api_keys
+            .insert_key(&NewApiKey {
+                key: key.clone(),
+                secret_hash,
+            })
+            .await?;
         tracing::info!(key = %key.id, org = %org, capabilities = %key.capabilities, "API key created");
         Ok(CreatedApiKey { key, secret })
     }
@@ -123,7 +141,10 @@ impl Gateway {
                 tracing::info!(key = %id, org = %key.org, "API key revoked");
                 Ok(())
             }
-            None => Err(AppError::NotFound { what: "API key not found", reason: None }),
+            None => Err(AppError::NotFound {
+                what: "API key not found",
+                reason: None,
+            }),
         }
     }
 }

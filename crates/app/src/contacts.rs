@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use wagate_domain::{
-    About, BlocklistEntry, Capability, DomainError, Jid, Principal, PictureType, ProfilePicture,
+    About, BlocklistEntry, Capability, DomainError, Jid, PictureType, Principal, ProfilePicture,
     SessionId, SessionStatus,
 };
 use wagate_whatsapp_port::WhatsAppError;
@@ -13,7 +13,14 @@ use crate::{AppError, Gateway};
 impl Gateway {
     /// Checks the capability, the JID's kind, the session's ownership and
     /// that it is connected, then runs `call` within the request deadline.
-    async fn live<T, F, Fut>(&self, p: &Principal, cap: Capability, id: &SessionId, not_found: &'static str, call: F) -> Result<T, AppError>
+    async fn live<T, F, Fut>(
+        &self,
+        p: &Principal,
+        cap: Capability,
+        id: &SessionId,
+        not_found: &'static str,
+        call: F,
+    ) -> Result<T, AppError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, WhatsAppError>>,
@@ -23,15 +30,26 @@ impl Gateway {
         if s.status != SessionStatus::Connected {
             return Err(AppError::NotConnected { status: s.status });
         }
-        let result = tokio::time::timeout(self.deps.request_timeout, call()).await.map_err(|_| AppError::Timeout)?;
+        let result = tokio::time::timeout(self.deps.request_timeout, call())
+            .await
+            .map_err(|_| AppError::Timeout)?;
         result.map_err(|e| match e {
             // The adapter lost the connection before we noticed.
-            WhatsAppError::NotConnected => AppError::NotConnected { status: SessionStatus::Disconnected },
-            WhatsAppError::NotFound(reason) => AppError::NotFound { what: not_found, reason },
-            WhatsAppError::InvalidTarget(m) => AppError::InvalidArgument(DomainError::new("jid", m)),
+            WhatsAppError::NotConnected => AppError::NotConnected {
+                status: SessionStatus::Disconnected,
+            },
+            WhatsAppError::NotFound(reason) => AppError::NotFound {
+                what: not_found,
+                reason,
+            },
+            WhatsAppError::InvalidTarget(m) => {
+                AppError::InvalidArgument(DomainError::new("jid", m))
+            }
             WhatsAppError::Timeout => AppError::Timeout,
             WhatsAppError::Unavailable(m) => AppError::Unavailable(m),
-            WhatsAppError::NotPairing | WhatsAppError::Internal(_) => AppError::Internal(e.to_string()),
+            WhatsAppError::NotPairing | WhatsAppError::Internal(_) => {
+                AppError::Internal(e.to_string())
+            }
         })
     }
 
@@ -41,7 +59,11 @@ impl Gateway {
         if jid.kind().is_person() {
             Ok(())
         } else {
-            Err(DomainError::new("jid", "must be a user JID (phone number or LID), not a group or channel").into())
+            Err(DomainError::new(
+                "jid",
+                "must be a user JID (phone number or LID), not a group or channel",
+            )
+            .into())
         }
     }
 
@@ -51,8 +73,17 @@ impl Gateway {
     ///
     /// `Forbidden` without `read`; `NotFound` (session, or picture with its
     /// reason); `NotConnected`; `Timeout`; `Unavailable`.
-    pub async fn profile_picture(&self, p: &Principal, id: &SessionId, jid: &Jid, kind: PictureType) -> Result<ProfilePicture, AppError> {
-        self.live(p, Capability::Read, id, "profile picture not found", || self.deps.whatsapp.profile_picture(id, jid, kind)).await
+    pub async fn profile_picture(
+        &self,
+        p: &Principal,
+        id: &SessionId,
+        jid: &Jid,
+        kind: PictureType,
+    ) -> Result<ProfilePicture, AppError> {
+        self.live(p, Capability::Read, id, "profile picture not found", || {
+            self.deps.whatsapp.profile_picture(id, jid, kind)
+        })
+        .await
     }
 
     /// The contact's about text (`jid`: a person).
@@ -63,7 +94,10 @@ impl Gateway {
     /// channel JID.
     pub async fn about(&self, p: &Principal, id: &SessionId, jid: &Jid) -> Result<About, AppError> {
         Self::person(p, Capability::Read, jid)?;
-        self.live(p, Capability::Read, id, "about not found", || self.deps.whatsapp.about(id, jid)).await
+        self.live(p, Capability::Read, id, "about not found", || {
+            self.deps.whatsapp.about(id, jid)
+        })
+        .await
     }
 
     /// Blocks a person. Idempotent.
@@ -73,7 +107,10 @@ impl Gateway {
     /// `Forbidden` without `send`; otherwise as [`Gateway::about`].
     pub async fn block(&self, p: &Principal, id: &SessionId, jid: &Jid) -> Result<(), AppError> {
         Self::person(p, Capability::Send, jid)?;
-        self.live(p, Capability::Send, id, "contact not found", || self.deps.whatsapp.block(id, jid)).await?;
+        self.live(p, Capability::Send, id, "contact not found", || {
+            self.deps.whatsapp.block(id, jid)
+        })
+        .await?;
         tracing::info!(session = %id, "contact blocked");
         Ok(())
     }
@@ -85,7 +122,10 @@ impl Gateway {
     /// As [`Gateway::block`].
     pub async fn unblock(&self, p: &Principal, id: &SessionId, jid: &Jid) -> Result<(), AppError> {
         Self::person(p, Capability::Send, jid)?;
-        self.live(p, Capability::Send, id, "contact not found", || self.deps.whatsapp.unblock(id, jid)).await?;
+        self.live(p, Capability::Send, id, "contact not found", || {
+            self.deps.whatsapp.unblock(id, jid)
+        })
+        .await?;
         tracing::info!(session = %id, "contact unblocked");
         Ok(())
     }
@@ -96,7 +136,14 @@ impl Gateway {
     ///
     /// `Forbidden` without `read`; `NotFound`; `NotConnected`; `Timeout`;
     /// `Unavailable`.
-    pub async fn blocklist(&self, p: &Principal, id: &SessionId) -> Result<Vec<BlocklistEntry>, AppError> {
-        self.live(p, Capability::Read, id, "blocklist not found", || self.deps.whatsapp.blocklist(id)).await
+    pub async fn blocklist(
+        &self,
+        p: &Principal,
+        id: &SessionId,
+    ) -> Result<Vec<BlocklistEntry>, AppError> {
+        self.live(p, Capability::Read, id, "blocklist not found", || {
+            self.deps.whatsapp.blocklist(id)
+        })
+        .await
     }
 }

@@ -51,7 +51,10 @@ pub enum AppError {
 
 impl AppError {
     pub(crate) fn session_not_found() -> Self {
-        AppError::NotFound { what: "session not found", reason: None }
+        AppError::NotFound {
+            what: "session not found",
+            reason: None,
+        }
     }
 }
 

@@ -39,14 +39,19 @@ pub struct Gateway {
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway").field("deps", &self.deps).finish_non_exhaustive()
+        f.debug_struct("Gateway")
+            .field("deps", &self.deps)
+            .finish_non_exhaustive()
     }
 }
 
 impl Gateway {
     /// A gateway over `deps`.
     pub fn new(deps: GatewayDeps) -> Self {
-        Self { deps, ids: Mutex::new(ulid::Generator::new()) }
+        Self {
+            deps,
+            ids: Mutex::new(ulid::Generator::new()),
+        }
     }
 
     pub(crate) fn now(&self) -> OffsetDateTime {
@@ -55,21 +60,39 @@ impl Gateway {
 
     pub(crate) fn new_ulid(&self) -> ulid::Ulid {
         let now = std::time::SystemTime::UNIX_EPOCH
-            + Duration::from_millis(u64::try_from(self.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(0));
-        let mut ids = self.ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            + Duration::from_millis(
+                u64::try_from(self.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
+            );
+        let mut ids = self
+            .ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Overflow needs 2^80 ids in one millisecond; fall back to a plain one.
-        ids.generate_from_datetime(now).unwrap_or_else(|_| ulid::Ulid::from_datetime(now))
+        ids.generate_from_datetime(now)
+            .unwrap_or_else(|_| ulid::Ulid::from_datetime(now))
     }
 
     /// Fails with `Forbidden` unless the caller holds `cap`. Always the first
     /// step of a use case.
     pub(crate) fn require(principal: &Principal, cap: Capability) -> Result<(), AppError> {
-        if principal.can(cap) { Ok(()) } else { Err(AppError::Forbidden { required: cap }) }
+        if principal.can(cap) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden { required: cap })
+        }
     }
 
     /// The caller's session `id`, or "not found".
-    pub(crate) async fn owned_session(&self, org: &OrgId, id: &SessionId) -> Result<Session, AppError> {
-        self.deps.sessions.get(org, id).await?.ok_or_else(AppError::session_not_found)
+    pub(crate) async fn owned_session(
+        &self,
+        org: &OrgId,
+        id: &SessionId,
+    ) -> Result<Session, AppError> {
+        self.deps
+            .sessions
+            .get(org, id)
+            .await?
+            .ok_or_else(AppError::session_not_found)
     }
 
     /// Whether the database answers.
@@ -87,7 +110,12 @@ impl Gateway {
         let counts = self.deps.sessions.count_by_status().await?;
         Ok(SessionStatus::ALL
             .into_iter()
-            .map(|s| (s, counts.iter().find(|(c, _)| *c == s).map_or(0, |(_, n)| *n)))
+            .map(|s| {
+                (
+                    s,
+                    counts.iter().find(|(c, _)| *c == s).map_or(0, |(_, n)| *n),
+                )
+            })
             .collect())
     }
 

@@ -53,11 +53,21 @@ impl SessionEventSink for SessionEventRecorder {
     async fn publish(&self, event: SessionEvent) {
         let now = self.clock.now();
         let patch = Self::patch_for(&event.kind, now);
-        match self.sessions.record_observed(&event.session, &patch, now).await {
-            Ok(Some(s)) => tracing::info!(session = %s.id, status = %s.status, "session status changed"),
+        match self
+            .sessions
+            .record_observed(&event.session, &patch, now)
+            .await
+        {
+            Ok(Some(s)) => {
+                tracing::info!(session = %s.id, status = %s.status, "session status changed")
+            }
             // Deleted meanwhile: nothing to record.
-            Ok(None) => tracing::debug!(session = %event.session, "event for a session that no longer exists"),
-            Err(e) => tracing::error!(session = %event.session, error = %e, "could not record session event"),
+            Ok(None) => {
+                tracing::debug!(session = %event.session, "event for a session that no longer exists")
+            }
+            Err(e) => {
+                tracing::error!(session = %event.session, error = %e, "could not record session event")
+            }
         }
     }
 }

@@ -10,7 +10,10 @@ use wagate_whatsapp_port::WhatsAppError;
 use crate::{AppError, Gateway};
 
 fn not_pairing(status: SessionStatus) -> AppError {
-    AppError::Conflict { message: "session is not pairing", status: Some(status) }
+    AppError::Conflict {
+        message: "session is not pairing",
+        status: Some(status),
+    }
 }
 
 /// Maps an adapter error of a lifecycle call (not a contact call).
@@ -31,7 +34,11 @@ impl Gateway {
     /// # Errors
     ///
     /// `Forbidden` without `manage`; `Unavailable`/`Internal` from the store.
-    pub async fn create_session(&self, p: &Principal, name: Option<SessionName>) -> Result<Session, AppError> {
+    pub async fn create_session(
+        &self,
+        p: &Principal,
+        name: Option<SessionName>,
+    ) -> Result<Session, AppError> {
         Self::require(p, Capability::Manage)?;
         let now = self.now();
         let session = Session {
@@ -57,7 +64,11 @@ impl Gateway {
     /// # Errors
     ///
     /// `Forbidden` without `read`; store errors.
-    pub async fn list_sessions(&self, p: &Principal, page: PageRequest) -> Result<Page<Session>, AppError> {
+    pub async fn list_sessions(
+        &self,
+        p: &Principal,
+        page: PageRequest,
+    ) -> Result<Page<Session>, AppError> {
         Self::require(p, Capability::Read)?;
         Ok(self.deps.sessions.list(&p.org, page).await?)
     }
@@ -82,7 +93,11 @@ impl Gateway {
     pub async fn delete_session(&self, p: &Principal, id: &SessionId) -> Result<(), AppError> {
         Self::require(p, Capability::Manage)?;
         let s = self.owned_session(&p.org, id).await?;
-        self.deps.whatsapp.remove(id).await.map_err(|e| lifecycle_error(e, s.status))?;
+        self.deps
+            .whatsapp
+            .remove(id)
+            .await
+            .map_err(|e| lifecycle_error(e, s.status))?;
         self.deps.sessions.delete(&p.org, id).await?;
         tracing::info!(session = %id, org = %p.org, "session deleted");
         Ok(())
@@ -96,16 +111,30 @@ impl Gateway {
     ///
     /// `Forbidden` without `manage`; `NotFound`; `Internal` when the adapter
     /// cannot set the connection up.
-    pub async fn connect_session(&self, p: &Principal, id: &SessionId) -> Result<Session, AppError> {
+    pub async fn connect_session(
+        &self,
+        p: &Principal,
+        id: &SessionId,
+    ) -> Result<Session, AppError> {
         Self::require(p, Capability::Manage)?;
         let s = self.owned_session(&p.org, id).await?;
-        let mut patch = SessionPatch { keep_connected: Some(true), ..SessionPatch::default() };
+        let mut patch = SessionPatch {
+            keep_connected: Some(true),
+            ..SessionPatch::default()
+        };
         // Already online or showing a QR: only make sure the adapter agrees.
         if !matches!(s.status, SessionStatus::Connected | SessionStatus::Pairing) {
             patch.status = Some(SessionStatus::Connecting);
         }
-        self.deps.sessions.update(&p.org, id, &patch, self.now()).await?;
-        self.deps.whatsapp.connect(id, s.jid.clone()).await.map_err(|e| lifecycle_error(e, s.status))?;
+        self.deps
+            .sessions
+            .update(&p.org, id, &patch, self.now())
+            .await?;
+        self.deps
+            .whatsapp
+            .connect(id, s.jid.clone())
+            .await
+            .map_err(|e| lifecycle_error(e, s.status))?;
         // The adapter has recorded what it observed (QR shown, connected…).
         self.owned_session(&p.org, id).await
     }
@@ -115,17 +144,32 @@ impl Gateway {
     /// # Errors
     ///
     /// `Forbidden` without `manage`; `NotFound`; adapter failures.
-    pub async fn disconnect_session(&self, p: &Principal, id: &SessionId) -> Result<Session, AppError> {
+    pub async fn disconnect_session(
+        &self,
+        p: &Principal,
+        id: &SessionId,
+    ) -> Result<Session, AppError> {
         Self::require(p, Capability::Manage)?;
         let s = self.owned_session(&p.org, id).await?;
-        self.deps.whatsapp.disconnect(id).await.map_err(|e| lifecycle_error(e, s.status))?;
+        self.deps
+            .whatsapp
+            .disconnect(id)
+            .await
+            .map_err(|e| lifecycle_error(e, s.status))?;
         let status = match (&s.jid, s.status) {
             (Some(_), _) => SessionStatus::Disconnected,
             (None, SessionStatus::LoggedOut) => SessionStatus::LoggedOut,
             (None, _) => SessionStatus::New,
         };
-        let patch = SessionPatch { keep_connected: Some(false), ..SessionPatch::status(status) };
-        self.deps.sessions.update(&p.org, id, &patch, self.now()).await?.ok_or_else(AppError::session_not_found)
+        let patch = SessionPatch {
+            keep_connected: Some(false),
+            ..SessionPatch::status(status)
+        };
+        self.deps
+            .sessions
+            .update(&p.org, id, &patch, self.now())
+            .await?
+            .ok_or_else(AppError::session_not_found)
     }
 
     /// Unlinks a session from WhatsApp and erases its device keys; it stays,
@@ -138,7 +182,11 @@ impl Gateway {
     pub async fn logout_session(&self, p: &Principal, id: &SessionId) -> Result<Session, AppError> {
         Self::require(p, Capability::Manage)?;
         let s = self.owned_session(&p.org, id).await?;
-        self.deps.whatsapp.logout(id).await.map_err(|e| lifecycle_error(e, s.status))?;
+        self.deps
+            .whatsapp
+            .logout(id)
+            .await
+            .map_err(|e| lifecycle_error(e, s.status))?;
         let patch = SessionPatch {
             jid: Some(None),
             push_name: Some(None),
@@ -147,7 +195,11 @@ impl Gateway {
             ..SessionPatch::status(SessionStatus::LoggedOut)
         };
         tracing::info!(session = %id, "session logged out");
-        self.deps.sessions.update(&p.org, id, &patch, self.now()).await?.ok_or_else(AppError::session_not_found)
+        self.deps
+            .sessions
+            .update(&p.org, id, &patch, self.now())
+            .await?
+            .ok_or_else(AppError::session_not_found)
     }
 
     /// The QR code to link a pairing session.
@@ -162,7 +214,11 @@ impl Gateway {
         if s.status != SessionStatus::Pairing {
             return Err(not_pairing(s.status));
         }
-        self.deps.whatsapp.qr(id).await.map_err(|e| lifecycle_error(e, s.status))
+        self.deps
+            .whatsapp
+            .qr(id)
+            .await
+            .map_err(|e| lifecycle_error(e, s.status))
     }
 
     /// A code that links a pairing session when typed on `phone`.
@@ -171,7 +227,12 @@ impl Gateway {
     ///
     /// `Forbidden` without `manage`; `NotFound`; `Conflict` when the session
     /// is not pairing; `Timeout`/`Unavailable` from WhatsApp.
-    pub async fn session_pairing_code(&self, p: &Principal, id: &SessionId, phone: &PhoneNumber) -> Result<PairingCode, AppError> {
+    pub async fn session_pairing_code(
+        &self,
+        p: &Principal,
+        id: &SessionId,
+        phone: &PhoneNumber,
+    ) -> Result<PairingCode, AppError> {
         Self::require(p, Capability::Manage)?;
         let s = self.owned_session(&p.org, id).await?;
         if s.status != SessionStatus::Pairing {

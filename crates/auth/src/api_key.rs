@@ -76,19 +76,38 @@ pub struct ApiKeyVerifier {
 impl ApiKeyVerifier {
     /// A verifier over `store`.
     pub fn new(store: Arc<dyn ApiKeyStore>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock, cache: RwLock::new(HashMap::new()) }
+        Self {
+            store,
+            clock,
+            cache: RwLock::new(HashMap::new()),
+        }
     }
 
     fn cached(&self, hash: &[u8; 32], now: OffsetDateTime) -> Option<Arc<Cached>> {
         let cache = self.cache.read().ok()?;
-        cache.get(hash).filter(|c| now - c.fetched_at < CACHE_TTL).cloned()
+        cache
+            .get(hash)
+            .filter(|c| now - c.fetched_at < CACHE_TTL)
+            .cloned()
     }
 
-    async fn fetch(&self, hash: [u8; 32], now: OffsetDateTime) -> Result<Option<Arc<Cached>>, AuthError> {
-        let key = self.store.find_by_hash(&hash).await.map_err(|e| AuthError::Unavailable(e.to_string()))?;
+    async fn fetch(
+        &self,
+        hash: [u8; 32],
+        now: OffsetDateTime,
+    ) -> Result<Option<Arc<Cached>>, AuthError> {
+        let key = self
+            .store
+            .find_by_hash(&hash)
+            .await
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
         let Some(key) = key else { return Ok(None) };
         let touched = key.last_used_at.map_or(i64::MIN, |t| t.unix_timestamp());
-        let entry = Arc::new(Cached { key, fetched_at: now, touched: AtomicI64::new(touched) });
+        let entry = Arc::new(Cached {
+            key,
+            fetched_at: now,
+            touched: AtomicI64::new(touched),
+        });
         if let Ok(mut cache) = self.cache.write() {
             if cache.len() >= CACHE_MAX {
                 cache.clear();
@@ -107,7 +126,11 @@ impl ApiKeyVerifier {
             return;
         }
         // Only the request that wins the swap writes.
-        if entry.touched.compare_exchange(last, now_s, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+        if entry
+            .touched
+            .compare_exchange(last, now_s, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
             return;
         }
         let store = self.store.clone();
@@ -136,15 +159,22 @@ impl Authenticator for ApiKeyVerifier {
         if !token.starts_with(ApiKeySecret::PREFIX) {
             return Ok(None);
         }
-        let secret = ApiKeySecret::parse(token).map_err(|_| AuthError::Rejected("malformed API key".into()))?;
+        let secret = ApiKeySecret::parse(token)
+            .map_err(|_| AuthError::Rejected("malformed API key".into()))?;
         let hash = hash_secret(&secret);
         let now = self.clock.now();
         let entry = match self.cached(&hash, now) {
             Some(entry) => entry,
-            None => self.fetch(hash, now).await?.ok_or_else(|| AuthError::Rejected("unknown or revoked API key".into()))?,
+            None => self
+                .fetch(hash, now)
+                .await?
+                .ok_or_else(|| AuthError::Rejected("unknown or revoked API key".into()))?,
         };
         if entry.key.is_expired(now) {
-            return Err(AuthError::Rejected(format!("API key {} expired", entry.key.id)));
+            return Err(AuthError::Rejected(format!(
+                "API key {} expired",
+                entry.key.id
+            )));
         }
         self.touch(&entry, now);
         Ok(Some(Principal {
@@ -183,16 +213,30 @@ mod tests {
         }
     }
 
-    async fn setup() -> (Arc<SqliteStore>, Arc<TestClock>, ApiKeyVerifier, tempfile::TempDir) {
+    async fn setup() -> (
+        Arc<SqliteStore>,
+        Arc<TestClock>,
+        ApiKeyVerifier,
+        tempfile::TempDir,
+    ) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::connect(&format!("sqlite://{}/k.db", dir.path().display())).await.unwrap());
+        let store = Arc::new(
+            SqliteStore::connect(&format!("sqlite://{}/k.db", dir.path().display()))
+                .await
+                .unwrap(),
+        );
         store.migrate().await.unwrap();
         let clock = Arc::new(TestClock(Mutex::new(OffsetDateTime::now_utc())));
         let verifier = ApiKeyVerifier::new(store.clone(), clock.clone());
         (store, clock, verifier, dir)
     }
 
-    async fn add_key(store: &SqliteStore, now: OffsetDateTime, expires_at: Option<OffsetDateTime>, seed: u8) -> (ApiKeySecret, ApiKeyId) {
+    async fn add_key(
+        store: &SqliteStore,
+        now: OffsetDateTime,
+        expires_at: Option<OffsetDateTime>,
+        seed: u8,
+    ) -> (ApiKeySecret, ApiKeyId) {
         let (secret, hash) = mint_api_key(&FixedEntropy(seed));
         let id = ApiKeyId::parse(&format!("key_{:026}", seed)).unwrap();
         let key = ApiKey {
@@ -205,7 +249,13 @@ mod tests {
             expires_at,
             last_used_at: None,
         };
-        store.insert_key(&NewApiKey { key, secret_hash: hash }).await.unwrap();
+        store
+            .insert_key(&NewApiKey {
+                key,
+                secret_hash: hash,
+            })
+            .await
+            .unwrap();
         (secret, id)
     }
 
@@ -217,9 +267,15 @@ mod tests {
         assert_eq!(p.org.as_str(), "acme");
         assert_eq!(p.kind, PrincipalKind::ApiKey(id));
         assert_eq!(v.authenticate("eyJhbGciOi.x.y").await, Ok(None));
-        assert!(matches!(v.authenticate("wgk_short").await, Err(AuthError::Rejected(_))));
+        assert!(matches!(
+            v.authenticate("wgk_short").await,
+            Err(AuthError::Rejected(_))
+        ));
         let (unknown, _) = mint_api_key(&FixedEntropy(99));
-        assert!(matches!(v.authenticate(unknown.expose()).await, Err(AuthError::Rejected(_))));
+        assert!(matches!(
+            v.authenticate(unknown.expose()).await,
+            Err(AuthError::Rejected(_))
+        ));
     }
 
     #[tokio::test]
@@ -231,22 +287,42 @@ mod tests {
         // Still cached until invalidated (another node's revocation waits for the TTL).
         assert!(v.authenticate(secret.expose()).await.is_ok());
         v.invalidate(&id);
-        assert!(matches!(v.authenticate(secret.expose()).await, Err(AuthError::Rejected(_))));
+        assert!(matches!(
+            v.authenticate(secret.expose()).await,
+            Err(AuthError::Rejected(_))
+        ));
     }
 
     #[tokio::test]
     async fn cache_expires_and_expired_keys_are_refused() {
         let (store, clock, v, _d) = setup().await;
-        let (secret, id) = add_key(&store, clock.now(), Some(clock.now() + Duration::minutes(5)), 3).await;
+        let (secret, id) = add_key(
+            &store,
+            clock.now(),
+            Some(clock.now() + Duration::minutes(5)),
+            3,
+        )
+        .await;
         assert!(v.authenticate(secret.expose()).await.is_ok());
         store.revoke_key(None, &id, clock.now()).await.unwrap();
         clock.advance(CACHE_TTL);
-        assert!(v.authenticate(secret.expose()).await.is_err(), "TTL passed: the store is asked again");
+        assert!(
+            v.authenticate(secret.expose()).await.is_err(),
+            "TTL passed: the store is asked again"
+        );
 
-        let (secret, _) = add_key(&store, clock.now(), Some(clock.now() + Duration::minutes(5)), 4).await;
+        let (secret, _) = add_key(
+            &store,
+            clock.now(),
+            Some(clock.now() + Duration::minutes(5)),
+            4,
+        )
+        .await;
         assert!(v.authenticate(secret.expose()).await.is_ok());
         clock.advance(Duration::minutes(5));
-        assert!(matches!(v.authenticate(secret.expose()).await, Err(AuthError::Rejected(m)) if m.contains("expired")));
+        assert!(
+            matches!(v.authenticate(secret.expose()).await, Err(AuthError::Rejected(m)) if m.contains("expired"))
+        );
     }
 
     #[tokio::test]
@@ -256,15 +332,28 @@ mod tests {
         let first = clock.now();
         v.authenticate(secret.expose()).await.unwrap();
         let hash = hash_secret(&secret);
-        let stored = || async { store.find_by_hash(&hash).await.unwrap().unwrap().last_used_at };
+        let stored = || async {
+            store
+                .find_by_hash(&hash)
+                .await
+                .unwrap()
+                .unwrap()
+                .last_used_at
+        };
         wait_for(|| async { stored().await.is_some() }).await;
-        assert_eq!(stored().await.map(|t| t.unix_timestamp()), Some(first.unix_timestamp()));
+        assert_eq!(
+            stored().await.map(|t| t.unix_timestamp()),
+            Some(first.unix_timestamp())
+        );
         clock.advance(Duration::seconds(30));
         v.authenticate(secret.expose()).await.unwrap();
         clock.advance(Duration::seconds(31));
         let third = clock.now();
         v.authenticate(secret.expose()).await.unwrap();
-        wait_for(|| async { stored().await.map(|t| t.unix_timestamp()) == Some(third.unix_timestamp()) }).await;
+        wait_for(|| async {
+            stored().await.map(|t| t.unix_timestamp()) == Some(third.unix_timestamp())
+        })
+        .await;
     }
 
     /// Polls a condition the spawned write will make true.

@@ -29,21 +29,27 @@ impl AuthenticatorChain {
             return Err(AuthError::Rejected("empty token".into()));
         }
         if token.len() > MAX_TOKEN_LEN {
-            return Err(AuthError::Rejected(format!("token longer than {MAX_TOKEN_LEN} bytes")));
+            return Err(AuthError::Rejected(format!(
+                "token longer than {MAX_TOKEN_LEN} bytes"
+            )));
         }
         for verifier in &self.verifiers {
             if let Some(principal) = verifier.authenticate(token).await? {
                 return Ok(principal);
             }
         }
-        Err(AuthError::Rejected("no verifier recognises this kind of token".into()))
+        Err(AuthError::Rejected(
+            "no verifier recognises this kind of token".into(),
+        ))
     }
 }
 
 #[async_trait]
 impl Authenticator for AuthenticatorChain {
     async fn authenticate(&self, token: &str) -> Result<Option<Principal>, AuthError> {
-        AuthenticatorChain::authenticate(self, token).await.map(Some)
+        AuthenticatorChain::authenticate(self, token)
+            .await
+            .map(Some)
     }
 
     fn is_ready(&self) -> bool {

@@ -46,7 +46,12 @@ impl Key {
         }
         .unwrap();
         let jwk = serde_json::from_slice(&key_file(&format!("{kid}.jwk.json"))).unwrap();
-        Key { kid, alg, private, jwk }
+        Key {
+            kid,
+            alg,
+            private,
+            jwk,
+        }
     }
 }
 
@@ -86,7 +91,12 @@ fn sign_raw(header: &Value, claims: &Value, key: &EncodingKey, alg: Algorithm) -
 }
 
 fn sign(key: &Key, claims: &Value) -> String {
-    sign_raw(&json!({"alg": key.alg, "kid": key.kid, "typ": "JWT"}), claims, &key.private, key.alg)
+    sign_raw(
+        &json!({"alg": key.alg, "kid": key.kid, "typ": "JWT"}),
+        claims,
+        &key.private,
+        key.alg,
+    )
 }
 
 fn claims(clock: &TestClock) -> Value {
@@ -146,13 +156,18 @@ struct JwksServer {
 impl JwksServer {
     async fn start(mode: Mode) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap());
+        let url = format!(
+            "http://{}/.well-known/jwks.json",
+            listener.local_addr().unwrap()
+        );
         let mode = Arc::new(Mutex::new(mode));
         let hits = Arc::new(AtomicUsize::new(0));
         let (m, h) = (mode.clone(), hits.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut stream, _)) = listener.accept().await else { return };
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let (m, h) = (m.clone(), h.clone());
                 tokio::spawn(async move {
                     let mut request = Vec::new();
@@ -213,7 +228,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !cond().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -259,7 +277,10 @@ async fn accepted(verifier: &JwtVerifier, token: &str) -> wagate_domain::Princip
 }
 
 fn user(role: &str) -> PrincipalKind {
-    PrincipalKind::User { subject: Some("user-1".into()), role: Role::new(role) }
+    PrincipalKind::User {
+        subject: Some("user-1".into()),
+        role: Role::new(role),
+    }
 }
 
 // --------------------------------------------------------------- tests ----
@@ -270,23 +291,47 @@ async fn valid_tokens_of_each_kind_pass() {
     let server = JwksServer::serving(&[&k.rsa, &k.ec, &k.ed]).await;
     let (clock, v) = ready(config(&server)).await;
 
-    let p = accepted(&v, &sign(&k.rsa, &with(claims(&clock), json!({"role": "owner"})))).await;
+    let p = accepted(
+        &v,
+        &sign(&k.rsa, &with(claims(&clock), json!({"role": "owner"}))),
+    )
+    .await;
     assert_eq!(p.org.as_str(), "acme");
     assert_eq!(p.capabilities, CapabilitySet::ALL);
     assert_eq!(p.kind, user("owner"));
 
     let p = accepted(&v, &sign(&k.ec, &claims(&clock))).await;
-    assert_eq!(p.capabilities, CapabilitySet::of([Capability::Read, Capability::Send]));
+    assert_eq!(
+        p.capabilities,
+        CapabilitySet::of([Capability::Read, Capability::Send])
+    );
     assert_eq!(p.kind, user("member"));
 
-    let p = accepted(&v, &sign(&k.ed, &with(claims(&clock), json!({"role": "viewer", "org_id": "org_2"})))).await;
+    let p = accepted(
+        &v,
+        &sign(
+            &k.ed,
+            &with(claims(&clock), json!({"role": "viewer", "org_id": "org_2"})),
+        ),
+    )
+    .await;
     assert_eq!(p.org.as_str(), "org_2");
     assert_eq!(p.capabilities, CapabilitySet::of([Capability::Read]));
     assert_eq!(p.kind, user("viewer"));
 
     // No (string) subject is fine.
-    let p = accepted(&v, &sign(&k.rsa, &with(claims(&clock), json!({"sub": null})))).await;
-    assert_eq!(p.kind, PrincipalKind::User { subject: None, role: Role::new("member") });
+    let p = accepted(
+        &v,
+        &sign(&k.rsa, &with(claims(&clock), json!({"sub": null}))),
+    )
+    .await;
+    assert_eq!(
+        p.kind,
+        PrincipalKind::User {
+            subject: None,
+            role: Role::new("member")
+        }
+    );
     assert_eq!(server.hits(), 1, "verification fetches nothing");
 }
 
@@ -298,14 +343,33 @@ async fn roles_map_through_the_policy() {
     cfg.policy = RolePolicy::with_overrides([("support", CapabilitySet::of([Capability::Read]))]);
     let (clock, v) = ready(cfg).await;
 
-    let p = accepted(&v, &sign(&k.rsa, &with(claims(&clock), json!({"role": "intern"})))).await;
-    assert!(p.capabilities.is_empty(), "unknown role: authenticated, allowed nothing");
+    let p = accepted(
+        &v,
+        &sign(&k.rsa, &with(claims(&clock), json!({"role": "intern"}))),
+    )
+    .await;
+    assert!(
+        p.capabilities.is_empty(),
+        "unknown role: authenticated, allowed nothing"
+    );
     assert_eq!(p.kind, user("intern"));
-    let p = accepted(&v, &sign(&k.rsa, &with(claims(&clock), json!({"role": null})))).await;
+    let p = accepted(
+        &v,
+        &sign(&k.rsa, &with(claims(&clock), json!({"role": null}))),
+    )
+    .await;
     assert!(p.capabilities.is_empty(), "no role: no capabilities");
-    let p = accepted(&v, &sign(&k.rsa, &with(claims(&clock), json!({"role": "support"})))).await;
+    let p = accepted(
+        &v,
+        &sign(&k.rsa, &with(claims(&clock), json!({"role": "support"}))),
+    )
+    .await;
     assert_eq!(p.capabilities, CapabilitySet::of([Capability::Read]));
-    let reason = rejected(&v, &sign(&k.rsa, &with(claims(&clock), json!({"role": ["admin"]})))).await;
+    let reason = rejected(
+        &v,
+        &sign(&k.rsa, &with(claims(&clock), json!({"role": ["admin"]}))),
+    )
+    .await;
     assert!(reason.contains("role"), "{reason}");
 }
 
@@ -318,7 +382,10 @@ async fn custom_claim_names() {
     cfg.role_claim = "grp".into();
     let (clock, v) = ready(cfg).await;
 
-    let custom = with(claims(&clock), json!({"https://example.com/tenant": "globex", "grp": "admin", "org_id": null, "role": null}));
+    let custom = with(
+        claims(&clock),
+        json!({"https://example.com/tenant": "globex", "grp": "admin", "org_id": null, "role": null}),
+    );
     let p = accepted(&v, &sign(&k.ec, &custom)).await;
     assert_eq!(p.org.as_str(), "globex");
     assert_eq!(p.capabilities, CapabilitySet::ALL);
@@ -373,34 +440,69 @@ async fn forged_algorithms_are_refused_before_any_signature_work() {
     // text, its SPKI DER, and the PKCS#1 DER.
     let pem = key_file("rsa-1.pub.pem");
     let spki_der = STANDARD
-        .decode(String::from_utf8(pem.clone()).unwrap().lines().filter(|l| !l.starts_with("-----")).collect::<String>())
+        .decode(
+            String::from_utf8(pem.clone())
+                .unwrap()
+                .lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect::<String>(),
+        )
         .unwrap();
     let pkcs1_der = key_file("rsa-1.pub.pkcs1.der");
     for secret in [&pem, &spki_der, &pkcs1_der] {
         for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
-            let token = sign_raw(&json!({"alg": alg, "kid": "rsa-1"}), &c, &EncodingKey::from_secret(secret), alg);
+            let token = sign_raw(
+                &json!({"alg": alg, "kid": "rsa-1"}),
+                &c,
+                &EncodingKey::from_secret(secret),
+                alg,
+            );
             let reason = rejected(&v, &token).await;
             assert!(reason.contains("HMAC"), "{reason}");
         }
     }
 
     // The kid names a key of another type than the alg.
-    let rs_on_ec = sign_raw(&json!({"alg": "RS256", "kid": "ec-1"}), &c, &k.rsa.private, Algorithm::RS256);
-    let es_on_rsa = sign_raw(&json!({"alg": "ES256", "kid": "rsa-1"}), &c, &k.ec.private, Algorithm::ES256);
-    let ed_on_ec = sign_raw(&json!({"alg": "EdDSA", "kid": "ec-1"}), &c, &k.ed.private, Algorithm::EdDSA);
+    let rs_on_ec = sign_raw(
+        &json!({"alg": "RS256", "kid": "ec-1"}),
+        &c,
+        &k.rsa.private,
+        Algorithm::RS256,
+    );
+    let es_on_rsa = sign_raw(
+        &json!({"alg": "ES256", "kid": "rsa-1"}),
+        &c,
+        &k.ec.private,
+        Algorithm::ES256,
+    );
+    let ed_on_ec = sign_raw(
+        &json!({"alg": "EdDSA", "kid": "ec-1"}),
+        &c,
+        &k.ed.private,
+        Algorithm::EdDSA,
+    );
     for token in [rs_on_ec, es_on_rsa, ed_on_ec] {
         let reason = rejected(&v, &token).await;
         assert!(reason.contains("does not match"), "{reason}");
     }
 
     // Algorithms outside the three.
-    for alg in [Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::ES384] {
+    for alg in [
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::ES384,
+    ] {
         let header = json!({"alg": alg, "kid": "rsa-1"});
         let token = format!("{}.{payload}.{}", b64(header.to_string()), b64([7u8; 256]));
         let reason = rejected(&v, &token).await;
         assert!(reason.contains("unsupported alg"), "{reason}");
     }
-    assert_eq!(server.hits(), 1, "none of these reaches the key set fetcher");
+    assert_eq!(
+        server.hits(),
+        1,
+        "none of these reaches the key set fetcher"
+    );
 }
 
 #[tokio::test]
@@ -425,11 +527,20 @@ async fn headers_naming_their_own_key_are_attacks() {
         json!({"alg": "RS256", "kid": "rsa-1", "x5c": [cert]}),
     ];
     for header in headers {
-        let reason = rejected(&v, &sign_raw(&header, &c, &k.attacker.private, Algorithm::RS256)).await;
+        let reason = rejected(
+            &v,
+            &sign_raw(&header, &c, &k.attacker.private, Algorithm::RS256),
+        )
+        .await;
         assert!(reason.contains("own key"), "{header}: {reason}");
     }
     // Even signed by the real key, such a header is refused.
-    let real = sign_raw(&json!({"alg": "RS256", "kid": "rsa-1", "jku": server.url}), &c, &k.rsa.private, Algorithm::RS256);
+    let real = sign_raw(
+        &json!({"alg": "RS256", "kid": "rsa-1", "jku": server.url}),
+        &c,
+        &k.rsa.private,
+        Algorithm::RS256,
+    );
     assert!(rejected(&v, &real).await.contains("own key"));
 
     for crit in [json!(["exp"]), json!(["b64"]), json!([])] {
@@ -437,7 +548,12 @@ async fn headers_naming_their_own_key_are_attacks() {
         let reason = rejected(&v, &sign_raw(&header, &c, &k.rsa.private, Algorithm::RS256)).await;
         assert!(reason.contains("crit"), "{reason}");
     }
-    let no_kid = sign_raw(&json!({"alg": "RS256"}), &c, &k.rsa.private, Algorithm::RS256);
+    let no_kid = sign_raw(
+        &json!({"alg": "RS256"}),
+        &c,
+        &k.rsa.private,
+        Algorithm::RS256,
+    );
     assert!(rejected(&v, &no_kid).await.contains("kid"));
 
     assert_eq!(evil.hits(), 0, "jku/x5u are never followed");
@@ -453,11 +569,26 @@ async fn claim_rules() {
     cfg.audience = Some("wagate".into());
     let (clock, v) = ready(cfg).await;
     let now = clock.now().unix_timestamp();
-    let good = with(claims(&clock), json!({"iss": "https://app.example.com", "aud": ["web", "wagate"]}));
+    let good = with(
+        claims(&clock),
+        json!({"iss": "https://app.example.com", "aud": ["web", "wagate"]}),
+    );
     accepted(&v, &sign(&k.rsa, &good)).await;
-    accepted(&v, &sign(&k.ec, &with(good.clone(), json!({"aud": "wagate"})))).await;
-    accepted(&v, &sign(&k.rsa, &with(good.clone(), json!({"exp": now - 30})))).await; // leeway
-    accepted(&v, &sign(&k.rsa, &with(good.clone(), json!({"nbf": now + 30})))).await; // leeway
+    accepted(
+        &v,
+        &sign(&k.ec, &with(good.clone(), json!({"aud": "wagate"}))),
+    )
+    .await;
+    accepted(
+        &v,
+        &sign(&k.rsa, &with(good.clone(), json!({"exp": now - 30}))),
+    )
+    .await; // leeway
+    accepted(
+        &v,
+        &sign(&k.rsa, &with(good.clone(), json!({"nbf": now + 30}))),
+    )
+    .await; // leeway
 
     let cases = [
         (json!({"exp": now - 61}), "expired"),
@@ -495,19 +626,37 @@ async fn tampering_and_size() {
 
     for key in [&k.rsa, &k.ec, &k.ed] {
         let token = sign(key, &claims(&clock));
-        let [header, _, signature]: [&str; 3] = token.split('.').collect::<Vec<_>>().try_into().unwrap();
+        let [header, _, signature]: [&str; 3] =
+            token.split('.').collect::<Vec<_>>().try_into().unwrap();
         // Payload swapped for a more generous one, signature kept.
-        let forged = b64(with(claims(&clock), json!({"role": "owner", "org_id": "victim"})).to_string());
-        assert!(rejected(&v, &format!("{header}.{forged}.{signature}")).await.contains("signature"));
+        let forged =
+            b64(with(claims(&clock), json!({"role": "owner", "org_id": "victim"})).to_string());
+        assert!(
+            rejected(&v, &format!("{header}.{forged}.{signature}"))
+                .await
+                .contains("signature")
+        );
         // One bit of the signature flipped.
         let mut sig = URL_SAFE_NO_PAD.decode(signature).unwrap();
         sig[10] ^= 1;
-        let flipped = format!("{header}.{}.{}", token.split('.').nth(1).unwrap(), b64(&sig));
+        let flipped = format!(
+            "{header}.{}.{}",
+            token.split('.').nth(1).unwrap(),
+            b64(&sig)
+        );
         assert!(rejected(&v, &flipped).await.contains("signature"));
         // Truncated and empty signatures.
         let payload = token.split('.').nth(1).unwrap();
-        assert!(rejected(&v, &format!("{header}.{payload}.{}", b64(&sig[..20]))).await.contains("signature"));
-        assert!(rejected(&v, &format!("{header}.{payload}.")).await.contains("signature"));
+        assert!(
+            rejected(&v, &format!("{header}.{payload}.{}", b64(&sig[..20])))
+                .await
+                .contains("signature")
+        );
+        assert!(
+            rejected(&v, &format!("{header}.{payload}."))
+                .await
+                .contains("signature")
+        );
     }
     // Garbage in the parts.
     assert!(rejected(&v, "e30.e30.e30").await.contains("header"));
@@ -532,11 +681,24 @@ async fn symmetric_keys_in_the_jwks_are_ignored() {
     let body = json!({"keys": [oct, k.rsa.jwk]}).to_string();
     let server = JwksServer::start(Mode::Serve(body)).await;
     let (clock, v) = ready(config(&server)).await;
-    assert_eq!(v.cache().current().unwrap().kids().collect::<Vec<_>>(), ["rsa-1"]);
+    assert_eq!(
+        v.cache().current().unwrap().kids().collect::<Vec<_>>(),
+        ["rsa-1"]
+    );
 
-    let hs = sign_raw(&json!({"alg": "HS256", "kid": "hmac-1"}), &claims(&clock), &EncodingKey::from_secret(secret), Algorithm::HS256);
+    let hs = sign_raw(
+        &json!({"alg": "HS256", "kid": "hmac-1"}),
+        &claims(&clock),
+        &EncodingKey::from_secret(secret),
+        Algorithm::HS256,
+    );
     assert!(rejected(&v, &hs).await.contains("HMAC"));
-    let rs = sign_raw(&json!({"alg": "RS256", "kid": "hmac-1"}), &claims(&clock), &k.rsa.private, Algorithm::RS256);
+    let rs = sign_raw(
+        &json!({"alg": "RS256", "kid": "hmac-1"}),
+        &claims(&clock),
+        &k.rsa.private,
+        Algorithm::RS256,
+    );
     assert!(rejected(&v, &rs).await.contains("unknown kid"));
 }
 
@@ -564,7 +726,12 @@ async fn unknown_kid_refetch_is_throttled() {
     let c = claims(&clock);
     // Refused before the signature is looked at, so any bytes will do.
     let random_kid = |i: usize| {
-        format!("{}.{}.{}", b64(json!({"alg": "RS256", "kid": format!("random-{i}")}).to_string()), b64(c.to_string()), b64([7u8; 256]))
+        format!(
+            "{}.{}.{}",
+            b64(json!({"alg": "RS256", "kid": format!("random-{i}")}).to_string()),
+            b64(c.to_string()),
+            b64([7u8; 256])
+        )
     };
 
     assert!(rejected(&v, &random_kid(0)).await.contains("unknown kid"));
@@ -572,7 +739,11 @@ async fn unknown_kid_refetch_is_throttled() {
     for i in 1..200 {
         assert!(rejected(&v, &random_kid(i)).await.contains("unknown kid"));
     }
-    assert_eq!(server.hits(), 2, "a flood of kids within 30 s fetches nothing more");
+    assert_eq!(
+        server.hits(),
+        2,
+        "a flood of kids within 30 s fetches nothing more"
+    );
 
     // A real rotation inside the window waits for the window to pass.
     server.serve(&[&k.rsa, &k.rsa2]);
@@ -610,7 +781,10 @@ async fn a_removed_key_stops_working_after_the_next_refresh() {
     accepted(&v, &rsa_token).await;
 
     server.serve(&[&k.ec]);
-    wait_until("rsa-1 dropped by a refresh", || async { v.authenticate(&rsa_token).await.is_err() }).await;
+    wait_until("rsa-1 dropped by a refresh", || async {
+        v.authenticate(&rsa_token).await.is_err()
+    })
+    .await;
     assert!(rejected(&v, &rsa_token).await.contains("unknown kid"));
     accepted(&v, &ec_token).await;
 }
@@ -637,14 +811,20 @@ async fn cached_keys_survive_the_endpoint_going_down() {
     for mode in failures {
         server.set(mode.clone());
         let before = server.hits();
-        wait_until("two failed refreshes", || async { server.hits() >= before + 2 }).await;
+        wait_until("two failed refreshes", || async {
+            server.hits() >= before + 2
+        })
+        .await;
         assert!(v.is_ready(), "{mode:?}");
         accepted(&v, &token).await;
         accepted(&v, &sign(&k.ed, &claims(&clock))).await;
     }
     // Back up: a changed set is picked up again.
     server.serve(&[&k.ec]);
-    wait_until("recovery", || async { v.authenticate(&token).await.is_err() }).await;
+    wait_until("recovery", || async {
+        v.authenticate(&token).await.is_err()
+    })
+    .await;
     accepted(&v, &sign(&k.ec, &claims(&clock))).await;
 }
 
@@ -658,7 +838,11 @@ async fn not_ready_and_every_jwt_refused_until_a_set_loads() {
     assert!(!v.is_ready());
     let token = sign(&k.rsa, &claims(&clock));
     assert!(rejected(&v, &token).await.contains("no key set"));
-    assert!(rejected(&v, &sign(&k.ed, &claims(&clock))).await.contains("no key set"));
+    assert!(
+        rejected(&v, &sign(&k.ed, &claims(&clock)))
+            .await
+            .contains("no key set")
+    );
     assert!(!v.is_ready());
 
     // The endpoint comes up: the background retry (1 s) loads the set.
@@ -676,7 +860,11 @@ async fn an_endpoint_that_never_answers_leaves_the_verifier_not_ready() {
     let v = JwtVerifier::start_with_clock(config(&server), clock.clone());
     wait_until("first attempt", || async { server.hits() >= 1 }).await;
     assert!(!v.is_ready());
-    assert!(rejected(&v, &sign(&k.rsa, &claims(&clock))).await.contains("no key set"));
+    assert!(
+        rejected(&v, &sign(&k.rsa, &claims(&clock)))
+            .await
+            .contains("no key set")
+    );
 
     // Bound but never accepting: connections open, no answer ever comes.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -684,7 +872,11 @@ async fn an_endpoint_that_never_answers_leaves_the_verifier_not_ready() {
     cfg.fetch_timeout = Duration::from_millis(500);
     let v = JwtVerifier::start_with_clock(cfg, clock.clone());
     // The token's unknown kid makes it fetch (and fail) itself: no sleeping needed.
-    assert!(rejected(&v, &sign(&k.rsa, &claims(&clock))).await.contains("no key set"));
+    assert!(
+        rejected(&v, &sign(&k.rsa, &claims(&clock)))
+            .await
+            .contains("no key set")
+    );
     assert!(!v.is_ready());
     drop(silent);
 }
@@ -722,7 +914,10 @@ async fn shutdown_and_drop_stop_the_refresh_task() {
     let (_, v) = ready(cfg).await;
     let cache = v.cache().clone();
     drop(v);
-    wait_until("task ended on drop", || async { Arc::strong_count(&cache) == 1 }).await;
+    wait_until("task ended on drop", || async {
+        Arc::strong_count(&cache) == 1
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -731,7 +926,10 @@ async fn a_verifier_without_background_task_can_be_fed_a_set() {
     let clock = clock();
     let v = JwtVerifier::new(JwtConfig::new("http://127.0.0.1:9/unused"), clock.clone());
     assert!(!v.is_ready());
-    assert_eq!(v.cache().install_json(jwks(&[&k.rsa, &k.ed]).as_bytes()), Ok(2));
+    assert_eq!(
+        v.cache().install_json(jwks(&[&k.rsa, &k.ed]).as_bytes()),
+        Ok(2)
+    );
     assert!(v.is_ready());
     accepted(&v, &sign(&k.ed, &claims(&clock))).await;
 }

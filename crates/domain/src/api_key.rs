@@ -22,7 +22,10 @@ impl ApiKeyName {
             return Err(DomainError::new("name", "must be 1 to 100 characters"));
         }
         if name.chars().any(char::is_control) {
-            return Err(DomainError::new("name", "must not contain control characters"));
+            return Err(DomainError::new(
+                "name",
+                "must not contain control characters",
+            ));
         }
         Ok(Self(name.into()))
     }
@@ -69,11 +72,16 @@ impl ApiKeySecret {
     pub fn parse(token: &str) -> Result<Self, DomainError> {
         let ok = token.len() == Self::LEN
             && token.starts_with(Self::PREFIX)
-            && token[Self::PREFIX.len()..].bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            && token[Self::PREFIX.len()..]
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if ok {
             Ok(Self(token.into()))
         } else {
-            Err(DomainError::new("token", "not a well-formed wagate API key"))
+            Err(DomainError::new(
+                "token",
+                "not a well-formed wagate API key",
+            ))
         }
     }
 
@@ -144,7 +152,12 @@ mod tests {
         assert_eq!(s.display_prefix(), "wgk_abababab");
         let dbg = format!("{s:?}");
         assert!(!dbg.contains(&s.expose()[12..]));
-        for bad in ["", "wgk_", "wgk_ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB", "Bearer x"] {
+        for bad in [
+            "",
+            "wgk_",
+            "wgk_ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB",
+            "Bearer x",
+        ] {
             assert!(ApiKeySecret::parse(bad).is_err());
         }
     }

@@ -19,8 +19,12 @@ pub enum Capability {
 
 impl Capability {
     /// Every capability, in the order the API lists them.
-    pub const ALL: [Capability; 4] =
-        [Capability::Read, Capability::Send, Capability::Manage, Capability::Admin];
+    pub const ALL: [Capability; 4] = [
+        Capability::Read,
+        Capability::Send,
+        Capability::Manage,
+        Capability::Admin,
+    ];
 
     /// The capability's name in the API.
     pub fn as_str(self) -> &'static str {
@@ -38,12 +42,18 @@ impl Capability {
     ///
     /// A [`DomainError`] on field `capabilities` for any other text.
     pub fn parse(input: &str) -> Result<Self, DomainError> {
-        Self::ALL.into_iter().find(|c| c.as_str() == input).ok_or_else(|| {
-            DomainError::new(
-                "capabilities",
-                format!("unknown capability '{}': use read, send, manage or admin", truncate(input)),
-            )
-        })
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == input)
+            .ok_or_else(|| {
+                DomainError::new(
+                    "capabilities",
+                    format!(
+                        "unknown capability '{}': use read, send, manage or admin",
+                        truncate(input)
+                    ),
+                )
+            })
     }
 
     fn bit(self) -> u8 {
@@ -127,7 +137,9 @@ impl CapabilitySet {
 
     /// The capabilities in API order.
     pub fn iter(self) -> impl Iterator<Item = Capability> {
-        Capability::ALL.into_iter().filter(move |c| self.contains(*c))
+        Capability::ALL
+            .into_iter()
+            .filter(move |c| self.contains(*c))
     }
 
     /// The capabilities of `other` missing from this set.
@@ -234,14 +246,20 @@ mod tests {
             set.missing_from(CapabilitySet::ALL),
             CapabilitySet::of([Capability::Manage, Capability::Admin])
         );
-        assert_eq!(CapabilitySet::parse_list("read,root").unwrap_err().field, "capabilities");
+        assert_eq!(
+            CapabilitySet::parse_list("read,root").unwrap_err().field,
+            "capabilities"
+        );
     }
 
     #[test]
     fn serde_is_a_list_of_names() {
         let set = CapabilitySet::of([Capability::Admin, Capability::Read]);
         assert_eq!(serde_json::to_string(&set).unwrap(), r#"["read","admin"]"#);
-        assert_eq!(serde_json::from_str::<CapabilitySet>(r#"["admin","read"]"#).unwrap(), set);
+        assert_eq!(
+            serde_json::from_str::<CapabilitySet>(r#"["admin","read"]"#).unwrap(),
+            set
+        );
         assert!(serde_json::from_str::<CapabilitySet>(r#"["sudo"]"#).is_err());
     }
 }

@@ -101,7 +101,10 @@ pub struct QrCode {
 // The code is a short-lived credential: keep it out of Debug output (logs).
 impl fmt::Debug for QrCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QrCode").field("code", &"<redacted>").field("expires_at", &self.expires_at).finish()
+        f.debug_struct("QrCode")
+            .field("code", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
     }
 }
 
@@ -180,10 +183,30 @@ mod tests {
 
     #[test]
     fn phone_numbers() {
-        assert_eq!(PhoneNumber::parse("+1 415 555 0123").unwrap().digits(), "14155550123");
-        assert_eq!(PhoneNumber::parse("+1 (415) 555-0123").unwrap().jid().to_string(), "14155550123@s.whatsapp.net");
-        for bad in ["", "+", "123", "0044 20 7946 0958", "+1 415 555 0123 ext 4", "1".repeat(16).as_str()] {
-            assert_eq!(PhoneNumber::parse(bad).unwrap_err().field, "phoneNumber", "{bad}");
+        assert_eq!(
+            PhoneNumber::parse("+1 415 555 0123").unwrap().digits(),
+            "14155550123"
+        );
+        assert_eq!(
+            PhoneNumber::parse("+1 (415) 555-0123")
+                .unwrap()
+                .jid()
+                .to_string(),
+            "14155550123@s.whatsapp.net"
+        );
+        for bad in [
+            "",
+            "+",
+            "123",
+            "0044 20 7946 0958",
+            "+1 415 555 0123 ext 4",
+            "1".repeat(16).as_str(),
+        ] {
+            assert_eq!(
+                PhoneNumber::parse(bad).unwrap_err().field,
+                "phoneNumber",
+                "{bad}"
+            );
         }
     }
 
@@ -195,7 +218,10 @@ mod tests {
 
     #[test]
     fn codes_are_redacted_in_debug() {
-        let qr = QrCode { code: "2@secret".into(), expires_at: OffsetDateTime::UNIX_EPOCH };
+        let qr = QrCode {
+            code: "2@secret".into(),
+            expires_at: OffsetDateTime::UNIX_EPOCH,
+        };
         assert!(!format!("{qr:?}").contains("secret"));
         assert!(!format!("{:?}", PairingCode::new("ABCD-EFGH".into())).contains("ABCD"));
     }

@@ -17,6 +17,9 @@ pub struct DomainError {
 impl DomainError {
     /// An error about `field`.
     pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self { field, message: message.into() }
+        Self {
+            field,
+            message: message.into(),
+        }
     }
 }

@@ -150,8 +150,19 @@ mod tests {
     fn session_id_round_trips_and_refuses_other_shapes() {
         let id = SessionId::from_ulid(Ulid::new());
         assert_eq!(SessionId::parse(&id.to_string()).unwrap(), id);
-        for bad in ["", "sess_", "sess_123", "key_01J0000000000000000000000", "sess_01J00000000000000000000000x", "SESS_01HZY0N4Q8ZK3J4M7ZC9W4X2QF"] {
-            assert_eq!(SessionId::parse(bad).unwrap_err().field, "sessionId", "{bad}");
+        for bad in [
+            "",
+            "sess_",
+            "sess_123",
+            "key_01J0000000000000000000000",
+            "sess_01J00000000000000000000000x",
+            "SESS_01HZY0N4Q8ZK3J4M7ZC9W4X2QF",
+        ] {
+            assert_eq!(
+                SessionId::parse(bad).unwrap_err().field,
+                "sessionId",
+                "{bad}"
+            );
         }
         assert!(SessionId::parse("sess_01HZY0N4Q8ZK3J4M7ZC9W4X2QF").is_ok());
     }

@@ -77,7 +77,9 @@ impl Jid {
             input
         };
         let Some((user, server)) = input.split_once('@') else {
-            return Err(err("must look like 14155550123@s.whatsapp.net (no '@' found)"));
+            return Err(err(
+                "must look like 14155550123@s.whatsapp.net (no '@' found)",
+            ));
         };
         let kind = match server {
             "s.whatsapp.net" | "c.us" => JidKind::User,
@@ -95,7 +97,12 @@ impl Jid {
                 // `user.agent:device` → `user`
                 let bare = user.split_once(':').map_or(user, |(u, _)| u);
                 let bare = bare.split_once('.').map_or(bare, |(u, _)| u);
-                check_digits(bare, 5, 20, "a person's JID must be 5 to 20 digits before the '@'")?;
+                check_digits(
+                    bare,
+                    5,
+                    20,
+                    "a person's JID must be 5 to 20 digits before the '@'",
+                )?;
                 bare
             }
             JidKind::Group => {
@@ -105,16 +112,26 @@ impl Jid {
                     None => is_digits(user, 5, 30),
                 };
                 if !ok {
-                    return Err(err("a group JID must be digits (or creator-timestamp) before '@g.us'"));
+                    return Err(err(
+                        "a group JID must be digits (or creator-timestamp) before '@g.us'",
+                    ));
                 }
                 user
             }
             JidKind::Channel => {
-                check_digits(user, 5, 30, "a channel JID must be digits before '@newsletter'")?;
+                check_digits(
+                    user,
+                    5,
+                    30,
+                    "a channel JID must be digits before '@newsletter'",
+                )?;
                 user
             }
         };
-        Ok(Self { user: user.into(), kind })
+        Ok(Self {
+            user: user.into(),
+            kind,
+        })
     }
 
     /// The phone-number JID of a person, from the digits of their number.
@@ -123,8 +140,16 @@ impl Jid {
     ///
     /// As [`Jid::parse`] when `digits` is not 5 to 20 digits.
     pub fn user(digits: &str) -> Result<Self, DomainError> {
-        check_digits(digits, 5, 20, "a person's JID must be 5 to 20 digits before the '@'")?;
-        Ok(Self { user: digits.into(), kind: JidKind::User })
+        check_digits(
+            digits,
+            5,
+            20,
+            "a person's JID must be 5 to 20 digits before the '@'",
+        )?;
+        Ok(Self {
+            user: digits.into(),
+            kind: JidKind::User,
+        })
     }
 
     /// The part before the `@`.
@@ -147,7 +172,11 @@ fn is_digits(s: &str, min: usize, max: usize) -> bool {
 }
 
 fn check_digits(s: &str, min: usize, max: usize, message: &str) -> Result<(), DomainError> {
-    if is_digits(s, min, max) { Ok(()) } else { Err(err(message)) }
+    if is_digits(s, min, max) {
+        Ok(())
+    } else {
+        Err(err(message))
+    }
 }
 
 /// Decodes `%40` (`@`) and `%3A` (`:`), the only escapes a JID can need;
@@ -163,7 +192,9 @@ fn percent_decode_separators(input: &str) -> Result<String, DomainError> {
         } else if code.eq_ignore_ascii_case("3a") {
             out.push(':');
         } else {
-            return Err(err("only '%40' ('@') and '%3A' (':') may be percent-encoded"));
+            return Err(err(
+                "only '%40' ('@') and '%3A' (':') may be percent-encoded",
+            ));
         }
         rest = &rest[i + 3..];
     }
@@ -204,10 +235,22 @@ mod tests {
 
     #[test]
     fn parses_each_kind() {
-        assert_eq!(Jid::parse("14155550123@s.whatsapp.net").unwrap().kind(), JidKind::User);
-        assert_eq!(Jid::parse("123456789012345@lid").unwrap().kind(), JidKind::Lid);
-        assert_eq!(Jid::parse("120363025246125486@g.us").unwrap().kind(), JidKind::Group);
-        assert_eq!(Jid::parse("15551234567-1612345678@g.us").unwrap().kind(), JidKind::Group);
+        assert_eq!(
+            Jid::parse("14155550123@s.whatsapp.net").unwrap().kind(),
+            JidKind::User
+        );
+        assert_eq!(
+            Jid::parse("123456789012345@lid").unwrap().kind(),
+            JidKind::Lid
+        );
+        assert_eq!(
+            Jid::parse("120363025246125486@g.us").unwrap().kind(),
+            JidKind::Group
+        );
+        assert_eq!(
+            Jid::parse("15551234567-1612345678@g.us").unwrap().kind(),
+            JidKind::Group
+        );
         assert_eq!(
             Jid::parse("120363144038483540@newsletter").unwrap().kind(),
             JidKind::Channel
@@ -223,7 +266,11 @@ mod tests {
             "14155550123%3a7%40s.whatsapp.net",
             "14155550123@c.us",
         ] {
-            assert_eq!(Jid::parse(input).unwrap().to_string(), "14155550123@s.whatsapp.net", "{input}");
+            assert_eq!(
+                Jid::parse(input).unwrap().to_string(),
+                "14155550123@s.whatsapp.net",
+                "{input}"
+            );
         }
     }
 

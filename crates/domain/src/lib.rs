@@ -33,8 +33,7 @@ pub use api_key::{ApiKey, ApiKeyName, ApiKeySecret, NewApiKey};
 pub use auth::{Capability, CapabilitySet, Principal, PrincipalKind, Role};
 pub use clock::{Clock, SystemClock};
 pub use contact::{
-    About, BlocklistEntry, PairingCode, PhoneNumber, Absence, PictureType, ProfilePicture,
-    QrCode,
+    About, Absence, BlocklistEntry, PairingCode, PhoneNumber, PictureType, ProfilePicture, QrCode,
 };
 pub use error::DomainError;
 pub use ids::{ApiKeyId, OrgId, SessionId};

@@ -75,7 +75,10 @@ impl SessionName {
             return Err(DomainError::new("name", "must be 1 to 100 characters"));
         }
         if name.chars().any(char::is_control) {
-            return Err(DomainError::new("name", "must not contain control characters"));
+            return Err(DomainError::new(
+                "name",
+                "must not contain control characters",
+            ));
         }
         Ok(Self(name.into()))
     }
@@ -200,7 +203,10 @@ impl PageRequest {
     pub fn new(limit: Option<u32>, after: Option<SessionId>) -> Result<Self, DomainError> {
         let limit = limit.unwrap_or(Self::DEFAULT_LIMIT);
         if !(1..=Self::MAX_LIMIT).contains(&limit) {
-            return Err(DomainError::new("limit", format!("must be 1 to {}", Self::MAX_LIMIT)));
+            return Err(DomainError::new(
+                "limit",
+                format!("must be 1 to {}", Self::MAX_LIMIT),
+            ));
         }
         Ok(Self { limit, after })
     }
@@ -226,7 +232,10 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(SessionName::parse("  support line ").unwrap().as_str(), "support line");
+        assert_eq!(
+            SessionName::parse("  support line ").unwrap().as_str(),
+            "support line"
+        );
         assert!(SessionName::parse("   ").is_err());
         assert!(SessionName::parse(&"é".repeat(100)).is_ok());
         assert!(SessionName::parse(&"é".repeat(101)).is_err());

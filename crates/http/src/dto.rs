@@ -58,7 +58,10 @@ impl From<Session> for SessionBody {
             created_at: s.created_at,
             updated_at: s.updated_at,
             last_connected_at: s.last_connected_at,
-            last_error: s.last_error.map(|e| LastErrorBody { code: e.code.as_str(), message: e.message }),
+            last_error: s.last_error.map(|e| LastErrorBody {
+                code: e.code.as_str(),
+                message: e.message,
+            }),
         }
     }
 }
@@ -94,7 +97,10 @@ pub struct QrBody {
 
 impl From<QrCode> for QrBody {
     fn from(q: QrCode) -> Self {
-        Self { code: q.code, expires_at: q.expires_at }
+        Self {
+            code: q.code,
+            expires_at: q.expires_at,
+        }
     }
 }
 
@@ -135,7 +141,13 @@ pub struct PictureBody {
 
 impl From<ProfilePicture> for PictureBody {
     fn from(p: ProfilePicture) -> Self {
-        Self { id: p.id, url: p.url, kind: p.kind.as_str(), direct_path: p.direct_path, hash: p.hash }
+        Self {
+            id: p.id,
+            url: p.url,
+            kind: p.kind.as_str(),
+            direct_path: p.direct_path,
+            hash: p.hash,
+        }
     }
 }
 
@@ -153,7 +165,10 @@ pub struct AboutBody {
 
 impl From<About> for AboutBody {
     fn from(a: About) -> Self {
-        Self { about: a.text, set_at: a.set_at }
+        Self {
+            about: a.text,
+            set_at: a.set_at,
+        }
     }
 }
 
@@ -178,7 +193,10 @@ pub struct BlockedBody {
 
 impl From<BlocklistEntry> for BlockedBody {
     fn from(b: BlocklistEntry) -> Self {
-        Self { jid: b.jid.to_string(), phone_jid: b.phone_jid.map(|j| j.to_string()) }
+        Self {
+            jid: b.jid.to_string(),
+            phone_jid: b.phone_jid.map(|j| j.to_string()),
+        }
     }
 }
 

@@ -33,7 +33,12 @@ struct Body<'a> {
 impl ApiError {
     /// An error with `status`, `code` and a message for people.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), details: Map::new() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: Map::new(),
+        }
     }
 
     /// Adds `details.<key> = value`.
@@ -50,13 +55,21 @@ impl ApiError {
 
     /// 401 `unauthorized`, one message for every reason.
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid bearer token")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or invalid bearer token",
+        )
     }
 
     /// 500 `internal`: the cause goes to the log, not to the caller.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     }
 
     /// The envelope for a bare status (unknown route, 405, oversized body,
@@ -71,7 +84,10 @@ impl ApiError {
             408 => ("timeout", "request timed out"),
             409 => ("conflict", "conflict"),
             413 => ("payload_too_large", "request body larger than 64 KiB"),
-            415 => ("unsupported_media_type", "request body must be application/json"),
+            415 => (
+                "unsupported_media_type",
+                "request body must be application/json",
+            ),
             429 => ("rate_limited", "too many requests"),
             501 => ("not_implemented", "not implemented"),
             503 => ("unavailable", "temporarily unavailable; try again"),
@@ -89,7 +105,13 @@ impl ApiError {
 
     /// The envelope as JSON bytes.
     pub fn to_json(&self) -> Vec<u8> {
-        let body = Envelope { error: Body { code: self.code, message: &self.message, details: &self.details } };
+        let body = Envelope {
+            error: Body {
+                code: self.code,
+                message: &self.message,
+                details: &self.details,
+            },
+        };
         // Serializing strings and a JSON map cannot fail.
         serde_json::to_vec(&body).unwrap_or_default()
     }
@@ -97,7 +119,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -108,7 +136,10 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status);
-        res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/json")));
+        res.insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ));
         if self.status == StatusCode::UNAUTHORIZED {
             res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
@@ -131,7 +162,11 @@ impl From<AuthError> for ApiError {
             }
             AuthError::Unavailable(cause) => {
                 tracing::warn!(%cause, "cannot authenticate now");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "authentication is temporarily unavailable; try again")
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "authentication is temporarily unavailable; try again",
+                )
             }
         }
     }
@@ -141,10 +176,12 @@ impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         match e {
             AppError::InvalidArgument(d) => d.into(),
-            AppError::Forbidden { required } => {
-                Self::new(StatusCode::FORBIDDEN, "forbidden", format!("this call needs the '{required}' capability"))
-                    .detail("required", required.as_str())
-            }
+            AppError::Forbidden { required } => Self::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this call needs the '{required}' capability"),
+            )
+            .detail("required", required.as_str()),
             AppError::NotFound { what, reason } => {
                 let e = Self::new(StatusCode::NOT_FOUND, "not_found", what);
                 match reason {
@@ -159,14 +196,24 @@ impl From<AppError> for ApiError {
                     None => e,
                 }
             }
-            AppError::NotConnected { status } => {
-                Self::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", "session is not connected")
-                    .detail("status", status.as_str())
-            }
-            AppError::Timeout => Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", "WhatsApp did not answer in time"),
+            AppError::NotConnected { status } => Self::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+                "session is not connected",
+            )
+            .detail("status", status.as_str()),
+            AppError::Timeout => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                "WhatsApp did not answer in time",
+            ),
             AppError::Unavailable(cause) => {
                 tracing::warn!(%cause, "upstream unavailable");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "temporarily unavailable; try again")
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "temporarily unavailable; try again",
+                )
             }
             AppError::Internal(cause) => Self::internal(&cause),
         }
@@ -184,15 +231,31 @@ mod tests {
 
     #[test]
     fn envelope_shape_and_mappings() {
-        let e: ApiError = AppError::Forbidden { required: Capability::Send }.into();
+        let e: ApiError = AppError::Forbidden {
+            required: Capability::Send,
+        }
+        .into();
         assert_eq!(e.status_code(), 403);
         assert_eq!(json(&e)["error"]["details"]["required"], "send");
 
-        let e: ApiError = AppError::NotFound { what: "profile picture not found", reason: Some(Absence::Hidden) }.into();
-        assert_eq!(json(&e), serde_json::json!({"error": {"code": "not_found", "message": "profile picture not found", "details": {"reason": "hidden"}}}));
+        let e: ApiError = AppError::NotFound {
+            what: "profile picture not found",
+            reason: Some(Absence::Hidden),
+        }
+        .into();
+        assert_eq!(
+            json(&e),
+            serde_json::json!({"error": {"code": "not_found", "message": "profile picture not found", "details": {"reason": "hidden"}}})
+        );
 
-        let e: ApiError = AppError::NotConnected { status: SessionStatus::Pairing }.into();
-        assert_eq!((e.status_code().as_u16(), e.code()), (501, "not_implemented"));
+        let e: ApiError = AppError::NotConnected {
+            status: SessionStatus::Pairing,
+        }
+        .into();
+        assert_eq!(
+            (e.status_code().as_u16(), e.code()),
+            (501, "not_implemented")
+        );
 
         let e: ApiError = AppError::Internal("db file /secret/path broke".into()).into();
         assert!(!String::from_utf8(e.to_json()).unwrap().contains("secret"));

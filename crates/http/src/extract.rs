@@ -59,7 +59,11 @@ pub(crate) fn session_id(raw: &str) -> Result<SessionId, ApiError> {
 
 /// Parses a JSON body. An empty body is `T::default()` when `empty_ok`;
 /// otherwise the body must be `application/json` and valid for `T`.
-pub(crate) fn json_body<T: DeserializeOwned + Default>(req: &HttpRequest, body: &[u8], empty_ok: bool) -> Result<T, ApiError> {
+pub(crate) fn json_body<T: DeserializeOwned + Default>(
+    req: &HttpRequest,
+    body: &[u8],
+    empty_ok: bool,
+) -> Result<T, ApiError> {
     if body.is_empty() && empty_ok {
         return Ok(T::default());
     }
@@ -70,14 +74,19 @@ pub(crate) fn json_body<T: DeserializeOwned + Default>(req: &HttpRequest, body: 
         .and_then(|v| v.split(';').next())
         .is_some_and(|m| {
             let m = m.trim();
-            m.eq_ignore_ascii_case("application/json") || (m.starts_with("application/") && m.ends_with("+json"))
+            m.eq_ignore_ascii_case("application/json")
+                || (m.starts_with("application/") && m.ends_with("+json"))
         });
     if !json {
-        return Err(ApiError::for_status(actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE));
+        return Err(ApiError::for_status(
+            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ));
     }
     serde_json::from_slice(body).map_err(|e| {
         let msg = match e.classify() {
-            serde_json::error::Category::Data => format!("request body does not match the expected shape: {e}"),
+            serde_json::error::Category::Data => {
+                format!("request body does not match the expected shape: {e}")
+            }
             _ => format!("request body is not valid JSON: {e}"),
         };
         ApiError::invalid("body", msg)
@@ -91,14 +100,20 @@ mod tests {
 
     #[test]
     fn bearer_parsing() {
-        let ok = TestRequest::default().insert_header(("Authorization", "bearer abc")).to_http_request();
+        let ok = TestRequest::default()
+            .insert_header(("Authorization", "bearer abc"))
+            .to_http_request();
         assert_eq!(bearer_token(&ok).unwrap(), "abc");
         for bad in ["Basic abc", "Bearer", "Bearer   ", "abc"] {
-            let req = TestRequest::default().insert_header(("Authorization", bad)).to_http_request();
+            let req = TestRequest::default()
+                .insert_header(("Authorization", bad))
+                .to_http_request();
             assert!(bearer_token(&req).is_err(), "{bad}");
         }
         let huge = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 100));
-        let req = TestRequest::default().insert_header(("Authorization", huge)).to_http_request();
+        let req = TestRequest::default()
+            .insert_header(("Authorization", huge))
+            .to_http_request();
         assert!(bearer_token(&req).is_err());
         assert!(bearer_token(&TestRequest::default().to_http_request()).is_err());
     }
@@ -111,12 +126,27 @@ mod tests {
 
     #[test]
     fn json_bodies() {
-        let json = TestRequest::default().insert_header(("Content-Type", "application/json; charset=utf-8")).to_http_request();
-        let text = TestRequest::default().insert_header(("Content-Type", "text/plain")).to_http_request();
+        let json = TestRequest::default()
+            .insert_header(("Content-Type", "application/json; charset=utf-8"))
+            .to_http_request();
+        let text = TestRequest::default()
+            .insert_header(("Content-Type", "text/plain"))
+            .to_http_request();
         assert!(json_body::<Body>(&json, br#"{"name":"x"}"#, false).is_ok());
         assert!(json_body::<Body>(&text, b"", true).is_ok());
-        assert_eq!(json_body::<Body>(&text, b"{}", true).unwrap_err().code(), "unsupported_media_type");
-        assert_eq!(json_body::<Body>(&json, b"{", true).unwrap_err().code(), "invalid_argument");
-        assert_eq!(json_body::<Body>(&json, br#"{"name":1}"#, true).unwrap_err().code(), "invalid_argument");
+        assert_eq!(
+            json_body::<Body>(&text, b"{}", true).unwrap_err().code(),
+            "unsupported_media_type"
+        );
+        assert_eq!(
+            json_body::<Body>(&json, b"{", true).unwrap_err().code(),
+            "invalid_argument"
+        );
+        assert_eq!(
+            json_body::<Body>(&json, br#"{"name":1}"#, true)
+                .unwrap_err()
+                .code(),
+            "invalid_argument"
+        );
     }
 }

@@ -61,10 +61,19 @@ impl AppState {
     /// # Errors
     ///
     /// When the metrics cannot be registered (a bug).
-    pub fn new(gateway: Arc<Gateway>, authenticator: Arc<dyn Authenticator>) -> Result<Self, prometheus::Error> {
+    pub fn new(
+        gateway: Arc<Gateway>,
+        authenticator: Arc<dyn Authenticator>,
+    ) -> Result<Self, prometheus::Error> {
         let openapi_json = web::Bytes::from(openapi::json());
         let docs_html = web::Bytes::from(utoipa_scalar::Scalar::new(openapi::document()).to_html());
-        Ok(Self { gateway, authenticator, metrics: Metrics::new()?, openapi_json, docs_html })
+        Ok(Self {
+            gateway,
+            authenticator,
+            metrics: Metrics::new()?,
+            openapi_json,
+            docs_html,
+        })
     }
 }
 
@@ -84,21 +93,68 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
 
     cfg.app_data(state)
         .app_data(web::PayloadConfig::new(MAX_BODY))
-        .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::invalid("query", format!("malformed query string: {e}")).into()))
-        .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::invalid("path", format!("malformed path: {e}")).into()))
-        .service(resource!("/api/v1/sessions").route(web::post().to(sessions::create)).route(web::get().to(sessions::list)))
-        .service(resource!("/api/v1/sessions/{sessionId}").route(web::get().to(sessions::get)).route(web::delete().to(sessions::delete)))
-        .service(resource!("/api/v1/sessions/{sessionId}/connect").route(web::post().to(sessions::connect)))
-        .service(resource!("/api/v1/sessions/{sessionId}/disconnect").route(web::post().to(sessions::disconnect)))
-        .service(resource!("/api/v1/sessions/{sessionId}/logout").route(web::post().to(sessions::logout)))
-        .service(resource!("/api/v1/sessions/{sessionId}/qr").route(web::get().to(sessions::qr_code)))
-        .service(resource!("/api/v1/sessions/{sessionId}/pairing-code").route(web::post().to(sessions::pairing_code)))
-        .service(resource!("/api/v1/sessions/{sessionId}/contacts/{jid}/picture").route(web::get().to(contacts::picture)))
-        .service(resource!("/api/v1/sessions/{sessionId}/contacts/{jid}/about").route(web::get().to(contacts::about)))
-        .service(resource!("/api/v1/sessions/{sessionId}/contacts/{jid}/block").route(web::post().to(contacts::block)))
-        .service(resource!("/api/v1/sessions/{sessionId}/contacts/{jid}/unblock").route(web::post().to(contacts::unblock)))
-        .service(resource!("/api/v1/sessions/{sessionId}/blocklist").route(web::get().to(contacts::blocklist)))
-        .service(resource!("/api/v1/api-keys").route(web::post().to(api_keys::create)).route(web::get().to(api_keys::list)))
+        .app_data(web::QueryConfig::default().error_handler(|e, _| {
+            ApiError::invalid("query", format!("malformed query string: {e}")).into()
+        }))
+        .app_data(
+            web::PathConfig::default().error_handler(|e, _| {
+                ApiError::invalid("path", format!("malformed path: {e}")).into()
+            }),
+        )
+        .service(
+            resource!("/api/v1/sessions")
+                .route(web::post().to(sessions::create))
+                .route(web::get().to(sessions::list)),
+        )
+        .service(
+            resource!("/api/v1/sessions/{sessionId}")
+                .route(web::get().to(sessions::get))
+                .route(web::delete().to(sessions::delete)),
+        )
+        .service(
+            resource!("/api/v1/sessions/{sessionId}/connect")
+                .route(web::post().to(sessions::connect)),
+        )
+        .service(
+            resource!("/api/v1/sessions/{sessionId}/disconnect")
+                .route(web::post().to(sessions::disconnect)),
+        )
+        .service(
+            resource!("/api/v1/sessions/{sessionId}/logout")
+                .route(web::post().to(sessions::logout)),
+        )
+        .service(
+            resource!("/api/v1/sessions/{sessionId}/qr").route(web::get().to(sessions::qr_code)),
+        )
+        .service(
+            resource!("/api/v1/sessions/{sessionId}/pairing-code")
+                .route(web::post().to(sessions::pairing_code)),
+        )
+        .service(
+            resource!("/api/v1/sessions/{sessionId}/contacts/{jid}/picture")
+                .route(web::get().to(contacts::picture)),
+        )
+        .service(
+            resource!("/api/v1/sessions/{sessionId}/contacts/{jid}/about")
+                .route(web::get().to(contacts::about)),
+        )
+        .service(
+            resource!("/api/v1/sessions/{sessionId}/contacts/{jid}/block")
+                .route(web::post().to(contacts::block)),
+        )
+        .service(
+            resource!("/api/v1/sessions/{sessionId}/contacts/{jid}/unblock")
+                .route(web::post().to(contacts::unblock)),
+        )
+        .service(
+            resource!("/api/v1/sessions/{sessionId}/blocklist")
+                .route(web::get().to(contacts::blocklist)),
+        )
+        .service(
+            resource!("/api/v1/api-keys")
+                .route(web::post().to(api_keys::create))
+                .route(web::get().to(api_keys::list)),
+        )
         .service(resource!("/api/v1/api-keys/{id}").route(web::delete().to(api_keys::revoke)))
         .service(resource!("/healthz").route(web::get().to(ops::healthz)))
         .service(resource!("/readyz").route(web::get().to(ops::readyz)))
@@ -106,7 +162,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .service(resource!("/docs").route(web::get().to(ops::docs)))
         .service(resource!("/metrics").route(web::get().to(ops::metrics)))
         .default_service(web::to(|| async {
-            Err::<actix_web::HttpResponse, _>(ApiError::new(actix_web::http::StatusCode::NOT_FOUND, "not_found", "no such route"))
+            Err::<actix_web::HttpResponse, _>(ApiError::new(
+                actix_web::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route",
+            ))
         }));
 }
 
@@ -117,7 +177,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
 /// # Errors
 ///
 /// When the listener cannot be used.
-pub fn server(listener: TcpListener, state: AppState, workers: Option<usize>) -> std::io::Result<actix_web::dev::Server> {
+pub fn server(
+    listener: TcpListener,
+    state: AppState,
+    workers: Option<usize>,
+) -> std::io::Result<actix_web::dev::Server> {
     let state = web::Data::new(state);
     let mut server = HttpServer::new(move || {
         App::new()
@@ -130,4 +194,3 @@ pub fn server(listener: TcpListener, state: AppState, workers: Option<usize>) ->
     }
     Ok(server.listen(listener)?.run())
 }
-

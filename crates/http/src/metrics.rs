@@ -1,7 +1,9 @@
 //! Prometheus metrics: requests by route and status, latency, sessions by
 //! status.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use wagate_domain::SessionStatus;
 
 /// The gateway's metrics, in their own registry.
@@ -22,33 +24,56 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("wagate_http_requests_total", "HTTP requests by route pattern, method and status."),
+            Opts::new(
+                "wagate_http_requests_total",
+                "HTTP requests by route pattern, method and status.",
+            ),
             &["route", "method", "status"],
         )?;
         let latency = HistogramVec::new(
-            HistogramOpts::new("wagate_http_request_duration_seconds", "HTTP request latency by route pattern and method.")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            HistogramOpts::new(
+                "wagate_http_request_duration_seconds",
+                "HTTP request latency by route pattern and method.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ]),
             &["route", "method"],
         )?;
-        let sessions = IntGaugeVec::new(Opts::new("wagate_sessions", "Sessions by status."), &["status"])?;
+        let sessions = IntGaugeVec::new(
+            Opts::new("wagate_sessions", "Sessions by status."),
+            &["status"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(sessions.clone()))?;
-        Ok(Self { registry, requests, latency, sessions })
+        Ok(Self {
+            registry,
+            requests,
+            latency,
+            sessions,
+        })
     }
 
     /// Counts one request.
     pub fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
         let mut buf = itoa_buf();
         let status = fmt_status(status, &mut buf);
-        self.requests.with_label_values(&[route, method, status]).inc();
-        self.latency.with_label_values(&[route, method]).observe(seconds);
+        self.requests
+            .with_label_values(&[route, method, status])
+            .inc();
+        self.latency
+            .with_label_values(&[route, method])
+            .observe(seconds);
     }
 
     /// Sets the sessions-by-status gauge.
     pub fn set_sessions(&self, counts: &[(SessionStatus, u64)]) {
         for (status, n) in counts {
-            self.sessions.with_label_values(&[status.as_str()]).set(i64::try_from(*n).unwrap_or(i64::MAX));
+            self.sessions
+                .with_label_values(&[status.as_str()])
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
         }
     }
 

@@ -20,7 +20,9 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// A client's request id is echoed only when it is short and plain.
 fn acceptable_id(v: &HeaderValue) -> bool {
     (1..=128).contains(&v.len())
-        && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        && v.as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 fn is_json(res: &ServiceResponse<BoxBody>) -> bool {
@@ -31,11 +33,15 @@ fn is_json(res: &ServiceResponse<BoxBody>) -> bool {
 }
 
 /// The middleware (use with `actix_web::middleware::from_fn`).
-pub(crate) async fn edge(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+pub(crate) async fn edge(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
     let request_id = match req.headers().get(&REQUEST_ID) {
         Some(v) if acceptable_id(v) => v.clone(),
-        _ => HeaderValue::from_str(&ulid::Ulid::new().to_string()).unwrap_or(HeaderValue::from_static("-")),
+        _ => HeaderValue::from_str(&ulid::Ulid::new().to_string())
+            .unwrap_or(HeaderValue::from_static("-")),
     };
     // No clone of the request may live across `next.call`: routing needs
     // the only reference to it.
@@ -61,12 +67,18 @@ pub(crate) async fn edge(req: ServiceRequest, next: Next<impl MessageBody + 'sta
         }
         res = res.into_response(envelope);
     }
-    res.headers_mut().insert(REQUEST_ID.clone(), request_id.clone());
+    res.headers_mut()
+        .insert(REQUEST_ID.clone(), request_id.clone());
 
     let route = res.request().match_name().unwrap_or("unmatched");
     let elapsed = started.elapsed();
     if let Some(state) = state {
-        state.metrics.observe(route, res.request().method().as_str(), status_of(&res), elapsed.as_secs_f64());
+        state.metrics.observe(
+            route,
+            res.request().method().as_str(),
+            status_of(&res),
+            elapsed.as_secs_f64(),
+        );
     }
     let status = res.status().as_u16();
     if status >= 500 {

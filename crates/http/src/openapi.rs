@@ -13,7 +13,8 @@ impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         let mut http = Http::new(HttpAuthScheme::Bearer);
-        http.description = Some("A login JWT minted by the frontend, or an API key `wgk_…`.".into());
+        http.description =
+            Some("A login JWT minted by the frontend, or an API key `wgk_…`.".into());
         components.add_security_scheme("bearer", SecurityScheme::Http(http));
     }
 }
@@ -55,7 +56,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
 
 /// The OpenAPI document as pretty JSON.
 pub fn json() -> String {
-    document().to_pretty_json().unwrap_or_else(|_| "{}".to_owned())
+    document()
+        .to_pretty_json()
+        .unwrap_or_else(|_| "{}".to_owned())
 }
 
 #[cfg(test)]
@@ -78,7 +81,10 @@ mod tests {
             ("/api/v1/sessions/{sessionId}/contacts/{jid}/picture", "get"),
             ("/api/v1/sessions/{sessionId}/contacts/{jid}/about", "get"),
             ("/api/v1/sessions/{sessionId}/contacts/{jid}/block", "post"),
-            ("/api/v1/sessions/{sessionId}/contacts/{jid}/unblock", "post"),
+            (
+                "/api/v1/sessions/{sessionId}/contacts/{jid}/unblock",
+                "post",
+            ),
             ("/api/v1/sessions/{sessionId}/blocklist", "get"),
             ("/api/v1/api-keys", "post"),
             ("/api/v1/api-keys", "get"),
@@ -89,7 +95,10 @@ mod tests {
             ("/docs", "get"),
             ("/metrics", "get"),
         ] {
-            assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing");
+            assert!(
+                paths.get(path).and_then(|p| p.get(method)).is_some(),
+                "{method} {path} missing"
+            );
         }
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     }

@@ -10,7 +10,8 @@ const SCALE: usize = 8;
 const QUIET_ZONE: usize = 4;
 
 fn encode(text: &str) -> Result<QrCode, ApiError> {
-    QrCode::with_error_correction_level(text.as_bytes(), EcLevel::L).map_err(|e| ApiError::internal(&e))
+    QrCode::with_error_correction_level(text.as_bytes(), EcLevel::L)
+        .map_err(|e| ApiError::internal(&e))
 }
 
 /// A greyscale PNG of the QR code for `text`.
@@ -34,7 +35,9 @@ pub(crate) fn png(text: &str) -> Result<Vec<u8>, ApiError> {
     encoder.set_color(png::ColorType::Grayscale);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header().map_err(|e| ApiError::internal(&e))?;
-    writer.write_image_data(&pixels).map_err(|e| ApiError::internal(&e))?;
+    writer
+        .write_image_data(&pixels)
+        .map_err(|e| ApiError::internal(&e))?;
     writer.finish().map_err(|e| ApiError::internal(&e))?;
     Ok(out)
 }

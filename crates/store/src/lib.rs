@@ -70,7 +70,10 @@ pub struct SessionPatch {
 impl SessionPatch {
     /// A patch that sets only the status.
     pub fn status(status: SessionStatus) -> Self {
-        Self { status: Some(status), ..Self::default() }
+        Self {
+            status: Some(status),
+            ..Self::default()
+        }
     }
 }
 
@@ -106,7 +109,13 @@ pub trait SessionRegistry: Send + Sync + std::fmt::Debug {
     /// # Errors
     ///
     /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
-    async fn update(&self, org: &OrgId, id: &SessionId, patch: &SessionPatch, now: OffsetDateTime) -> Result<Option<Session>, StoreError>;
+    async fn update(
+        &self,
+        org: &OrgId,
+        id: &SessionId,
+        patch: &SessionPatch,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, StoreError>;
 
     /// Applies `patch` to session `id` whatever its organization. Only for
     /// what the WhatsApp adapter observes (its events carry no organization);
@@ -115,7 +124,12 @@ pub trait SessionRegistry: Send + Sync + std::fmt::Debug {
     /// # Errors
     ///
     /// As [`SessionRegistry::update`].
-    async fn record_observed(&self, id: &SessionId, patch: &SessionPatch, now: OffsetDateTime) -> Result<Option<Session>, StoreError>;
+    async fn record_observed(
+        &self,
+        id: &SessionId,
+        patch: &SessionPatch,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, StoreError>;
 
     /// Deletes session `id` of `org`; whether it existed.
     ///
@@ -177,7 +191,12 @@ pub trait ApiKeyStore: Send + Sync + std::fmt::Debug {
     /// # Errors
     ///
     /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
-    async fn revoke_key(&self, org: Option<&OrgId>, id: &ApiKeyId, now: OffsetDateTime) -> Result<Option<ApiKey>, StoreError>;
+    async fn revoke_key(
+        &self,
+        org: Option<&OrgId>,
+        id: &ApiKeyId,
+        now: OffsetDateTime,
+    ) -> Result<Option<ApiKey>, StoreError>;
 
     /// Records that key `id` was used at `at`.
     ///

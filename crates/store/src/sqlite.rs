@@ -4,7 +4,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -18,7 +20,8 @@ use crate::{ApiKeyStore, SessionPatch, SessionRegistry, StoreError};
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 const SESSION_COLUMNS: &str = "id, org_id, name, status, jid, push_name, keep_connected, created_at, updated_at, last_connected_at, last_error_code, last_error_message";
-const KEY_COLUMNS: &str = "id, org_id, name, capabilities, prefix, created_at, expires_at, last_used_at";
+const KEY_COLUMNS: &str =
+    "id, org_id, name, capabilities, prefix, created_at, expires_at, last_used_at";
 
 /// The SQLite store. Cheap to clone (a connection pool inside).
 #[derive(Debug, Clone)]
@@ -44,20 +47,27 @@ impl SqliteStore {
             .foreign_keys(true);
         let file = options.get_filename();
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        if !in_memory {
-            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    StoreError::Setup(format!("cannot create folder {}: {e}", dir.display()))
-                })?;
-            }
+        let folder = file.parent().filter(|d| !in_memory && !d.as_os_str().is_empty());
+        if let Some(dir) = folder {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Setup(format!("cannot create folder {}: {e}", dir.display()))
+            })?;
         }
         // An in-memory database lives as long as its one connection.
         let max = if in_memory { 1 } else { 8 };
         let pool = SqlitePoolOptions::new()
             .max_connections(max)
             .min_connections(if in_memory { 1 } else { 0 })
-            .idle_timeout(if in_memory { None } else { Some(Duration::from_secs(600)) })
-            .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(3600)) })
+            .idle_timeout(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(3600))
+            })
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await
@@ -72,7 +82,10 @@ impl SqliteStore {
     /// [`StoreError::Setup`] when a migration fails (the database is left at
     /// the last migration that succeeded).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await.map_err(|e| StoreError::Setup(format!("migration failed: {e}")))
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Setup(format!("migration failed: {e}")))
     }
 
     /// Closes every connection; later calls fail.
@@ -83,7 +96,9 @@ impl SqliteStore {
 
 fn db_err(e: sqlx::Error) -> StoreError {
     match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(d.message().to_owned()),
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            StoreError::Conflict(d.message().to_owned())
+        }
         _ => StoreError::Unavailable(e.to_string()),
     }
 }
@@ -94,7 +109,8 @@ fn ts(t: OffsetDateTime) -> String {
 }
 
 fn parse_ts(field: &str, s: &str) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::parse(s, &Rfc3339).map_err(|e| StoreError::Corrupt(format!("{field} '{s}': {e}")))
+    OffsetDateTime::parse(s, &Rfc3339)
+        .map_err(|e| StoreError::Corrupt(format!("{field} '{s}': {e}")))
 }
 
 fn parse_opt_ts(field: &str, s: Option<String>) -> Result<Option<OffsetDateTime>, StoreError> {
@@ -121,12 +137,21 @@ fn session_from_row(row: &SqliteRow) -> Result<Session, StoreError> {
     Ok(Session {
         id,
         org: OrgId::parse(&need("org_id")?).map_err(domain)?,
-        name: get("name")?.map(|n| SessionName::parse(&n)).transpose().map_err(domain)?,
+        name: get("name")?
+            .map(|n| SessionName::parse(&n))
+            .transpose()
+            .map_err(domain)?,
         status: SessionStatus::from_name(&status_text)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown status '{status_text}'")))?,
-        jid: get("jid")?.map(|j| Jid::parse(&j)).transpose().map_err(domain)?,
+        jid: get("jid")?
+            .map(|j| Jid::parse(&j))
+            .transpose()
+            .map_err(domain)?,
         push_name: get("push_name")?,
-        keep_connected: row.try_get::<i64, _>("keep_connected").map_err(corrupt("keep_connected"))? != 0,
+        keep_connected: row
+            .try_get::<i64, _>("keep_connected")
+            .map_err(corrupt("keep_connected"))?
+            != 0,
         created_at: parse_ts("created_at", &need("created_at")?)?,
         updated_at: parse_ts("updated_at", &need("updated_at")?)?,
         last_connected_at: parse_opt_ts("last_connected_at", get("last_connected_at")?)?,
@@ -151,14 +176,21 @@ fn key_from_row(row: &SqliteRow) -> Result<ApiKey, StoreError> {
 }
 
 impl SqliteStore {
-    async fn patch(&self, org: Option<&OrgId>, id: &SessionId, patch: &SessionPatch, now: OffsetDateTime) -> Result<Option<Session>, StoreError> {
+    async fn patch(
+        &self,
+        org: Option<&OrgId>,
+        id: &SessionId,
+        patch: &SessionPatch,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, StoreError> {
         let mut q = QueryBuilder::<Sqlite>::new("UPDATE sessions SET updated_at = ");
         q.push_bind(ts(now));
         if let Some(status) = patch.status {
             q.push(", status = ").push_bind(status.as_str());
         }
         if let Some(jid) = &patch.jid {
-            q.push(", jid = ").push_bind(jid.as_ref().map(ToString::to_string));
+            q.push(", jid = ")
+                .push_bind(jid.as_ref().map(ToString::to_string));
         }
         if let Some(push_name) = &patch.push_name {
             q.push(", push_name = ").push_bind(push_name.clone());
@@ -170,8 +202,10 @@ impl SqliteStore {
             q.push(", last_connected_at = ").push_bind(ts(at));
         }
         if let Some(error) = &patch.last_error {
-            q.push(", last_error_code = ").push_bind(error.as_ref().map(|e| e.code.as_str()));
-            q.push(", last_error_message = ").push_bind(error.as_ref().map(|e| e.message.clone()));
+            q.push(", last_error_code = ")
+                .push_bind(error.as_ref().map(|e| e.code.as_str()));
+            q.push(", last_error_message = ")
+                .push_bind(error.as_ref().map(|e| e.message.clone()));
         }
         q.push(" WHERE id = ").push_bind(id.to_string());
         if let Some(org) = org {
@@ -221,25 +255,46 @@ impl SessionRegistry for SqliteStore {
 
     async fn list(&self, org: &OrgId, page: PageRequest) -> Result<Page<Session>, StoreError> {
         let mut q = QueryBuilder::<Sqlite>::new("SELECT ");
-        q.push(SESSION_COLUMNS).push(" FROM sessions WHERE org_id = ").push_bind(org.as_str().to_owned());
+        q.push(SESSION_COLUMNS)
+            .push(" FROM sessions WHERE org_id = ")
+            .push_bind(org.as_str().to_owned());
         if let Some(after) = page.after {
             q.push(" AND id < ").push_bind(after.to_string());
         }
         // One extra row tells whether another page follows.
-        q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(page.limit()) + 1);
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(page.limit()) + 1);
         let rows = q.build().fetch_all(&self.pool).await.map_err(db_err)?;
-        let mut items = rows.iter().map(session_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut items = rows
+            .iter()
+            .map(session_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let more = items.len() > page.limit() as usize;
         items.truncate(page.limit() as usize);
-        let next_cursor = if more { items.last().map(|s| s.id) } else { None };
+        let next_cursor = if more {
+            items.last().map(|s| s.id)
+        } else {
+            None
+        };
         Ok(Page { items, next_cursor })
     }
 
-    async fn update(&self, org: &OrgId, id: &SessionId, patch: &SessionPatch, now: OffsetDateTime) -> Result<Option<Session>, StoreError> {
+    async fn update(
+        &self,
+        org: &OrgId,
+        id: &SessionId,
+        patch: &SessionPatch,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, StoreError> {
         self.patch(Some(org), id, patch, now).await
     }
 
-    async fn record_observed(&self, id: &SessionId, patch: &SessionPatch, now: OffsetDateTime) -> Result<Option<Session>, StoreError> {
+    async fn record_observed(
+        &self,
+        id: &SessionId,
+        patch: &SessionPatch,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, StoreError> {
         self.patch(None, id, patch, now).await
     }
 
@@ -254,8 +309,12 @@ impl SessionRegistry for SqliteStore {
     }
 
     async fn to_keep_connected(&self) -> Result<Vec<Session>, StoreError> {
-        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE keep_connected = 1 ORDER BY id");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await.map_err(db_err)?;
+        let sql =
+            format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE keep_connected = 1 ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
         rows.iter().map(session_from_row).collect()
     }
 
@@ -276,7 +335,10 @@ impl SessionRegistry for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
         Ok(())
     }
 }
@@ -305,7 +367,9 @@ impl ApiKeyStore for SqliteStore {
     }
 
     async fn find_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiKey>, StoreError> {
-        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE secret_hash = ? AND revoked_at IS NULL");
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE secret_hash = ? AND revoked_at IS NULL"
+        );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(hash.to_vec())
             .fetch_optional(&self.pool)
@@ -315,7 +379,9 @@ impl ApiKeyStore for SqliteStore {
     }
 
     async fn list_keys(&self, org: &OrgId) -> Result<Vec<ApiKey>, StoreError> {
-        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE org_id = ? AND revoked_at IS NULL ORDER BY id");
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE org_id = ? AND revoked_at IS NULL ORDER BY id"
+        );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(org.as_str().to_owned())
             .fetch_all(&self.pool)
@@ -324,9 +390,16 @@ impl ApiKeyStore for SqliteStore {
         rows.iter().map(key_from_row).collect()
     }
 
-    async fn revoke_key(&self, org: Option<&OrgId>, id: &ApiKeyId, now: OffsetDateTime) -> Result<Option<ApiKey>, StoreError> {
+    async fn revoke_key(
+        &self,
+        org: Option<&OrgId>,
+        id: &ApiKeyId,
+        now: OffsetDateTime,
+    ) -> Result<Option<ApiKey>, StoreError> {
         let mut q = QueryBuilder::<Sqlite>::new("UPDATE api_keys SET revoked_at = ");
-        q.push_bind(ts(now)).push(" WHERE revoked_at IS NULL AND id = ").push_bind(id.to_string());
+        q.push_bind(ts(now))
+            .push(" WHERE revoked_at IS NULL AND id = ")
+            .push_bind(id.to_string());
         if let Some(org) = org {
             q.push(" AND org_id = ").push_bind(org.as_str().to_owned());
         }
@@ -388,14 +461,41 @@ mod tests {
         }
         store.insert(&session("other", 6, now)).await.unwrap();
         let s1 = session("acme", 1, now);
-        assert_eq!(store.get(&org("acme"), &s1.id).await.unwrap(), Some(s1.clone()));
+        assert_eq!(
+            store.get(&org("acme"), &s1.id).await.unwrap(),
+            Some(s1.clone())
+        );
         assert_eq!(store.get(&org("other"), &s1.id).await.unwrap(), None);
-        assert!(matches!(store.insert(&s1).await, Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            store.insert(&s1).await,
+            Err(StoreError::Conflict(_))
+        ));
 
-        let p1 = store.list(&org("acme"), PageRequest::new(Some(2), None).unwrap()).await.unwrap();
-        assert_eq!(p1.items.iter().map(|s| s.id.to_string()).collect::<Vec<_>>(), vec![format!("sess_{:026}", 5), format!("sess_{:026}", 4)]);
-        let p2 = store.list(&org("acme"), PageRequest::new(Some(2), p1.next_cursor).unwrap()).await.unwrap();
-        let p3 = store.list(&org("acme"), PageRequest::new(Some(2), p2.next_cursor).unwrap()).await.unwrap();
+        let p1 = store
+            .list(&org("acme"), PageRequest::new(Some(2), None).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            p1.items
+                .iter()
+                .map(|s| s.id.to_string())
+                .collect::<Vec<_>>(),
+            vec![format!("sess_{:026}", 5), format!("sess_{:026}", 4)]
+        );
+        let p2 = store
+            .list(
+                &org("acme"),
+                PageRequest::new(Some(2), p1.next_cursor).unwrap(),
+            )
+            .await
+            .unwrap();
+        let p3 = store
+            .list(
+                &org("acme"),
+                PageRequest::new(Some(2), p2.next_cursor).unwrap(),
+            )
+            .await
+            .unwrap();
         assert_eq!(p3.items.len(), 1);
         assert_eq!(p3.next_cursor, None);
 
@@ -418,21 +518,55 @@ mod tests {
             push_name: Some(Some("Acme".into())),
             keep_connected: Some(true),
             last_connected_at: Some(later),
-            last_error: Some(Some(LastError { code: SessionErrorCode::Unreachable, message: "x".into() })),
+            last_error: Some(Some(LastError {
+                code: SessionErrorCode::Unreachable,
+                message: "x".into(),
+            })),
         };
-        assert!(store.update(&org("other"), &s.id, &patch, later).await.unwrap().is_none());
-        let updated = store.update(&org("acme"), &s.id, &patch, later).await.unwrap().unwrap();
-        assert_eq!(updated.jid, Some(jid));
-        assert_eq!(updated.updated_at, later);
-        assert_eq!(updated.last_error.as_ref().unwrap().code, SessionErrorCode::Unreachable);
-        assert_eq!(store.to_keep_connected().await.unwrap().len(), 1);
-        let cleared = store
-            .record_observed(&s.id, &SessionPatch { jid: Some(None), last_error: Some(None), ..SessionPatch::status(SessionStatus::LoggedOut) }, later)
+        assert!(
+            store
+                .update(&org("other"), &s.id, &patch, later)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let updated = store
+            .update(&org("acme"), &s.id, &patch, later)
             .await
             .unwrap()
             .unwrap();
-        assert_eq!((cleared.jid, cleared.last_error, cleared.push_name.as_deref()), (None, None, Some("Acme")));
-        assert_eq!(store.count_by_status().await.unwrap(), vec![(SessionStatus::LoggedOut, 1)]);
+        assert_eq!(updated.jid, Some(jid));
+        assert_eq!(updated.updated_at, later);
+        assert_eq!(
+            updated.last_error.as_ref().unwrap().code,
+            SessionErrorCode::Unreachable
+        );
+        assert_eq!(store.to_keep_connected().await.unwrap().len(), 1);
+        let cleared = store
+            .record_observed(
+                &s.id,
+                &SessionPatch {
+                    jid: Some(None),
+                    last_error: Some(None),
+                    ..SessionPatch::status(SessionStatus::LoggedOut)
+                },
+                later,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                cleared.jid,
+                cleared.last_error,
+                cleared.push_name.as_deref()
+            ),
+            (None, None, Some("Acme"))
+        );
+        assert_eq!(
+            store.count_by_status().await.unwrap(),
+            vec![(SessionStatus::LoggedOut, 1)]
+        );
     }
 
     #[tokio::test]
@@ -451,15 +585,47 @@ mod tests {
             last_used_at: None,
         };
         let hash = [9u8; 32];
-        store.insert_key(&NewApiKey { key: key.clone(), secret_hash: hash }).await.unwrap();
+        store
+            .insert_key(&NewApiKey {
+                key: key.clone(),
+                secret_hash: hash,
+            })
+            .await
+            .unwrap();
         assert_eq!(store.find_by_hash(&hash).await.unwrap(), Some(key.clone()));
         assert_eq!(store.list_keys(&org("acme")).await.unwrap().len(), 1);
         assert!(store.list_keys(&org("other")).await.unwrap().is_empty());
         store.touch_key(&key.id, now).await.unwrap();
-        assert_eq!(store.find_by_hash(&hash).await.unwrap().unwrap().last_used_at, Some(now));
-        assert!(store.revoke_key(Some(&org("other")), &key.id, now).await.unwrap().is_none());
-        assert!(store.revoke_key(Some(&org("acme")), &key.id, now).await.unwrap().is_some());
-        assert!(store.revoke_key(None, &key.id, now).await.unwrap().is_none());
+        assert_eq!(
+            store
+                .find_by_hash(&hash)
+                .await
+                .unwrap()
+                .unwrap()
+                .last_used_at,
+            Some(now)
+        );
+        assert!(
+            store
+                .revoke_key(Some(&org("other")), &key.id, now)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .revoke_key(Some(&org("acme")), &key.id, now)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .revoke_key(None, &key.id, now)
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(store.find_by_hash(&hash).await.unwrap(), None);
     }
 }

@@ -181,19 +181,29 @@ impl Fixtures {
             }
             contacts.insert(jid, contact);
         }
-        Ok(Self { phone, push_name: file.push_name, contacts, lids })
+        Ok(Self {
+            phone,
+            push_name: file.push_name,
+            contacts,
+            lids,
+        })
     }
 
     /// The contact a JID names, by phone-number JID or by LID.
     fn contact(&self, jid: &Jid) -> Option<&ContactFixture> {
-        self.contacts.get(jid).or_else(|| self.lids.get(jid).and_then(|p| self.contacts.get(p)))
+        self.contacts
+            .get(jid)
+            .or_else(|| self.lids.get(jid).and_then(|p| self.contacts.get(p)))
     }
 
     /// The (LID, phone) pair a person is known by; either may be unknown.
     fn identities(&self, jid: &Jid) -> (Option<Jid>, Option<Jid>) {
         match jid.kind() {
             JidKind::Lid => (Some(jid.clone()), self.lids.get(jid).cloned()),
-            _ => (self.contacts.get(jid).and_then(|c| c.lid.clone()), Some(jid.clone())),
+            _ => (
+                self.contacts.get(jid).and_then(|c| c.lid.clone()),
+                Some(jid.clone()),
+            ),
         }
     }
 }
@@ -228,17 +238,29 @@ pub struct FakeWhatsApp {
 impl FakeWhatsApp {
     /// A fake over `world`, reporting to `events`, telling time by `clock`.
     pub fn new(world: Fixtures, events: Arc<dyn SessionEventSink>, clock: Arc<dyn Clock>) -> Self {
-        Self { world, sessions: Mutex::new(HashMap::new()), events, clock }
+        Self {
+            world,
+            sessions: Mutex::new(HashMap::new()),
+            events,
+            clock,
+        }
     }
 
     fn sessions(&self) -> MutexGuard<'_, HashMap<SessionId, FakeSession>> {
         // A panic while holding the lock cannot leave the map half-updated
         // (every update is a single insert or field write), so keep going.
-        self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn publish(&self, session: &SessionId, kind: SessionEventKind) {
-        self.events.publish(SessionEvent { session: *session, kind }).await;
+        self.events
+            .publish(SessionEvent {
+                session: *session,
+                kind,
+            })
+            .await;
     }
 
     /// Links `session` as `jid` and reports it connected.
@@ -251,7 +273,8 @@ impl FakeWhatsApp {
             s.qr = None;
         }
         let push_name = self.world.push_name.clone();
-        self.publish(session, SessionEventKind::Connected { jid, push_name }).await;
+        self.publish(session, SessionEventKind::Connected { jid, push_name })
+            .await;
     }
 
     /// Checks the session is online and the contact does not fail on purpose.
@@ -261,9 +284,9 @@ impl FakeWhatsApp {
         }
         match jid.and_then(|j| self.world.contact(j)).and_then(|c| c.fail) {
             Some(FailMode::Timeout) => Err(WhatsAppError::Timeout),
-            Some(FailMode::Unavailable) => {
-                Err(WhatsAppError::Unavailable("the fake contact is set to fail".into()))
-            }
+            Some(FailMode::Unavailable) => Err(WhatsAppError::Unavailable(
+                "the fake contact is set to fail".into(),
+            )),
             None => Ok(()),
         }
     }
@@ -272,7 +295,9 @@ impl FakeWhatsApp {
         if jid.kind().is_person() {
             Ok(())
         } else {
-            Err(WhatsAppError::InvalidTarget("must be a user (phone number or LID) JID".into()))
+            Err(WhatsAppError::InvalidTarget(
+                "must be a user (phone number or LID) JID".into(),
+            ))
         }
     }
 }
@@ -292,7 +317,11 @@ fn hex(bytes: &[u8]) -> String {
 
 #[async_trait]
 impl WhatsAppPort for FakeWhatsApp {
-    async fn connect(&self, session: &SessionId, linked_as: Option<Jid>) -> Result<(), WhatsAppError> {
+    async fn connect(
+        &self,
+        session: &SessionId,
+        linked_as: Option<Jid>,
+    ) -> Result<(), WhatsAppError> {
         let now = self.clock.now();
         let event = {
             let mut sessions = self.sessions();
@@ -304,7 +333,10 @@ impl WhatsAppPort for FakeWhatsApp {
                 Some(jid) => {
                     s.linked_as = Some(jid.clone());
                     s.connected = true;
-                    SessionEventKind::Connected { jid, push_name: self.world.push_name.clone() }
+                    SessionEventKind::Connected {
+                        jid,
+                        push_name: self.world.push_name.clone(),
+                    }
                 }
                 None => {
                     s.qr_count += 1;
@@ -352,8 +384,12 @@ impl WhatsAppPort for FakeWhatsApp {
         Ok(qr)
     }
 
-    async fn pairing_code(&self, session: &SessionId, phone: &PhoneNumber) -> Result<PairingCode, WhatsAppError> {
-        if !self.sessions().get(session).is_some_and(|s| s.qr.is_some()) {
+    async fn pairing_code(
+        &self,
+        session: &SessionId,
+        phone: &PhoneNumber,
+    ) -> Result<PairingCode, WhatsAppError> {
+        if self.sessions().get(session).is_none_or(|s| s.qr.is_none()) {
             return Err(WhatsAppError::NotPairing);
         }
         let id = session.to_string();
@@ -370,41 +406,73 @@ impl WhatsAppPort for FakeWhatsApp {
         Ok(PairingCode::new(code))
     }
 
-    async fn profile_picture(&self, session: &SessionId, jid: &Jid, kind: PictureType) -> Result<ProfilePicture, WhatsAppError> {
+    async fn profile_picture(
+        &self,
+        session: &SessionId,
+        jid: &Jid,
+        kind: PictureType,
+    ) -> Result<ProfilePicture, WhatsAppError> {
         self.live(session, Some(jid))?;
-        let contact = self.world.contact(jid).ok_or(WhatsAppError::NotFound(Some(Absence::NotSet)))?;
+        let contact = self
+            .world
+            .contact(jid)
+            .ok_or(WhatsAppError::NotFound(Some(Absence::NotSet)))?;
         if contact.hidden.contains(&Hideable::Picture) {
             return Err(WhatsAppError::NotFound(Some(Absence::Hidden)));
         }
-        let p = contact.picture.as_ref().ok_or(WhatsAppError::NotFound(Some(Absence::NotSet)))?;
+        let p = contact
+            .picture
+            .as_ref()
+            .ok_or(WhatsAppError::NotFound(Some(Absence::NotSet)))?;
         let url = match kind {
             PictureType::Image => p.url.clone(),
             PictureType::Preview => format!("{}?type=preview", p.url),
         };
-        Ok(ProfilePicture { id: p.id.clone(), url, kind, direct_path: p.direct_path.clone(), hash: p.hash.clone() })
+        Ok(ProfilePicture {
+            id: p.id.clone(),
+            url,
+            kind,
+            direct_path: p.direct_path.clone(),
+            hash: p.hash.clone(),
+        })
     }
 
     async fn about(&self, session: &SessionId, jid: &Jid) -> Result<About, WhatsAppError> {
         Self::person(jid)?;
         self.live(session, Some(jid))?;
-        let contact = self.world.contact(jid).ok_or(WhatsAppError::NotFound(Some(Absence::NotSet)))?;
+        let contact = self
+            .world
+            .contact(jid)
+            .ok_or(WhatsAppError::NotFound(Some(Absence::NotSet)))?;
         if contact.hidden.contains(&Hideable::About) {
             return Err(WhatsAppError::NotFound(Some(Absence::Hidden)));
         }
-        let a = contact.about.as_ref().ok_or(WhatsAppError::NotFound(Some(Absence::NotSet)))?;
-        Ok(About { text: a.text.clone(), set_at: a.set_at })
+        let a = contact
+            .about
+            .as_ref()
+            .ok_or(WhatsAppError::NotFound(Some(Absence::NotSet)))?;
+        Ok(About {
+            text: a.text.clone(),
+            set_at: a.set_at,
+        })
     }
 
     async fn block(&self, session: &SessionId, jid: &Jid) -> Result<(), WhatsAppError> {
         Self::person(jid)?;
         self.live(session, Some(jid))?;
         let (lid, phone) = self.world.identities(jid);
-        let listed = lid.clone().or_else(|| phone.clone()).unwrap_or_else(|| jid.clone());
+        let listed = lid
+            .clone()
+            .or_else(|| phone.clone())
+            .unwrap_or_else(|| jid.clone());
         let mut sessions = self.sessions();
         let s = sessions.entry(*session).or_default();
         s.blocked
             .entry(listed.to_string())
-            .or_insert(BlocklistEntry { jid: listed, phone_jid: phone });
+            .or_insert(BlocklistEntry {
+                jid: listed,
+                phone_jid: phone,
+            });
         Ok(())
     }
 
@@ -421,7 +489,11 @@ impl WhatsAppPort for FakeWhatsApp {
 
     async fn blocklist(&self, session: &SessionId) -> Result<Vec<BlocklistEntry>, WhatsAppError> {
         self.live(session, None)?;
-        Ok(self.sessions().get(session).map(|s| s.blocked.values().cloned().collect()).unwrap_or_default())
+        Ok(self
+            .sessions()
+            .get(session)
+            .map(|s| s.blocked.values().cloned().collect())
+            .unwrap_or_default())
     }
 }
 
@@ -437,7 +509,10 @@ mod tests {
 
     fn fake() -> (FakeWhatsApp, Arc<RecordingSink>) {
         let sink = Arc::new(RecordingSink::default());
-        (FakeWhatsApp::new(Fixtures::builtin(), sink.clone(), Arc::new(SystemClock)), sink)
+        (
+            FakeWhatsApp::new(Fixtures::builtin(), sink.clone(), Arc::new(SystemClock)),
+            sink,
+        )
     }
 
     fn jid(s: &str) -> Jid {
@@ -455,13 +530,19 @@ mod tests {
         assert!(qr.code.starts_with("2@"));
         assert_eq!(
             sink.events()[1].kind,
-            SessionEventKind::Connected { jid: jid("15550001111@s.whatsapp.net"), push_name: Some("Wagate Demo".into()) }
+            SessionEventKind::Connected {
+                jid: jid("15550001111@s.whatsapp.net"),
+                push_name: Some("Wagate Demo".into())
+            }
         );
         // Linked now: the QR is gone and a disconnect/connect needs none.
         assert_eq!(fake.qr(&s).await, Err(WhatsAppError::NotPairing));
         fake.disconnect(&s).await.unwrap();
         fake.connect(&s, None).await.unwrap();
-        assert!(matches!(sink.events()[2].kind, SessionEventKind::Connected { .. }));
+        assert!(matches!(
+            sink.events()[2].kind,
+            SessionEventKind::Connected { .. }
+        ));
     }
 
     #[tokio::test]
@@ -469,12 +550,17 @@ mod tests {
         let (fake, sink) = fake();
         let s = sid(2);
         let phone = PhoneNumber::parse("+44 20 7946 0958").unwrap();
-        assert_eq!(fake.pairing_code(&s, &phone).await, Err(WhatsAppError::NotPairing));
+        assert_eq!(
+            fake.pairing_code(&s, &phone).await,
+            Err(WhatsAppError::NotPairing)
+        );
         fake.connect(&s, None).await.unwrap();
         let code = fake.pairing_code(&s, &phone).await.unwrap();
         assert_eq!(code.as_str().len(), 9);
         assert_eq!(&code.as_str()[4..5], "-");
-        assert!(matches!(&sink.events()[1].kind, SessionEventKind::Connected { jid, .. } if jid.user_part() == "442079460958"));
+        assert!(
+            matches!(&sink.events()[1].kind, SessionEventKind::Connected { jid, .. } if jid.user_part() == "442079460958")
+        );
     }
 
     #[tokio::test]
@@ -482,43 +568,86 @@ mod tests {
         let (fake, _) = fake();
         let s = sid(3);
         let alice = jid("14155550123@s.whatsapp.net");
-        assert_eq!(fake.about(&s, &alice).await, Err(WhatsAppError::NotConnected));
-        fake.connect(&s, Some(jid("15550001111@s.whatsapp.net"))).await.unwrap();
+        assert_eq!(
+            fake.about(&s, &alice).await,
+            Err(WhatsAppError::NotConnected)
+        );
+        fake.connect(&s, Some(jid("15550001111@s.whatsapp.net")))
+            .await
+            .unwrap();
 
-        let p = fake.profile_picture(&s, &alice, PictureType::Image).await.unwrap();
+        let p = fake
+            .profile_picture(&s, &alice, PictureType::Image)
+            .await
+            .unwrap();
         assert_eq!(p.id, "1712345678");
-        let by_lid = fake.profile_picture(&s, &jid("123456789012345@lid"), PictureType::Preview).await.unwrap();
+        let by_lid = fake
+            .profile_picture(&s, &jid("123456789012345@lid"), PictureType::Preview)
+            .await
+            .unwrap();
         assert!(by_lid.url.ends_with("?type=preview"));
         assert_eq!(fake.about(&s, &alice).await.unwrap().text, "Hey there!");
 
         let nobody = jid("14155550199@s.whatsapp.net");
-        assert_eq!(fake.profile_picture(&s, &nobody, PictureType::Image).await, Err(WhatsAppError::NotFound(Some(Absence::NotSet))));
+        assert_eq!(
+            fake.profile_picture(&s, &nobody, PictureType::Image).await,
+            Err(WhatsAppError::NotFound(Some(Absence::NotSet)))
+        );
         let hidden = jid("14155550155@s.whatsapp.net");
-        assert_eq!(fake.profile_picture(&s, &hidden, PictureType::Image).await, Err(WhatsAppError::NotFound(Some(Absence::Hidden))));
-        assert_eq!(fake.about(&s, &hidden).await, Err(WhatsAppError::NotFound(Some(Absence::Hidden))));
-        assert_eq!(fake.about(&s, &jid("14155550100@s.whatsapp.net")).await, Err(WhatsAppError::Timeout));
-        assert!(matches!(fake.block(&s, &jid("14155550101@s.whatsapp.net")).await, Err(WhatsAppError::Unavailable(_))));
+        assert_eq!(
+            fake.profile_picture(&s, &hidden, PictureType::Image).await,
+            Err(WhatsAppError::NotFound(Some(Absence::Hidden)))
+        );
+        assert_eq!(
+            fake.about(&s, &hidden).await,
+            Err(WhatsAppError::NotFound(Some(Absence::Hidden)))
+        );
+        assert_eq!(
+            fake.about(&s, &jid("14155550100@s.whatsapp.net")).await,
+            Err(WhatsAppError::Timeout)
+        );
+        assert!(matches!(
+            fake.block(&s, &jid("14155550101@s.whatsapp.net")).await,
+            Err(WhatsAppError::Unavailable(_))
+        ));
         let group = jid("120363025246125486@g.us");
-        assert!(fake.profile_picture(&s, &group, PictureType::Image).await.is_ok());
-        assert!(matches!(fake.block(&s, &group).await, Err(WhatsAppError::InvalidTarget(_))));
+        assert!(
+            fake.profile_picture(&s, &group, PictureType::Image)
+                .await
+                .is_ok()
+        );
+        assert!(matches!(
+            fake.block(&s, &group).await,
+            Err(WhatsAppError::InvalidTarget(_))
+        ));
     }
 
     #[tokio::test]
     async fn block_is_idempotent_and_lists_lid_with_phone() {
         let (fake, _) = fake();
         let s = sid(4);
-        fake.connect(&s, Some(jid("15550001111@s.whatsapp.net"))).await.unwrap();
+        fake.connect(&s, Some(jid("15550001111@s.whatsapp.net")))
+            .await
+            .unwrap();
         let alice = jid("14155550123@s.whatsapp.net");
         fake.block(&s, &alice).await.unwrap();
         fake.block(&s, &jid("123456789012345@lid")).await.unwrap();
         let list = fake.blocklist(&s).await.unwrap();
-        assert_eq!(list, vec![BlocklistEntry { jid: jid("123456789012345@lid"), phone_jid: Some(alice.clone()) }]);
+        assert_eq!(
+            list,
+            vec![BlocklistEntry {
+                jid: jid("123456789012345@lid"),
+                phone_jid: Some(alice.clone())
+            }]
+        );
         fake.unblock(&s, &alice).await.unwrap();
         fake.unblock(&s, &alice).await.unwrap();
         assert!(fake.blocklist(&s).await.unwrap().is_empty());
         // Another session has its own blocklist.
         let other = sid(5);
-        fake.connect(&other, Some(jid("15550001111@s.whatsapp.net"))).await.unwrap();
+        fake.connect(&other, Some(jid("15550001111@s.whatsapp.net")))
+            .await
+            .unwrap();
         fake.block(&s, &alice).await.unwrap();
         assert!(fake.blocklist(&other).await.unwrap().is_empty());
     }
@@ -534,7 +663,10 @@ mod tests {
             r#"{"phone":"15550001111","contacts":{"14155550123@s.whatsapp.net":{"lid":"14155550123@s.whatsapp.net"}}}"#,
             r#"{"phone":"15550001111","extra":1}"#,
         ] {
-            assert!(matches!(Fixtures::from_json(bad), Err(FixturesError::Invalid(_))), "{bad}");
+            assert!(
+                matches!(Fixtures::from_json(bad), Err(FixturesError::Invalid(_))),
+                "{bad}"
+            );
         }
     }
 }

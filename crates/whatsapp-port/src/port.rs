@@ -1,5 +1,8 @@
 use async_trait::async_trait;
-use wagate_domain::{About, BlocklistEntry, Jid, PairingCode, PhoneNumber, PictureType, ProfilePicture, QrCode, SessionId};
+use wagate_domain::{
+    About, BlocklistEntry, Jid, PairingCode, PhoneNumber, PictureType, ProfilePicture, QrCode,
+    SessionId,
+};
 
 use crate::WhatsAppError;
 
@@ -28,7 +31,11 @@ pub trait WhatsAppPort: Send + Sync + std::fmt::Debug {
     /// [`WhatsAppError::Internal`] when the connection cannot even be set up
     /// (e.g. the device store fails); network trouble is reported later as a
     /// `Disconnected` event with a `LastError`, not as an error here.
-    async fn connect(&self, session: &SessionId, linked_as: Option<Jid>) -> Result<(), WhatsAppError>;
+    async fn connect(
+        &self,
+        session: &SessionId,
+        linked_as: Option<Jid>,
+    ) -> Result<(), WhatsAppError>;
 
     /// Closes the session's connection and keeps its link. Idempotent.
     ///
@@ -70,7 +77,11 @@ pub trait WhatsAppPort: Send + Sync + std::fmt::Debug {
     ///
     /// [`WhatsAppError::NotPairing`] when the session is not pairing; the
     /// common errors.
-    async fn pairing_code(&self, session: &SessionId, phone: &PhoneNumber) -> Result<PairingCode, WhatsAppError>;
+    async fn pairing_code(
+        &self,
+        session: &SessionId,
+        phone: &PhoneNumber,
+    ) -> Result<PairingCode, WhatsAppError>;
 
     /// The contact's current profile picture. `jid` may be a person, a group
     /// or a channel.
@@ -79,7 +90,12 @@ pub trait WhatsAppPort: Send + Sync + std::fmt::Debug {
     ///
     /// [`WhatsAppError::NotFound`] (with the reason when WhatsApp gives it)
     /// when there is none or it is hidden; the common errors.
-    async fn profile_picture(&self, session: &SessionId, jid: &Jid, kind: PictureType) -> Result<ProfilePicture, WhatsAppError>;
+    async fn profile_picture(
+        &self,
+        session: &SessionId,
+        jid: &Jid,
+        kind: PictureType,
+    ) -> Result<ProfilePicture, WhatsAppError>;
 
     /// The contact's about text. `jid` must be a person.
     ///

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse,
+};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 use thiserror::Error;
@@ -61,7 +63,9 @@ pub struct KeySet {
 impl fmt::Debug for KeySet {
     /// Key ids only: the keys are public, but there is no use in logging them.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeySet").field("kids", &self.keys.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("KeySet")
+            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -82,7 +86,8 @@ impl KeySet {
     /// [`JwksError::Malformed`] when the document is not a JWK set;
     /// [`JwksError::NoUsableKeys`] when no key is usable.
     pub fn from_json(json: &[u8]) -> Result<Self, JwksError> {
-        let raw: RawSet = serde_json::from_slice(json).map_err(|e| JwksError::Malformed(e.to_string()))?;
+        let raw: RawSet =
+            serde_json::from_slice(json).map_err(|e| JwksError::Malformed(e.to_string()))?;
         let mut keys = HashMap::with_capacity(raw.keys.len());
         let mut ambiguous = Vec::new();
         for (index, value) in raw.keys.into_iter().enumerate() {
@@ -182,7 +187,10 @@ fn usable(jwk: &Jwk) -> Result<VerifyKey, &'static str> {
 }
 
 fn decoded_len(b64: &str) -> Result<usize, &'static str> {
-    URL_SAFE_NO_PAD.decode(b64).map(|v| v.len()).map_err(|_| "key member is not base64url")
+    URL_SAFE_NO_PAD
+        .decode(b64)
+        .map(|v| v.len())
+        .map_err(|_| "key member is not base64url")
 }
 
 /// The current key set and the generation of the fetch that produced it.
@@ -259,7 +267,11 @@ impl JwksCache {
 
     /// The current key set (`None` until one has loaded).
     pub fn current(&self) -> Option<Arc<KeySet>> {
-        self.current.read().unwrap_or_else(PoisonError::into_inner).keys.clone()
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys
+            .clone()
     }
 
     /// Fetches the set now and installs it; on failure the current set stays.
@@ -291,7 +303,10 @@ impl JwksCache {
         let len = set.len();
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
         if generation > current.generation {
-            *current = Current { generation, keys: Some(Arc::new(set)) };
+            *current = Current {
+                generation,
+                keys: Some(Arc::new(set)),
+            };
         }
         len
     }
@@ -316,13 +331,18 @@ impl JwksCache {
         *last = Some(now);
         match self.refresh().await {
             Ok(keys) => tracing::info!(keys, "JWKS refetched for an unknown kid"),
-            Err(e) => tracing::warn!(error = %e, url = %self.url, "JWKS refetch failed; keeping the last good key set"),
+            Err(e) => {
+                tracing::warn!(error = %e, url = %self.url, "JWKS refetch failed; keeping the last good key set")
+            }
         }
         self.current()
     }
 
     async fn fetch(&self) -> Result<Vec<u8>, JwksError> {
-        let client = self.client.as_ref().map_err(|e| JwksError::Client(e.clone()))?;
+        let client = self
+            .client
+            .as_ref()
+            .map_err(|e| JwksError::Client(e.clone()))?;
         let mut response = client
             .get(&self.url)
             .header(reqwest::header::ACCEPT, "application/json")
@@ -333,12 +353,19 @@ impl JwksCache {
         if !status.is_success() {
             return Err(JwksError::Status(status.as_u16()));
         }
-        if response.content_length().is_some_and(|len| len > Self::MAX_BODY_BYTES as u64) {
+        if response
+            .content_length()
+            .is_some_and(|len| len > Self::MAX_BODY_BYTES as u64)
+        {
             return Err(JwksError::TooLarge);
         }
         // Read in chunks so a body without (or lying about) its length is still capped.
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| JwksError::Http(e.without_url().to_string()))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| JwksError::Http(e.without_url().to_string()))?
+        {
             if body.len() + chunk.len() > Self::MAX_BODY_BYTES {
                 return Err(JwksError::TooLarge);
             }
@@ -383,7 +410,10 @@ mod tests {
         let mut kids: Vec<_> = set.kids().collect();
         kids.sort_unstable();
         assert_eq!(kids, ["d", "e", "r"]);
-        assert!(!format!("{set:?}").contains(&b64(&[0xc5; 256])), "Debug shows kids only");
+        assert!(
+            !format!("{set:?}").contains(&b64(&[0xc5; 256])),
+            "Debug shows kids only"
+        );
     }
 
     #[test]
@@ -412,7 +442,9 @@ mod tests {
             "not an object".into(),
         ];
         let mut keys = skipped.clone();
-        keys.push(with(json!({"kid": "good", "use": "sig", "key_ops": ["verify"], "alg": "RS256"})));
+        keys.push(with(
+            json!({"kid": "good", "use": "sig", "key_ops": ["verify"], "alg": "RS256"}),
+        ));
         let set = parse(keys).unwrap();
         assert_eq!(set.kids().collect::<Vec<_>>(), ["good"]);
         assert_eq!(parse(skipped).unwrap_err(), JwksError::NoUsableKeys);
@@ -428,14 +460,24 @@ mod tests {
     #[test]
     fn garbage_is_not_a_set() {
         for body in [&b"<html>"[..], b"{}", br#"{"keys": {}}"#, b""] {
-            assert!(matches!(KeySet::from_json(body), Err(JwksError::Malformed(_))));
+            assert!(matches!(
+                KeySet::from_json(body),
+                Err(JwksError::Malformed(_))
+            ));
         }
-        assert_eq!(KeySet::from_json(br#"{"keys": []}"#).unwrap_err(), JwksError::NoUsableKeys);
+        assert_eq!(
+            KeySet::from_json(br#"{"keys": []}"#).unwrap_err(),
+            JwksError::NoUsableKeys
+        );
     }
 
     #[test]
     fn an_older_fetch_never_replaces_a_newer_one() {
-        let cache = JwksCache::new("http://127.0.0.1:9/jwks", Duration::from_secs(1), Arc::new(wagate_domain::SystemClock));
+        let cache = JwksCache::new(
+            "http://127.0.0.1:9/jwks",
+            Duration::from_secs(1),
+            Arc::new(wagate_domain::SystemClock),
+        );
         assert!(!cache.is_loaded());
         let older = cache.next_generation.fetch_add(1, Ordering::Relaxed);
         let newer = cache.next_generation.fetch_add(1, Ordering::Relaxed);
@@ -443,8 +485,14 @@ mod tests {
         cache.install(older, parse(vec![rsa("old")]).unwrap());
         assert!(cache.current().unwrap().contains("new"));
         assert!(cache.install_json(b"garbage").is_err());
-        assert!(cache.current().unwrap().contains("new"), "a failed load keeps the last good set");
-        assert_eq!(cache.install_json(json!({"keys": [ed("later")]}).to_string().as_bytes()), Ok(1));
+        assert!(
+            cache.current().unwrap().contains("new"),
+            "a failed load keeps the last good set"
+        );
+        assert_eq!(
+            cache.install_json(json!({"keys": [ed("later")]}).to_string().as_bytes()),
+            Ok(1)
+        );
         assert!(cache.current().unwrap().contains("later"));
     }
 }

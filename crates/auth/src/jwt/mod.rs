@@ -14,7 +14,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 use tokio::task::AbortHandle;
-use wagate_domain::{ApiKeySecret, CapabilitySet, Clock, OrgId, Principal, PrincipalKind, Role, SystemClock};
+use wagate_domain::{
+    ApiKeySecret, CapabilitySet, Clock, OrgId, Principal, PrincipalKind, Role, SystemClock,
+};
 
 pub use jwks::{JwksCache, JwksError, KeySet};
 
@@ -136,7 +138,10 @@ impl JwtVerifier {
     pub fn start_with_clock(config: JwtConfig, clock: Arc<dyn Clock>) -> Arc<JwtVerifier> {
         let verifier = Arc::new(Self::new(config, clock));
         // The task holds the cache only, so dropping the last verifier ends it (see Drop).
-        let handle = tokio::spawn(refresh_loop(verifier.cache.clone(), verifier.refresh_interval));
+        let handle = tokio::spawn(refresh_loop(
+            verifier.cache.clone(),
+            verifier.refresh_interval,
+        ));
         *verifier.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle.abort_handle());
         verifier
     }
@@ -146,7 +151,11 @@ impl JwtVerifier {
     /// arrives), or a set is put in with [`JwksCache::install_json`].
     /// Benchmarks and tools use this; the gateway uses [`start`](Self::start).
     pub fn new(config: JwtConfig, clock: Arc<dyn Clock>) -> Self {
-        let cache = Arc::new(JwksCache::new(config.jwks_url, config.fetch_timeout, clock.clone()));
+        let cache = Arc::new(JwksCache::new(
+            config.jwks_url,
+            config.fetch_timeout,
+            clock.clone(),
+        ));
         Self {
             cache,
             issuer: config.issuer,
@@ -170,7 +179,12 @@ impl JwtVerifier {
     /// dropped). Keys already loaded keep working; an unknown `kid` can
     /// still cause a throttled refetch.
     pub fn shutdown(&self) {
-        if let Some(task) = self.task.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        if let Some(task) = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
             task.abort();
         }
     }
@@ -183,14 +197,21 @@ impl JwtVerifier {
         if token.starts_with(ApiKeySecret::PREFIX) {
             return Ok(None);
         }
-        let Some(parts) = token::split(token) else { return Ok(None) };
+        let Some(parts) = token::split(token) else {
+            return Ok(None);
+        };
 
-        let header_json = token::decode_part(parts.header).map_err(|_| "malformed header encoding")?;
+        let header_json =
+            token::decode_part(parts.header).map_err(|_| "malformed header encoding")?;
         let header = token::parse_header(&header_json)?;
 
         let set = match self.cache.current() {
             Some(set) if set.contains(&header.kid) => set,
-            _ => self.cache.refetch_for_kid(&header.kid).await.ok_or("no key set loaded")?,
+            _ => self
+                .cache
+                .refetch_for_kid(&header.kid)
+                .await
+                .ok_or("no key set loaded")?,
         };
         let key = set.get(&header.kid).ok_or("unknown kid")?;
         // The kid picks the key and the key fixes the algorithm: a token may
@@ -198,13 +219,22 @@ impl JwtVerifier {
         if key.alg != header.alg {
             return Err("alg does not match the key named by kid");
         }
-        match jsonwebtoken::crypto::verify(parts.signature, parts.signing_input.as_bytes(), &key.key, header.alg) {
+        match jsonwebtoken::crypto::verify(
+            parts.signature,
+            parts.signing_input.as_bytes(),
+            &key.key,
+            header.alg,
+        ) {
             Ok(true) => {}
             Ok(false) | Err(_) => return Err("bad signature"),
         }
 
-        let payload = token::decode_part(parts.payload).map_err(|_| "malformed payload encoding")?;
-        let names = ClaimNames { org: &self.org_claim, role: &self.role_claim };
+        let payload =
+            token::decode_part(parts.payload).map_err(|_| "malformed payload encoding")?;
+        let names = ClaimNames {
+            org: &self.org_claim,
+            role: &self.role_claim,
+        };
         let claims = Claims::parse(&payload, names)?;
         claims.validate(Expect {
             now: self.clock.now().unix_timestamp(),
@@ -218,7 +248,9 @@ impl JwtVerifier {
     fn principal(&self, claims: Claims) -> Result<Principal, Rejection> {
         let org = match claims.org {
             None => return Err("org claim missing"),
-            Some(Value::String(org)) => OrgId::parse(&org).map_err(|_| "org claim is not a valid organization id")?,
+            Some(Value::String(org)) => {
+                OrgId::parse(&org).map_err(|_| "org claim is not a valid organization id")?
+            }
             Some(_) => return Err("org claim is not a string"),
         };
         let (role, capabilities) = match claims.role {
@@ -235,7 +267,11 @@ impl JwtVerifier {
             Some(Value::String(sub)) => Some(sub),
             _ => None,
         };
-        Ok(Principal { org, capabilities, kind: PrincipalKind::User { subject, role } })
+        Ok(Principal {
+            org,
+            capabilities,
+            kind: PrincipalKind::User { subject, role },
+        })
     }
 }
 

@@ -30,7 +30,9 @@ pub(crate) struct Parts<'a> {
 /// parts made only of base64url characters. Anything else is some other
 /// kind of token (`None`), left to the next verifier.
 pub(crate) fn split(token: &str) -> Option<Parts<'_>> {
-    let url_safe = token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    let url_safe = token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !url_safe {
         return None;
     }
@@ -41,12 +43,19 @@ pub(crate) fn split(token: &str) -> Option<Parts<'_>> {
     if payload.contains('.') {
         return None; // more than three parts (or first == last: only two)
     }
-    Some(Parts { header, payload, signature, signing_input })
+    Some(Parts {
+        header,
+        payload,
+        signature,
+        signing_input,
+    })
 }
 
 /// Decodes one base64url part (no padding, as JWS requires).
 pub(crate) fn decode_part(part: &str) -> Result<Vec<u8>, Rejection> {
-    URL_SAFE_NO_PAD.decode(part).map_err(|_| "malformed base64url")
+    URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| "malformed base64url")
 }
 
 /// The header members we act on.
@@ -156,7 +165,9 @@ impl Claims {
     /// little. A claim given twice is refused (which one would count?).
     pub(crate) fn parse(json: &[u8], names: ClaimNames<'_>) -> Result<Self, Rejection> {
         let mut de = serde_json::Deserializer::from_slice(json);
-        let claims = ClaimsSeed(names).deserialize(&mut de).map_err(|_| "malformed claims")?;
+        let claims = ClaimsSeed(names)
+            .deserialize(&mut de)
+            .map_err(|_| "malformed claims")?;
         de.end().map_err(|_| "malformed claims")?;
         Ok(claims)
     }
@@ -285,23 +296,48 @@ impl Visitor<'_> for KeySeed<'_> {
 mod tests {
     use super::*;
 
-    const NAMES: ClaimNames<'static> = ClaimNames { org: "org_id", role: "role" };
+    const NAMES: ClaimNames<'static> = ClaimNames {
+        org: "org_id",
+        role: "role",
+    };
 
     fn b64(s: &str) -> String {
         URL_SAFE_NO_PAD.encode(s)
     }
 
     fn expect(now: i64) -> Expect<'static> {
-        Expect { now, leeway_secs: 60, issuer: None, audience: None }
+        Expect {
+            now,
+            leeway_secs: 60,
+            issuer: None,
+            audience: None,
+        }
     }
 
     #[test]
     fn split_recognises_only_three_base64url_parts() {
         let p = split("aGVh.cGF5.c2ln").unwrap();
-        assert_eq!((p.header, p.payload, p.signature, p.signing_input), ("aGVh", "cGF5", "c2ln", "aGVh.cGF5"));
+        assert_eq!(
+            (p.header, p.payload, p.signature, p.signing_input),
+            ("aGVh", "cGF5", "c2ln", "aGVh.cGF5")
+        );
         let p = split("aGVh.cGF5.").unwrap();
-        assert_eq!(p.signature, "", "an unsigned token is still a JWT (and refused later)");
-        for other in ["", "abc", "a.b", "a.b.c.d", "a.b.c.d.e", "a b.c.d", "a.b.c=", "a+b.c.d", "a/b.c.d", "é.b.c"] {
+        assert_eq!(
+            p.signature, "",
+            "an unsigned token is still a JWT (and refused later)"
+        );
+        for other in [
+            "",
+            "abc",
+            "a.b",
+            "a.b.c.d",
+            "a.b.c.d.e",
+            "a b.c.d",
+            "a.b.c=",
+            "a+b.c.d",
+            "a/b.c.d",
+            "é.b.c",
+        ] {
             assert!(split(other).is_none(), "{other}");
         }
     }
@@ -310,8 +346,14 @@ mod tests {
     fn header_rules() {
         let ok = parse_header(br#"{"alg":"RS256","kid":"k1","typ":"JWT","cty":"x"}"#).unwrap();
         assert_eq!((ok.alg, ok.kid.as_ref()), (Algorithm::RS256, "k1"));
-        assert_eq!(parse_header(br#"{"alg":"ES256","kid":"k"}"#).unwrap().alg, Algorithm::ES256);
-        assert_eq!(parse_header(br#"{"alg":"EdDSA","kid":"k"}"#).unwrap().alg, Algorithm::EdDSA);
+        assert_eq!(
+            parse_header(br#"{"alg":"ES256","kid":"k"}"#).unwrap().alg,
+            Algorithm::ES256
+        );
+        assert_eq!(
+            parse_header(br#"{"alg":"EdDSA","kid":"k"}"#).unwrap().alg,
+            Algorithm::EdDSA
+        );
         let cases: &[(&[u8], &str)] = &[
             (br#"{"alg":"none","kid":"k"}"#, "none"),
             (br#"{"alg":"NONE","kid":"k"}"#, "none"),
@@ -324,9 +366,18 @@ mod tests {
             (br#"{"alg":"RS256"}"#, "no kid"),
             (br#"{"alg":"RS256","kid":7}"#, "malformed"),
             (br#"{"alg":"RS256","alg":"none","kid":"k"}"#, "malformed"),
-            (br#"{"alg":"RS256","kid":"k","jku":"https://evil/jwks"}"#, "own key"),
-            (br#"{"alg":"RS256","kid":"k","x5u":"https://evil/cert"}"#, "own key"),
-            (br#"{"alg":"RS256","kid":"k","jwk":{"kty":"RSA"}}"#, "own key"),
+            (
+                br#"{"alg":"RS256","kid":"k","jku":"https://evil/jwks"}"#,
+                "own key",
+            ),
+            (
+                br#"{"alg":"RS256","kid":"k","x5u":"https://evil/cert"}"#,
+                "own key",
+            ),
+            (
+                br#"{"alg":"RS256","kid":"k","jwk":{"kty":"RSA"}}"#,
+                "own key",
+            ),
             (br#"{"alg":"RS256","kid":"k","jwk":null}"#, "own key"),
             (br#"{"alg":"RS256","kid":"k","x5c":["MII"]}"#, "own key"),
             (br#"{"alg":"RS256","kid":"k","crit":["exp"]}"#, "crit"),
@@ -336,19 +387,40 @@ mod tests {
         ];
         for (json, why) in cases {
             let err = parse_header(json).unwrap_err();
-            assert!(err.contains(why), "{}: {err}", String::from_utf8_lossy(json));
+            assert!(
+                err.contains(why),
+                "{}: {err}",
+                String::from_utf8_lossy(json)
+            );
         }
     }
 
     #[test]
     fn claims_are_read_by_configured_names() {
         let json = br#"{"sub":"u1","tenant":"acme","grp":"admin","org_id":"other","extra":{"deep":[1,2,{"x":null}]},"exp":10}"#;
-        let c = Claims::parse(json, ClaimNames { org: "tenant", role: "grp" }).unwrap();
+        let c = Claims::parse(
+            json,
+            ClaimNames {
+                org: "tenant",
+                role: "grp",
+            },
+        )
+        .unwrap();
         assert_eq!(c.org, Some(Value::from("acme")));
         assert_eq!(c.role, Some(Value::from("admin")));
         assert_eq!(c.sub, Some(Value::from("u1")));
-        let c = Claims::parse(json, ClaimNames { org: "sub", role: "role" }).unwrap();
-        assert_eq!((c.org, c.sub), (Some(Value::from("u1")), Some(Value::from("u1"))));
+        let c = Claims::parse(
+            json,
+            ClaimNames {
+                org: "sub",
+                role: "role",
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (c.org, c.sub),
+            (Some(Value::from("u1")), Some(Value::from("u1")))
+        );
         assert!(Claims::parse(br#"{"exp":1,"exp":2}"#, NAMES).is_err());
         assert!(Claims::parse(br#"{"org_id":"a","org_id":"b"}"#, NAMES).is_err());
         assert!(Claims::parse(b"[]", NAMES).is_err());
@@ -360,16 +432,45 @@ mod tests {
         let now = 1_000_000;
         let claims = |json: &str| Claims::parse(json.as_bytes(), NAMES).unwrap();
         assert_eq!(claims("{}").validate(expect(now)), Err("exp claim missing"));
-        assert_eq!(claims(r#"{"exp":"soon"}"#).validate(expect(now)), Err("exp claim is not a number"));
+        assert_eq!(
+            claims(r#"{"exp":"soon"}"#).validate(expect(now)),
+            Err("exp claim is not a number")
+        );
         assert!(claims(r#"{"exp":1000100}"#).validate(expect(now)).is_ok());
-        assert!(claims(r#"{"exp":999950}"#).validate(expect(now)).is_ok(), "inside the leeway");
-        assert!(claims(r#"{"exp":999950.5}"#).validate(expect(now)).is_ok(), "fractional NumericDate");
-        assert_eq!(claims(r#"{"exp":999940}"#).validate(expect(now)), Err("token expired"));
-        assert!(claims(r#"{"exp":1000100,"nbf":1000050}"#).validate(expect(now)).is_ok(), "inside the leeway");
-        assert_eq!(claims(r#"{"exp":1000500,"nbf":1000061}"#).validate(expect(now)), Err("token not yet valid (nbf)"));
-        assert_eq!(claims(r#"{"exp":1000500,"nbf":"x"}"#).validate(expect(now)), Err("nbf claim is not a number"));
-        let strict = Expect { leeway_secs: 0, ..expect(now) };
-        assert_eq!(claims(r#"{"exp":1000000}"#).validate(strict), Err("token expired"));
+        assert!(
+            claims(r#"{"exp":999950}"#).validate(expect(now)).is_ok(),
+            "inside the leeway"
+        );
+        assert!(
+            claims(r#"{"exp":999950.5}"#).validate(expect(now)).is_ok(),
+            "fractional NumericDate"
+        );
+        assert_eq!(
+            claims(r#"{"exp":999940}"#).validate(expect(now)),
+            Err("token expired")
+        );
+        assert!(
+            claims(r#"{"exp":1000100,"nbf":1000050}"#)
+                .validate(expect(now))
+                .is_ok(),
+            "inside the leeway"
+        );
+        assert_eq!(
+            claims(r#"{"exp":1000500,"nbf":1000061}"#).validate(expect(now)),
+            Err("token not yet valid (nbf)")
+        );
+        assert_eq!(
+            claims(r#"{"exp":1000500,"nbf":"x"}"#).validate(expect(now)),
+            Err("nbf claim is not a number")
+        );
+        let strict = Expect {
+            leeway_secs: 0,
+            ..expect(now)
+        };
+        assert_eq!(
+            claims(r#"{"exp":1000000}"#).validate(strict),
+            Err("token expired")
+        );
     }
 
     #[test]
@@ -378,20 +479,57 @@ mod tests {
         let claims = |json: &str| Claims::parse(json.as_bytes(), NAMES).unwrap();
         let c = claims(r#"{"exp":1000100,"iss":"https://idp","aud":["x","api"]}"#);
         assert!(c.validate(expect(now)).is_ok());
-        let want = Expect { issuer: Some("https://idp"), audience: Some("api"), ..expect(now) };
+        let want = Expect {
+            issuer: Some("https://idp"),
+            audience: Some("api"),
+            ..expect(now)
+        };
         assert!(c.validate(want).is_ok());
-        assert_eq!(c.validate(Expect { issuer: Some("https://other"), ..want }), Err("wrong or missing issuer"));
-        assert_eq!(c.validate(Expect { audience: Some("web"), ..want }), Err("wrong or missing audience"));
-        assert!(claims(r#"{"exp":1000100,"iss":"https://idp","aud":"api"}"#).validate(want).is_ok());
-        assert!(claims(r#"{"exp":1000100,"aud":"api"}"#).validate(want).is_err(), "issuer missing");
-        assert!(claims(r#"{"exp":1000100,"iss":"https://idp"}"#).validate(want).is_err(), "audience missing");
-        assert!(claims(r#"{"exp":1000100,"iss":"https://idp","aud":7}"#).validate(want).is_err());
+        assert_eq!(
+            c.validate(Expect {
+                issuer: Some("https://other"),
+                ..want
+            }),
+            Err("wrong or missing issuer")
+        );
+        assert_eq!(
+            c.validate(Expect {
+                audience: Some("web"),
+                ..want
+            }),
+            Err("wrong or missing audience")
+        );
+        assert!(
+            claims(r#"{"exp":1000100,"iss":"https://idp","aud":"api"}"#)
+                .validate(want)
+                .is_ok()
+        );
+        assert!(
+            claims(r#"{"exp":1000100,"aud":"api"}"#)
+                .validate(want)
+                .is_err(),
+            "issuer missing"
+        );
+        assert!(
+            claims(r#"{"exp":1000100,"iss":"https://idp"}"#)
+                .validate(want)
+                .is_err(),
+            "audience missing"
+        );
+        assert!(
+            claims(r#"{"exp":1000100,"iss":"https://idp","aud":7}"#)
+                .validate(want)
+                .is_err()
+        );
     }
 
     #[test]
     fn decode_part_is_strict_base64url() {
         assert_eq!(decode_part(&b64("{}")).unwrap(), b"{}");
-        assert!(decode_part("e30=").is_err(), "padding is not base64url as JWS uses it");
+        assert!(
+            decode_part("e30=").is_err(),
+            "padding is not base64url as JWS uses it"
+        );
         assert!(decode_part("e").is_err());
     }
 }

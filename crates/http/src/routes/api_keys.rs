@@ -12,15 +12,35 @@ use crate::extract::{Caller, json_body};
 use crate::{ApiError, AppState};
 
 fn parse_request(body: CreateApiKeyRequest) -> Result<NewApiKeyRequest, ApiError> {
-    let name = ApiKeyName::parse(body.name.as_deref().ok_or_else(|| ApiError::invalid("name", "name is required"))?)?;
-    let caps = body.capabilities.ok_or_else(|| ApiError::invalid("capabilities", "capabilities is required, e.g. [\"read\"]"))?;
-    let capabilities = caps.iter().map(|c| Capability::parse(c)).collect::<Result<Vec<_>, _>>()?;
+    let name = ApiKeyName::parse(
+        body.name
+            .as_deref()
+            .ok_or_else(|| ApiError::invalid("name", "name is required"))?,
+    )?;
+    let caps = body.capabilities.ok_or_else(|| {
+        ApiError::invalid("capabilities", "capabilities is required, e.g. [\"read\"]")
+    })?;
+    let capabilities = caps
+        .iter()
+        .map(|c| Capability::parse(c))
+        .collect::<Result<Vec<_>, _>>()?;
     let expires_at = body
         .expires_at
         .as_deref()
-        .map(|t| OffsetDateTime::parse(t, &Rfc3339).map_err(|_| ApiError::invalid("expiresAt", "invalid expiresAt: must be an RFC 3339 timestamp or null")))
+        .map(|t| {
+            OffsetDateTime::parse(t, &Rfc3339).map_err(|_| {
+                ApiError::invalid(
+                    "expiresAt",
+                    "invalid expiresAt: must be an RFC 3339 timestamp or null",
+                )
+            })
+        })
         .transpose()?;
-    Ok(NewApiKeyRequest { name, capabilities: CapabilitySet::of(capabilities), expires_at })
+    Ok(NewApiKeyRequest {
+        name,
+        capabilities: CapabilitySet::of(capabilities),
+        expires_at,
+    })
 }
 
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys",
@@ -33,7 +53,12 @@ fn parse_request(body: CreateApiKeyRequest) -> Result<NewApiKeyRequest, ApiError
         (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub(crate) async fn create(state: web::Data<AppState>, caller: Caller, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     let request = parse_request(json_body(&req, &body, false)?)?;
     let created = state.gateway.create_api_key(&caller.0, request).await?;
     let key = created.key;
@@ -56,9 +81,14 @@ pub(crate) async fn create(state: web::Data<AppState>, caller: Caller, req: Http
         (status = 401, body = ErrorEnvelope), (status = 403, description = "Needs `admin`.", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub(crate) async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     let keys = state.gateway.list_api_keys(&caller.0).await?;
-    Ok(HttpResponse::Ok().json(ApiKeyList { data: keys.into_iter().map(ApiKeyBody::from).collect() }))
+    Ok(HttpResponse::Ok().json(ApiKeyList {
+        data: keys.into_iter().map(ApiKeyBody::from).collect(),
+    }))
 }
 
 #[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys",
@@ -70,7 +100,11 @@ pub(crate) async fn list(state: web::Data<AppState>, caller: Caller) -> Result<H
         (status = 404, description = "No such key in your organization.", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub(crate) async fn revoke(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn revoke(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = ApiKeyId::parse(&path)?;
     state.gateway.revoke_api_key(&caller.0, &id).await?;
     Ok(HttpResponse::NoContent().finish())

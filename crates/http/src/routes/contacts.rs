@@ -34,10 +34,23 @@ fn ids(path: &(String, String)) -> Result<(SessionId, Jid), ApiError> {
         (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub(crate) async fn picture(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>, query: web::Query<PictureQuery>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn picture(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    query: web::Query<PictureQuery>,
+) -> Result<HttpResponse, ApiError> {
     let (id, jid) = ids(&path)?;
-    let kind = query.kind.as_deref().map(PictureType::parse).transpose()?.unwrap_or_default();
-    let picture = state.gateway.profile_picture(&caller.0, &id, &jid, kind).await?;
+    let kind = query
+        .kind
+        .as_deref()
+        .map(PictureType::parse)
+        .transpose()?
+        .unwrap_or_default();
+    let picture = state
+        .gateway
+        .profile_picture(&caller.0, &id, &jid, kind)
+        .await?;
     Ok(HttpResponse::Ok().json(PictureBody::from(picture)))
 }
 
@@ -52,9 +65,15 @@ pub(crate) async fn picture(state: web::Data<AppState>, caller: Caller, path: we
         (status = 501, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub(crate) async fn about(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn about(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
     let (id, jid) = ids(&path)?;
-    Ok(HttpResponse::Ok().json(AboutBody::from(state.gateway.about(&caller.0, &id, &jid).await?)))
+    Ok(HttpResponse::Ok().json(AboutBody::from(
+        state.gateway.about(&caller.0, &id, &jid).await?,
+    )))
 }
 
 #[utoipa::path(post, path = "/api/v1/sessions/{sessionId}/contacts/{jid}/block", tag = "contacts",
@@ -67,7 +86,11 @@ pub(crate) async fn about(state: web::Data<AppState>, caller: Caller, path: web:
         (status = 501, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub(crate) async fn block(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn block(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
     let (id, jid) = ids(&path)?;
     state.gateway.block(&caller.0, &id, &jid).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -83,7 +106,11 @@ pub(crate) async fn block(state: web::Data<AppState>, caller: Caller, path: web:
         (status = 501, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub(crate) async fn unblock(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn unblock(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
     let (id, jid) = ids(&path)?;
     state.gateway.unblock(&caller.0, &id, &jid).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -98,8 +125,14 @@ pub(crate) async fn unblock(state: web::Data<AppState>, caller: Caller, path: we
         (status = 501, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub(crate) async fn blocklist(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn blocklist(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = session_id(&path)?;
     let list = state.gateway.blocklist(&caller.0, &id).await?;
-    Ok(HttpResponse::Ok().json(BlocklistBody { data: list.into_iter().map(BlockedBody::from).collect() }))
+    Ok(HttpResponse::Ok().json(BlocklistBody {
+        data: list.into_iter().map(BlockedBody::from).collect(),
+    }))
 }

@@ -21,22 +21,30 @@ pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, A
     if database && auth {
         Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
     } else {
-        Err(ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", "not ready")
-            .detail("database", if database { "ok" } else { "unavailable" })
-            .detail("auth", if auth { "ok" } else { "key set not loaded" }))
+        Err(ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "not ready",
+        )
+        .detail("database", if database { "ok" } else { "unavailable" })
+        .detail("auth", if auth { "ok" } else { "key set not loaded" }))
     }
 }
 
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "This document (OpenAPI 3.1).")))]
 pub(crate) async fn openapi(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(state.openapi_json.clone())
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(state.openapi_json.clone())
 }
 
 #[utoipa::path(get, path = "/docs", tag = "operations",
     responses((status = 200, description = "A page that renders the OpenAPI document.", content_type = "text/html")))]
 pub(crate) async fn docs(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(state.docs_html.clone())
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(state.docs_html.clone())
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
@@ -46,5 +54,7 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, 
         state.metrics.set_sessions(&counts);
     }
     let text = state.metrics.render().map_err(|e| ApiError::internal(&e))?;
-    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text))
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(text))
 }

@@ -6,7 +6,10 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use wagate_domain::{PageRequest, PhoneNumber, SessionId, SessionName};
 
-use crate::dto::{CreateSessionRequest, ErrorEnvelope, PairingCodeBody, PairingCodeRequest, QrBody, SessionBody, SessionList};
+use crate::dto::{
+    CreateSessionRequest, ErrorEnvelope, PairingCodeBody, PairingCodeRequest, QrBody, SessionBody,
+    SessionList,
+};
 use crate::extract::{Caller, json_body, session_id};
 use crate::{ApiError, AppState, qr};
 
@@ -35,7 +38,12 @@ pub(crate) struct QrQuery {
         (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub(crate) async fn create(state: web::Data<AppState>, caller: Caller, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     let body: CreateSessionRequest = json_body(&req, &body, true)?;
     let name = body.name.as_deref().map(SessionName::parse).transpose()?;
     let session = state.gateway.create_session(&caller.0, name).await?;
@@ -51,18 +59,36 @@ pub(crate) async fn create(state: web::Data<AppState>, caller: Caller, req: Http
         (status = 401, body = ErrorEnvelope), (status = 403, description = "Needs `read`.", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub(crate) async fn list(state: web::Data<AppState>, caller: Caller, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
     let limit = query
         .limit
         .as_deref()
-        .map(|l| l.parse::<u32>().map_err(|_| ApiError::invalid("limit", "invalid limit: must be a number from 1 to 100")))
+        .map(|l| {
+            l.parse::<u32>().map_err(|_| {
+                ApiError::invalid("limit", "invalid limit: must be a number from 1 to 100")
+            })
+        })
         .transpose()?;
     let cursor = query
         .cursor
         .as_deref()
-        .map(|c| SessionId::parse(c).map_err(|_| ApiError::invalid("cursor", "invalid cursor: pass the nextCursor of the previous page")))
+        .map(|c| {
+            SessionId::parse(c).map_err(|_| {
+                ApiError::invalid(
+                    "cursor",
+                    "invalid cursor: pass the nextCursor of the previous page",
+                )
+            })
+        })
         .transpose()?;
-    let page = state.gateway.list_sessions(&caller.0, PageRequest::new(limit, cursor)?).await?;
+    let page = state
+        .gateway
+        .list_sessions(&caller.0, PageRequest::new(limit, cursor)?)
+        .await?;
     Ok(HttpResponse::Ok().json(SessionList {
         data: page.items.into_iter().map(SessionBody::from).collect(),
         next_cursor: page.next_cursor.map(|c| c.to_string()),
@@ -78,9 +104,15 @@ pub(crate) async fn list(state: web::Data<AppState>, caller: Caller, query: web:
         (status = 404, description = "No such session in your organization.", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub(crate) async fn get(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = session_id(&path)?;
-    Ok(HttpResponse::Ok().json(SessionBody::from(state.gateway.get_session(&caller.0, &id).await?)))
+    Ok(HttpResponse::Ok().json(SessionBody::from(
+        state.gateway.get_session(&caller.0, &id).await?,
+    )))
 }
 
 #[utoipa::path(delete, path = "/api/v1/sessions/{sessionId}", tag = "sessions",
@@ -91,7 +123,11 @@ pub(crate) async fn get(state: web::Data<AppState>, caller: Caller, path: web::P
         (status = 403, description = "Needs `manage`.", body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub(crate) async fn delete(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn delete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = session_id(&path)?;
     state.gateway.delete_session(&caller.0, &id).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -105,9 +141,15 @@ pub(crate) async fn delete(state: web::Data<AppState>, caller: Caller, path: web
         (status = 403, description = "Needs `manage`.", body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub(crate) async fn connect(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn connect(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = session_id(&path)?;
-    Ok(HttpResponse::Accepted().json(SessionBody::from(state.gateway.connect_session(&caller.0, &id).await?)))
+    Ok(HttpResponse::Accepted().json(SessionBody::from(
+        state.gateway.connect_session(&caller.0, &id).await?,
+    )))
 }
 
 #[utoipa::path(post, path = "/api/v1/sessions/{sessionId}/disconnect", tag = "sessions",
@@ -118,9 +160,15 @@ pub(crate) async fn connect(state: web::Data<AppState>, caller: Caller, path: we
         (status = 403, description = "Needs `manage`.", body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub(crate) async fn disconnect(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn disconnect(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = session_id(&path)?;
-    Ok(HttpResponse::Accepted().json(SessionBody::from(state.gateway.disconnect_session(&caller.0, &id).await?)))
+    Ok(HttpResponse::Accepted().json(SessionBody::from(
+        state.gateway.disconnect_session(&caller.0, &id).await?,
+    )))
 }
 
 #[utoipa::path(post, path = "/api/v1/sessions/{sessionId}/logout", tag = "sessions",
@@ -131,9 +179,15 @@ pub(crate) async fn disconnect(state: web::Data<AppState>, caller: Caller, path:
         (status = 403, description = "Needs `manage`.", body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub(crate) async fn logout(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn logout(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = session_id(&path)?;
-    Ok(HttpResponse::Accepted().json(SessionBody::from(state.gateway.logout_session(&caller.0, &id).await?)))
+    Ok(HttpResponse::Accepted().json(SessionBody::from(
+        state.gateway.logout_session(&caller.0, &id).await?,
+    )))
 }
 
 #[utoipa::path(get, path = "/api/v1/sessions/{sessionId}/qr", tag = "sessions",
@@ -146,16 +200,28 @@ pub(crate) async fn logout(state: web::Data<AppState>, caller: Caller, path: web
         (status = 409, description = "The session is not pairing.", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub(crate) async fn qr_code(state: web::Data<AppState>, caller: Caller, path: web::Path<String>, query: web::Query<QrQuery>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn qr_code(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    query: web::Query<QrQuery>,
+) -> Result<HttpResponse, ApiError> {
     let id = session_id(&path)?;
     let format = query.format.as_deref().unwrap_or("json");
     if !matches!(format, "json" | "png" | "svg") {
-        return Err(ApiError::invalid("format", "invalid format: must be json, png or svg"));
+        return Err(ApiError::invalid(
+            "format",
+            "invalid format: must be json, png or svg",
+        ));
     }
     let code = state.gateway.session_qr(&caller.0, &id).await?;
     let res = match format {
-        "png" => HttpResponse::Ok().content_type("image/png").body(qr::png(&code.code)?),
-        "svg" => HttpResponse::Ok().content_type("image/svg+xml").body(qr::svg(&code.code)?),
+        "png" => HttpResponse::Ok()
+            .content_type("image/png")
+            .body(qr::png(&code.code)?),
+        "svg" => HttpResponse::Ok()
+            .content_type("image/svg+xml")
+            .body(qr::svg(&code.code)?),
         _ => HttpResponse::Ok().json(QrBody::from(code)),
     };
     Ok(res)
@@ -172,11 +238,24 @@ pub(crate) async fn qr_code(state: web::Data<AppState>, caller: Caller, path: we
         (status = 504, body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub(crate) async fn pairing_code(state: web::Data<AppState>, caller: Caller, path: web::Path<String>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn pairing_code(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     let id = session_id(&path)?;
     let body: PairingCodeRequest = json_body(&req, &body, false)?;
-    let phone = body.phone_number.ok_or_else(|| ApiError::invalid("phoneNumber", "phoneNumber is required"))?;
+    let phone = body
+        .phone_number
+        .ok_or_else(|| ApiError::invalid("phoneNumber", "phoneNumber is required"))?;
     let phone = PhoneNumber::parse(&phone)?;
-    let code = state.gateway.session_pairing_code(&caller.0, &id, &phone).await?;
-    Ok(HttpResponse::Ok().json(PairingCodeBody { code: code.as_str().to_owned() }))
+    let code = state
+        .gateway
+        .session_pairing_code(&caller.0, &id, &phone)
+        .await?;
+    Ok(HttpResponse::Ok().json(PairingCodeBody {
+        code: code.as_str().to_owned(),
+    }))
 }
