@@ -27,3 +27,6 @@ pub use api_keys::{CreatedApiKey, NewApiKeyRequest};
 pub use error::AppError;
 pub use gateway::{Gateway, GatewayDeps};
 pub use lifecycle::SessionEventRecorder;
+
+#[cfg(test)]
+mod tests;
