@@ -5,5 +5,6 @@ mod api_keys;
 mod auth;
 mod contacts;
 mod envelope;
+mod jwt;
 mod operations;
 mod sessions;

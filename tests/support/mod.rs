@@ -208,3 +208,177 @@ pub async fn assert_error(res: Response, status: u16, code: &str) -> Value {
     );
     error
 }
+
+/// A well-formed session id that no test creates.
+pub const GHOST: &str = "sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX";
+
+/// Every `/api/v1` route (on `session`) and the capability it needs, as
+/// api.md lists them.
+pub fn routes(session: &str) -> Vec<(Method, String, &'static str)> {
+    let s = format!("/api/v1/sessions/{session}");
+    let c = format!("{s}/contacts/14155550123@s.whatsapp.net");
+    vec![
+        (Method::POST, "/api/v1/sessions".into(), "manage"),
+        (Method::GET, "/api/v1/sessions".into(), "read"),
+        (Method::GET, s.clone(), "read"),
+        (Method::DELETE, s.clone(), "manage"),
+        (Method::POST, format!("{s}/connect"), "manage"),
+        (Method::POST, format!("{s}/disconnect"), "manage"),
+        (Method::POST, format!("{s}/logout"), "manage"),
+        (Method::GET, format!("{s}/qr"), "manage"),
+        (Method::POST, format!("{s}/pairing-code"), "manage"),
+        (Method::GET, format!("{c}/picture"), "read"),
+        (Method::GET, format!("{c}/about"), "read"),
+        (Method::POST, format!("{c}/block"), "send"),
+        (Method::POST, format!("{c}/unblock"), "send"),
+        (Method::GET, format!("{s}/blocklist"), "read"),
+        (Method::POST, "/api/v1/api-keys".into(), "admin"),
+        (Method::GET, "/api/v1/api-keys".into(), "admin"),
+        (
+            Method::DELETE,
+            "/api/v1/api-keys/key_01JBZ5T0Q4M6Y8V2K3N7R9S1WX".into(),
+            "admin",
+        ),
+    ]
+}
+
+/// A valid body for the routes of [`routes`] that need one.
+pub fn body_for(path: &str) -> Option<Value> {
+    if path.ends_with("pairing-code") {
+        Some(serde_json::json!({ "phoneNumber": "+1 415 555 0123" }))
+    } else if path == "/api/v1/api-keys" {
+        Some(serde_json::json!({ "name": "k", "capabilities": ["admin"] }))
+    } else {
+        None
+    }
+}
+
+impl TestApp {
+    /// Calls one route of [`routes`] with its body.
+    pub async fn call(&self, method: &Method, path: &str, token: &str) -> Response {
+        let mut r = self.req(method.clone(), path, token);
+        if let Some(b) = body_for(path) {
+            r = r.json(&b);
+        }
+        r.send().await.expect("request")
+    }
+}
+
+/// A frontend's JWKS endpoint on a free local port, signing tokens with the
+/// real test keys of `crates/auth/tests/keys` (RSA 2048, P-256, Ed25519).
+pub struct Frontend {
+    /// The JWKS URL.
+    pub jwks_url: String,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl std::fmt::Debug for Frontend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frontend")
+            .field("jwks_url", &self.jwks_url)
+            .finish()
+    }
+}
+
+impl Drop for Frontend {
+    fn drop(&mut self) {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let handle = self.handle.clone();
+            rt.spawn(async move { handle.stop(false).await });
+        }
+    }
+}
+
+fn key_file(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../crates/auth/tests/keys/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("test key")
+}
+
+/// The issuer and audience the test frontend puts in its tokens.
+pub const ISSUER: &str = "https://frontend.test";
+/// See [`ISSUER`].
+pub const AUDIENCE: &str = "wagate";
+
+impl Frontend {
+    /// Serves the JWKS of keys `rsa-1`, `ec-1` and `ed-1`.
+    pub async fn start() -> Self {
+        let keys: Vec<Value> = ["rsa-1", "ec-1", "ed-1"]
+            .iter()
+            .map(|k| serde_json::from_slice(&key_file(&format!("{k}.jwk.json"))).expect("jwk"))
+            .collect();
+        let body = serde_json::json!({ "keys": keys }).to_string();
+        let server = actix_web::HttpServer::new(move || {
+            let body = body.clone();
+            actix_web::App::new().route(
+                "/.well-known/jwks.json",
+                actix_web::web::get().to(move || {
+                    let body = body.clone();
+                    async move {
+                        actix_web::HttpResponse::Ok()
+                            .content_type("application/json")
+                            .body(body)
+                    }
+                }),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .bind("127.0.0.1:0")
+        .expect("bind");
+        let port = server.addrs()[0].port();
+        let server = server.run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Self {
+            jwks_url: format!("http://127.0.0.1:{port}/.well-known/jwks.json"),
+            handle,
+        }
+    }
+
+    /// A login JWT signed with `kid` (`rsa-1`, `ec-1` or `ed-1`) carrying
+    /// `claims` on top of valid `iss`, `aud`, `exp` and `sub`.
+    pub fn token(&self, kid: &str, claims: Value) -> String {
+        use jsonwebtoken::{Algorithm, EncodingKey, Header};
+        let pem = key_file(&format!("{kid}.key.pem"));
+        let (alg, key) = match kid {
+            "rsa-1" => (Algorithm::RS256, EncodingKey::from_rsa_pem(&pem)),
+            "ec-1" => (Algorithm::ES256, EncodingKey::from_ec_pem(&pem)),
+            _ => (Algorithm::EdDSA, EncodingKey::from_ed_pem(&pem)),
+        };
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.to_owned());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_secs();
+        let mut body = serde_json::json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": "user-1", "iat": now, "exp": now + 600 });
+        if let (Some(b), Some(extra)) = (body.as_object_mut(), claims.as_object()) {
+            for (k, v) in extra {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        jsonwebtoken::encode(&header, &body, &key.expect("key")).expect("sign")
+    }
+}
+
+impl TestApp {
+    /// A gateway that accepts login JWTs from `frontend`, ready (key set
+    /// loaded) when this returns.
+    pub async fn spawn_with_frontend(frontend: &Frontend) -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let mut config = test_config(&dir);
+        config.auth.jwt.jwks_url = Some(frontend.jwks_url.clone());
+        config.auth.jwt.issuer = Some(ISSUER.into());
+        config.auth.jwt.audience = Some(AUDIENCE.into());
+        let app = Self::spawn_with(config, dir).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while app.get("/readyz", "").await.status() != StatusCode::OK {
+            assert!(tokio::time::Instant::now() < deadline, "JWKS never loaded");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        app
+    }
+}

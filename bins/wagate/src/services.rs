@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use wagate_app::{Gateway, GatewayDeps, SessionEventRecorder};
-use wagate_auth::{ApiKeyVerifier, Authenticator, AuthenticatorChain, OsEntropy};
-use wagate_domain::{Clock, SystemClock};
+use wagate_auth::{
+    ApiKeyVerifier, Authenticator, AuthenticatorChain, JwtConfig, JwtVerifier, OsEntropy,
+    RolePolicy,
+};
+use wagate_domain::{CapabilitySet, Clock, SystemClock};
 use wagate_store::SqliteStore;
 use wagate_whatsapp_port::{FakeWhatsApp, Fixtures, WhatsAppPort};
 
@@ -21,6 +24,8 @@ pub struct Services {
     pub gateway: Arc<Gateway>,
     /// The bearer-token chain.
     pub authenticator: Arc<dyn Authenticator>,
+    /// The login-JWT verifier, when `auth.jwt.jwks_url` is set.
+    pub jwt: Option<Arc<JwtVerifier>>,
 }
 
 impl Services {
@@ -50,7 +55,13 @@ impl Services {
         };
 
         let api_keys = Arc::new(ApiKeyVerifier::new(store.clone(), clock.clone()));
-        let verifiers: Vec<Arc<dyn Authenticator>> = vec![api_keys.clone()];
+        let jwt = jwt_verifier(config, clock.clone())?;
+        // JWTs first, then API keys (api.md); each declines the other's tokens.
+        let mut verifiers: Vec<Arc<dyn Authenticator>> = Vec::new();
+        if let Some(jwt) = &jwt {
+            verifiers.push(jwt.clone());
+        }
+        verifiers.push(api_keys.clone());
         let authenticator: Arc<dyn Authenticator> = Arc::new(AuthenticatorChain::new(verifiers));
 
         let gateway = Arc::new(Gateway::new(GatewayDeps {
@@ -66,11 +77,46 @@ impl Services {
             store,
             gateway,
             authenticator,
+            jwt,
         })
     }
 
-    /// Closes what holds resources (database connections).
+    /// Stops background work and closes what holds resources.
     pub async fn shutdown(&self) {
+        if let Some(jwt) = &self.jwt {
+            jwt.shutdown();
+        }
         self.store.close().await;
     }
+}
+
+/// The login-JWT verifier `auth.jwt.*` describes (none without a JWKS URL).
+/// Its key set starts loading in the background; `/readyz` waits for it.
+fn jwt_verifier(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Option<Arc<JwtVerifier>>> {
+    let jwt = &config.auth.jwt;
+    let Some(url) = &jwt.jwks_url else {
+        return Ok(None);
+    };
+    let mut roles = Vec::with_capacity(config.auth.roles.len());
+    for (role, caps) in &config.auth.roles {
+        let caps = CapabilitySet::parse_list(&caps.0.join(","))
+            .with_context(|| format!("auth.roles.{role}"))?;
+        roles.push((role.as_str(), caps));
+    }
+    let jwt_config = JwtConfig {
+        jwks_url: url.clone(),
+        issuer: jwt.issuer.clone(),
+        audience: jwt.audience.clone(),
+        org_claim: jwt.org_claim.clone(),
+        role_claim: jwt.role_claim.clone(),
+        leeway_secs: jwt.leeway_secs,
+        refresh_interval: Duration::from_secs(jwt.refresh_secs.max(1)),
+        fetch_timeout: Duration::from_secs(jwt.fetch_timeout_secs.max(1)),
+        policy: RolePolicy::with_overrides(roles),
+    };
+    tracing::info!(jwks_url = %url, "login JWTs enabled");
+    Ok(Some(JwtVerifier::start_with_clock(jwt_config, clock)))
 }

@@ -44,10 +44,19 @@ impl WhatsAppPort for StuckWhatsApp {
     async fn qr(&self, _: &SessionId) -> Result<QrCode, WhatsAppError> {
         Err(WhatsAppError::NotPairing)
     }
-    async fn pairing_code(&self, _: &SessionId, _: &PhoneNumber) -> Result<PairingCode, WhatsAppError> {
+    async fn pairing_code(
+        &self,
+        _: &SessionId,
+        _: &PhoneNumber,
+    ) -> Result<PairingCode, WhatsAppError> {
         std::future::pending().await
     }
-    async fn profile_picture(&self, _: &SessionId, _: &Jid, _: PictureType) -> Result<ProfilePicture, WhatsAppError> {
+    async fn profile_picture(
+        &self,
+        _: &SessionId,
+        _: &Jid,
+        _: PictureType,
+    ) -> Result<ProfilePicture, WhatsAppError> {
         std::future::pending().await
     }
     async fn about(&self, _: &SessionId, _: &Jid) -> Result<About, WhatsAppError> {
@@ -68,7 +77,10 @@ async fn gateway(whatsapp: Arc<dyn WhatsAppPort>) -> (Gateway, Arc<SqliteStore>)
     gateway_with_deadline(whatsapp, Duration::from_secs(15)).await
 }
 
-async fn gateway_with_deadline(whatsapp: Arc<dyn WhatsAppPort>, request_timeout: Duration) -> (Gateway, Arc<SqliteStore>) {
+async fn gateway_with_deadline(
+    whatsapp: Arc<dyn WhatsAppPort>,
+    request_timeout: Duration,
+) -> (Gateway, Arc<SqliteStore>) {
     let store = Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap());
     store.migrate().await.unwrap();
     let gateway = Gateway::new(GatewayDeps {
@@ -120,27 +132,50 @@ fn alice() -> Jid {
 #[tokio::test]
 async fn a_call_whatsapp_never_answers_times_out() {
     // A short real deadline: the test waits for the timeout itself, nothing else.
-    let (gateway, store) = gateway_with_deadline(Arc::new(StuckWhatsApp), Duration::from_millis(50)).await;
+    let (gateway, store) =
+        gateway_with_deadline(Arc::new(StuckWhatsApp), Duration::from_millis(50)).await;
     let id = connected_session(&store).await;
     let p = principal("read,send,manage");
-    assert_eq!(gateway.profile_picture(&p, &id, &alice(), PictureType::Image).await, Err(AppError::Timeout));
-    assert_eq!(gateway.block(&p, &id, &alice()).await, Err(AppError::Timeout));
+    assert_eq!(
+        gateway
+            .profile_picture(&p, &id, &alice(), PictureType::Image)
+            .await,
+        Err(AppError::Timeout)
+    );
+    assert_eq!(
+        gateway.block(&p, &id, &alice()).await,
+        Err(AppError::Timeout)
+    );
 }
 
 #[tokio::test]
 async fn adapter_errors_are_mapped_without_leaking() {
     let mut port = MockWhatsAppPort::new();
-    port.expect_profile_picture().returning(|_, _, _| Err(WhatsAppError::Internal("socket 10.0.0.1 reset".into())));
-    port.expect_about().returning(|_, _| Err(WhatsAppError::NotConnected));
+    port.expect_profile_picture()
+        .returning(|_, _, _| Err(WhatsAppError::Internal("socket 10.0.0.1 reset".into())));
+    port.expect_about()
+        .returning(|_, _| Err(WhatsAppError::NotConnected));
     port.expect_block().times(0);
     let (gateway, store) = gateway(Arc::new(port)).await;
     let id = connected_session(&store).await;
     let p = principal("read,send");
-    assert!(matches!(gateway.profile_picture(&p, &id, &alice(), PictureType::Image).await, Err(AppError::Internal(_))));
-    assert_eq!(gateway.about(&p, &id, &alice()).await, Err(AppError::NotConnected { status: SessionStatus::Disconnected }));
+    assert!(matches!(
+        gateway
+            .profile_picture(&p, &id, &alice(), PictureType::Image)
+            .await,
+        Err(AppError::Internal(_))
+    ));
+    assert_eq!(
+        gateway.about(&p, &id, &alice()).await,
+        Err(AppError::NotConnected {
+            status: SessionStatus::Disconnected
+        })
+    );
     // A group is refused before WhatsApp is asked.
     let group = Jid::parse("120363025246125486@g.us").unwrap();
-    assert!(matches!(gateway.block(&p, &id, &group).await, Err(AppError::InvalidArgument(e)) if e.field == "jid"));
+    assert!(
+        matches!(gateway.block(&p, &id, &group).await, Err(AppError::InvalidArgument(e)) if e.field == "jid")
+    );
 }
 
 #[tokio::test]
@@ -150,11 +185,24 @@ async fn the_capability_is_checked_before_the_store_is_asked() {
     store.close().await;
     // Without the capability: refused without touching the (closed) store.
     let e = gateway.get_session(&principal("send"), &id).await;
-    assert_eq!(e, Err(AppError::Forbidden { required: Capability::Read }));
+    assert_eq!(
+        e,
+        Err(AppError::Forbidden {
+            required: Capability::Read
+        })
+    );
     let e = gateway.delete_session(&principal("read"), &id).await;
-    assert_eq!(e, Err(AppError::Forbidden { required: Capability::Manage }));
+    assert_eq!(
+        e,
+        Err(AppError::Forbidden {
+            required: Capability::Manage
+        })
+    );
     // With it, the lookup happens (and fails: the store is closed).
-    assert!(matches!(gateway.get_session(&principal("read"), &id).await, Err(AppError::Unavailable(_))));
+    assert!(matches!(
+        gateway.get_session(&principal("read"), &id).await,
+        Err(AppError::Unavailable(_))
+    ));
 }
 
 #[tokio::test]

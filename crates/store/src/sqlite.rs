@@ -47,7 +47,9 @@ impl SqliteStore {
             .foreign_keys(true);
         let file = options.get_filename();
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let folder = file.parent().filter(|d| !in_memory && !d.as_os_str().is_empty());
+        let folder = file
+            .parent()
+            .filter(|d| !in_memory && !d.as_os_str().is_empty());
         if let Some(dir) = folder {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Setup(format!("cannot create folder {}: {e}", dir.display()))
