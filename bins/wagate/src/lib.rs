@@ -124,3 +124,8 @@ impl Application {
         result.context("HTTP server failed")
     }
 }
+
+/// The README's example, compiled as a doc test so it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

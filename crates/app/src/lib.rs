@@ -30,3 +30,8 @@ pub use lifecycle::SessionEventRecorder;
 
 #[cfg(test)]
 mod tests;
+
+/// The README's example, compiled (and run) as a doc test so it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -75,3 +75,8 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
         true
     }
 }
+
+/// The README's example, compiled (and run) as a doc test so it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

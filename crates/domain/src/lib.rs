@@ -41,3 +41,8 @@ pub use jid::{Jid, JidKind};
 pub use session::{
     LastError, Page, PageRequest, Session, SessionErrorCode, SessionName, SessionStatus,
 };
+
+/// The README's example, compiled (and run) as a doc test so it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -194,3 +194,8 @@ pub fn server(
     }
     Ok(server.listen(listener)?.run())
 }
+
+/// The README's example, compiled (and run) as a doc test so it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

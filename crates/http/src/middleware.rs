@@ -92,3 +92,55 @@ pub(crate) async fn edge(
 fn status_of(res: &ServiceResponse<BoxBody>) -> u16 {
     res.status().as_u16()
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::{App, HttpResponse, test, web};
+
+    use super::*;
+
+    #[actix_web::test]
+    async fn panics_and_bare_errors_become_envelopes_with_a_request_id() {
+        let app = test::init_service(
+            App::new()
+                .wrap(actix_web::middleware::from_fn(edge))
+                .route(
+                    "/boom",
+                    web::get().to(|| async {
+                        if std::hint::black_box(true) {
+                            panic!("handler bug");
+                        }
+                        HttpResponse::Ok().finish()
+                    }),
+                )
+                .route(
+                    "/teapot",
+                    web::get().to(|| async { HttpResponse::ImATeapot().body("short and stout") }),
+                ),
+        )
+        .await;
+
+        // actix answers the middleware's `Err` with its `error_response`.
+        let err = test::try_call_service(&app, test::TestRequest::get().uri("/boom").to_request())
+            .await
+            .unwrap_err();
+        let res = err.error_response();
+        assert_eq!(res.status(), 500);
+        let body = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "internal");
+
+        let res = test::call_service(
+            &app,
+            test::TestRequest::get()
+                .uri("/teapot")
+                .insert_header(("x-request-id", "r-1"))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(res.headers().get("x-request-id").unwrap(), "r-1");
+        let body: serde_json::Value = test::read_body_json(res).await;
+        assert_eq!(body["error"]["code"], "invalid_argument");
+        assert_eq!(body["error"]["details"], serde_json::json!({}));
+    }
+}

@@ -205,3 +205,8 @@ pub trait ApiKeyStore: Send + Sync + std::fmt::Debug {
     /// [`StoreError::Unavailable`].
     async fn touch_key(&self, id: &ApiKeyId, at: OffsetDateTime) -> Result<(), StoreError>;
 }
+
+/// The README's example, compiled (and run) as a doc test so it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

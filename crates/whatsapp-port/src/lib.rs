@@ -43,3 +43,8 @@ pub use fake::{ContactFixture, FailMode, FakeWhatsApp, Fixtures, FixturesError};
 #[cfg(feature = "mock")]
 pub use port::MockWhatsAppPort;
 pub use port::WhatsAppPort;
+
+/// The README's example, compiled (and run) as a doc test so it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,0 +1,190 @@
+//! The `wagate` command line, run as a process, as an operator would.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure report
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+struct Cli {
+    dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_wagate"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env(
+                "WAGATE__DATABASE__URL",
+                format!("sqlite://{}/db/wagate.db", self.dir.path().display()),
+            )
+            .env("WAGATE__LOG__LEVEL", "warn")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+#[test]
+fn api_key_create_list_revoke() {
+    let cli = Cli::new();
+    let stdout = cli.ok(&[
+        "api-key",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "ci",
+        "--capabilities",
+        "read,send",
+        "--json",
+    ]);
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "exactly one JSON object on stdout: {stdout}"
+    );
+    let created: Value = serde_json::from_str(&stdout).unwrap();
+    let key = created["key"].as_str().unwrap();
+    let id = created["id"].as_str().unwrap();
+    assert!(key.starts_with("wgk_") && id.starts_with("key_"));
+    assert_eq!(created["org"], "acme");
+    assert_eq!(created["capabilities"], serde_json::json!(["read", "send"]));
+    assert_eq!(created.as_object().unwrap().len(), 4);
+
+    let list = cli.ok(&["api-key", "list", "--org", "acme", "--json"]);
+    let rows: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(rows[0]["id"], id);
+    assert_eq!(rows[0]["prefix"], &key[..12]);
+    assert!(!list.contains(&key[12..]), "the secret is never listed");
+    assert!(
+        cli.ok(&["api-key", "list", "--org", "other"])
+            .contains("No API keys")
+    );
+
+    let table = cli.ok(&["api-key", "list", "--org", "acme"]);
+    assert!(table.contains(id) && table.contains("read,send"));
+
+    assert!(cli.ok(&["api-key", "revoke", id]).contains("Revoked"));
+    assert_eq!(
+        cli.ok(&["api-key", "list", "--org", "acme", "--json"])
+            .trim(),
+        "[]"
+    );
+    let again = cli.run(&["api-key", "revoke", id]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("API key not found"));
+}
+
+#[test]
+fn plain_create_prints_the_secret_on_the_last_line() {
+    let cli = Cli::new();
+    let out = cli.ok(&[
+        "api-key",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "demo",
+        "--capabilities",
+        "read",
+    ]);
+    let last = out.lines().last().unwrap();
+    assert!(last.starts_with("wgk_") && last.len() == 68, "{out}");
+}
+
+#[test]
+fn bad_arguments_fail_with_a_message() {
+    let cli = Cli::new();
+    for (args, needle) in [
+        (
+            &[
+                "api-key",
+                "create",
+                "--org",
+                "acme",
+                "--name",
+                "x",
+                "--capabilities",
+                "root",
+            ][..],
+            "unknown capability 'root'",
+        ),
+        (
+            &[
+                "api-key",
+                "create",
+                "--org",
+                "a b",
+                "--name",
+                "x",
+                "--capabilities",
+                "read",
+            ][..],
+            "--org",
+        ),
+        (
+            &[
+                "api-key",
+                "create",
+                "--org",
+                "acme",
+                "--name",
+                "x",
+                "--capabilities",
+                "read",
+                "--expires-at",
+                "soon",
+            ][..],
+            "--expires-at",
+        ),
+        (&["api-key", "revoke", "nope"][..], "KEY_ID"),
+    ] {
+        let out = cli.run(args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn configuration_errors_stop_the_start() {
+    let cli = Cli::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_wagate"))
+        .args(["migrate"])
+        .current_dir(cli.dir.path())
+        .env("WAGATE__SERVER__BINDD", "x")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("configuration"));
+    let out = cli.run(&["--config", "missing.toml", "migrate"]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn migrate_creates_the_database_and_openapi_prints_the_document() {
+    let cli = Cli::new();
+    cli.ok(&["migrate"]);
+    assert!(cli.dir.path().join("db/wagate.db").exists());
+    let doc: Value = serde_json::from_str(&cli.ok(&["openapi"])).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+}
