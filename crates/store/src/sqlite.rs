@@ -19,9 +19,19 @@ use crate::{ApiKeyStore, SessionPatch, SessionRegistry, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-const SESSION_COLUMNS: &str = "id, org_id, name, status, jid, push_name, keep_connected, created_at, updated_at, last_connected_at, last_error_code, last_error_message";
-const KEY_COLUMNS: &str =
-    "id, org_id, name, capabilities, prefix, created_at, expires_at, last_used_at";
+/// Column lists as macros, so queries are `&\'static str` built at compile time.
+macro_rules! session_columns {
+    () => {
+        "id, org_id, name, status, jid, push_name, keep_connected, created_at, updated_at, last_connected_at, last_error_code, last_error_message"
+    };
+}
+const SESSION_COLUMNS: &str = session_columns!();
+macro_rules! key_columns {
+    () => {
+        "id, org_id, name, capabilities, prefix, created_at, expires_at, last_used_at"
+    };
+}
+const KEY_COLUMNS: &str = key_columns!();
 
 /// The SQLite store. Cheap to clone (a connection pool inside).
 #[derive(Debug, Clone)]
@@ -245,8 +255,12 @@ impl SessionRegistry for SqliteStore {
     }
 
     async fn get(&self, org: &OrgId, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ? AND org_id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let sql = concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE id = ? AND org_id = ?"
+        );
+        let row = sqlx::query(sql)
             .bind(id.to_string())
             .bind(org.as_str().to_owned())
             .fetch_optional(&self.pool)
@@ -311,9 +325,12 @@ impl SessionRegistry for SqliteStore {
     }
 
     async fn to_keep_connected(&self) -> Result<Vec<Session>, StoreError> {
-        let sql =
-            format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE keep_connected = 1 ORDER BY id");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let sql = concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE keep_connected = 1 ORDER BY id"
+        );
+        let rows = sqlx::query(sql)
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
@@ -369,10 +386,12 @@ impl ApiKeyStore for SqliteStore {
     }
 
     async fn find_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiKey>, StoreError> {
-        let sql = format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys WHERE secret_hash = ? AND revoked_at IS NULL"
+        let sql = concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM api_keys WHERE secret_hash = ? AND revoked_at IS NULL"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let row = sqlx::query(sql)
             .bind(hash.to_vec())
             .fetch_optional(&self.pool)
             .await
@@ -381,10 +400,12 @@ impl ApiKeyStore for SqliteStore {
     }
 
     async fn list_keys(&self, org: &OrgId) -> Result<Vec<ApiKey>, StoreError> {
-        let sql = format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys WHERE org_id = ? AND revoked_at IS NULL ORDER BY id"
+        let sql = concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM api_keys WHERE org_id = ? AND revoked_at IS NULL ORDER BY id"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(sql)
             .bind(org.as_str().to_owned())
             .fetch_all(&self.pool)
             .await
