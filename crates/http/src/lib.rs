@@ -78,18 +78,72 @@ impl AppState {
 }
 
 /// Registers every route, the shared state and the extractor limits on `cfg`.
-/// Wrap the app in [`middleware::edge`] (as [`server`] does) to get request
+/// Wrap the app in the edge middleware (as [`server`] does) to get request
 /// ids, metrics and the envelope on answers actix makes itself.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     use routes::{api_keys, contacts, ops, sessions};
 
-    // Routes are named by their pattern, so metrics label them without
-    // allocating.
-    macro_rules! resource {
+    // Routes are named by their full pattern, so metrics label them without
+    // allocating: `api!` names a route of the /api/v1 scope, `op!` an
+    // operations route.
+    macro_rules! api {
+        ($path:literal) => {
+            web::resource($path).name(concat!("/api/v1", $path))
+        };
+    }
+    macro_rules! op {
         ($path:literal) => {
             web::resource($path).name($path)
         };
     }
+
+    let api = web::scope("/api/v1")
+        // Every /api/v1 request is authenticated first: a bad token is 401
+        // whatever else is wrong with the request.
+        .wrap(actix_web::middleware::from_fn(middleware::authenticate))
+        .service(
+            api!("/sessions")
+                .route(web::post().to(sessions::create))
+                .route(web::get().to(sessions::list)),
+        )
+        .service(
+            api!("/sessions/{sessionId}")
+                .route(web::get().to(sessions::get))
+                .route(web::delete().to(sessions::delete)),
+        )
+        .service(api!("/sessions/{sessionId}/connect").route(web::post().to(sessions::connect)))
+        .service(
+            api!("/sessions/{sessionId}/disconnect").route(web::post().to(sessions::disconnect)),
+        )
+        .service(api!("/sessions/{sessionId}/logout").route(web::post().to(sessions::logout)))
+        .service(api!("/sessions/{sessionId}/qr").route(web::get().to(sessions::qr_code)))
+        .service(
+            api!("/sessions/{sessionId}/pairing-code")
+                .route(web::post().to(sessions::pairing_code)),
+        )
+        .service(
+            api!("/sessions/{sessionId}/contacts/{jid}/picture")
+                .route(web::get().to(contacts::picture)),
+        )
+        .service(
+            api!("/sessions/{sessionId}/contacts/{jid}/about")
+                .route(web::get().to(contacts::about)),
+        )
+        .service(
+            api!("/sessions/{sessionId}/contacts/{jid}/block")
+                .route(web::post().to(contacts::block)),
+        )
+        .service(
+            api!("/sessions/{sessionId}/contacts/{jid}/unblock")
+                .route(web::post().to(contacts::unblock)),
+        )
+        .service(api!("/sessions/{sessionId}/blocklist").route(web::get().to(contacts::blocklist)))
+        .service(
+            api!("/api-keys")
+                .route(web::post().to(api_keys::create))
+                .route(web::get().to(api_keys::list)),
+        )
+        .service(api!("/api-keys/{id}").route(web::delete().to(api_keys::revoke)));
 
     cfg.app_data(state)
         .app_data(web::PayloadConfig::new(MAX_BODY))
@@ -101,66 +155,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 ApiError::invalid("path", format!("malformed path: {e}")).into()
             }),
         )
-        .service(
-            resource!("/api/v1/sessions")
-                .route(web::post().to(sessions::create))
-                .route(web::get().to(sessions::list)),
-        )
-        .service(
-            resource!("/api/v1/sessions/{sessionId}")
-                .route(web::get().to(sessions::get))
-                .route(web::delete().to(sessions::delete)),
-        )
-        .service(
-            resource!("/api/v1/sessions/{sessionId}/connect")
-                .route(web::post().to(sessions::connect)),
-        )
-        .service(
-            resource!("/api/v1/sessions/{sessionId}/disconnect")
-                .route(web::post().to(sessions::disconnect)),
-        )
-        .service(
-            resource!("/api/v1/sessions/{sessionId}/logout")
-                .route(web::post().to(sessions::logout)),
-        )
-        .service(
-            resource!("/api/v1/sessions/{sessionId}/qr").route(web::get().to(sessions::qr_code)),
-        )
-        .service(
-            resource!("/api/v1/sessions/{sessionId}/pairing-code")
-                .route(web::post().to(sessions::pairing_code)),
-        )
-        .service(
-            resource!("/api/v1/sessions/{sessionId}/contacts/{jid}/picture")
-                .route(web::get().to(contacts::picture)),
-        )
-        .service(
-            resource!("/api/v1/sessions/{sessionId}/contacts/{jid}/about")
-                .route(web::get().to(contacts::about)),
-        )
-        .service(
-            resource!("/api/v1/sessions/{sessionId}/contacts/{jid}/block")
-                .route(web::post().to(contacts::block)),
-        )
-        .service(
-            resource!("/api/v1/sessions/{sessionId}/contacts/{jid}/unblock")
-                .route(web::post().to(contacts::unblock)),
-        )
-        .service(
-            resource!("/api/v1/sessions/{sessionId}/blocklist")
-                .route(web::get().to(contacts::blocklist)),
-        )
-        .service(
-            resource!("/api/v1/api-keys")
-                .route(web::post().to(api_keys::create))
-                .route(web::get().to(api_keys::list)),
-        )
-        .service(resource!("/api/v1/api-keys/{id}").route(web::delete().to(api_keys::revoke)))
-        .service(resource!("/healthz").route(web::get().to(ops::healthz)))
-        .service(resource!("/readyz").route(web::get().to(ops::readyz)))
-        .service(resource!("/openapi.json").route(web::get().to(ops::openapi)))
-        .service(resource!("/docs").route(web::get().to(ops::docs)))
-        .service(resource!("/metrics").route(web::get().to(ops::metrics)))
+        .service(api)
+        .service(op!("/healthz").route(web::get().to(ops::healthz)))
+        .service(op!("/readyz").route(web::get().to(ops::readyz)))
+        .service(op!("/openapi.json").route(web::get().to(ops::openapi)))
+        .service(op!("/docs").route(web::get().to(ops::docs)))
+        .service(op!("/metrics").route(web::get().to(ops::metrics)))
         .default_service(web::to(|| async {
             Err::<actix_web::HttpResponse, _>(ApiError::new(
                 actix_web::http::StatusCode::NOT_FOUND,

@@ -6,13 +6,15 @@ use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
+use actix_web::error::InternalError;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{ResponseError, web};
+use actix_web::{HttpMessage, ResponseError, web};
 
 use futures_util::FutureExt;
 
+use crate::extract::bearer_token;
 use crate::{ApiError, AppState};
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -32,7 +34,46 @@ fn is_json(res: &ServiceResponse<BoxBody>) -> bool {
         .is_some_and(|v| v.starts_with("application/json"))
 }
 
-/// The middleware (use with `actix_web::middleware::from_fn`).
+/// The method as a metrics label: a fixed set, so clients cannot grow the
+/// label space with made-up methods.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// Records and logs one answered request.
+fn finish(
+    state: Option<&web::Data<AppState>>,
+    route: &str,
+    method: &'static str,
+    status: StatusCode,
+    request_id: &HeaderValue,
+    started: Instant,
+) {
+    let elapsed = started.elapsed();
+    if let Some(state) = state {
+        state
+            .metrics
+            .observe(route, method, status.as_u16(), elapsed.as_secs_f64());
+    }
+    let status = status.as_u16();
+    let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::error!(request_id = ?request_id, method, route, status, elapsed_ms, "request failed");
+    } else {
+        tracing::debug!(request_id = ?request_id, method, route, status, elapsed_ms, "request");
+    }
+}
+
+/// The edge middleware (use with `actix_web::middleware::from_fn`).
 pub(crate) async fn edge(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -43,18 +84,36 @@ pub(crate) async fn edge(
         _ => HeaderValue::from_str(&ulid::Ulid::new().to_string())
             .unwrap_or(HeaderValue::from_static("-")),
     };
+    let method = method_label(req.method());
     // No clone of the request may live across `next.call`: routing needs
     // the only reference to it.
     let state = req.app_data::<web::Data<AppState>>().cloned();
 
-    let mut res = match AssertUnwindSafe(next.call(req)).catch_unwind().await {
+    let outcome = AssertUnwindSafe(next.call(req)).catch_unwind().await;
+    let mut res = match outcome {
         Ok(Ok(res)) => res.map_into_boxed_body(),
-        // Handler errors are already responses; this is a middleware's error.
-        // actix answers an `Err` with its `error_response`: make that the envelope.
-        Ok(Err(e)) => return Err(ApiError::for_status(e.as_response_error().status_code()).into()),
+        // Without the request (moved into the call) there is no
+        // ServiceResponse to build: answer with an error whose response is
+        // the envelope, request id included.
+        Ok(Err(e)) => {
+            let status = e.as_response_error().status_code();
+            return Err(envelope_error(
+                state.as_ref(),
+                method,
+                status,
+                &request_id,
+                started,
+            ));
+        }
         Err(_) => {
             tracing::error!(request_id = ?request_id, "handler panicked");
-            return Err(ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR).into());
+            return Err(envelope_error(
+                state.as_ref(),
+                method,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &request_id,
+                started,
+            ));
         }
     };
 
@@ -69,28 +128,59 @@ pub(crate) async fn edge(
     }
     res.headers_mut()
         .insert(REQUEST_ID.clone(), request_id.clone());
-
     let route = res.request().match_name().unwrap_or("unmatched");
-    let elapsed = started.elapsed();
-    if let Some(state) = state {
-        state.metrics.observe(
-            route,
-            res.request().method().as_str(),
-            status_of(&res),
-            elapsed.as_secs_f64(),
-        );
-    }
-    let status = res.status().as_u16();
-    if status >= 500 {
-        tracing::error!(request_id = ?request_id, method = %res.request().method(), route, status, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "request failed");
-    } else {
-        tracing::debug!(request_id = ?request_id, method = %res.request().method(), route, status, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "request");
-    }
+    finish(
+        state.as_ref(),
+        route,
+        method,
+        res.status(),
+        &request_id,
+        started,
+    );
     Ok(res)
 }
 
-fn status_of(res: &ServiceResponse<BoxBody>) -> u16 {
-    res.status().as_u16()
+fn envelope_error(
+    state: Option<&web::Data<AppState>>,
+    method: &'static str,
+    status: StatusCode,
+    request_id: &HeaderValue,
+    started: Instant,
+) -> actix_web::Error {
+    let mut res = ApiError::for_status(status).error_response();
+    res.headers_mut()
+        .insert(REQUEST_ID.clone(), request_id.clone());
+    finish(state, "unmatched", method, status, request_id, started);
+    InternalError::from_response(ApiError::for_status(status), res).into()
+}
+
+/// Authenticates every request of the `/api/v1` scope before anything else
+/// is looked at (so a bad token is 401 even with a bad query or body), and
+/// leaves the [`Principal`](wagate_domain::Principal) for the
+/// [`Caller`](crate::Caller) extractor.
+pub(crate) async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let result = match (
+        req.app_data::<web::Data<AppState>>(),
+        bearer_token(req.headers()),
+    ) {
+        (Some(state), Ok(token)) => match state.authenticator.authenticate(token).await {
+            Ok(Some(principal)) => Ok(principal),
+            Ok(None) => Err(ApiError::unauthorized()),
+            Err(e) => Err(ApiError::from(e)),
+        },
+        (None, _) => Err(ApiError::internal(&"application state missing")),
+        (_, Err(e)) => Err(e),
+    };
+    match result {
+        Ok(principal) => {
+            req.extensions_mut().insert(principal);
+            Ok(next.call(req).await?.map_into_boxed_body())
+        }
+        Err(e) => Ok(req.into_response(e.error_response())),
+    }
 }
 
 #[cfg(test)]
@@ -126,6 +216,7 @@ mod tests {
             .unwrap_err();
         let res = err.error_response();
         assert_eq!(res.status(), 500);
+        assert!(res.headers().get("x-request-id").is_some());
         let body = actix_web::body::to_bytes(res.into_body()).await.unwrap();
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["error"]["code"], "internal");
