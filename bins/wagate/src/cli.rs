@@ -5,10 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use wagate_app::NewApiKeyRequest;
-use wagate_domain::{ApiKeyId, ApiKeyName, CapabilitySet, OrgId};
+use wagate_domain::{ApiKeyId, ApiKeyName, CapabilitySet, OrgId, parse_expiry};
 
 use crate::{Application, Config, Services, telemetry};
 
@@ -127,11 +126,7 @@ pub async fn api_key(
             let request = NewApiKeyRequest {
                 name: ApiKeyName::parse(&name).context("--name")?,
                 capabilities: CapabilitySet::parse_list(&capabilities).context("--capabilities")?,
-                expires_at: expires_at
-                    .as_deref()
-                    .map(|t| OffsetDateTime::parse(t, &Rfc3339))
-                    .transpose()
-                    .context("--expires-at must be RFC 3339, e.g. 2030-01-01T00:00:00Z")?,
+                expires_at: expires_at.as_deref().map(parse_expiry).transpose().context("--expires-at")?,
             };
             let created = gateway.issue_api_key(&org, request).await?;
             if json {

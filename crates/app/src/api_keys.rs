@@ -1,7 +1,7 @@
 //! API key use cases.
 
 use time::OffsetDateTime;
-use wagate_auth::mint_api_key;
+use wagate_store::mint_api_key;
 use wagate_domain::{
     ApiKey, ApiKeyId, ApiKeyName, ApiKeySecret, Capability, CapabilitySet, DomainError, NewApiKey,
     OrgId, Principal,

@@ -2,7 +2,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use wagate_auth::{ApiKeyCache, Entropy};
+use wagate_store::{ApiKeyCache, Entropy};
 use wagate_domain::{Capability, Clock, OrgId, Principal, Session, SessionId, SessionStatus};
 use wagate_store::{ApiKeyStore, SessionRegistry};
 use wagate_whatsapp_port::WhatsAppPort;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
-use wagate_auth::{ApiKeyCache, OsEntropy};
+use wagate_store::{ApiKeyCache, OsEntropy};
 use wagate_domain::{
     About, ApiKeyId, BlocklistEntry, Capability, CapabilitySet, Jid, OrgId, PairingCode,
     PhoneNumber, PictureType, Principal, PrincipalKind, ProfilePicture, QrCode, Session, SessionId,

@@ -31,7 +31,10 @@ use async_trait::async_trait;
 use thiserror::Error;
 use wagate_domain::Principal;
 
-pub use api_key::{ApiKeyCache, ApiKeyVerifier, Entropy, OsEntropy, hash_secret, mint_api_key};
+pub use api_key::ApiKeyVerifier;
+// Key minting lives with the store (the app mints without knowing auth);
+// re-exported for embedders who build keys and verifiers together.
+pub use wagate_store::{ApiKeyCache, Entropy, OsEntropy, hash_secret, mint_api_key};
 pub use chain::AuthenticatorChain;
 pub use jwt::{JwksCache, JwksError, JwtConfig, JwtVerifier, KeySet};
 pub use policy::RolePolicy;

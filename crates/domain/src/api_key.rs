@@ -1,6 +1,7 @@
 use std::fmt;
 
-use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
 
 use crate::{ApiKeyId, CapabilitySet, DomainError, OrgId};
 
@@ -16,18 +17,7 @@ impl ApiKeyName {
     /// A [`DomainError`] on field `name` when it is empty, longer than 100
     /// characters, or holds control characters.
     pub fn parse(input: &str) -> Result<Self, DomainError> {
-        let name = input.trim();
-        let len = name.chars().count();
-        if len == 0 || len > 100 {
-            return Err(DomainError::new("name", "must be 1 to 100 characters"));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(DomainError::new(
-                "name",
-                "must not contain control characters",
-            ));
-        }
-        Ok(Self(name.into()))
+        crate::parse_label("name", input).map(Self)
     }
 
     /// The name as text.
@@ -103,6 +93,20 @@ impl fmt::Debug for ApiKeySecret {
     }
 }
 
+/// Parses an API key's expiry: an RFC 3339 timestamp, returned in UTC.
+///
+/// # Errors
+///
+/// A [`DomainError`] on field `expiresAt` when it is not RFC 3339 or is out
+/// of range once in UTC.
+pub fn parse_expiry(input: &str) -> Result<OffsetDateTime, DomainError> {
+    let err = || DomainError::new("expiresAt", "must be an RFC 3339 timestamp, e.g. 2030-01-01T00:00:00Z");
+    OffsetDateTime::parse(input, &Rfc3339)
+        .ok()
+        .and_then(|t| t.checked_to_offset(UtcOffset::UTC))
+        .ok_or_else(err)
+}
+
 /// An API key as stored: everything but the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
@@ -143,6 +147,14 @@ pub struct NewApiKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expiry_is_normalised_to_utc() {
+        let t = parse_expiry("2030-01-01T02:00:00+02:00").unwrap();
+        assert_eq!(t.offset(), UtcOffset::UTC);
+        assert_eq!(t.hour(), 0);
+        assert_eq!(parse_expiry("soon").unwrap_err().field, "expiresAt");
+    }
 
     #[test]
     fn secret_format_and_redaction() {

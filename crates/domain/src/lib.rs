@@ -29,7 +29,21 @@ mod ids;
 mod jid;
 mod session;
 
-pub use api_key::{ApiKey, ApiKeyName, ApiKeySecret, NewApiKey};
+/// A person-given label (session or key name): trimmed, 1 to 100
+/// characters, no control characters.
+fn parse_label(field: &'static str, input: &str) -> Result<Box<str>, DomainError> {
+    let label = input.trim();
+    let len = label.chars().count();
+    if len == 0 || len > 100 {
+        return Err(DomainError::new(field, "must be 1 to 100 characters"));
+    }
+    if label.chars().any(char::is_control) {
+        return Err(DomainError::new(field, "must not contain control characters"));
+    }
+    Ok(label.into())
+}
+
+pub use api_key::{ApiKey, ApiKeyName, ApiKeySecret, NewApiKey, parse_expiry};
 pub use auth::{Capability, CapabilitySet, Principal, PrincipalKind, Role};
 pub use clock::{Clock, SystemClock};
 pub use contact::{

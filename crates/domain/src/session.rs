@@ -69,18 +69,7 @@ impl SessionName {
     /// A [`DomainError`] on field `name` when it is empty after trimming,
     /// longer than 100 characters, or holds control characters.
     pub fn parse(input: &str) -> Result<Self, DomainError> {
-        let name = input.trim();
-        let len = name.chars().count();
-        if len == 0 || len > 100 {
-            return Err(DomainError::new("name", "must be 1 to 100 characters"));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(DomainError::new(
-                "name",
-                "must not contain control characters",
-            ));
-        }
-        Ok(Self(name.into()))
+        crate::parse_label("name", input).map(Self)
     }
 
     /// The name as text.

@@ -25,8 +25,11 @@ use wagate_domain::{
     SessionStatus,
 };
 
+mod secrets;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+
+pub use secrets::{ApiKeyCache, Entropy, OsEntropy, hash_secret, mint_api_key};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 

@@ -2,10 +2,8 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use wagate_app::NewApiKeyRequest;
-use wagate_domain::{ApiKeyId, ApiKeyName, Capability, CapabilitySet};
+use wagate_domain::{ApiKeyId, ApiKeyName, Capability, CapabilitySet, parse_expiry};
 
 use crate::dto::{ApiKeyBody, ApiKeyList, CreateApiKeyRequest, CreatedApiKeyBody, ErrorEnvelope};
 use crate::extract::{Caller, json_body};
@@ -24,18 +22,7 @@ fn parse_request(body: CreateApiKeyRequest) -> Result<NewApiKeyRequest, ApiError
         .iter()
         .map(|c| Capability::parse(c))
         .collect::<Result<Vec<_>, _>>()?;
-    let expires_at = body
-        .expires_at
-        .as_deref()
-        .map(|t| {
-            OffsetDateTime::parse(t, &Rfc3339).map_err(|_| {
-                ApiError::invalid(
-                    "expiresAt",
-                    "invalid expiresAt: must be an RFC 3339 timestamp or null",
-                )
-            })
-        })
-        .transpose()?;
+    let expires_at = body.expires_at.as_deref().map(parse_expiry).transpose()?;
     Ok(NewApiKeyRequest {
         name,
         capabilities: CapabilitySet::of(capabilities),
