@@ -1,5 +1,5 @@
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -27,11 +27,23 @@ struct Cached {
 
 /// Verifies `wgk_…` API keys against the [`ApiKeyStore`], with a short
 /// in-memory cache keyed by the secret's hash.
-#[derive(Debug)]
 pub struct ApiKeyVerifier {
     store: Arc<dyn ApiKeyStore>,
     clock: Arc<dyn Clock>,
     cache: RwLock<HashMap<[u8; 32], Arc<Cached>>>,
+    /// Bumped by every invalidation: a lookup that began before a revocation
+    /// must not put the key it read back into the cache.
+    epoch: AtomicU64,
+}
+
+// The cache holds key records and hashes: print only its size.
+impl std::fmt::Debug for ApiKeyVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cached = self.cache.read().map(|c| c.len()).unwrap_or(0);
+        f.debug_struct("ApiKeyVerifier")
+            .field("cached_keys", &cached)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ApiKeyVerifier {
@@ -41,6 +53,7 @@ impl ApiKeyVerifier {
             store,
             clock,
             cache: RwLock::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
         }
     }
 
@@ -48,7 +61,8 @@ impl ApiKeyVerifier {
         let cache = self.cache.read().ok()?;
         cache
             .get(hash)
-            .filter(|c| now - c.fetched_at < CACHE_TTL)
+            // A clock that stepped back counts as expired, not as fresh forever.
+            .filter(|c| (Duration::ZERO..CACHE_TTL).contains(&(now - c.fetched_at)))
             .cloned()
     }
 
@@ -57,6 +71,7 @@ impl ApiKeyVerifier {
         hash: [u8; 32],
         now: OffsetDateTime,
     ) -> Result<Option<Arc<Cached>>, AuthError> {
+        let epoch = self.epoch.load(Ordering::Acquire);
         let key = self
             .store
             .find_by_hash(&hash)
@@ -70,10 +85,14 @@ impl ApiKeyVerifier {
             touched: AtomicI64::new(touched),
         });
         if let Ok(mut cache) = self.cache.write() {
-            if cache.len() >= CACHE_MAX {
-                cache.clear();
+            // Checked under the lock `invalidate` also takes: no revocation
+            // can slip between this check and the insert.
+            if self.epoch.load(Ordering::Acquire) == epoch {
+                if cache.len() >= CACHE_MAX {
+                    cache.clear();
+                }
+                cache.insert(hash, entry.clone());
             }
-            cache.insert(hash, entry.clone());
         }
         Ok(Some(entry))
     }
@@ -109,6 +128,7 @@ impl ApiKeyVerifier {
 impl ApiKeyCache for ApiKeyVerifier {
     fn invalidate(&self, id: &ApiKeyId) {
         if let Ok(mut cache) = self.cache.write() {
+            self.epoch.fetch_add(1, Ordering::AcqRel);
             cache.retain(|_, c| c.key.id != *id);
         }
     }
@@ -235,6 +255,76 @@ mod tests {
         let (unknown, _) = mint_api_key(&FixedEntropy(99));
         assert!(matches!(
             v.authenticate(unknown.expose()).await,
+            Err(AuthError::Rejected(_))
+        ));
+    }
+
+    /// A store whose key lookups read, then wait for the test's go-ahead.
+    #[derive(Debug)]
+    struct GatedStore {
+        inner: Arc<SqliteStore>,
+        read: tokio::sync::Notify,
+        gate: tokio::sync::Semaphore,
+    }
+
+    #[async_trait]
+    impl ApiKeyStore for GatedStore {
+        async fn insert_key(&self, key: &NewApiKey) -> Result<(), wagate_store::StoreError> {
+            self.inner.insert_key(key).await
+        }
+        async fn find_by_hash(
+            &self,
+            hash: &[u8; 32],
+        ) -> Result<Option<ApiKey>, wagate_store::StoreError> {
+            let found = self.inner.find_by_hash(hash).await;
+            self.read.notify_one();
+            let _permit = self.gate.acquire().await;
+            found
+        }
+        async fn list_keys(&self, org: &OrgId) -> Result<Vec<ApiKey>, wagate_store::StoreError> {
+            self.inner.list_keys(org).await
+        }
+        async fn revoke_key(
+            &self,
+            org: Option<&OrgId>,
+            id: &ApiKeyId,
+            now: OffsetDateTime,
+        ) -> Result<Option<ApiKey>, wagate_store::StoreError> {
+            self.inner.revoke_key(org, id, now).await
+        }
+        async fn touch_key(
+            &self,
+            id: &ApiKeyId,
+            at: OffsetDateTime,
+        ) -> Result<(), wagate_store::StoreError> {
+            self.inner.touch_key(id, at).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lookup_racing_a_revocation_does_not_cache_the_revoked_key() {
+        let (store, clock, _, _d) = setup().await;
+        let (secret, id) = add_key(&store, clock.now(), None, 6).await;
+        let gated = Arc::new(GatedStore {
+            inner: store.clone(),
+            read: tokio::sync::Notify::new(),
+            gate: tokio::sync::Semaphore::new(0),
+        });
+        let v = Arc::new(ApiKeyVerifier::new(gated.clone(), clock.clone()));
+        let in_flight = {
+            let (v, token) = (v.clone(), secret.expose().to_owned());
+            tokio::spawn(async move { v.authenticate(&token).await })
+        };
+        // The lookup has read the live key and waits; now the key is revoked.
+        gated.read.notified().await;
+        store.revoke_key(None, &id, clock.now()).await.unwrap();
+        v.invalidate(&id);
+        gated.gate.add_permits(10);
+        // It began before the revocation, so it may still pass …
+        let _ = in_flight.await.unwrap();
+        // … but the key must not have been cached.
+        assert!(matches!(
+            v.authenticate(secret.expose()).await,
             Err(AuthError::Rejected(_))
         ));
     }

@@ -34,10 +34,10 @@ use wagate_domain::Principal;
 pub use api_key::ApiKeyVerifier;
 // Key minting lives with the store (the app mints without knowing auth);
 // re-exported for embedders who build keys and verifiers together.
-pub use wagate_store::{ApiKeyCache, Entropy, OsEntropy, hash_secret, mint_api_key};
 pub use chain::AuthenticatorChain;
 pub use jwt::{JwksCache, JwksError, JwtConfig, JwtVerifier, KeySet};
 pub use policy::RolePolicy;
+pub use wagate_store::{ApiKeyCache, Entropy, OsEntropy, hash_secret, mint_api_key};
 
 /// Longest bearer token looked at; longer ones are rejected unparsed.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
