@@ -215,3 +215,33 @@ async fn keys_of_another_organization_are_out_of_reach() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_key_made_by_an_expiring_key_cannot_outlive_it() {
+    let app = TestApp::spawn().await;
+    let admin = app.key("acme", "read,admin").await;
+    let res = app.post("/api/v1/api-keys", &admin, Some(json!({ "name": "temp", "capabilities": ["read", "admin"], "expiresAt": "2099-01-01T02:00:00+02:00" }))).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let temp = json(res).await;
+    assert_eq!(
+        temp["expiresAt"], "2099-01-01T00:00:00Z",
+        "stored and shown in UTC"
+    );
+    let temp_key = temp["key"].as_str().unwrap();
+    for expires in [json!(null), json!("2099-06-01T00:00:00Z")] {
+        let e = assert_error(
+            app.post(
+                "/api/v1/api-keys",
+                temp_key,
+                Some(json!({ "name": "child", "capabilities": ["read"], "expiresAt": expires })),
+            )
+            .await,
+            400,
+            "invalid_argument",
+        )
+        .await;
+        assert_eq!(e["details"]["field"], "expiresAt");
+    }
+    let res = app.post("/api/v1/api-keys", temp_key, Some(json!({ "name": "child", "capabilities": ["read"], "expiresAt": "2098-01-01T00:00:00Z" }))).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+}

@@ -86,14 +86,41 @@ async fn malformed_query_strings_are_invalid_arguments() {
 async fn a_bad_token_is_401_whatever_else_is_wrong() {
     let app = TestApp::spawn().await;
     let never_issued = format!("wgk_{}", "cd".repeat(32));
-    let e = assert_error(app.get("/api/v1/sessions?limit=%ZZ", &never_issued).await, 401, "unauthorized").await;
+    let e = assert_error(
+        app.get("/api/v1/sessions?limit=%ZZ", &never_issued).await,
+        401,
+        "unauthorized",
+    )
+    .await;
     assert_eq!(e["details"], serde_json::json!({}));
     let huge = format!("{{\"name\":\"{}\"}}", "x".repeat(70 * 1024));
-    let res = app.req(Method::POST, "/api/v1/sessions", &never_issued).header("content-type", "application/json").body(huge).send().await.unwrap();
+    let res = app
+        .req(Method::POST, "/api/v1/sessions", &never_issued)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
     assert_error(res, 401, "unauthorized").await;
-    let res = app.req(Method::POST, "/api/v1/sessions", "").header("content-type", "text/plain").body("x").send().await.unwrap();
+    let res = app
+        .req(Method::POST, "/api/v1/sessions", "")
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_error(res, 401, "unauthorized").await;
-    assert_error(app.get("/api/v1/no-such-route", "").await, 401, "unauthorized").await;
+    assert_error(
+        app.get("/api/v1/no-such-route", "").await,
+        401,
+        "unauthorized",
+    )
+    .await;
     let key = app.key("acme", "read").await;
-    assert_error(app.get("/api/v1/no-such-route", &key).await, 404, "not_found").await;
+    assert_error(
+        app.get("/api/v1/no-such-route", &key).await,
+        404,
+        "not_found",
+    )
+    .await;
 }

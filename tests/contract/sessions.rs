@@ -420,3 +420,44 @@ async fn sessions_are_reconnected_after_a_restart() {
     let s = json(app.get(&format!("/api/v1/sessions/{kept_off}"), &key).await).await;
     assert_eq!(s["status"], "disconnected");
 }
+
+#[tokio::test]
+async fn concurrent_lifecycle_calls_leave_a_consistent_status() {
+    let app = TestApp::spawn().await;
+    let key = app.key("acme", "read,manage").await;
+    let id = app.create_session(&key).await;
+    let path = format!("/api/v1/sessions/{id}/connect");
+    let calls: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(app.req(Method::POST, &path, &key).send()))
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::ACCEPTED);
+    }
+    let s = json(app.get(&format!("/api/v1/sessions/{id}"), &key).await).await;
+    assert_eq!(s["status"], "pairing");
+    assert_eq!(
+        app.get(&format!("/api/v1/sessions/{id}/qr"), &key)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+
+    // disconnect of a session that was linked once, then logged out, is not `new`.
+    app.post(&format!("/api/v1/sessions/{id}/logout"), &key, None)
+        .await;
+    app.post(&path, &key, None).await;
+    let s = json(
+        app.post(&format!("/api/v1/sessions/{id}/disconnect"), &key, None)
+            .await,
+    )
+    .await;
+    assert_eq!(s["status"], "logged_out");
+    // Logging out a session never linked leaves it `new`.
+    let fresh = app.create_session(&key).await;
+    let s = json(
+        app.post(&format!("/api/v1/sessions/{fresh}/logout"), &key, None)
+            .await,
+    )
+    .await;
+    assert_eq!(s["status"], "new");
+}

@@ -126,7 +126,11 @@ pub async fn api_key(
             let request = NewApiKeyRequest {
                 name: ApiKeyName::parse(&name).context("--name")?,
                 capabilities: CapabilitySet::parse_list(&capabilities).context("--capabilities")?,
-                expires_at: expires_at.as_deref().map(parse_expiry).transpose().context("--expires-at")?,
+                expires_at: expires_at
+                    .as_deref()
+                    .map(parse_expiry)
+                    .transpose()
+                    .context("--expires-at")?,
             };
             let created = gateway.issue_api_key(&org, request).await?;
             if json {

@@ -1,11 +1,11 @@
 //! API key use cases.
 
 use time::OffsetDateTime;
-use wagate_store::mint_api_key;
 use wagate_domain::{
     ApiKey, ApiKeyId, ApiKeyName, ApiKeySecret, Capability, CapabilitySet, DomainError, NewApiKey,
     OrgId, Principal,
 };
+use wagate_store::mint_api_key;
 
 use crate::{AppError, Gateway};
 
@@ -47,6 +47,16 @@ impl Gateway {
         if let Some(required) = p.capabilities.missing_from(req.capabilities).iter().next() {
             return Err(AppError::Forbidden { required });
         }
+        // A key made by an expiring key must not outlive it.
+        if let Some(limit) = p.credential_expires_at
+            && req.expires_at.is_none_or(|t| t > limit)
+        {
+            return Err(DomainError::new(
+                "expiresAt",
+                "must be set, and no later than the expiry of the key making this request",
+            )
+            .into());
+        }
         self.issue_api_key(&p.org, req).await
     }
 
@@ -71,6 +81,13 @@ impl Gateway {
         if req.expires_at.is_some_and(|t| t <= now) {
             return Err(DomainError::new("expiresAt", "must be in the future").into());
         }
+        let expires_at = req
+            .expires_at
+            .map(|t| {
+                t.checked_to_offset(time::UtcOffset::UTC)
+                    .ok_or_else(|| DomainError::new("expiresAt", "out of range"))
+            })
+            .transpose()?;
         let (secret, secret_hash) = mint_api_key(self.deps.entropy.as_ref());
         let key = ApiKey {
             id: ApiKeyId::from_ulid(self.new_ulid()),
@@ -79,7 +96,7 @@ impl Gateway {
             capabilities: req.capabilities,
             prefix: secret.display_prefix().to_owned(),
             created_at: now,
-            expires_at: req.expires_at,
+            expires_at,
             last_used_at: None,
         };
         self.deps

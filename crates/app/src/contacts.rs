@@ -8,11 +8,14 @@ use wagate_domain::{
 };
 use wagate_whatsapp_port::WhatsAppError;
 
+use wagate_store::SessionPatch;
+
+use crate::gateway::AdapterContext;
 use crate::{AppError, Gateway};
 
 impl Gateway {
-    /// Checks the capability, the JID's kind, the session's ownership and
-    /// that it is connected, then runs `call` within the request deadline.
+    /// Checks the capability, the session's ownership and that it is
+    /// connected, then runs `call` within the request deadline.
     async fn live<T, F, Fut>(
         &self,
         p: &Principal,
@@ -30,27 +33,21 @@ impl Gateway {
         if s.status != SessionStatus::Connected {
             return Err(AppError::NotConnected { status: s.status });
         }
-        let result = tokio::time::timeout(self.deps.request_timeout, call())
-            .await
-            .map_err(|_| AppError::Timeout)?;
-        result.map_err(|e| match e {
-            // The adapter lost the connection before we noticed.
-            WhatsAppError::NotConnected => AppError::NotConnected {
-                status: SessionStatus::Disconnected,
-            },
-            WhatsAppError::NotFound(reason) => AppError::NotFound {
-                what: not_found,
-                reason,
-            },
-            WhatsAppError::InvalidTarget(m) => {
-                AppError::InvalidArgument(DomainError::new("jid", m))
-            }
-            WhatsAppError::Timeout => AppError::Timeout,
-            WhatsAppError::Unavailable(m) => AppError::Unavailable(m),
-            WhatsAppError::NotPairing | WhatsAppError::Internal(_) => {
-                AppError::Internal(e.to_string())
-            }
-        })
+        let ctx = AdapterContext {
+            status: SessionStatus::Disconnected,
+            not_found: Some(not_found),
+        };
+        let result = self.whatsapp(ctx, call()).await;
+        if let Err(AppError::NotConnected { .. }) = result {
+            // The adapter lost the connection before it told us: record it,
+            // so the session's status and the 501's details agree.
+            let patch = SessionPatch::status(SessionStatus::Disconnected);
+            self.deps
+                .sessions
+                .update(&p.org, id, &patch, self.now())
+                .await?;
+        }
+        result
     }
 
     fn person(p: &Principal, cap: Capability, jid: &Jid) -> Result<(), AppError> {

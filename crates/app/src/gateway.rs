@@ -1,11 +1,15 @@
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use wagate_store::{ApiKeyCache, Entropy};
-use wagate_domain::{Capability, Clock, OrgId, Principal, Session, SessionId, SessionStatus};
-use wagate_store::{ApiKeyStore, SessionRegistry};
-use wagate_whatsapp_port::WhatsAppPort;
+use wagate_domain::{
+    Capability, Clock, DomainError, LastError, OrgId, Principal, Session, SessionErrorCode,
+    SessionId, SessionStatus,
+};
+use wagate_store::{ApiKeyCache, ApiKeyStore, Entropy, SessionPatch, SessionRegistry};
+use wagate_whatsapp_port::{WhatsAppError, WhatsAppPort};
 
 use crate::AppError;
 
@@ -25,7 +29,7 @@ pub struct GatewayDeps {
     pub entropy: Arc<dyn Entropy>,
     /// The time.
     pub clock: Arc<dyn Clock>,
-    /// Deadline of a live WhatsApp call (`whatsapp.request_timeout_secs`).
+    /// Deadline of a WhatsApp call (`whatsapp.request_timeout_secs`).
     pub request_timeout: Duration,
 }
 
@@ -35,6 +39,11 @@ pub struct Gateway {
     pub(crate) deps: GatewayDeps,
     /// Monotonic, so ids made in the same millisecond still sort in order.
     ids: Mutex<ulid::Generator>,
+    /// One lock per session with a lifecycle call in flight: connect,
+    /// disconnect, logout, delete and pairing of one session run one at a
+    /// time (their status decisions read then write), while other sessions
+    /// never wait.
+    lifecycle: Mutex<HashMap<SessionId, Weak<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -45,12 +54,22 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
+/// Which answer a "not found" from WhatsApp becomes, per use case.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AdapterContext {
+    /// The session's status, for `NotConnected` and `Conflict` details.
+    pub status: SessionStatus,
+    /// The message of a 404 (`None`: WhatsApp has no business saying so).
+    pub not_found: Option<&'static str>,
+}
+
 impl Gateway {
     /// A gateway over `deps`.
     pub fn new(deps: GatewayDeps) -> Self {
         Self {
             deps,
             ids: Mutex::new(ulid::Generator::new()),
+            lifecycle: Mutex::new(HashMap::new()),
         }
     }
 
@@ -95,6 +114,38 @@ impl Gateway {
             .ok_or_else(AppError::session_not_found)
     }
 
+    /// The lifecycle lock of session `id` (see [`Gateway::lifecycle`]).
+    pub(crate) async fn lock_session(&self, id: &SessionId) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self
+                .lifecycle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            locks.retain(|_, weak| weak.strong_count() > 0);
+            match locks.get(id).and_then(Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    let lock = Arc::new(tokio::sync::Mutex::new(()));
+                    locks.insert(*id, Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
+    }
+
+    /// Runs a WhatsApp call within the request deadline, mapping its error.
+    pub(crate) async fn whatsapp<T>(
+        &self,
+        ctx: AdapterContext,
+        call: impl Future<Output = Result<T, WhatsAppError>>,
+    ) -> Result<T, AppError> {
+        match tokio::time::timeout(self.deps.request_timeout, call).await {
+            Ok(result) => result.map_err(|e| adapter_error(e, ctx)),
+            Err(_) => Err(AppError::Timeout),
+        }
+    }
+
     /// Whether the database answers.
     pub async fn is_ready(&self) -> bool {
         self.deps.sessions.ping().await.is_ok()
@@ -120,8 +171,9 @@ impl Gateway {
     }
 
     /// Connects again every session that should be connected (after a
-    /// restart); returns how many were asked to connect. Failures are logged
-    /// and recorded per session, never fatal.
+    /// restart); returns how many were asked to. Each starts as
+    /// `connecting` (its status from before the restart is stale); one that
+    /// cannot even start is recorded `disconnected` with a `lastError`.
     ///
     /// # Errors
     ///
@@ -130,10 +182,59 @@ impl Gateway {
         let sessions = self.deps.sessions.to_keep_connected().await?;
         let n = sessions.len();
         for s in sessions {
-            if let Err(e) = self.deps.whatsapp.connect(&s.id, s.jid.clone()).await {
+            let _guard = self.lock_session(&s.id).await;
+            let starting = SessionPatch::status(SessionStatus::Connecting);
+            self.deps
+                .sessions
+                .record_observed(&s.id, &starting, self.now())
+                .await?;
+            let ctx = AdapterContext {
+                status: SessionStatus::Connecting,
+                not_found: None,
+            };
+            if let Err(e) = self
+                .whatsapp(ctx, self.deps.whatsapp.connect(&s.id, s.jid.clone()))
+                .await
+            {
                 tracing::warn!(session = %s.id, error = %e, "could not resume session");
+                let failed = SessionPatch {
+                    last_error: Some(Some(LastError {
+                        code: SessionErrorCode::Internal,
+                        message: "could not reconnect after a restart".into(),
+                    })),
+                    ..SessionPatch::status(if s.jid.is_some() {
+                        SessionStatus::Disconnected
+                    } else {
+                        SessionStatus::New
+                    })
+                };
+                self.deps
+                    .sessions
+                    .record_observed(&s.id, &failed, self.now())
+                    .await?;
             }
         }
         Ok(n)
+    }
+}
+
+/// The one mapping of adapter errors to use-case errors.
+fn adapter_error(e: WhatsAppError, ctx: AdapterContext) -> AppError {
+    match e {
+        WhatsAppError::NotConnected => AppError::NotConnected { status: ctx.status },
+        WhatsAppError::NotPairing => AppError::Conflict {
+            message: "session is not pairing",
+            status: Some(ctx.status),
+        },
+        WhatsAppError::NotFound(reason) => match ctx.not_found {
+            Some(what) => AppError::NotFound { what, reason },
+            None => AppError::Internal(
+                "the WhatsApp adapter answered 'not found' to a lifecycle call".into(),
+            ),
+        },
+        WhatsAppError::InvalidTarget(m) => AppError::InvalidArgument(DomainError::new("jid", m)),
+        WhatsAppError::Timeout => AppError::Timeout,
+        WhatsAppError::Unavailable(m) => AppError::Unavailable(m),
+        WhatsAppError::Internal(m) => AppError::Internal(m),
     }
 }

@@ -5,26 +5,26 @@ use wagate_domain::{
     SessionName, SessionStatus,
 };
 use wagate_store::SessionPatch;
-use wagate_whatsapp_port::WhatsAppError;
 
+use crate::gateway::AdapterContext;
 use crate::{AppError, Gateway};
 
-fn not_pairing(status: SessionStatus) -> AppError {
-    AppError::Conflict {
-        message: "session is not pairing",
-        status: Some(status),
+fn lifecycle(status: SessionStatus) -> AdapterContext {
+    AdapterContext {
+        status,
+        not_found: None,
     }
 }
 
-/// Maps an adapter error of a lifecycle call (not a contact call).
-fn lifecycle_error(e: WhatsAppError, status: SessionStatus) -> AppError {
-    match e {
-        WhatsAppError::NotPairing => not_pairing(status),
-        WhatsAppError::NotConnected => AppError::NotConnected { status },
-        WhatsAppError::Timeout => AppError::Timeout,
-        WhatsAppError::Unavailable(m) => AppError::Unavailable(m),
-        WhatsAppError::InvalidTarget(m) | WhatsAppError::Internal(m) => AppError::Internal(m),
-        WhatsAppError::NotFound(_) => AppError::Internal("adapter answered not found".into()),
+/// The status of a session that is not connected: `disconnected` when
+/// linked, else `logged_out` if it ever was linked, else `new`.
+fn offline_status(s: &Session) -> SessionStatus {
+    if s.jid.is_some() {
+        SessionStatus::Disconnected
+    } else if s.last_connected_at.is_some() || s.status == SessionStatus::LoggedOut {
+        SessionStatus::LoggedOut
+    } else {
+        SessionStatus::New
     }
 }
 
@@ -88,16 +88,15 @@ impl Gateway {
     ///
     /// # Errors
     ///
-    /// `Forbidden` without `manage`; `NotFound`; `Internal` when the keys
-    /// cannot be erased (the record is then kept, so nothing is orphaned).
+    /// `Forbidden` without `manage`; `NotFound`; `Internal`/`Timeout` when
+    /// the keys cannot be erased (the record is then kept, so nothing is
+    /// orphaned).
     pub async fn delete_session(&self, p: &Principal, id: &SessionId) -> Result<(), AppError> {
         Self::require(p, Capability::Manage)?;
+        let _guard = self.lock_session(id).await;
         let s = self.owned_session(&p.org, id).await?;
-        self.deps
-            .whatsapp
-            .remove(id)
-            .await
-            .map_err(|e| lifecycle_error(e, s.status))?;
+        self.whatsapp(lifecycle(s.status), self.deps.whatsapp.remove(id))
+            .await?;
         self.deps.sessions.delete(&p.org, id).await?;
         tracing::info!(session = %id, org = %p.org, "session deleted");
         Ok(())
@@ -109,14 +108,15 @@ impl Gateway {
     ///
     /// # Errors
     ///
-    /// `Forbidden` without `manage`; `NotFound`; `Internal` when the adapter
-    /// cannot set the connection up.
+    /// `Forbidden` without `manage`; `NotFound`; `Internal`/`Timeout` when
+    /// the adapter cannot set the connection up.
     pub async fn connect_session(
         &self,
         p: &Principal,
         id: &SessionId,
     ) -> Result<Session, AppError> {
         Self::require(p, Capability::Manage)?;
+        let _guard = self.lock_session(id).await;
         let s = self.owned_session(&p.org, id).await?;
         let mut patch = SessionPatch {
             keep_connected: Some(true),
@@ -126,15 +126,17 @@ impl Gateway {
         if !matches!(s.status, SessionStatus::Connected | SessionStatus::Pairing) {
             patch.status = Some(SessionStatus::Connecting);
         }
-        self.deps
+        let s = self
+            .deps
             .sessions
             .update(&p.org, id, &patch, self.now())
-            .await?;
-        self.deps
-            .whatsapp
-            .connect(id, s.jid.clone())
-            .await
-            .map_err(|e| lifecycle_error(e, s.status))?;
+            .await?
+            .ok_or_else(AppError::session_not_found)?;
+        self.whatsapp(
+            lifecycle(s.status),
+            self.deps.whatsapp.connect(id, s.jid.clone()),
+        )
+        .await?;
         // The adapter has recorded what it observed (QR shown, connected…).
         self.owned_session(&p.org, id).await
     }
@@ -150,20 +152,15 @@ impl Gateway {
         id: &SessionId,
     ) -> Result<Session, AppError> {
         Self::require(p, Capability::Manage)?;
+        let _guard = self.lock_session(id).await;
         let s = self.owned_session(&p.org, id).await?;
-        self.deps
-            .whatsapp
-            .disconnect(id)
-            .await
-            .map_err(|e| lifecycle_error(e, s.status))?;
-        let status = match (&s.jid, s.status) {
-            (Some(_), _) => SessionStatus::Disconnected,
-            (None, SessionStatus::LoggedOut) => SessionStatus::LoggedOut,
-            (None, _) => SessionStatus::New,
-        };
+        self.whatsapp(lifecycle(s.status), self.deps.whatsapp.disconnect(id))
+            .await?;
+        // Read again: a link made while we waited counts.
+        let s = self.owned_session(&p.org, id).await?;
         let patch = SessionPatch {
             keep_connected: Some(false),
-            ..SessionPatch::status(status)
+            ..SessionPatch::status(offline_status(&s))
         };
         self.deps
             .sessions
@@ -172,27 +169,32 @@ impl Gateway {
             .ok_or_else(AppError::session_not_found)
     }
 
-    /// Unlinks a session from WhatsApp and erases its device keys; it stays,
-    /// `logged_out`, and connecting again re-pairs.
+    /// Unlinks a session from WhatsApp and erases its device keys; connecting
+    /// again re-pairs. A session never linked stays `new`.
     ///
     /// # Errors
     ///
-    /// `Forbidden` without `manage`; `NotFound`; `Internal` when the keys
-    /// cannot be erased.
+    /// `Forbidden` without `manage`; `NotFound`; `Internal`/`Timeout` when the
+    /// keys cannot be erased.
     pub async fn logout_session(&self, p: &Principal, id: &SessionId) -> Result<Session, AppError> {
         Self::require(p, Capability::Manage)?;
+        let _guard = self.lock_session(id).await;
         let s = self.owned_session(&p.org, id).await?;
-        self.deps
-            .whatsapp
-            .logout(id)
-            .await
-            .map_err(|e| lifecycle_error(e, s.status))?;
+        self.whatsapp(lifecycle(s.status), self.deps.whatsapp.logout(id))
+            .await?;
+        let ever_linked = s.jid.is_some()
+            || s.last_connected_at.is_some()
+            || s.status == SessionStatus::LoggedOut;
         let patch = SessionPatch {
             jid: Some(None),
             push_name: Some(None),
             keep_connected: Some(false),
             last_error: Some(None),
-            ..SessionPatch::status(SessionStatus::LoggedOut)
+            ..SessionPatch::status(if ever_linked {
+                SessionStatus::LoggedOut
+            } else {
+                SessionStatus::New
+            })
         };
         tracing::info!(session = %id, "session logged out");
         self.deps
@@ -210,15 +212,10 @@ impl Gateway {
     /// is not pairing.
     pub async fn session_qr(&self, p: &Principal, id: &SessionId) -> Result<QrCode, AppError> {
         Self::require(p, Capability::Manage)?;
-        let s = self.owned_session(&p.org, id).await?;
-        if s.status != SessionStatus::Pairing {
-            return Err(not_pairing(s.status));
-        }
-        self.deps
-            .whatsapp
-            .qr(id)
+        let _guard = self.lock_session(id).await;
+        let s = self.pairing_session(p, id).await?;
+        self.whatsapp(lifecycle(s.status), self.deps.whatsapp.qr(id))
             .await
-            .map_err(|e| lifecycle_error(e, s.status))
     }
 
     /// A code that links a pairing session when typed on `phone`.
@@ -234,14 +231,24 @@ impl Gateway {
         phone: &PhoneNumber,
     ) -> Result<PairingCode, AppError> {
         Self::require(p, Capability::Manage)?;
+        let _guard = self.lock_session(id).await;
+        let s = self.pairing_session(p, id).await?;
+        self.whatsapp(
+            lifecycle(s.status),
+            self.deps.whatsapp.pairing_code(id, phone),
+        )
+        .await
+    }
+
+    async fn pairing_session(&self, p: &Principal, id: &SessionId) -> Result<Session, AppError> {
         let s = self.owned_session(&p.org, id).await?;
-        if s.status != SessionStatus::Pairing {
-            return Err(not_pairing(s.status));
-        }
-        let call = self.deps.whatsapp.pairing_code(id, phone);
-        match tokio::time::timeout(self.deps.request_timeout, call).await {
-            Ok(result) => result.map_err(|e| lifecycle_error(e, s.status)),
-            Err(_) => Err(AppError::Timeout),
+        if s.status == SessionStatus::Pairing {
+            Ok(s)
+        } else {
+            Err(AppError::Conflict {
+                message: "session is not pairing",
+                status: Some(s.status),
+            })
         }
     }
 }

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
-use wagate_store::{ApiKeyCache, OsEntropy};
 use wagate_domain::{
     About, ApiKeyId, BlocklistEntry, Capability, CapabilitySet, Jid, OrgId, PairingCode,
     PhoneNumber, PictureType, Principal, PrincipalKind, ProfilePicture, QrCode, Session, SessionId,
     SessionStatus, SystemClock,
 };
+use wagate_store::{ApiKeyCache, OsEntropy};
 use wagate_store::{SessionRegistry, SqliteStore};
 use wagate_whatsapp_port::{MockWhatsAppPort, WhatsAppError, WhatsAppPort};
 
@@ -100,6 +100,7 @@ fn principal(caps: &str) -> Principal {
         org: OrgId::parse("acme").unwrap(),
         capabilities: CapabilitySet::parse_list(caps).unwrap(),
         kind: PrincipalKind::ApiKey(ApiKeyId::parse("key_01JBZ5T0Q4M6Y8V2K3N7R9S1WX").unwrap()),
+        credential_expires_at: None,
     }
 }
 

@@ -162,6 +162,7 @@ impl Authenticator for ApiKeyVerifier {
             org: entry.key.org.clone(),
             capabilities: entry.key.capabilities,
             kind: PrincipalKind::ApiKey(entry.key.id),
+            credential_expires_at: entry.key.expires_at,
         }))
     }
 }

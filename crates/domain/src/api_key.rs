@@ -100,7 +100,12 @@ impl fmt::Debug for ApiKeySecret {
 /// A [`DomainError`] on field `expiresAt` when it is not RFC 3339 or is out
 /// of range once in UTC.
 pub fn parse_expiry(input: &str) -> Result<OffsetDateTime, DomainError> {
-    let err = || DomainError::new("expiresAt", "must be an RFC 3339 timestamp, e.g. 2030-01-01T00:00:00Z");
+    let err = || {
+        DomainError::new(
+            "expiresAt",
+            "must be an RFC 3339 timestamp, e.g. 2030-01-01T00:00:00Z",
+        )
+    };
     OffsetDateTime::parse(input, &Rfc3339)
         .ok()
         .and_then(|t| t.checked_to_offset(UtcOffset::UTC))

@@ -221,6 +221,10 @@ pub struct Principal {
     pub capabilities: CapabilitySet,
     /// How the caller authenticated.
     pub kind: PrincipalKind,
+    /// When the caller's credential itself expires (an API key with an
+    /// expiry); keys this caller creates may not outlive it. `None` for
+    /// people and for keys that never expire.
+    pub credential_expires_at: Option<time::OffsetDateTime>,
 }
 
 impl Principal {

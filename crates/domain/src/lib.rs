@@ -38,7 +38,10 @@ fn parse_label(field: &'static str, input: &str) -> Result<Box<str>, DomainError
         return Err(DomainError::new(field, "must be 1 to 100 characters"));
     }
     if label.chars().any(char::is_control) {
-        return Err(DomainError::new(field, "must not contain control characters"));
+        return Err(DomainError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(label.into())
 }

@@ -40,4 +40,3 @@ pub trait ApiKeyCache: Send + Sync + std::fmt::Debug {
     /// Drops key `id` from the cache.
     fn invalidate(&self, id: &ApiKeyId);
 }
-

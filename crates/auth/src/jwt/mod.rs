@@ -271,6 +271,8 @@ impl JwtVerifier {
             org,
             capabilities,
             kind: PrincipalKind::User { subject, role },
+            // A person may create lasting keys; the token's own `exp` does not bound them.
+            credential_expires_at: None,
         })
     }
 }
