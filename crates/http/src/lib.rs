@@ -66,7 +66,9 @@ impl AppState {
         authenticator: Arc<dyn Authenticator>,
     ) -> Result<Self, prometheus::Error> {
         let openapi_json = web::Bytes::from(openapi::json());
-        let docs_html = web::Bytes::from(utoipa_scalar::Scalar::new(openapi::document()).to_html());
+        // Our own page, embedded: it renders the document without fetching
+        // anything from the internet (CDN-based renderers show nothing offline).
+        let docs_html = web::Bytes::from_static(include_bytes!("../assets/docs.html"));
         Ok(Self {
             gateway,
             authenticator,
