@@ -130,8 +130,8 @@ fn case(name: &'static str, kid: &str, alg: Algorithm) -> Case {
     }
     .unwrap();
     let jwk: Value = serde_json::from_slice(&key_file(&format!("{kid}.jwk.json"))).unwrap();
-    let decoding = DecodingKey::from_jwk(&serde_json::from_value::<Jwk>(jwk.clone()).unwrap())
-        .unwrap();
+    let decoding =
+        DecodingKey::from_jwk(&serde_json::from_value::<Jwk>(jwk.clone()).unwrap()).unwrap();
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let header = json!({"alg": alg, "kid": kid, "typ": "JWT"});
     let claims = json!({
