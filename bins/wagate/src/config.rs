@@ -163,10 +163,10 @@ impl<'de> Deserialize<'de> for StringList {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum AdapterKind {
-    /// WhatsApp itself, through whatsapp-rust (not in this build yet).
+    /// WhatsApp itself (or a simulator), through whatsapp-rust.
+    #[default]
     Live,
     /// The deterministic in-memory fake.
-    #[default]
     Fake,
 }
 
@@ -211,7 +211,8 @@ pub struct LiveSettings {
     pub url: Option<String>,
     /// Pinned WhatsApp Web version, e.g. `2.3000.1042742319`.
     pub version: Option<String>,
-    /// SQLite file of the devices' keys.
+    /// SQLite file of the devices' keys (default: `devices.db` beside the
+    /// database).
     pub store: Option<PathBuf>,
 }
 
@@ -246,6 +247,29 @@ impl Default for LogConfig {
 }
 
 impl Config {
+    /// The SQLite file of the live adapter's device keys: `whatsapp.live.store`,
+    /// or `devices.db` in the folder of the gateway's SQLite database.
+    ///
+    /// # Errors
+    ///
+    /// When it is unset and the database is not a SQLite file (in memory).
+    pub fn device_store_path(&self) -> anyhow::Result<PathBuf> {
+        if let Some(path) = &self.whatsapp.live.store {
+            return Ok(path.clone());
+        }
+        let url = self.database.url.expose();
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        let path = path.split('?').next().unwrap_or(path);
+        if path.is_empty() || path.contains(":memory:") {
+            anyhow::bail!("whatsapp.live.store must be set when the database is not a file");
+        }
+        let dir = Path::new(path).parent().unwrap_or(Path::new(""));
+        Ok(dir.join("devices.db"))
+    }
+
     /// Loads the configuration: defaults, then `file` (or `wagate.toml` in
     /// the working directory, if present), then the environment.
     ///
@@ -343,6 +367,37 @@ mod tests {
             .is_err()
         );
         assert!(Config::load_from(Some(Path::new("/nonexistent/wagate.toml")), env(&[])).is_err());
+    }
+
+    #[test]
+    fn device_store_defaults_beside_the_database() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(c.whatsapp.adapter, AdapterKind::Live);
+        assert_eq!(
+            c.device_store_path().unwrap(),
+            PathBuf::from("data/devices.db")
+        );
+        let c = Config::load_from(
+            None,
+            env(&[("WAGATE__DATABASE__URL", "sqlite:///var/lib/w/g.db?mode=rwc")]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.device_store_path().unwrap(),
+            PathBuf::from("/var/lib/w/devices.db")
+        );
+        let c =
+            Config::load_from(None, env(&[("WAGATE__DATABASE__URL", "sqlite::memory:")])).unwrap();
+        assert!(c.device_store_path().is_err());
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("WAGATE__DATABASE__URL", "sqlite::memory:"),
+                ("WAGATE__WHATSAPP__LIVE__STORE", "/tmp/d.db"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.device_store_path().unwrap(), PathBuf::from("/tmp/d.db"));
     }
 
     #[test]

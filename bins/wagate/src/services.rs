@@ -11,6 +11,7 @@ use wagate_auth::{
 };
 use wagate_domain::{CapabilitySet, Clock, SystemClock};
 use wagate_store::SqliteStore;
+use wagate_whatsapp_live::{LiveConfig, LiveWhatsApp, SKIPS_CERT_CHAIN_VERIFY, parse_version};
 use wagate_whatsapp_port::{FakeWhatsApp, Fixtures, WhatsAppPort};
 
 use crate::config::{AdapterKind, Config};
@@ -26,6 +27,9 @@ pub struct Services {
     pub authenticator: Arc<dyn Authenticator>,
     /// The login-JWT verifier, when `auth.jwt.jwks_url` is set.
     pub jwt: Option<Arc<JwtVerifier>>,
+    /// The live WhatsApp adapter, when it is the one in use (to close its
+    /// clients on shutdown).
+    pub live: Option<Arc<LiveWhatsApp>>,
 }
 
 impl Services {
@@ -41,17 +45,23 @@ impl Services {
         store.migrate().await?;
 
         let recorder = Arc::new(SessionEventRecorder::new(store.clone(), clock.clone()));
-        let whatsapp: Arc<dyn WhatsAppPort> = match config.whatsapp.adapter {
+        let (whatsapp, live): (Arc<dyn WhatsAppPort>, _) = match config.whatsapp.adapter {
             AdapterKind::Fake => {
                 let world = match &config.whatsapp.fake.fixtures {
                     Some(path) => Fixtures::from_file(path).context("whatsapp.fake.fixtures")?,
                     None => Fixtures::builtin(),
                 };
-                Arc::new(FakeWhatsApp::new(world, recorder, clock.clone()))
+                (
+                    Arc::new(FakeWhatsApp::new(world, recorder, clock.clone())),
+                    None,
+                )
             }
-            AdapterKind::Live => bail!(
-                "whatsapp.adapter = \"live\": the live WhatsApp adapter is not part of this build yet; use \"fake\""
-            ),
+            AdapterKind::Live => {
+                let live = LiveWhatsApp::start(live_config(config)?, recorder, clock.clone())
+                    .await
+                    .context("starting the live WhatsApp adapter")?;
+                (live.clone(), Some(live))
+            }
         };
 
         let api_keys = Arc::new(ApiKeyVerifier::new(store.clone(), clock.clone()));
@@ -78,16 +88,43 @@ impl Services {
             gateway,
             authenticator,
             jwt,
+            live,
         })
     }
 
-    /// Stops background work and closes what holds resources.
+    /// Stops background work and closes what holds resources: every
+    /// WhatsApp client, the JWKS refresh, the database.
     pub async fn shutdown(&self) {
+        if let Some(live) = &self.live {
+            live.shutdown().await;
+        }
         if let Some(jwt) = &self.jwt {
             jwt.shutdown();
         }
         self.store.close().await;
     }
+}
+
+/// The live adapter's settings from `whatsapp.live.*`.
+fn live_config(config: &Config) -> anyhow::Result<LiveConfig> {
+    let live = &config.whatsapp.live;
+    if live.url.is_some() && !SKIPS_CERT_CHAIN_VERIFY {
+        bail!(
+            "whatsapp.live.url points at a server other than WhatsApp; only a build with the \
+             `simulator` feature (cargo run -p wagate --features simulator) accepts its certificate"
+        );
+    }
+    let version = live
+        .version
+        .as_deref()
+        .map(parse_version)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("whatsapp.live.version: {e}"))?;
+    Ok(LiveConfig {
+        url: live.url.clone(),
+        version,
+        store_path: config.device_store_path()?,
+    })
 }
 
 /// The login-JWT verifier `auth.jwt.*` describes (none without a JWKS URL).

@@ -1,0 +1,96 @@
+//! # wagate-whatsapp-live
+//!
+//! wagate's live WhatsApp adapter: [`LiveWhatsApp`] implements
+//! [`wagate_whatsapp_port::WhatsAppPort`] on the `whatsapp-rust` crate. It is
+//! the only crate of the workspace that knows whatsapp-rust; every library
+//! error becomes a [`wagate_whatsapp_port::WhatsAppError`] and no library
+//! type appears in its public API.
+//!
+//! ## How it works
+//!
+//! - **One client per session.** `connect` builds a whatsapp-rust client
+//!   (`Bot`) on the session's device and starts a *runner* task that owns it.
+//!   The client's events are registered through a raw `EventHandler` (run
+//!   inline, in order) that only queues them; the runner maps each into a
+//!   [`wagate_whatsapp_port::SessionEvent`] and awaits the publish, so events
+//!   of one session are recorded in the order they happened. Sessions never
+//!   wait on each other: lifecycle calls of one session are serialized by a
+//!   per-session lock, contact calls take no lock at all, and no lock shared
+//!   by sessions is held across an await.
+//! - **Pairing.** Every QR code the client emits is kept with its expiry
+//!   (60 s for the first, 20 s for the next, as whatsapp-rust reports) and
+//!   published as `Pairing`; `qr` returns the current one. `pairing_code`
+//!   uses whatsapp-rust's phone-number pairing (reusing a still-valid code
+//!   for the same number). `PairSuccess` → `Connecting`; `Connected` →
+//!   `Connected { jid, push_name }` with the account's own bare JID.
+//! - **Reconnecting.** whatsapp-rust's own reconnect loop is switched off:
+//!   each run of the client is one connect attempt, and the runner decides
+//!   what follows — at once after pairing (WhatsApp closes the stream with
+//!   515 and expects a login), otherwise after an exponential backoff with
+//!   jitter ([`ReconnectPolicy`], [`Jitter`]; injectable through
+//!   [`LiveOptions`]). A lost connection is published as `Disconnected`
+//!   with `unreachable`; so is a server that cannot be reached at all (which
+//!   the library would retry silently; the transport is watched to say
+//!   why), once per outage. Events that end an attempt for good stop the
+//!   runner: `LoggedOut` (keys erased, `LoggedOut { logged_out_by_phone }`),
+//!   `TemporaryBan`, `ClientOutdated`, `StreamReplaced` and a final
+//!   `ConnectFailure` (`Disconnected` with their codes; the link is kept),
+//!   `PairError`, `PairingQrCodesExhausted` and `QrScannedWithoutMultidevice`
+//!   (`LoggedOut { pairing_failed }`: the device was never linked).
+//! - **Keys.** One SQLite file ([`LiveConfig::store_path`]) holds every
+//!   device, through whatsapp-rust's `SqliteStore` (one device id per
+//!   session). The session → device mapping is our own table
+//!   (`wagate_live_sessions`) in the same file rather than a function of the
+//!   session id: device ids are small integers, a ULID does not fit and a
+//!   hash could collide. A session gets the next free id on its first
+//!   connect and keeps it until `remove`. Erasing keys deletes the device's
+//!   rows from every table with a `device_id` column, in one transaction.
+//!   `connect` trusts the key store over the caller's `linked_as`: stored
+//!   keys log in; no keys and no `linked_as` pair; `linked_as` with no keys
+//!   publishes `LoggedOut { internal }` (the link cannot be used).
+//! - **Version.** A pinned [`LiveConfig::version`] is given to every client.
+//!   Otherwise one process-wide fetch of WhatsApp Web's current version
+//!   (cached a day, failures held 30 s, the last good version kept when a
+//!   refetch fails) is written into each device as freshly fetched before
+//!   every connect attempt, so no client fetches on its own.
+//! - **Contacts.** Profile pictures run `ProfilePictureSpec` through
+//!   `Client::execute`, so 404 becomes `NotFound(not_set)` and 401
+//!   `NotFound(hidden)`. The trusted-contact token step of
+//!   `get_profile_picture` is kept (a stored, unexpired token for the
+//!   contact's LID is attached) with two differences: whatsapp-rust gates it
+//!   on a server A/B flag it does not expose (we attach whenever we hold a
+//!   token), and token expiry uses the default windows rather than
+//!   server-tuned ones. About is a usync status query (its LID answer is
+//!   remembered). Block and unblock learn a phone number's LID (or a LID's
+//!   phone number) with a usync query first when the client does not know
+//!   it. The blocklist gives each entry's phone-number JID when known.
+//!
+//! ## Features
+//!
+//! `simulator` enables whatsapp-rust's `danger-skip-cert-chain-verify`, so
+//! the client accepts a server certificate chain not signed by WhatsApp (a
+//! local simulator). Never on by default; [`SKIPS_CERT_CHAIN_VERIFY`] tells
+//! whether this build has it.
+
+mod config;
+mod devices;
+mod live;
+mod mapping;
+mod runner;
+mod transport;
+mod version;
+
+pub use config::{
+    InvalidVersion, Jitter, LiveConfig, LiveOptions, ReconnectPolicy, SystemJitter, parse_version,
+};
+pub use live::LiveWhatsApp;
+
+/// Whether this build accepts server certificate chains not signed by
+/// WhatsApp (the `simulator` feature). The binary can refuse a foreign
+/// `whatsapp.live.url` when it is false.
+pub const SKIPS_CERT_CHAIN_VERIFY: bool = cfg!(feature = "simulator");
+
+/// The README's example, compiled as a doc test so it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
