@@ -1,8 +1,8 @@
 use std::time::Duration;
 
+use crate::support::{TestApp, assert_error, json};
 use reqwest::StatusCode;
 use serde_json::json;
-use wagate_contract_tests::{TestApp, assert_error, json};
 
 #[tokio::test]
 async fn create_list_use_and_revoke() {

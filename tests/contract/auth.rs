@@ -1,5 +1,5 @@
+use crate::support::{GHOST, TestApp, assert_error, json, routes};
 use reqwest::StatusCode;
-use wagate_contract_tests::{GHOST, TestApp, assert_error, json, routes};
 
 #[tokio::test]
 async fn every_route_needs_a_valid_bearer_token() {

@@ -1,6 +1,6 @@
+use crate::support::{TestApp, assert_error, json};
 use reqwest::StatusCode;
 use serde_json::json;
-use wagate_contract_tests::{TestApp, assert_error, json};
 
 const ALICE: &str = "14155550123@s.whatsapp.net";
 const ALICE_LID: &str = "123456789012345@lid";
@@ -280,7 +280,7 @@ async fn a_custom_fixtures_file_changes_the_world() {
         r#"{ "phone": "4915112345678", "contacts": { "4915199999999@s.whatsapp.net": { "about": { "text": "Moin", "setAt": null } } } }"#,
     )
     .unwrap();
-    let mut config = wagate_contract_tests::test_config(&dir);
+    let mut config = crate::support::test_config(&dir);
     config.whatsapp.fake.fixtures = Some(fixtures);
     let app = TestApp::spawn_with(config, dir).await;
     let key = app.key("acme", "read,manage").await;

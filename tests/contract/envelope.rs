@@ -1,5 +1,5 @@
+use crate::support::{TestApp, assert_error};
 use reqwest::Method;
-use wagate_contract_tests::{TestApp, assert_error};
 
 #[tokio::test]
 async fn unknown_routes_and_wrong_methods_have_the_envelope() {

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use crate::support::{Frontend, GHOST, TestApp, assert_error, json, routes, test_config};
 use reqwest::StatusCode;
 use serde_json::json;
-use wagate_contract_tests::{Frontend, GHOST, TestApp, assert_error, json, routes, test_config};
 
 #[tokio::test]
 async fn every_role_gets_exactly_its_capabilities_route_by_route() {

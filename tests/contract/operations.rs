@@ -1,5 +1,5 @@
+use crate::support::{TestApp, json};
 use reqwest::StatusCode;
-use wagate_contract_tests::{TestApp, json};
 
 #[tokio::test]
 async fn health_and_readiness() {

@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
+use crate::support::{FAKE_PHONE_JID, TestApp, assert_error, json, test_config};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use wagate_contract_tests::{FAKE_PHONE_JID, TestApp, assert_error, json, test_config};
 
 #[tokio::test]
 async fn create_get_and_delete() {
@@ -402,6 +402,7 @@ async fn sessions_are_reconnected_after_a_restart() {
             None,
         )
         .await;
+        app.shut_down().await;
         (key, connected, kept_off)
     };
     let app = TestApp::spawn_with(test_config(&dir), dir.clone()).await;

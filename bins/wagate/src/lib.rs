@@ -53,6 +53,7 @@ pub struct Application {
     port: u16,
     services: Services,
     server: actix_web::dev::Server,
+    to_resume: Vec<wagate_domain::Session>,
 }
 
 impl std::fmt::Debug for Application {
@@ -73,6 +74,8 @@ impl Application {
     /// bound, or the configuration asks for something this build lacks.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let services = Services::build(&config).await?;
+        // Before serving: statuses from before a restart must not be shown.
+        let to_resume = services.gateway.prepare_resume().await?;
         let listener = TcpListener::bind(&config.server.bind)
             .with_context(|| format!("cannot listen on {}", config.server.bind))?;
         let port = listener.local_addr()?.port();
@@ -83,6 +86,7 @@ impl Application {
             port,
             services,
             server,
+            to_resume,
         })
     }
 
@@ -110,13 +114,13 @@ impl Application {
     /// When the server fails.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let gateway = self.services.gateway.clone();
-        tokio::spawn(async move {
-            match gateway.resume_sessions().await {
-                Ok(n) if n > 0 => tracing::info!(sessions = n, "resumed sessions"),
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "could not resume sessions"),
-            }
-        });
+        let to_resume = self.to_resume;
+        if !to_resume.is_empty() {
+            tokio::spawn(async move {
+                let n = gateway.resume_sessions(to_resume).await;
+                tracing::info!(sessions = n, "resumed sessions");
+            });
+        }
         tracing::info!(port = self.port, "wagate is listening");
         let result = self.server.await;
         self.services.shutdown().await;

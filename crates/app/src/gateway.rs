@@ -170,51 +170,68 @@ impl Gateway {
             .collect())
     }
 
-    /// Connects again every session that should be connected (after a
-    /// restart); returns how many were asked to. Each starts as
-    /// `connecting` (its status from before the restart is stale); one that
-    /// cannot even start is recorded `disconnected` with a `lastError`.
+    /// First half of resuming after a restart, to run before serving:
+    /// every session that should be connected is marked `connecting` (its
+    /// status from before the restart is stale) and returned for
+    /// [`Gateway::resume_sessions`].
     ///
     /// # Errors
     ///
-    /// `Unavailable` when the sessions cannot be listed.
-    pub async fn resume_sessions(&self) -> Result<usize, AppError> {
+    /// `Unavailable` when the database does not answer.
+    pub async fn prepare_resume(&self) -> Result<Vec<Session>, AppError> {
         let sessions = self.deps.sessions.to_keep_connected().await?;
-        let n = sessions.len();
-        for s in sessions {
-            let _guard = self.lock_session(&s.id).await;
-            let starting = SessionPatch::status(SessionStatus::Connecting);
+        let starting = SessionPatch::status(SessionStatus::Connecting);
+        for s in &sessions {
             self.deps
                 .sessions
                 .record_observed(&s.id, &starting, self.now())
                 .await?;
+        }
+        Ok(sessions)
+    }
+
+    /// Second half: asks the adapter to connect each of `sessions` again,
+    /// with its stored JID (so no new QR is needed). One that cannot even
+    /// start is recorded `disconnected` with a `lastError`; returns how many
+    /// started.
+    pub async fn resume_sessions(&self, sessions: Vec<Session>) -> usize {
+        let mut started = 0;
+        for s in sessions {
+            let _guard = self.lock_session(&s.id).await;
             let ctx = AdapterContext {
                 status: SessionStatus::Connecting,
                 not_found: None,
             };
-            if let Err(e) = self
+            match self
                 .whatsapp(ctx, self.deps.whatsapp.connect(&s.id, s.jid.clone()))
                 .await
             {
-                tracing::warn!(session = %s.id, error = %e, "could not resume session");
-                let failed = SessionPatch {
-                    last_error: Some(Some(LastError {
-                        code: SessionErrorCode::Internal,
-                        message: "could not reconnect after a restart".into(),
-                    })),
-                    ..SessionPatch::status(if s.jid.is_some() {
-                        SessionStatus::Disconnected
-                    } else {
-                        SessionStatus::New
-                    })
-                };
-                self.deps
-                    .sessions
-                    .record_observed(&s.id, &failed, self.now())
-                    .await?;
+                Ok(()) => started += 1,
+                Err(e) => {
+                    tracing::warn!(session = %s.id, error = %e, "could not resume session");
+                    let failed = SessionPatch {
+                        last_error: Some(Some(LastError {
+                            code: SessionErrorCode::Internal,
+                            message: "could not reconnect after a restart".into(),
+                        })),
+                        ..SessionPatch::status(if s.jid.is_some() {
+                            SessionStatus::Disconnected
+                        } else {
+                            SessionStatus::New
+                        })
+                    };
+                    if let Err(e) = self
+                        .deps
+                        .sessions
+                        .record_observed(&s.id, &failed, self.now())
+                        .await
+                    {
+                        tracing::error!(session = %s.id, error = %e, "could not record the failure");
+                    }
+                }
             }
         }
-        Ok(n)
+        started
     }
 }
 

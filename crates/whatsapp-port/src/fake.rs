@@ -21,8 +21,9 @@ const QR_TTL: Duration = Duration::seconds(60);
 /// WhatsApp's pairing-code alphabet: no 0, O, I or U.
 const PAIRING_ALPHABET: &[u8; 32] = b"123456789ABCDEFGHJKLMNPQRSTVWXYZ";
 
-/// The built-in world used when no fixtures file is configured.
-const BUILTIN: &str = r#"{
+/// The built-in world used when no fixtures file is configured (the same as
+/// `examples/world.json`, which the simulator serves for the offline demo).
+pub const BUILTIN_WORLD: &str = r#"{
   "phone": "15550001111",
   "pushName": "Wagate Demo",
   "contacts": {
@@ -140,7 +141,7 @@ impl Fixtures {
     /// The built-in world (see docs/configuration.md).
     pub fn builtin() -> Self {
         // The built-in JSON is a constant covered by a unit test.
-        Self::from_json(BUILTIN).unwrap_or_else(|e| unreachable!("built-in fixtures: {e}"))
+        Self::from_json(BUILTIN_WORLD).unwrap_or_else(|e| unreachable!("built-in fixtures: {e}"))
     }
 
     /// Reads a world from a JSON file in the documented format.

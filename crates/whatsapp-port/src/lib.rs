@@ -39,7 +39,7 @@ mod port;
 
 pub use error::WhatsAppError;
 pub use events::{RecordingSink, SessionEvent, SessionEventKind, SessionEventSink};
-pub use fake::{ContactFixture, FailMode, FakeWhatsApp, Fixtures, FixturesError};
+pub use fake::{BUILTIN_WORLD, ContactFixture, FailMode, FakeWhatsApp, Fixtures, FixturesError};
 #[cfg(feature = "mock")]
 pub use port::MockWhatsAppPort;
 pub use port::WhatsAppPort;

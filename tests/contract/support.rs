@@ -1,8 +1,7 @@
-#![allow(clippy::expect_used, clippy::unwrap_used)] // test support: failing loudly is the point
-
 //! Shared helpers of the contract tests: start the real application on a
-//! free port with a fresh SQLite database and the fake WhatsApp adapter,
-//! mint API keys, and make requests.
+//! free port with a fresh SQLite database, on the fake WhatsApp adapter or
+//! on the live one against an in-process wa-sim, mint API keys, and make
+//! requests.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +12,24 @@ use tempfile::TempDir;
 use wagate::{Application, Config};
 use wagate_app::{Gateway, NewApiKeyRequest};
 use wagate_domain::{ApiKeyName, CapabilitySet, OrgId};
+use wagate_whatsapp_port::BUILTIN_WORLD;
+use wagate_whatsapp_sim::{Simulator, SimulatorHandle, World};
 
-/// The fake world's phone: every QR-linked session becomes this account.
+/// The built-in world's phone: every QR-linked session becomes this account.
 pub const FAKE_PHONE_JID: &str = "15550001111@s.whatsapp.net";
+/// Its number.
+pub const FAKE_PHONE: &str = "15550001111";
+
+/// A config for a live test app in `dir`, talking to `sim` (version pinned:
+/// no internet; a short request deadline, for the contact that never answers).
+pub fn live_config(dir: &TempDir, sim: &SimulatorHandle) -> Config {
+    let mut config = test_config(dir);
+    config.whatsapp.adapter = wagate::config::AdapterKind::Live;
+    config.whatsapp.live.url = Some(sim.url());
+    config.whatsapp.live.version = Some("2.3000.1042742319".into());
+    config.whatsapp.request_timeout_secs = 2;
+    config
+}
 
 /// A running gateway.
 #[derive(Debug)]
@@ -28,7 +42,10 @@ pub struct TestApp {
     pub gateway: Arc<Gateway>,
     /// Keeps the database alive as long as the app.
     pub dir: Arc<TempDir>,
+    /// The simulator the live adapter talks to (`None` on the fake).
+    pub sim: Option<Arc<SimulatorHandle>>,
     stop: wagate::StopHandle,
+    running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Drop for TestApp {
@@ -68,7 +85,7 @@ impl TestApp {
         let address = format!("http://127.0.0.1:{}", app.port());
         let gateway = app.gateway();
         let stop = app.stop_handle();
-        tokio::spawn(app.run_until_stopped());
+        let running = Some(tokio::spawn(app.run_until_stopped()));
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -78,7 +95,9 @@ impl TestApp {
             client,
             gateway,
             dir,
+            sim: None,
             stop,
+            running,
         }
     }
 
@@ -150,33 +169,83 @@ impl TestApp {
         json(res).await["id"].as_str().expect("id").to_owned()
     }
 
-    /// Creates a session, connects it and lets the fake phone scan its QR:
-    /// a connected session's id.
+    /// Stops the gateway as SIGTERM would and waits until it has closed
+    /// everything (its WhatsApp clients included), like a process that
+    /// exited: a restart in a test must not overlap the old instance.
+    pub async fn shut_down(mut self) {
+        self.stop.stop(true).await;
+        if let Some(running) = self.running.take() {
+            running
+                .await
+                .expect("gateway task")
+                .expect("gateway stopped cleanly");
+        }
+    }
+
+    /// A gateway on the live adapter, talking to a new simulator of the
+    /// built-in world.
+    pub async fn spawn_live() -> Self {
+        let world = World::from_json(BUILTIN_WORLD).expect("world");
+        let sim = Arc::new(Simulator::start(world).await.expect("simulator"));
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Self::spawn_live_with(live_config(&dir, &sim), dir, sim).await
+    }
+
+    /// A gateway on `config` (see [`live_config`]) talking to `sim`.
+    pub async fn spawn_live_with(
+        config: Config,
+        dir: Arc<TempDir>,
+        sim: Arc<SimulatorHandle>,
+    ) -> Self {
+        let mut app = Self::spawn_with(config, dir).await;
+        app.sim = Some(sim);
+        app
+    }
+
+    /// Shows the pairing session's QR code and has the phone scan it: on
+    /// the fake, showing it is enough; on the simulator, its admin API plays
+    /// the phone. Returns the session once it is connected.
+    pub async fn link(&self, id: &str, token: &str) -> Value {
+        let res = self.get(&format!("/api/v1/sessions/{id}/qr"), token).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let qr = json(res).await;
+        if let Some(sim) = &self.sim {
+            let code = qr["code"].as_str().expect("code");
+            sim.admin().scan_qr(code, FAKE_PHONE).await.expect("scan");
+        }
+        self.wait_for_status(id, token, "connected").await
+    }
+
+    /// Creates a session, connects it and links it: a connected session's id.
     pub async fn connected_session(&self, token: &str) -> String {
         let id = self.create_session(token).await;
         let res = self
             .post(&format!("/api/v1/sessions/{id}/connect"), token, None)
             .await;
         assert_eq!(res.status(), StatusCode::ACCEPTED);
-        let res = self.get(&format!("/api/v1/sessions/{id}/qr"), token).await;
-        assert_eq!(res.status(), StatusCode::OK);
-        let s = json(self.get(&format!("/api/v1/sessions/{id}"), token).await).await;
-        assert_eq!(s["status"], "connected");
+        self.wait_for_status(&id, token, "pairing").await;
+        let s = self.link(&id, token).await;
+        assert_eq!(s["jid"], FAKE_PHONE_JID);
         id
     }
 
-    /// Polls the session until `status` (the adapter's work after a restart
-    /// happens in the background), failing after 10 s.
+    /// Polls the session until `status` (the adapter's work happens in the
+    /// background), failing after 10 s.
     pub async fn wait_for_status(&self, id: &str, token: &str, status: &str) -> Value {
+        self.wait_for(id, token, |s| s["status"] == status).await
+    }
+
+    /// Polls the session until `done` holds for it, failing after 10 s.
+    pub async fn wait_for(&self, id: &str, token: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let s = json(self.get(&format!("/api/v1/sessions/{id}"), token).await).await;
-            if s["status"] == status {
+            if done(&s) {
                 return s;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "session never reached {status}: {s}"
+                "session never got there: {s}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
