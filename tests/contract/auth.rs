@@ -44,9 +44,8 @@ fn wagate_auth_free_key() -> (String, ()) {
     (format!("wgk_{}", "ab".repeat(32)), ())
 }
 
-#[tokio::test]
-async fn each_route_refuses_a_caller_without_its_capability_before_any_lookup() {
-    let app = TestApp::spawn().await;
+on_both_adapters! {
+async fn each_route_refuses_a_caller_without_its_capability_before_any_lookup(app) {
     let all = ["read", "send", "manage", "admin"];
     let owner = app.key("acme", "read,send,manage,admin").await;
     let real = app.connected_session(&owner).await;
@@ -71,9 +70,7 @@ async fn each_route_refuses_a_caller_without_its_capability_before_any_lookup() 
     }
 }
 
-#[tokio::test]
-async fn another_organizations_session_does_not_exist_for_you() {
-    let app = TestApp::spawn().await;
+async fn another_organizations_session_does_not_exist_for_you(app) {
     let a = app.key("acme", "read,send,manage,admin").await;
     let b = app.key("globex", "read,send,manage,admin").await;
     let theirs = app.connected_session(&b).await;
@@ -97,4 +94,5 @@ async fn another_organizations_session_does_not_exist_for_you() {
         .map(|s| s["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, vec![mine.as_str()]);
+}
 }

@@ -5,9 +5,8 @@ use serde_json::json;
 const ALICE: &str = "14155550123@s.whatsapp.net";
 const ALICE_LID: &str = "123456789012345@lid";
 
-#[tokio::test]
-async fn picture_in_both_sizes_by_any_spelling_of_the_jid() {
-    let app = TestApp::spawn().await;
+on_both_adapters! {
+async fn picture_in_both_sizes_by_any_spelling_of_the_jid(app) {
     let key = app.key("acme", "read,manage").await;
     let id = app.connected_session(&key).await;
     let base = format!("/api/v1/sessions/{id}/contacts");
@@ -52,9 +51,7 @@ async fn picture_in_both_sizes_by_any_spelling_of_the_jid() {
     assert_eq!(e["details"]["field"], "type");
 }
 
-#[tokio::test]
-async fn missing_and_hidden_pictures_say_why() {
-    let app = TestApp::spawn().await;
+async fn missing_and_hidden_pictures_say_why(app) {
     let key = app.key("acme", "read,manage").await;
     let id = app.connected_session(&key).await;
     let base = format!("/api/v1/sessions/{id}/contacts");
@@ -78,9 +75,7 @@ async fn missing_and_hidden_pictures_say_why() {
     assert_eq!(e["details"]["reason"], "hidden");
 }
 
-#[tokio::test]
-async fn about_text() {
-    let app = TestApp::spawn().await;
+async fn about_text(app) {
     let key = app.key("acme", "read,manage").await;
     let id = app.connected_session(&key).await;
     let base = format!("/api/v1/sessions/{id}/contacts");
@@ -115,9 +110,7 @@ async fn about_text() {
     }
 }
 
-#[tokio::test]
-async fn malformed_jids_are_invalid_arguments() {
-    let app = TestApp::spawn().await;
+async fn malformed_jids_are_invalid_arguments(app) {
     let key = app.key("acme", "read,send,manage").await;
     let id = app.connected_session(&key).await;
     for jid in [
@@ -145,9 +138,7 @@ async fn malformed_jids_are_invalid_arguments() {
     }
 }
 
-#[tokio::test]
-async fn block_and_unblock_are_idempotent() {
-    let app = TestApp::spawn().await;
+async fn block_and_unblock_are_idempotent(app) {
     let key = app.key("acme", "read,send,manage").await;
     let id = app.connected_session(&key).await;
     let base = format!("/api/v1/sessions/{id}");
@@ -215,9 +206,7 @@ async fn block_and_unblock_are_idempotent() {
     assert_eq!(e["details"]["field"], "jid");
 }
 
-#[tokio::test]
-async fn upstream_timeouts_and_outages() {
-    let app = TestApp::spawn().await;
+async fn upstream_timeouts_and_outages(app) {
     let key = app.key("acme", "read,send,manage").await;
     let id = app.connected_session(&key).await;
     let base = format!("/api/v1/sessions/{id}/contacts");
@@ -248,9 +237,7 @@ async fn upstream_timeouts_and_outages() {
     .await;
 }
 
-#[tokio::test]
-async fn live_calls_need_a_connected_session() {
-    let app = TestApp::spawn().await;
+async fn live_calls_need_a_connected_session(app) {
     let key = app.key("acme", "read,send,manage").await;
     let id = app.create_session(&key).await;
     let base = format!("/api/v1/sessions/{id}");
@@ -269,6 +256,7 @@ async fn live_calls_need_a_connected_session() {
         assert_eq!(e["message"], "session is not connected");
         assert_eq!(e["details"]["status"], "new");
     }
+}
 }
 
 #[tokio::test]

@@ -7,6 +7,36 @@
 
 mod support;
 
+/// Defines each test twice: `fake::name` on the fake adapter and
+/// `live::name` on the live adapter against wa-sim, so the contract is
+/// checked the same way on both.
+macro_rules! on_both_adapters {
+    ($( async fn $name:ident($app:ident) $body:block )*) => {
+        mod fake {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let $app = crate::support::TestApp::spawn().await;
+                    $body
+                }
+            )*
+        }
+        mod live {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let $app = crate::support::TestApp::spawn_live().await;
+                    $body
+                }
+            )*
+        }
+    };
+}
+
 mod api_keys;
 mod auth;
 mod contacts;

@@ -201,9 +201,8 @@ async fn ids_of_the_wrong_shape_are_invalid_and_unknown_ones_not_found() {
     .await;
 }
 
-#[tokio::test]
-async fn connect_pairs_by_qr_then_disconnect_and_reconnect_keep_the_link() {
-    let app = TestApp::spawn().await;
+on_both_adapters! {
+async fn connect_pairs_by_qr_then_disconnect_and_reconnect_keep_the_link(app) {
     let key = app.key("acme", "read,send,manage").await;
     let id = app.create_session(&key).await;
     let base = format!("/api/v1/sessions/{id}");
@@ -211,32 +210,17 @@ async fn connect_pairs_by_qr_then_disconnect_and_reconnect_keep_the_link() {
     assert_error(app.get(&format!("{base}/qr"), &key).await, 409, "conflict").await;
     let res = app.post(&format!("{base}/connect"), &key, None).await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
-    assert_eq!(json(res).await["status"], "pairing");
+    let s = json(res).await;
+    assert!(s["status"] == "connecting" || s["status"] == "pairing", "{s}");
+    app.wait_for_status(&id, &key, "pairing").await;
     // Idempotent.
     let res = app.post(&format!("{base}/connect"), &key, None).await;
-    assert_eq!(
-        (res.status(), json(res).await["status"].clone()),
-        (StatusCode::ACCEPTED, json!("pairing"))
-    );
-    let e = assert_error(
-        app.get(
-            &format!("{base}/contacts/14155550123@s.whatsapp.net/about"),
-            &key,
-        )
-        .await,
-        501,
-        "not_implemented",
-    )
-    .await;
+    assert_eq!((res.status(), json(res).await["status"].clone()), (StatusCode::ACCEPTED, json!("pairing")));
+    let e = assert_error(app.get(&format!("{base}/contacts/14155550123@s.whatsapp.net/about"), &key).await, 501, "not_implemented").await;
     assert_eq!(e["details"]["status"], "pairing");
 
-    let qr = json(app.get(&format!("{base}/qr"), &key).await).await;
-    assert!(qr["code"].as_str().unwrap().starts_with("2@"));
-    assert!(qr["expiresAt"].as_str().is_some());
-
-    // The fake phone scanned it.
-    let s = json(app.get(&base, &key).await).await;
-    assert_eq!(s["status"], "connected");
+    // The phone scans the QR code.
+    let s = app.link(&id, &key).await;
     assert_eq!(s["jid"], FAKE_PHONE_JID);
     assert_eq!(s["pushName"], "Wagate Demo");
     assert!(s["lastConnectedAt"].as_str().is_some());
@@ -246,117 +230,67 @@ async fn connect_pairs_by_qr_then_disconnect_and_reconnect_keep_the_link() {
     let res = app.post(&format!("{base}/disconnect"), &key, None).await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     let s = json(res).await;
-    assert_eq!(
-        (s["status"].clone(), s["jid"].clone()),
-        (json!("disconnected"), json!(FAKE_PHONE_JID))
-    );
-    let e = assert_error(
-        app.get(&format!("{base}/blocklist"), &key).await,
-        501,
-        "not_implemented",
-    )
-    .await;
+    assert_eq!((s["status"].clone(), s["jid"].clone()), (json!("disconnected"), json!(FAKE_PHONE_JID)));
+    let e = assert_error(app.get(&format!("{base}/blocklist"), &key).await, 501, "not_implemented").await;
     assert_eq!(e["details"]["status"], "disconnected");
 
     // Linked: connecting again needs no QR.
-    let res = app.post(&format!("{base}/connect"), &key, None).await;
-    assert_eq!(json(res).await["status"], "connected");
-    assert_eq!(
-        app.get(&format!("{base}/blocklist"), &key).await.status(),
-        StatusCode::OK
-    );
+    app.post(&format!("{base}/connect"), &key, None).await;
+    app.wait_for_status(&id, &key, "connected").await;
+    assert_eq!(app.get(&format!("{base}/blocklist"), &key).await.status(), StatusCode::OK);
 }
 
-#[tokio::test]
-async fn qr_as_png_and_svg() {
-    let app = TestApp::spawn().await;
-    let key = app.key("acme", "manage").await;
-    for (format, mime, magic) in [
-        ("png", "image/png", &b"\x89PNG"[..]),
-        ("svg", "image/svg+xml", &b"<?xml"[..]),
-    ] {
+async fn qr_as_json_png_and_svg(app) {
+    let key = app.key("acme", "manage,read").await;
+    let id = app.create_session(&key).await;
+    app.post(&format!("/api/v1/sessions/{id}/connect"), &key, None).await;
+    app.wait_for_status(&id, &key, "pairing").await;
+    let e = assert_error(app.get(&format!("/api/v1/sessions/{id}/qr?format=gif"), &key).await, 400, "invalid_argument").await;
+    assert_eq!(e["details"]["field"], "format");
+    for (format, mime, magic) in [("png", "image/png", &b"\x89PNG"[..]), ("svg", "image/svg+xml", &b"<?xml"[..])] {
         let id = app.create_session(&key).await;
-        app.post(&format!("/api/v1/sessions/{id}/connect"), &key, None)
-            .await;
-        let res = app
-            .get(&format!("/api/v1/sessions/{id}/qr?format={format}"), &key)
-            .await;
+        app.post(&format!("/api/v1/sessions/{id}/connect"), &key, None).await;
+        app.wait_for_status(&id, &key, "pairing").await;
+        let res = app.get(&format!("/api/v1/sessions/{id}/qr?format={format}"), &key).await;
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers()["content-type"], mime);
         let body = res.bytes().await.unwrap();
-        assert!(
-            body.starts_with(magic) || (format == "svg" && body.starts_with(b"<svg")),
-            "{format}"
-        );
+        assert!(body.starts_with(magic) || (format == "svg" && body.starts_with(b"<svg")), "{format}");
     }
-    let id = app.create_session(&key).await;
-    app.post(&format!("/api/v1/sessions/{id}/connect"), &key, None)
-        .await;
-    let e = assert_error(
-        app.get(&format!("/api/v1/sessions/{id}/qr?format=gif"), &key)
-            .await,
-        400,
-        "invalid_argument",
-    )
-    .await;
-    assert_eq!(e["details"]["field"], "format");
+    let qr = json(app.get(&format!("/api/v1/sessions/{id}/qr"), &key).await).await;
+    assert!(qr["code"].as_str().unwrap().starts_with("2@"));
+    assert!(qr["expiresAt"].as_str().unwrap().ends_with('Z'));
 }
 
-#[tokio::test]
-async fn pairing_code_links_by_phone_number() {
-    let app = TestApp::spawn().await;
+async fn pairing_code_links_by_phone_number(app) {
     let key = app.key("acme", "read,manage").await;
     let id = app.create_session(&key).await;
     let path = format!("/api/v1/sessions/{id}/pairing-code");
 
-    let e = assert_error(
-        app.post(
-            &path,
-            &key,
-            Some(json!({ "phoneNumber": "+1 415 555 0123" })),
-        )
-        .await,
-        409,
-        "conflict",
-    )
-    .await;
+    let e = assert_error(app.post(&path, &key, Some(json!({ "phoneNumber": "+1 415 555 0123" }))).await, 409, "conflict").await;
     assert_eq!(e["details"]["status"], "new");
-    app.post(&format!("/api/v1/sessions/{id}/connect"), &key, None)
-        .await;
-    for bad in [
-        json!({ "phoneNumber": "12" }),
-        json!({ "phoneNumber": "+1 abc" }),
-        json!({}),
-    ] {
-        let e = assert_error(
-            app.post(&path, &key, Some(bad)).await,
-            400,
-            "invalid_argument",
-        )
-        .await;
+    app.post(&format!("/api/v1/sessions/{id}/connect"), &key, None).await;
+    app.wait_for_status(&id, &key, "pairing").await;
+    for bad in [json!({ "phoneNumber": "12" }), json!({ "phoneNumber": "+1 abc" }), json!({})] {
+        let e = assert_error(app.post(&path, &key, Some(bad)).await, 400, "invalid_argument").await;
         assert_eq!(e["details"]["field"], "phoneNumber");
     }
-    let res = app
-        .post(
-            &path,
-            &key,
-            Some(json!({ "phoneNumber": "+44 20 7946 0958" })),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let code = json(res).await["code"].as_str().unwrap().to_owned();
+    let res = app.post(&path, &key, Some(json!({ "phoneNumber": "+44 20 7946 0958" }))).await;
+    let status = res.status();
+    let body = json(res).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let code = body["code"].as_str().unwrap().to_owned();
     assert_eq!(code.len(), 9);
     assert_eq!(code.as_bytes()[4], b'-');
-    let s = json(app.get(&format!("/api/v1/sessions/{id}"), &key).await).await;
-    assert_eq!(
-        (s["status"].clone(), s["jid"].clone()),
-        (json!("connected"), json!("442079460958@s.whatsapp.net"))
-    );
+    // The phone owner types the code (the fake's phone does so at once).
+    if let Some(sim) = &app.sim {
+        sim.admin().pair_code("442079460958", &code.replace('-', "")).await.unwrap();
+    }
+    let s = app.wait_for_status(&id, &key, "connected").await;
+    assert_eq!(s["jid"], "442079460958@s.whatsapp.net");
 }
 
-#[tokio::test]
-async fn logout_unlinks_and_connect_pairs_again() {
-    let app = TestApp::spawn().await;
+async fn logout_unlinks_and_connect_pairs_again(app) {
     let key = app.key("acme", "read,manage").await;
     let id = app.connected_session(&key).await;
     let base = format!("/api/v1/sessions/{id}");
@@ -364,28 +298,38 @@ async fn logout_unlinks_and_connect_pairs_again() {
     let res = app.post(&format!("{base}/logout"), &key, None).await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     let s = json(res).await;
-    assert_eq!(
-        (s["status"].clone(), s["jid"].clone()),
-        (json!("logged_out"), json!(null))
-    );
-    let e = assert_error(
-        app.get(
-            &format!("{base}/contacts/14155550123@s.whatsapp.net/picture"),
-            &key,
-        )
-        .await,
-        501,
-        "not_implemented",
-    )
-    .await;
+    assert_eq!((s["status"].clone(), s["jid"].clone()), (json!("logged_out"), json!(null)));
+    let e = assert_error(app.get(&format!("{base}/contacts/14155550123@s.whatsapp.net/picture"), &key).await, 501, "not_implemented").await;
     assert_eq!(e["details"]["status"], "logged_out");
 
-    let res = app.post(&format!("{base}/connect"), &key, None).await;
-    assert_eq!(json(res).await["status"], "pairing");
-    assert_eq!(
-        app.get(&format!("{base}/qr"), &key).await.status(),
-        StatusCode::OK
-    );
+    app.post(&format!("{base}/connect"), &key, None).await;
+    app.wait_for_status(&id, &key, "pairing").await;
+    assert_eq!(app.get(&format!("{base}/qr"), &key).await.status(), StatusCode::OK);
+}
+
+async fn concurrent_lifecycle_calls_leave_a_consistent_status(app) {
+    let key = app.key("acme", "read,manage").await;
+    let id = app.create_session(&key).await;
+    let path = format!("/api/v1/sessions/{id}/connect");
+    let calls: Vec<_> = (0..8).map(|_| tokio::spawn(app.req(Method::POST, &path, &key).send())).collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::ACCEPTED);
+    }
+    app.wait_for_status(&id, &key, "pairing").await;
+    assert_eq!(app.get(&format!("/api/v1/sessions/{id}/qr"), &key).await.status(), StatusCode::OK);
+
+    // Linked once, logged out, pairing again, then disconnected: `logged_out`, not `new`.
+    let linked = app.connected_session(&key).await;
+    app.post(&format!("/api/v1/sessions/{linked}/logout"), &key, None).await;
+    app.post(&format!("/api/v1/sessions/{linked}/connect"), &key, None).await;
+    app.wait_for_status(&linked, &key, "pairing").await;
+    let s = json(app.post(&format!("/api/v1/sessions/{linked}/disconnect"), &key, None).await).await;
+    assert_eq!(s["status"], "logged_out");
+    // Logging out a session never linked leaves it `new`.
+    let fresh = app.create_session(&key).await;
+    let s = json(app.post(&format!("/api/v1/sessions/{fresh}/logout"), &key, None).await).await;
+    assert_eq!(s["status"], "new");
+}
 }
 
 #[tokio::test]
@@ -420,45 +364,4 @@ async fn sessions_are_reconnected_after_a_restart() {
     // A session disconnected on purpose stays disconnected.
     let s = json(app.get(&format!("/api/v1/sessions/{kept_off}"), &key).await).await;
     assert_eq!(s["status"], "disconnected");
-}
-
-#[tokio::test]
-async fn concurrent_lifecycle_calls_leave_a_consistent_status() {
-    let app = TestApp::spawn().await;
-    let key = app.key("acme", "read,manage").await;
-    let id = app.create_session(&key).await;
-    let path = format!("/api/v1/sessions/{id}/connect");
-    let calls: Vec<_> = (0..8)
-        .map(|_| tokio::spawn(app.req(Method::POST, &path, &key).send()))
-        .collect();
-    for call in calls {
-        assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::ACCEPTED);
-    }
-    let s = json(app.get(&format!("/api/v1/sessions/{id}"), &key).await).await;
-    assert_eq!(s["status"], "pairing");
-    assert_eq!(
-        app.get(&format!("/api/v1/sessions/{id}/qr"), &key)
-            .await
-            .status(),
-        StatusCode::OK
-    );
-
-    // disconnect of a session that was linked once, then logged out, is not `new`.
-    app.post(&format!("/api/v1/sessions/{id}/logout"), &key, None)
-        .await;
-    app.post(&path, &key, None).await;
-    let s = json(
-        app.post(&format!("/api/v1/sessions/{id}/disconnect"), &key, None)
-            .await,
-    )
-    .await;
-    assert_eq!(s["status"], "logged_out");
-    // Logging out a session never linked leaves it `new`.
-    let fresh = app.create_session(&key).await;
-    let s = json(
-        app.post(&format!("/api/v1/sessions/{fresh}/logout"), &key, None)
-            .await,
-    )
-    .await;
-    assert_eq!(s["status"], "new");
 }
