@@ -33,8 +33,11 @@ impl SessionEventRecorder {
                 last_error: Some(None),
                 ..SessionPatch::status(SessionStatus::Connected)
             },
+            // `disconnected` means linked and offline; a session lost while
+            // still pairing is still trying: `connecting`, with the error.
             SessionEventKind::Disconnected { error } => SessionPatch {
                 last_error: error.clone().map(Some),
+                status_if_unlinked: Some(SessionStatus::Connecting),
                 ..SessionPatch::status(SessionStatus::Disconnected)
             },
             SessionEventKind::LoggedOut { error } => SessionPatch {

@@ -58,6 +58,9 @@ pub enum StoreError {
 pub struct SessionPatch {
     /// New status.
     pub status: Option<SessionStatus>,
+    /// With `status`: the status to write instead when the session has no
+    /// JID (is not linked), decided atomically on the stored row.
+    pub status_if_unlinked: Option<SessionStatus>,
     /// New own JID (`Some(None)` clears it).
     pub jid: Option<Option<Jid>>,
     /// New push name (`Some(None)` clears it).

@@ -197,8 +197,19 @@ impl SqliteStore {
     ) -> Result<Option<Session>, StoreError> {
         let mut q = QueryBuilder::<Sqlite>::new("UPDATE sessions SET updated_at = ");
         q.push_bind(ts(now));
-        if let Some(status) = patch.status {
-            q.push(", status = ").push_bind(status.as_str());
+        match (patch.status, patch.status_if_unlinked) {
+            (Some(status), Some(unlinked)) => {
+                // Decided on the row's current JID, in the same statement.
+                q.push(", status = CASE WHEN jid IS NULL THEN ")
+                    .push_bind(unlinked.as_str())
+                    .push(" ELSE ")
+                    .push_bind(status.as_str())
+                    .push(" END");
+            }
+            (Some(status), None) => {
+                q.push(", status = ").push_bind(status.as_str());
+            }
+            (None, _) => {}
         }
         if let Some(jid) = &patch.jid {
             q.push(", jid = ")
@@ -537,6 +548,7 @@ mod tests {
         let jid = Jid::parse("15550001111@s.whatsapp.net").unwrap();
         let patch = SessionPatch {
             status: Some(SessionStatus::Connected),
+            status_if_unlinked: None,
             jid: Some(Some(jid.clone())),
             push_name: Some(Some("Acme".into())),
             keep_connected: Some(true),
