@@ -3,15 +3,16 @@
 # bare actix-web server answering the same paths with the same JSON
 # (bench/baseline). See docs/PERFORMANCE.md.
 #
-#   bench/http.sh                       # 2 rounds of 10 s per run, 64 connections
+#   bench/http.sh                       # 3 rounds of 10 s per run, 64 connections
 #   DURATION=30s ROUNDS=3 bench/http.sh
 #
 # Settings (environment): DURATION (wrk -d, default 10s), WARMUP (default 2s,
 # not recorded), CONNECTIONS (default 64), THREADS (wrk -t, default 2),
-# ROUNDS (default 2), SKIP_BUILD=1 (use the binaries already in
-# target/release), GATEWAY_BIN (another wagate binary to measure, e.g. an
-# experimental build). WAGATE__SERVER__WORKERS and BASELINE_WORKERS pass through
-# (default for both: one worker per CPU).
+# ROUNDS (default 3), QUIET_WAIT (seconds to wait for an idle machine before
+# each run, default 30), SKIP_BUILD=1 (use the binaries already in
+# target/release), GATEWAY_BIN / BASELINE_BIN (other binaries to measure,
+# e.g. experimental builds). WAGATE__SERVER__WORKERS and BASELINE_WORKERS
+# pass through (default for both: one worker per CPU).
 #
 # Needs: cargo, python3 (JWKS file server, JSON parsing), curl, and wrk
 # (installed with apt-get when missing and run as root).
@@ -24,7 +25,7 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 ISSUER=https://bench.wagate.invalid
 AUDIENCE=wagate
 ORG=bench
@@ -52,7 +53,7 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 GATEWAY=${GATEWAY_BIN:-$TARGET_DIR/release/wagate}
-BASELINE=$TARGET_DIR/release/wagate-bench-baseline
+BASELINE=${BASELINE_BIN:-$TARGET_DIR/release/wagate-bench-baseline}
 MINT=$TARGET_DIR/release/wagate-bench-mint-jwt
 for bin in "$GATEWAY" "$BASELINE" "$MINT"; do
     [ -x "$bin" ] || die "$bin missing (build without SKIP_BUILD=1)"
@@ -83,7 +84,8 @@ wait_http() { # URL NAME
         curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
         sleep 0.05
     done
-    die "$2 did not answer at $1 (logs in $WORK)"
+    tail -n 20 "$WORK"/*.log >&2 2>/dev/null || true
+    die "$2 did not answer at $1"
 }
 
 json_field() { # FIELD < JSON
@@ -149,6 +151,11 @@ wait_http "$BL$PICTURE_PATH" "baseline"
 GW_BODY=$(curl -fsS "$GW$PICTURE_PATH" -H "$AUTH")
 BL_BODY=$(curl -fsS "$BL$PICTURE_PATH")
 [ "$GW_BODY" = "$BL_BODY" ] || die "bodies differ: gateway $GW_BODY, baseline $BL_BODY"
+
+mib() { # PID FIELD: a /proc/PID/status memory field in MiB
+    awk -v k="$2:" '$1 == k {printf "%.1f", $2 / 1024}' "/proc/$1/status"
+}
+GW_RSS_IDLE=$(mib "$GW_PID" VmRSS)
 
 # --- load ---
 cat >"$WORK/report.lua" <<'EOF'
@@ -229,6 +236,7 @@ if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then REV
 echo
 echo "wagate HTTP benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ), $NCPU CPUs (${MODEL:-unknown}), $REV"
 echo "wrk $(wrk --version 2>&1 | head -n1 | awk '{print $2}') -t$THREADS -c$CONNECTIONS -d$DURATION per run, $ROUNDS rounds, baseline and gateway alternating; both servers with their default workers (one per CPU)"
+echo "memory: gateway RSS $GW_RSS_IDLE MiB before the load (fake adapter, 1 session), $(mib "$GW_PID" VmRSS) MiB after, peak $(mib "$GW_PID" VmHWM) MiB; baseline peak $(mib "$BL_PID" VmHWM) MiB"
 python3 - "$RESULTS" <<'EOF'
 import statistics, sys
 from collections import defaultdict
@@ -241,9 +249,11 @@ for line in open(sys.argv[1]):
 
 def agg(name):
     r = runs[name]
-    return dict(rps=statistics.mean(x[0] for x in r), p50=statistics.median(x[1] for x in r),
-                p99=max(x[2] for x in r), errors=sum(x[4] for x in r),
-                cpu=statistics.mean(x[5] for x in r), other=max(x[6] for x in r))
+    # Medians over rounds, so one round disturbed by another process does not
+    # decide the figure; the per-run lines above show every round.
+    return dict(rps=statistics.median(x[0] for x in r), p50=statistics.median(x[1] for x in r),
+                p99=statistics.median(x[2] for x in r), errors=sum(x[4] for x in r),
+                cpu=statistics.median(x[5] for x in r), other=max(x[6] for x in r))
 
 def ms(us):
     return f"{us / 1000:.2f} ms"
@@ -271,9 +281,9 @@ for label, gw, bl, target in rows:
     if g["errors"]:
         failed.append(f"{label}: {g['errors']} errors or non-2xx answers")
 print()
-print("req/s: mean over rounds; p50: median over rounds; p99: worst round; CPU: the server's CPU")
-print("time (100% = one core); others: worst share of all CPUs used by other processes during")
-print("a run; errors: non-2xx answers + socket errors.")
+print("req/s, p50, p99, CPU: medians over rounds (CPU: the server's CPU time, 100% = one core);")
+print("vs base: gateway req/s / baseline req/s; others: worst share of all CPUs used by other")
+print("processes during a run; errors: non-2xx answers + socket errors, all runs.")
 print("targets: picture >= 60% of the baseline's req/s with an API key, >= 45% with an RS256 JWT;")
 print("gateway p99 < 5 ms.")
 if noisy > 5:
