@@ -10,7 +10,7 @@ use wagate_auth::{
     RolePolicy,
 };
 use wagate_domain::{CapabilitySet, Clock, SystemClock};
-use wagate_store::SqliteStore;
+use wagate_store::{SessionCache, SessionRegistry, SqliteStore};
 use wagate_whatsapp_live::{LiveConfig, LiveWhatsApp, SKIPS_CERT_CHAIN_VERIFY, parse_version};
 use wagate_whatsapp_port::{FakeWhatsApp, Fixtures, WhatsAppPort};
 
@@ -44,7 +44,9 @@ impl Services {
         let store = Arc::new(SqliteStore::connect(config.database.url.expose()).await?);
         store.migrate().await?;
 
-        let recorder = Arc::new(SessionEventRecorder::new(store.clone(), clock.clone()));
+        // Every request looks its session up: serve those reads from memory.
+        let sessions: Arc<dyn SessionRegistry> = Arc::new(SessionCache::new(store.clone()));
+        let recorder = Arc::new(SessionEventRecorder::new(sessions.clone(), clock.clone()));
         let (whatsapp, live): (Arc<dyn WhatsAppPort>, _) = match config.whatsapp.adapter {
             AdapterKind::Fake => {
                 let world = match &config.whatsapp.fake.fixtures {
@@ -75,7 +77,7 @@ impl Services {
         let authenticator: Arc<dyn Authenticator> = Arc::new(AuthenticatorChain::new(verifiers));
 
         let gateway = Arc::new(Gateway::new(GatewayDeps {
-            sessions: store.clone(),
+            sessions,
             api_keys: store.clone(),
             whatsapp,
             api_key_cache: api_keys,

@@ -933,3 +933,23 @@ async fn a_verifier_without_background_task_can_be_fed_a_set() {
     assert!(v.is_ready());
     accepted(&v, &sign(&k.ed, &claims(&clock))).await;
 }
+
+#[tokio::test]
+async fn a_remembered_token_still_expires_and_still_needs_its_key() {
+    let k = keys();
+    let server = JwksServer::serving(&[&k.rsa, &k.ec]).await;
+    let (clock, v) = ready(config(&server)).await;
+    let token = sign(&k.rsa, &claims(&clock));
+    accepted(&v, &token).await;
+    accepted(&v, &token).await; // answered from the verified-token cache
+    // Past exp + leeway (600 s + 60 s): refused although it was verified before.
+    clock.advance(661);
+    assert!(rejected(&v, &token).await.contains("expired"));
+
+    // A key removed from the set: a token verified with it is refused after the refresh.
+    let token = sign(&k.ec, &claims(&clock));
+    accepted(&v, &token).await;
+    server.set(Mode::Serve(jwks(&[&k.rsa])));
+    v.cache().refresh().await.unwrap();
+    rejected(&v, &token).await;
+}

@@ -25,10 +25,12 @@ use wagate_domain::{
     SessionStatus,
 };
 
+mod cached;
 mod secrets;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+pub use cached::SessionCache;
 pub use secrets::{ApiKeyCache, Entropy, OsEntropy, hash_secret, mint_api_key};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use tokio::task::AbortHandle;
 use wagate_domain::{
     ApiKeySecret, CapabilitySet, Clock, OrgId, Principal, PrincipalKind, Role, SystemClock,
@@ -116,6 +117,55 @@ pub struct JwtVerifier {
     clock: Arc<dyn Clock>,
     refresh_interval: Duration,
     task: Mutex<Option<AbortHandle>>,
+    verified: VerifiedTokens,
+}
+
+/// Tokens already verified, by SHA-256 of the whole token: a signature check
+/// (16–40 µs) dominates a request, and clients send the same token many
+/// times. An entry is used only while the key set it was checked against is
+/// still the current one and within the token's own `nbf`/`exp` (with
+/// leeway); a new key set or a full table empties it.
+#[derive(Debug, Default)]
+struct VerifiedTokens {
+    map: std::sync::RwLock<std::collections::HashMap<[u8; 32], Verified>>,
+}
+
+#[derive(Debug, Clone)]
+struct Verified {
+    principal: Principal,
+    keys: Arc<KeySet>,
+    /// Unix seconds, leeway included.
+    from: i64,
+    until: i64,
+}
+
+/// Upper bound on remembered tokens.
+const VERIFIED_MAX: usize = 10_000;
+
+impl VerifiedTokens {
+    fn get(&self, hash: &[u8; 32], keys: Option<&Arc<KeySet>>, now: i64) -> Option<Principal> {
+        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+        let v = map.get(hash)?;
+        let same_keys = keys.is_some_and(|k| Arc::ptr_eq(k, &v.keys));
+        (same_keys && (v.from..v.until).contains(&now)).then(|| v.principal.clone())
+    }
+
+    fn put(&self, hash: [u8; 32], verified: Verified) {
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= VERIFIED_MAX
+            || map
+                .values()
+                .next()
+                .is_some_and(|v| !Arc::ptr_eq(&v.keys, &verified.keys))
+        {
+            map.clear();
+        }
+        map.insert(hash, verified);
+    }
+}
+
+fn seconds(claim: Option<&Value>) -> Option<i64> {
+    claim.and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
 }
 
 impl JwtVerifier {
@@ -167,6 +217,7 @@ impl JwtVerifier {
             clock,
             refresh_interval: config.refresh_interval.max(MIN_REFRESH_INTERVAL),
             task: Mutex::new(None),
+            verified: VerifiedTokens::default(),
         }
     }
 
@@ -200,6 +251,11 @@ impl JwtVerifier {
         let Some(parts) = token::split(token) else {
             return Ok(None);
         };
+        let now = self.clock.now().unix_timestamp();
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(principal) = self.verified.get(&hash, self.cache.current().as_ref(), now) {
+            return Ok(Some(principal));
+        }
 
         let header_json =
             token::decode_part(parts.header).map_err(|_| "malformed header encoding")?;
@@ -237,12 +293,28 @@ impl JwtVerifier {
         };
         let claims = Claims::parse(&payload, names)?;
         claims.validate(Expect {
-            now: self.clock.now().unix_timestamp(),
+            now,
             leeway_secs: self.leeway_secs,
             issuer: self.issuer.as_deref(),
             audience: self.audience.as_deref(),
         })?;
-        self.principal(claims).map(Some)
+        let leeway = i64::try_from(self.leeway_secs).unwrap_or(i64::MAX);
+        let from = seconds(claims.nbf.as_ref()).map_or(i64::MIN, |nbf| nbf.saturating_sub(leeway));
+        let until = seconds(claims.exp.as_ref()).map(|exp| exp.saturating_add(leeway));
+        let principal = self.principal(claims)?;
+        // `exp` is required, so `until` is always known for a valid token.
+        if let Some(until) = until {
+            self.verified.put(
+                hash,
+                Verified {
+                    principal: principal.clone(),
+                    keys: set.clone(),
+                    from,
+                    until,
+                },
+            );
+        }
+        Ok(Some(principal))
     }
 
     fn principal(&self, claims: Claims) -> Result<Principal, Rejection> {

@@ -1,0 +1,192 @@
+//! [`SessionCache`]: the session registry with reads served from memory.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use wagate_domain::{OrgId, Page, PageRequest, Session, SessionId, SessionStatus};
+
+use crate::{SessionPatch, SessionRegistry, StoreError};
+
+/// A [`SessionRegistry`] in front of another that answers [`get`] from
+/// memory: every authenticated call looks its session up, and a database
+/// round trip per request dominated the gateway's cost.
+///
+/// Every write goes to the inner registry first and then *forgets* the
+/// session, so the next read loads what was committed; a read that raced a
+/// write never stores what it read (a generation counter, bumped by every
+/// write under the same lock, tells). It is exact as long as this process
+/// is the only writer of the sessions (one gateway per database, as with
+/// SQLite).
+///
+/// [`get`]: SessionRegistry::get
+#[derive(Debug)]
+pub struct SessionCache {
+    inner: Arc<dyn SessionRegistry>,
+    sessions: RwLock<HashMap<SessionId, Session>>,
+    generation: AtomicU64,
+}
+
+impl SessionCache {
+    /// A cache in front of `inner`.
+    pub fn new(inner: Arc<dyn SessionRegistry>) -> Self {
+        Self {
+            inner,
+            sessions: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    fn forget(&self, id: &SessionId) {
+        let mut sessions = self
+            .sessions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        sessions.remove(id);
+    }
+}
+
+#[async_trait]
+impl SessionRegistry for SessionCache {
+    async fn insert(&self, session: &Session) -> Result<(), StoreError> {
+        self.inner.insert(session).await?;
+        self.forget(&session.id);
+        Ok(())
+    }
+
+    async fn get(&self, org: &OrgId, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        if let Some(s) = self
+            .sessions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+        {
+            // Another organization's session does not exist for this caller.
+            return Ok((s.org == *org).then(|| s.clone()));
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let found = self.inner.get(org, id).await?;
+        if let Some(s) = &found {
+            let mut sessions = self
+                .sessions
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if self.generation.load(Ordering::Acquire) == generation {
+                sessions.insert(*id, s.clone());
+            }
+        }
+        Ok(found)
+    }
+
+    async fn list(&self, org: &OrgId, page: PageRequest) -> Result<Page<Session>, StoreError> {
+        self.inner.list(org, page).await
+    }
+
+    async fn update(
+        &self,
+        org: &OrgId,
+        id: &SessionId,
+        patch: &SessionPatch,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, StoreError> {
+        let result = self.inner.update(org, id, patch, now).await;
+        self.forget(id);
+        result
+    }
+
+    async fn record_observed(
+        &self,
+        id: &SessionId,
+        patch: &SessionPatch,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, StoreError> {
+        let result = self.inner.record_observed(id, patch, now).await;
+        self.forget(id);
+        result
+    }
+
+    async fn delete(&self, org: &OrgId, id: &SessionId) -> Result<bool, StoreError> {
+        let result = self.inner.delete(org, id).await;
+        self.forget(id);
+        result
+    }
+
+    async fn to_keep_connected(&self) -> Result<Vec<Session>, StoreError> {
+        self.inner.to_keep_connected().await
+    }
+
+    async fn count_by_status(&self) -> Result<Vec<(SessionStatus, u64)>, StoreError> {
+        self.inner.count_by_status().await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+#[cfg(test)]
+#[cfg(feature = "sqlite")]
+mod tests {
+    use super::*;
+    use crate::SqliteStore;
+    use wagate_domain::SessionName;
+
+    fn session(org: &str, n: u32, now: OffsetDateTime) -> Session {
+        Session {
+            id: SessionId::parse(&format!("sess_{n:026}")).unwrap(),
+            org: OrgId::parse(org).unwrap(),
+            name: Some(SessionName::parse("s").unwrap()),
+            status: SessionStatus::New,
+            jid: None,
+            push_name: None,
+            keep_connected: false,
+            created_at: now,
+            updated_at: now,
+            last_connected_at: None,
+            last_error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_come_from_memory_and_writes_are_seen_at_once() {
+        let sqlite = Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap());
+        sqlite.migrate().await.unwrap();
+        let cache = SessionCache::new(sqlite.clone());
+        let now = OffsetDateTime::now_utc();
+        let s = session("acme", 1, now);
+        cache.insert(&s).await.unwrap();
+        let acme = OrgId::parse("acme").unwrap();
+        assert_eq!(cache.get(&acme, &s.id).await.unwrap(), Some(s.clone()));
+        // Cached: the other organization still sees nothing.
+        assert_eq!(
+            cache
+                .get(&OrgId::parse("other").unwrap(), &s.id)
+                .await
+                .unwrap(),
+            None
+        );
+
+        let patched = cache
+            .record_observed(&s.id, &SessionPatch::status(SessionStatus::Connected), now)
+            .await
+            .unwrap();
+        assert_eq!(patched.unwrap().status, SessionStatus::Connected);
+        assert_eq!(
+            cache.get(&acme, &s.id).await.unwrap().unwrap().status,
+            SessionStatus::Connected
+        );
+
+        // Served from memory: the database is not asked again.
+        sqlite.close().await;
+        assert_eq!(
+            cache.get(&acme, &s.id).await.unwrap().unwrap().status,
+            SessionStatus::Connected
+        );
+        assert!(cache.delete(&acme, &s.id).await.is_err());
+        // A failed write still forgets: the next read goes to the database.
+        assert!(cache.get(&acme, &s.id).await.is_err());
+    }
+}
