@@ -44,6 +44,11 @@ pub struct Gateway {
     /// time (their status decisions read then write), while other sessions
     /// never wait.
     lifecycle: Mutex<HashMap<SessionId, Weak<tokio::sync::Mutex<()>>>>,
+    /// The runtime the gateway was built on (the process's). Lifecycle calls
+    /// run there, not on the caller's: an adapter spawns a session's
+    /// long-lived client from `connect`, and an HTTP worker's runtime is
+    /// torn down at shutdown before the adapter can close its clients.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -70,6 +75,7 @@ impl Gateway {
             deps,
             ids: Mutex::new(ulid::Generator::new()),
             lifecycle: Mutex::new(HashMap::new()),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
@@ -132,6 +138,33 @@ impl Gateway {
             }
         };
         lock.lock_owned().await
+    }
+
+    /// Runs a lifecycle call of the WhatsApp port on the gateway's own
+    /// runtime (see [`Gateway::runtime`]), within the request deadline.
+    pub(crate) async fn lifecycle_call<T, F, Fut>(
+        &self,
+        ctx: AdapterContext,
+        call: F,
+    ) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<dyn WhatsAppPort>) -> Fut,
+        Fut: Future<Output = Result<T, WhatsAppError>> + Send + 'static,
+    {
+        let fut = call(self.deps.whatsapp.clone());
+        match &self.runtime {
+            Some(rt) => {
+                let task = rt.spawn(fut);
+                self.whatsapp(ctx, async move {
+                    task.await.map_err(|e| {
+                        WhatsAppError::Internal(format!("lifecycle task failed: {e}"))
+                    })?
+                })
+                .await
+            }
+            None => self.whatsapp(ctx, fut).await,
+        }
     }
 
     /// Runs a WhatsApp call within the request deadline, mapping its error.
@@ -203,7 +236,10 @@ impl Gateway {
                 not_found: None,
             };
             match self
-                .whatsapp(ctx, self.deps.whatsapp.connect(&s.id, s.jid.clone()))
+                .lifecycle_call(ctx, {
+                    let (id, jid) = (s.id, s.jid.clone());
+                    move |wa| async move { wa.connect(&id, jid).await }
+                })
                 .await
             {
                 Ok(()) => started += 1,

@@ -95,8 +95,11 @@ impl Gateway {
         Self::require(p, Capability::Manage)?;
         let _guard = self.lock_session(id).await;
         let s = self.owned_session(&p.org, id).await?;
-        self.whatsapp(lifecycle(s.status), self.deps.whatsapp.remove(id))
-            .await?;
+        self.lifecycle_call(lifecycle(s.status), {
+            let id = *id;
+            move |wa| async move { wa.remove(&id).await }
+        })
+        .await?;
         self.deps.sessions.delete(&p.org, id).await?;
         tracing::info!(session = %id, org = %p.org, "session deleted");
         Ok(())
@@ -132,10 +135,10 @@ impl Gateway {
             .update(&p.org, id, &patch, self.now())
             .await?
             .ok_or_else(AppError::session_not_found)?;
-        self.whatsapp(
-            lifecycle(s.status),
-            self.deps.whatsapp.connect(id, s.jid.clone()),
-        )
+        self.lifecycle_call(lifecycle(s.status), {
+            let (id, jid) = (*id, s.jid.clone());
+            move |wa| async move { wa.connect(&id, jid).await }
+        })
         .await?;
         // The adapter has recorded what it observed (QR shown, connected…).
         self.owned_session(&p.org, id).await
@@ -154,8 +157,11 @@ impl Gateway {
         Self::require(p, Capability::Manage)?;
         let _guard = self.lock_session(id).await;
         let s = self.owned_session(&p.org, id).await?;
-        self.whatsapp(lifecycle(s.status), self.deps.whatsapp.disconnect(id))
-            .await?;
+        self.lifecycle_call(lifecycle(s.status), {
+            let id = *id;
+            move |wa| async move { wa.disconnect(&id).await }
+        })
+        .await?;
         // Read again: a link made while we waited counts.
         let s = self.owned_session(&p.org, id).await?;
         let patch = SessionPatch {
@@ -180,8 +186,11 @@ impl Gateway {
         Self::require(p, Capability::Manage)?;
         let _guard = self.lock_session(id).await;
         let s = self.owned_session(&p.org, id).await?;
-        self.whatsapp(lifecycle(s.status), self.deps.whatsapp.logout(id))
-            .await?;
+        self.lifecycle_call(lifecycle(s.status), {
+            let id = *id;
+            move |wa| async move { wa.logout(&id).await }
+        })
+        .await?;
         let ever_linked = s.jid.is_some()
             || s.last_connected_at.is_some()
             || s.status == SessionStatus::LoggedOut;
@@ -233,10 +242,10 @@ impl Gateway {
         Self::require(p, Capability::Manage)?;
         let _guard = self.lock_session(id).await;
         let s = self.pairing_session(p, id).await?;
-        self.whatsapp(
-            lifecycle(s.status),
-            self.deps.whatsapp.pairing_code(id, phone),
-        )
+        self.lifecycle_call(lifecycle(s.status), {
+            let (id, phone) = (*id, phone.clone());
+            move |wa| async move { wa.pairing_code(&id, &phone).await }
+        })
         .await
     }
 
