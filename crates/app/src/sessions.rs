@@ -120,15 +120,15 @@ impl Gateway {
     ) -> Result<Session, AppError> {
         Self::require(p, Capability::Manage)?;
         let _guard = self.lock_session(id).await;
-        let s = self.owned_session(&p.org, id).await?;
-        let mut patch = SessionPatch {
+        // Ownership first (404 for another organization).
+        self.owned_session(&p.org, id).await?;
+        // `connecting`, unless an event made it pairing or connected since
+        // we read it (decided on the row itself: events are not under our lock).
+        let patch = SessionPatch {
             keep_connected: Some(true),
-            ..SessionPatch::default()
+            status_unless: vec![SessionStatus::Connected, SessionStatus::Pairing],
+            ..SessionPatch::status(SessionStatus::Connecting)
         };
-        // Already online or showing a QR: only make sure the adapter agrees.
-        if !matches!(s.status, SessionStatus::Connected | SessionStatus::Pairing) {
-            patch.status = Some(SessionStatus::Connecting);
-        }
         let s = self
             .deps
             .sessions

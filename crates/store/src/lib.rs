@@ -63,6 +63,10 @@ pub struct SessionPatch {
     /// With `status`: the status to write instead when the session has no
     /// JID (is not linked), decided atomically on the stored row.
     pub status_if_unlinked: Option<SessionStatus>,
+    /// With `status`: stored statuses that `status` must not overwrite
+    /// (checked atomically on the row, so an event that landed since the
+    /// caller read the session wins).
+    pub status_unless: Vec<SessionStatus>,
     /// New own JID (`Some(None)` clears it).
     pub jid: Option<Option<Jid>>,
     /// New push name (`Some(None)` clears it).

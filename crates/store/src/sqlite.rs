@@ -206,6 +206,16 @@ impl SqliteStore {
                     .push_bind(status.as_str())
                     .push(" END");
             }
+            (Some(status), None) if !patch.status_unless.is_empty() => {
+                q.push(", status = CASE WHEN status IN (");
+                let mut kept = q.separated(", ");
+                for s in &patch.status_unless {
+                    kept.push_bind(s.as_str());
+                }
+                q.push(") THEN status ELSE ")
+                    .push_bind(status.as_str())
+                    .push(" END");
+            }
             (Some(status), None) => {
                 q.push(", status = ").push_bind(status.as_str());
             }
@@ -549,6 +559,7 @@ mod tests {
         let patch = SessionPatch {
             status: Some(SessionStatus::Connected),
             status_if_unlinked: None,
+            status_unless: Vec::new(),
             jid: Some(Some(jid.clone())),
             push_name: Some(Some("Acme".into())),
             keep_connected: Some(true),
