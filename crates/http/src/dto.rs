@@ -116,7 +116,7 @@ pub struct PairingCodeRequest {
 /// A pairing code to type on the phone.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PairingCodeBody {
-    /// `XXXX-XXXX`.
+    /// Eight characters in two groups of four, e.g. `ABCD-EFGH`.
     #[schema(example = "ABCD-EFGH")]
     pub code: String,
 }
