@@ -112,6 +112,10 @@ export WAGATE__SERVER__BIND=127.0.0.1:$GW_PORT
 export WAGATE__DATABASE__URL=sqlite://$WORK/wagate.db
 export WAGATE__LOG__LEVEL=warn
 export WAGATE__WHATSAPP__ADAPTER=fake
+# The benchmark measures throughput, not the per-credential limit (one key
+# and one token drive every request), nor the per-session WhatsApp pace.
+export WAGATE__LIMITS__REQUESTS_PER_SECOND=0
+export WAGATE__LIMITS__WHATSAPP_CALLS_PER_MINUTE=0
 export WAGATE__AUTH__JWT__JWKS_URL=http://127.0.0.1:$JWKS_PORT/jwks.json
 export WAGATE__AUTH__JWT__ISSUER=$ISSUER
 export WAGATE__AUTH__JWT__AUDIENCE=$AUDIENCE

@@ -2,9 +2,13 @@
 
 use std::sync::Arc;
 
-use crate::support::{Frontend, GHOST, TestApp, assert_error, json, routes, test_config};
+use crate::support::{
+    AUDIENCE, Frontend, GHOST, ISSUER, TestApp, assert_error, json, routes, test_config,
+};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
+use wagate::Application;
+use wagate::config::JwtSettings;
 
 #[tokio::test]
 async fn every_role_gets_exactly_its_capabilities_route_by_route() {
@@ -91,6 +95,7 @@ async fn an_admin_creates_keys_no_stronger_than_their_role() {
         wagate::config::StringList(vec!["read".into(), "admin".into()]),
     );
     policy_config.auth.jwt.jwks_url = Some(frontend.jwks_url.clone());
+    policy_config.auth.jwt.audience = Some(AUDIENCE.into());
     let dir = Arc::new(tempfile::tempdir().unwrap());
     policy_config.database.url =
         wagate::config::Secret::new(format!("sqlite://{}/w.db", dir.path().display()));
@@ -158,6 +163,7 @@ async fn not_ready_until_the_key_set_loads() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
     config.auth.jwt.jwks_url = Some(format!("http://127.0.0.1:{port}/jwks.json"));
+    config.auth.jwt.audience = Some(AUDIENCE.into());
     let app = TestApp::spawn_with(config, dir).await;
     let e = assert_error(app.get("/readyz", "").await, 503, "unavailable").await;
     assert_eq!(e["details"]["auth"], "key set not loaded");
@@ -168,4 +174,128 @@ async fn not_ready_until_the_key_set_loads() {
         app.get("/api/v1/sessions", &key).await.status(),
         StatusCode::OK
     );
+}
+
+/// A gateway accepting `frontend`'s JWTs (issuer and audience checked) with
+/// `tweak` applied to its `auth.jwt.*` settings, ready when this returns.
+async fn spawn_jwt_app(frontend: &Frontend, tweak: impl FnOnce(&mut JwtSettings)) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.auth.jwt.jwks_url = Some(frontend.jwks_url.clone());
+    config.auth.jwt.issuer = Some(ISSUER.into());
+    config.auth.jwt.audience = Some(AUDIENCE.into());
+    tweak(&mut config.auth.jwt);
+    let app = TestApp::spawn_with(config, dir).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.get("/readyz", "").await.status() != StatusCode::OK {
+        assert!(tokio::time::Instant::now() < deadline, "JWKS never loaded");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    app
+}
+
+/// A login JWT signed with the frontend's `rsa-1` key (as
+/// [`Frontend::token`]), with header `typ` set to `typ` (absent on `None`).
+fn token_with_typ(typ: Option<&str>, claims: &Value) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let pem = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crates/auth/tests/keys/rsa-1.key.pem"
+    ))
+    .unwrap();
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-1".into());
+    header.typ = typ.map(str::to_owned);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut body =
+        json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": "user-1", "iat": now, "exp": now + 600 });
+    for (k, v) in claims.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    jsonwebtoken::encode(&header, &body, &EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn login_jwts_without_an_audience_refuse_to_start() {
+    let frontend = Frontend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir);
+    config.auth.jwt.jwks_url = Some(frontend.jwks_url.clone());
+    let err = format!(
+        "{:#}",
+        Application::build(config.clone()).await.unwrap_err()
+    );
+    assert!(
+        err.contains("auth.jwt.audience") && err.contains("auth.jwt.allow_any_audience"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("wagate.db").exists(),
+        "refused before the database is opened"
+    );
+    // Both an audience and the opt-out: contradictory, refused too.
+    config.auth.jwt.audience = Some(AUDIENCE.into());
+    config.auth.jwt.allow_any_audience = true;
+    let err = format!("{:#}", Application::build(config).await.unwrap_err());
+    assert!(err.contains("contradict"), "{err}");
+
+    // The explicit opt-out starts, and then any audience (or none) passes.
+    let app = spawn_jwt_app(&frontend, |jwt| {
+        jwt.audience = None;
+        jwt.allow_any_audience = true;
+    })
+    .await;
+    for aud in [
+        json!(AUDIENCE),
+        json!("someone-else"),
+        json!(["a", "b"]),
+        Value::Null,
+    ] {
+        let token = frontend.token(
+            "rsa-1",
+            json!({ "org_id": "acme", "role": "viewer", "aud": aud }),
+        );
+        assert_eq!(
+            app.get("/api/v1/sessions", &token).await.status(),
+            StatusCode::OK,
+            "{aud}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_required_typ_is_enforced() {
+    let frontend = Frontend::start().await;
+    let claims = json!({ "org_id": "acme", "role": "viewer" });
+    let app = spawn_jwt_app(&frontend, |jwt| jwt.required_typ = Some("at+jwt".into())).await;
+    for typ in ["at+jwt", "AT+JWT", "application/at+jwt"] {
+        let res = app
+            .get("/api/v1/sessions", &token_with_typ(Some(typ), &claims))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK, "{typ}");
+    }
+    for typ in [
+        Some("JWT"),
+        Some("application/jwt"),
+        Some("at+jwt; v=1"),
+        None,
+    ] {
+        let res = app
+            .get("/api/v1/sessions", &token_with_typ(typ, &claims))
+            .await;
+        let e = assert_error(res, 401, "unauthorized").await;
+        assert_eq!(e["message"], "missing or invalid bearer token", "{typ:?}");
+    }
+
+    // Not configured: typ is not looked at.
+    let app = spawn_jwt_app(&frontend, |_| {}).await;
+    for typ in [Some("JWT"), Some("at+jwt"), None] {
+        let res = app
+            .get("/api/v1/sessions", &token_with_typ(typ, &claims))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK, "{typ:?}");
+    }
 }

@@ -42,6 +42,7 @@ mod auth;
 mod contacts;
 mod envelope;
 mod jwt;
+mod limits;
 mod live;
 mod operations;
 mod sessions;

@@ -18,7 +18,11 @@ async fn openapi_document_and_docs_page() {
     let doc = json(res).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     assert!(doc["paths"]["/api/v1/sessions/{sessionId}/contacts/{jid}/picture"]["get"].is_object());
+    // Swagger UI lives in /docs/ (its files are relative to that folder).
     let res = app.get("/docs", "").await;
+    assert_eq!(res.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(res.headers()["location"], "/docs/");
+    let res = app.get("/docs/", "").await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(
         res.headers()["content-type"]
@@ -26,7 +30,21 @@ async fn openapi_document_and_docs_page() {
             .unwrap()
             .starts_with("text/html")
     );
-    assert!(res.text().await.unwrap().contains("openapi"));
+    let page = res.text().await.unwrap();
+    assert!(page.contains("swagger-ui"), "{page}");
+    // Everything it loads is served from here, and it reads our document.
+    for file in [
+        "swagger-ui.css",
+        "swagger-ui-bundle.js",
+        "swagger-ui-standalone-preset.js",
+    ] {
+        assert!(page.contains(file), "{file} not on the page");
+        let res = app.get(&format!("/docs/{file}"), "").await;
+        assert_eq!(res.status(), StatusCode::OK, "{file}");
+    }
+    let init = app.get("/docs/swagger-initializer.js", "").await;
+    assert!(init.text().await.unwrap().contains("/openapi.json"));
+    crate::support::assert_error(app.get("/docs/nope.js", "").await, 404, "not_found").await;
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! `wa-sim`: the WhatsApp protocol simulator as a process.
 //!
 //! ```text
-//! wa-sim --listen 127.0.0.1:8090 [--world examples/world.json]
+//! wa-sim --listen 127.0.0.1:8090 [--world examples/world.json] [--state wa-sim-state.json]
 //! ```
 //!
 //! Clients connect to `ws://HOST:PORT/ws/chat`; the admin API is under
@@ -16,7 +16,15 @@ use wagate_whatsapp_sim::{Simulator, World};
 
 /// Command line.
 #[derive(Debug, Parser)]
-#[command(name = "wa-sim", version, about = "A WhatsApp Web protocol simulator")]
+#[command(
+    name = "wa-sim",
+    version,
+    about = "A WhatsApp Web protocol simulator",
+    after_help = "Clients connect to ws://LISTEN/ws/chat; the admin API is under \
+                  http://LISTEN/admin (health, scan-qr, pair-code, accounts/{phone}, \
+                  accounts/{phone}/logout, accounts/{phone}/drop, outage). \
+                  See docs/simulator.md."
+)]
 struct Args {
     /// Address to listen on (WebSocket and admin API).
     #[arg(long, default_value = "127.0.0.1:8090")]
@@ -24,6 +32,13 @@ struct Args {
     /// World file (the fake adapter's fixtures format).
     #[arg(long)]
     world: Option<PathBuf>,
+    /// State file (JSON): accounts, linked devices and their keys,
+    /// blocklists and the server's identity are loaded from it at start if
+    /// it exists, and saved to it atomically after every change, so devices
+    /// linked before a restart log in again. Without it, state lives in
+    /// memory only. One wa-sim per file; a corrupt file stops the start.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -41,17 +56,64 @@ async fn main() -> anyhow::Result<()> {
         }
         None => World::empty(),
     };
-    let sim = Simulator::bind(args.listen, world).await?;
+    let mut builder = Simulator::builder(world).listen(args.listen);
+    if let Some(state) = &args.state {
+        builder = builder.state_file(state);
+    }
+    let sim = builder.start().await?;
     tracing::info!(
-        "wa-sim ready: clients → {}, admin → {}",
+        "wa-sim ready: clients → {}, admin → {}{}",
         sim.url(),
-        sim.admin_url()
+        sim.admin_url(),
+        args.state
+            .as_ref()
+            .map(|p| format!(", state → {}", p.display()))
+            .unwrap_or_default()
     );
-    tokio::select! {
-        () = async { let _ = tokio::signal::ctrl_c().await; } => {
-            tracing::info!("stopping");
-            sim.shutdown().await;
+    stop_signal().await;
+    tracing::info!("stopping");
+    sim.shutdown().await;
+    Ok(())
+}
+
+/// Ctrl-C, or SIGTERM on Unix (a container stop).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+            Err(e) => tracing::warn!("cannot listen for SIGTERM: {e}"),
         }
     }
-    Ok(())
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn state_is_optional() {
+        let args = Args::try_parse_from(["wa-sim"]).unwrap();
+        assert_eq!(args.state, None);
+        let args = Args::try_parse_from(["wa-sim", "--state", "/tmp/s.json"]).unwrap();
+        assert_eq!(args.state, Some(PathBuf::from("/tmp/s.json")));
+        let help = Args::command().render_long_help().to_string();
+        assert!(help.contains("--state <FILE>"), "{help}");
+        assert!(help.contains("outage"), "{help}");
+    }
 }

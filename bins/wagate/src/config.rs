@@ -50,6 +50,8 @@ pub struct Config {
     pub whatsapp: WhatsAppConfig,
     /// `log.*`
     pub log: LogConfig,
+    /// `limits.*`
+    pub limits: LimitsConfig,
 }
 
 /// `server.*`
@@ -107,8 +109,15 @@ pub struct JwtSettings {
     pub jwks_url: Option<String>,
     /// Required `iss`, when set.
     pub issuer: Option<String>,
-    /// Required `aud`, when set.
+    /// Required `aud`, when set. With `jwks_url` set, it must be set unless
+    /// `allow_any_audience` is true (see [`JwtSettings::validate`]).
     pub audience: Option<String>,
+    /// Accept tokens whatever their `aud`: the explicit opt-out of the
+    /// audience check, refused together with `audience`.
+    pub allow_any_audience: bool,
+    /// Required header `typ` (a media type such as `at+jwt`; compared
+    /// case-insensitively, `application/` optional), when set.
+    pub required_typ: Option<String>,
     /// Claim holding the organization id.
     pub org_claim: String,
     /// Claim holding the role.
@@ -127,12 +136,65 @@ impl Default for JwtSettings {
             jwks_url: None,
             issuer: None,
             audience: None,
+            allow_any_audience: false,
+            required_typ: None,
             org_claim: "org_id".into(),
             role_claim: "role".into(),
             leeway_secs: 60,
             refresh_secs: 300,
             fetch_timeout_secs: 5,
         }
+    }
+}
+
+impl JwtSettings {
+    /// Checks what the types cannot, so the gateway never starts with a
+    /// login-JWT check weaker than it looks. Nothing is checked while
+    /// `jwks_url` is unset (login JWTs are off).
+    ///
+    /// # Errors
+    ///
+    /// When `jwks_url` is set and `audience` is not, unless
+    /// `allow_any_audience` is true (a token the identity provider minted
+    /// for another of its services would be accepted); when both
+    /// `audience` and `allow_any_audience = true` are set; when
+    /// `jwks_url`, `issuer` or `audience` is empty; when `required_typ` is
+    /// empty or holds white space.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let Some(url) = &self.jwks_url else {
+            return Ok(());
+        };
+        if url.trim().is_empty() {
+            anyhow::bail!("auth.jwt.jwks_url is empty: unset it to turn login JWTs off");
+        }
+        for (key, value) in [
+            ("auth.jwt.issuer", &self.issuer),
+            ("auth.jwt.audience", &self.audience),
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                anyhow::bail!("{key} is empty: unset it or give the value tokens must carry");
+            }
+        }
+        match (&self.audience, self.allow_any_audience) {
+            (None, false) => anyhow::bail!(
+                "auth.jwt.jwks_url is set but auth.jwt.audience is not: set auth.jwt.audience \
+                 to the `aud` the frontend puts in tokens for this gateway, or set \
+                 auth.jwt.allow_any_audience = true to accept tokens of any audience"
+            ),
+            (Some(_), true) => anyhow::bail!(
+                "auth.jwt.audience and auth.jwt.allow_any_audience = true contradict each \
+                 other: keep one"
+            ),
+            _ => {}
+        }
+        if let Some(typ) = &self.required_typ
+            && (typ.is_empty() || typ.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            anyhow::bail!(
+                "auth.jwt.required_typ must be a media type such as \"at+jwt\" (no spaces)"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -242,6 +304,72 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Pretty,
             level: "info".into(),
+        }
+    }
+}
+
+/// `limits.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Requests per second each credential (an API key; a person: org and
+    /// login-JWT subject) may make on `/api/v1`, on average; fractions
+    /// allowed; `0` turns the limit off.
+    pub requests_per_second: f64,
+    /// How many requests a credential may make at once, above the average.
+    pub burst: u32,
+    /// Live WhatsApp calls one session may make per minute (bursts of as
+    /// many); `0` turns the pacing off.
+    pub whatsapp_calls_per_minute: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_second: 50.0,
+            burst: 100,
+            whatsapp_calls_per_minute: 60,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The per-credential request limit, `None` when turned off
+    /// (`requests_per_second = 0`).
+    ///
+    /// # Errors
+    ///
+    /// When `requests_per_second` is negative or not a number, or `burst`
+    /// is 0 while the limit is on.
+    pub fn request_limit(&self) -> anyhow::Result<Option<wagate_http::RequestLimit>> {
+        if self.requests_per_second == 0.0 {
+            return Ok(None);
+        }
+        wagate_http::RequestLimit::new(self.requests_per_second, self.burst)
+            .map(Some)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "limits.requests_per_second = {}, limits.burst = {}: {e} \
+                     (requests_per_second = 0 turns the limit off)",
+                    self.requests_per_second,
+                    self.burst
+                )
+            })
+    }
+
+    /// The pace of one session's live WhatsApp calls, `None` when turned
+    /// off (`whatsapp_calls_per_minute = 0`).
+    ///
+    /// # Errors
+    ///
+    /// None in practice (every positive number is a pace); kept so a bad
+    /// value can never be silently ignored.
+    pub fn whatsapp_pacing(&self) -> anyhow::Result<Option<wagate_domain::RateLimit>> {
+        match self.whatsapp_calls_per_minute {
+            0 => Ok(None),
+            n => wagate_domain::RateLimit::per_minute(n)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("limits.whatsapp_calls_per_minute = {n}: {e}")),
         }
     }
 }
@@ -398,6 +526,116 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.device_store_path().unwrap(), PathBuf::from("/tmp/d.db"));
+    }
+
+    #[test]
+    fn login_jwts_need_an_audience_or_the_explicit_opt_out() {
+        let jwt = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("WAGATE__AUTH__JWT__JWKS_URL", "http://idp/jwks")];
+            all.extend_from_slice(pairs);
+            Config::load_from(None, env(&all)).unwrap().auth.jwt
+        };
+        let err = jwt(&[]).validate().unwrap_err().to_string();
+        assert!(
+            err.contains("auth.jwt.audience") && err.contains("auth.jwt.allow_any_audience"),
+            "{err}"
+        );
+        jwt(&[("WAGATE__AUTH__JWT__AUDIENCE", "wagate")])
+            .validate()
+            .unwrap();
+        let any = jwt(&[("WAGATE__AUTH__JWT__ALLOW_ANY_AUDIENCE", "true")]);
+        assert!(any.allow_any_audience);
+        any.validate().unwrap();
+        let both = jwt(&[
+            ("WAGATE__AUTH__JWT__AUDIENCE", "wagate"),
+            ("WAGATE__AUTH__JWT__ALLOW_ANY_AUDIENCE", "true"),
+        ]);
+        let err = both.validate().unwrap_err().to_string();
+        assert!(err.contains("contradict"), "{err}");
+        let empty = jwt(&[("WAGATE__AUTH__JWT__AUDIENCE", "")]);
+        assert!(empty.validate().unwrap_err().to_string().contains("empty"));
+        // Login JWTs off: nothing to check.
+        Config::load_from(None, env(&[]))
+            .unwrap()
+            .auth
+            .jwt
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn required_typ_is_read_and_checked() {
+        let jwt = |typ: &str| {
+            Config::load_from(
+                None,
+                env(&[
+                    ("WAGATE__AUTH__JWT__JWKS_URL", "http://idp/jwks"),
+                    ("WAGATE__AUTH__JWT__AUDIENCE", "wagate"),
+                    ("WAGATE__AUTH__JWT__REQUIRED_TYP", typ),
+                ]),
+            )
+            .unwrap()
+            .auth
+            .jwt
+        };
+        let ok = jwt("at+jwt");
+        assert_eq!(ok.required_typ.as_deref(), Some("at+jwt"));
+        ok.validate().unwrap();
+        jwt("application/at+jwt").validate().unwrap();
+        for bad in ["", "at+jwt; charset=utf-8"] {
+            let err = jwt(bad).validate().unwrap_err().to_string();
+            assert!(err.contains("auth.jwt.required_typ"), "{bad}: {err}");
+        }
+        assert_eq!(Config::default().auth.jwt.required_typ, None);
+    }
+
+    #[test]
+    fn limits_have_generous_defaults_and_can_be_turned_off() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        let limit = c.limits.request_limit().unwrap().unwrap();
+        assert_eq!((limit.requests_per_second(), limit.burst()), (50.0, 100));
+        assert_eq!(c.limits.whatsapp_calls_per_minute, 60);
+        assert!(c.limits.whatsapp_pacing().unwrap().is_some());
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("WAGATE__LIMITS__REQUESTS_PER_SECOND", "2"),
+                ("WAGATE__LIMITS__BURST", "5"),
+                ("WAGATE__LIMITS__WHATSAPP_CALLS_PER_MINUTE", "30"),
+            ]),
+        )
+        .unwrap();
+        let limit = c.limits.request_limit().unwrap().unwrap();
+        assert_eq!((limit.requests_per_second(), limit.burst()), (2.0, 5));
+        assert_eq!(c.limits.whatsapp_calls_per_minute, 30);
+        let c = Config::load_from(None, env(&[("WAGATE__LIMITS__REQUESTS_PER_SECOND", "0.5")]))
+            .unwrap();
+        assert_eq!(
+            c.limits
+                .request_limit()
+                .unwrap()
+                .unwrap()
+                .requests_per_second(),
+            0.5
+        );
+        let c =
+            Config::load_from(None, env(&[("WAGATE__LIMITS__REQUESTS_PER_SECOND", "0")])).unwrap();
+        assert!(c.limits.request_limit().unwrap().is_none());
+        let c = Config::load_from(
+            None,
+            env(&[("WAGATE__LIMITS__WHATSAPP_CALLS_PER_MINUTE", "0")]),
+        )
+        .unwrap();
+        assert!(c.limits.whatsapp_pacing().unwrap().is_none());
+        for bad in [
+            ("WAGATE__LIMITS__REQUESTS_PER_SECOND", "-1"),
+            ("WAGATE__LIMITS__BURST", "0"),
+        ] {
+            let c = Config::load_from(None, env(&[bad])).unwrap();
+            let err = c.limits.request_limit().unwrap_err().to_string();
+            assert!(err.contains("limits."), "{err}");
+        }
+        assert!(Config::load_from(None, env(&[("WAGATE__LIMITS__BURTS", "5")])).is_err());
     }
 
     #[test]

@@ -71,8 +71,11 @@ impl Application {
     /// # Errors
     ///
     /// When the database cannot be opened or migrated, the address cannot be
-    /// bound, or the configuration asks for something this build lacks.
+    /// bound, a setting is invalid (such as `limits.burst = 0`), or the
+    /// configuration asks for something this build lacks.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Checked before anything is opened.
+        let request_limit = config.limits.request_limit()?;
         let services = Services::build(&config).await?;
         // Before serving: statuses from before a restart must not be shown.
         let to_resume = services.gateway.prepare_resume().await?;
@@ -80,7 +83,8 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", config.server.bind))?;
         let port = listener.local_addr()?.port();
         let state =
-            wagate_http::AppState::new(services.gateway.clone(), services.authenticator.clone())?;
+            wagate_http::AppState::new(services.gateway.clone(), services.authenticator.clone())?
+                .with_request_limit(request_limit);
         let server = wagate_http::server(listener, state, config.server.workers)?;
         Ok(Self {
             port,

@@ -38,8 +38,12 @@ impl Services {
     /// # Errors
     ///
     /// When the database cannot be opened or migrated, the fixtures file is
-    /// invalid, or the configuration names something this build lacks.
+    /// invalid, the `auth.*` settings are inconsistent (checked first, see
+    /// [`JwtSettings::validate`](crate::config::JwtSettings::validate)), or
+    /// the configuration names something this build lacks.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        // Before anything is opened: a bad auth setting stops the start here.
+        let jwt_config = jwt_config(config)?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store = Arc::new(SqliteStore::connect(config.database.url.expose()).await?);
         store.migrate().await?;
@@ -67,7 +71,11 @@ impl Services {
         };
 
         let api_keys = Arc::new(ApiKeyVerifier::new(store.clone(), clock.clone()));
-        let jwt = jwt_verifier(config, clock.clone())?;
+        let jwt = jwt_config.map(|jwt_config| {
+            tracing::info!(jwks_url = %jwt_config.jwks_url, "login JWTs enabled");
+            // Its key set starts loading in the background; `/readyz` waits for it.
+            JwtVerifier::start_with_clock(jwt_config, clock.clone())
+        });
         // JWTs first, then API keys (api.md); each declines the other's tokens.
         let mut verifiers: Vec<Arc<dyn Authenticator>> = Vec::new();
         if let Some(jwt) = &jwt {
@@ -78,12 +86,15 @@ impl Services {
 
         let gateway = Arc::new(Gateway::new(GatewayDeps {
             sessions,
-            api_keys: store.clone(),
+            // Through the verifier: a key created here clears its hash from
+            // the verifier's cache of unknown keys.
+            api_keys: api_keys.clone(),
             whatsapp,
             api_key_cache: api_keys,
             entropy: Arc::new(OsEntropy),
             clock,
             request_timeout: Duration::from_secs(config.whatsapp.request_timeout_secs.max(1)),
+            whatsapp_pacing: config.limits.whatsapp_pacing()?,
         }));
         Ok(Self {
             store,
@@ -129,13 +140,11 @@ fn live_config(config: &Config) -> anyhow::Result<LiveConfig> {
     })
 }
 
-/// The login-JWT verifier `auth.jwt.*` describes (none without a JWKS URL).
-/// Its key set starts loading in the background; `/readyz` waits for it.
-fn jwt_verifier(
-    config: &Config,
-    clock: Arc<dyn Clock>,
-) -> anyhow::Result<Option<Arc<JwtVerifier>>> {
+/// The login-JWT verifier's settings `auth.jwt.*` and `auth.roles.*`
+/// describe, checked (none without a JWKS URL).
+fn jwt_config(config: &Config) -> anyhow::Result<Option<JwtConfig>> {
     let jwt = &config.auth.jwt;
+    jwt.validate()?;
     let Some(url) = &jwt.jwks_url else {
         return Ok(None);
     };
@@ -149,6 +158,7 @@ fn jwt_verifier(
         jwks_url: url.clone(),
         issuer: jwt.issuer.clone(),
         audience: jwt.audience.clone(),
+        required_typ: jwt.required_typ.clone(),
         org_claim: jwt.org_claim.clone(),
         role_claim: jwt.role_claim.clone(),
         leeway_secs: jwt.leeway_secs,
@@ -156,6 +166,5 @@ fn jwt_verifier(
         fetch_timeout: Duration::from_secs(jwt.fetch_timeout_secs.max(1)),
         policy: RolePolicy::with_overrides(roles),
     };
-    tracing::info!(jwks_url = %url, "login JWTs enabled");
-    Ok(Some(JwtVerifier::start_with_clock(jwt_config, clock)))
+    Ok(Some(jwt_config))
 }

@@ -8,7 +8,7 @@ use wagate_domain::{
 };
 use wagate_whatsapp_port::WhatsAppError;
 
-use wagate_store::SessionPatch;
+use wagate_store::{SessionPatch, StoreError};
 
 use crate::gateway::AdapterContext;
 use crate::{AppError, Gateway};
@@ -33,6 +33,9 @@ impl Gateway {
         if s.status != SessionStatus::Connected {
             return Err(AppError::NotConnected { status: s.status });
         }
+        // Paced per session, so no caller can get the account rate-limited
+        // or banned by WhatsApp.
+        self.pace(id)?;
         let ctx = AdapterContext {
             status: SessionStatus::Disconnected,
             not_found: Some(not_found),
@@ -40,12 +43,22 @@ impl Gateway {
         let result = self.whatsapp(ctx, call()).await;
         if let Err(AppError::NotConnected { .. }) = result {
             // The adapter lost the connection before it told us: record it,
-            // so the session's status and the 501's details agree.
-            let patch = SessionPatch::status(SessionStatus::Disconnected);
-            self.deps
+            // so the session's status and the 501's details agree; unless
+            // an adapter event changed the session since we read it (it
+            // knows better, e.g. it has reconnected meanwhile).
+            let patch = SessionPatch {
+                expected_revision: Some(s.revision),
+                ..SessionPatch::status(SessionStatus::Disconnected)
+            };
+            match self
+                .deps
                 .sessions
                 .update(&p.org, id, &patch, self.now())
-                .await?;
+                .await
+            {
+                Ok(_) | Err(StoreError::Changed) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         result
     }

@@ -38,6 +38,13 @@ pub enum AppError {
         /// The session's status.
         status: SessionStatus,
     },
+    /// The session's live WhatsApp calls are paced
+    /// (`limits.whatsapp_calls_per_minute`) and it used up its pace.
+    #[error("rate limited")]
+    RateLimited {
+        /// How long until the call would be allowed.
+        retry_after: std::time::Duration,
+    },
     /// WhatsApp did not answer in time.
     #[error("WhatsApp did not answer in time")]
     Timeout,

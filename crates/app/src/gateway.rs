@@ -1,17 +1,18 @@
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use time::OffsetDateTime;
 use wagate_domain::{
-    Capability, Clock, DomainError, LastError, OrgId, Principal, Session, SessionErrorCode,
-    SessionId, SessionStatus,
+    Capability, Clock, DomainError, OrgId, Principal, RateLimit, Session, SessionId, SessionStatus,
+    TokenBucket,
 };
 use wagate_store::{ApiKeyCache, ApiKeyStore, Entropy, SessionPatch, SessionRegistry};
 use wagate_whatsapp_port::{WhatsAppError, WhatsAppPort};
 
 use crate::AppError;
+use crate::lifecycle::{Lifecycle, offline_status};
 
 /// What a [`Gateway`] is built from: the ports, and the few settings the use
 /// cases need.
@@ -31,6 +32,9 @@ pub struct GatewayDeps {
     pub clock: Arc<dyn Clock>,
     /// Deadline of a WhatsApp call (`whatsapp.request_timeout_secs`).
     pub request_timeout: Duration,
+    /// Pace of live WhatsApp calls per session
+    /// (`limits.whatsapp_calls_per_minute`); `None`: unpaced.
+    pub whatsapp_pacing: Option<RateLimit>,
 }
 
 /// All of wagate's use cases. Cheap to share (`Arc<Gateway>`); every
@@ -39,16 +43,12 @@ pub struct Gateway {
     pub(crate) deps: GatewayDeps,
     /// Monotonic, so ids made in the same millisecond still sort in order.
     ids: Mutex<ulid::Generator>,
-    /// One lock per session with a lifecycle call in flight: connect,
-    /// disconnect, logout, delete and pairing of one session run one at a
-    /// time (their status decisions read then write), while other sessions
-    /// never wait.
-    lifecycle: Mutex<HashMap<SessionId, Weak<tokio::sync::Mutex<()>>>>,
-    /// The runtime the gateway was built on (the process's). Lifecycle calls
-    /// run there, not on the caller's: an adapter spawns a session's
-    /// long-lived client from `connect`, and an HTTP worker's runtime is
-    /// torn down at shutdown before the adapter can close its clients.
-    runtime: Option<tokio::runtime::Handle>,
+    /// Lifecycle calls: one at a time per session, each a task that
+    /// finishes even when its caller stopped waiting.
+    pub(crate) lifecycle: Lifecycle,
+    /// One bucket per session that made live WhatsApp calls lately, under
+    /// `deps.whatsapp_pacing` (full buckets are forgotten).
+    pacing: Mutex<HashMap<SessionId, TokenBucket>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -71,11 +71,17 @@ pub(crate) struct AdapterContext {
 impl Gateway {
     /// A gateway over `deps`.
     pub fn new(deps: GatewayDeps) -> Self {
+        let lifecycle = Lifecycle::new(
+            deps.sessions.clone(),
+            deps.whatsapp.clone(),
+            deps.clock.clone(),
+            deps.request_timeout,
+        );
         Self {
             deps,
             ids: Mutex::new(ulid::Generator::new()),
-            lifecycle: Mutex::new(HashMap::new()),
-            runtime: tokio::runtime::Handle::try_current().ok(),
+            lifecycle,
+            pacing: Mutex::new(HashMap::new()),
         }
     }
 
@@ -120,51 +126,25 @@ impl Gateway {
             .ok_or_else(AppError::session_not_found)
     }
 
-    /// The lifecycle lock of session `id` (see [`Gateway::lifecycle`]).
-    pub(crate) async fn lock_session(&self, id: &SessionId) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut locks = self
-                .lifecycle
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            locks.retain(|_, weak| weak.strong_count() > 0);
-            match locks.get(id).and_then(Weak::upgrade) {
-                Some(lock) => lock,
-                None => {
-                    let lock = Arc::new(tokio::sync::Mutex::new(()));
-                    locks.insert(*id, Arc::downgrade(&lock));
-                    lock
-                }
-            }
+    /// Takes one of session `id`'s live-call tokens.
+    ///
+    /// # Errors
+    ///
+    /// `RateLimited` when the session has used up its pace.
+    pub(crate) fn pace(&self, id: &SessionId) -> Result<(), AppError> {
+        let Some(limit) = &self.deps.whatsapp_pacing else {
+            return Ok(());
         };
-        lock.lock_owned().await
-    }
-
-    /// Runs a lifecycle call of the WhatsApp port on the gateway's own
-    /// runtime (see [`Gateway::runtime`]), within the request deadline.
-    pub(crate) async fn lifecycle_call<T, F, Fut>(
-        &self,
-        ctx: AdapterContext,
-        call: F,
-    ) -> Result<T, AppError>
-    where
-        T: Send + 'static,
-        F: FnOnce(Arc<dyn WhatsAppPort>) -> Fut,
-        Fut: Future<Output = Result<T, WhatsAppError>> + Send + 'static,
-    {
-        let fut = call(self.deps.whatsapp.clone());
-        match &self.runtime {
-            Some(rt) => {
-                let task = rt.spawn(fut);
-                self.whatsapp(ctx, async move {
-                    task.await.map_err(|e| {
-                        WhatsAppError::Internal(format!("lifecycle task failed: {e}"))
-                    })?
-                })
-                .await
-            }
-            None => self.whatsapp(ctx, fut).await,
+        let now = self.now();
+        let mut buckets = self.pacing.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.len() >= PACING_SWEEP_AT {
+            buckets.retain(|_, b| !b.is_full(limit, now));
         }
+        buckets
+            .entry(*id)
+            .or_insert_with(|| TokenBucket::full(limit, now))
+            .take(limit, now)
+            .map_err(|wait| AppError::RateLimited { retry_after: wait })
     }
 
     /// Runs a WhatsApp call within the request deadline, mapping its error.
@@ -203,76 +183,61 @@ impl Gateway {
             .collect())
     }
 
-    /// First half of resuming after a restart, to run before serving:
-    /// every session that should be connected is marked `connecting` (its
-    /// status from before the restart is stale) and returned for
-    /// [`Gateway::resume_sessions`].
+    /// First half of resuming after a restart, to run before serving: the
+    /// statuses from before the restart are stale (no client runs now), so
+    /// every session to keep connected is marked `connecting`, and every
+    /// other one that claimed a running client gets its offline status.
+    /// Returns what [`Gateway::resume_sessions`] must act on.
     ///
     /// # Errors
     ///
     /// `Unavailable` when the database does not answer.
     pub async fn prepare_resume(&self) -> Result<Vec<Session>, AppError> {
-        let sessions = self.deps.sessions.to_keep_connected().await?;
-        let starting = SessionPatch::status(SessionStatus::Connecting);
+        let sessions = self.deps.sessions.to_resume().await?;
         for s in &sessions {
+            let status = if s.keep_connected && s.pending.is_none() {
+                SessionStatus::Connecting
+            } else {
+                offline_status(s)
+            };
             self.deps
                 .sessions
-                .record_observed(&s.id, &starting, self.now())
+                .record_observed(&s.id, &SessionPatch::status(status), self.now())
                 .await?;
         }
         Ok(sessions)
     }
 
-    /// Second half: asks the adapter to connect each of `sessions` again,
-    /// with its stored JID (so no new QR is needed). One that cannot even
-    /// start is recorded `disconnected` with a `lastError`; returns how many
-    /// started.
+    /// Second half: for each of `sessions`, under its lifecycle lock and
+    /// decided on its row as it is *now* (requests are served meanwhile, and
+    /// a disconnect, logout or delete made since the start is never undone):
+    /// finishes a logout or delete the last run left pending, and connects
+    /// again, with its stored JID (no new QR), one still to keep connected.
+    /// One that cannot even start is recorded offline with a `lastError`.
+    /// Returns how many started connecting.
     pub async fn resume_sessions(&self, sessions: Vec<Session>) -> usize {
         let mut started = 0;
         for s in sessions {
-            let _guard = self.lock_session(&s.id).await;
-            let ctx = AdapterContext {
-                status: SessionStatus::Connecting,
-                not_found: None,
-            };
-            match self
-                .lifecycle_call(ctx, {
-                    let (id, jid) = (s.id, s.jid.clone());
-                    move |wa| async move { wa.connect(&id, jid).await }
-                })
-                .await
-            {
-                Ok(()) => started += 1,
-                Err(e) => {
-                    tracing::warn!(session = %s.id, error = %e, "could not resume session");
-                    let failed = SessionPatch {
-                        last_error: Some(Some(LastError {
-                            code: SessionErrorCode::Internal,
-                            message: "could not reconnect after a restart".into(),
-                        })),
-                        ..SessionPatch::status(if s.jid.is_some() {
-                            SessionStatus::Disconnected
-                        } else {
-                            SessionStatus::New
-                        })
-                    };
-                    if let Err(e) = self
-                        .deps
-                        .sessions
-                        .record_observed(&s.id, &failed, self.now())
-                        .await
-                    {
-                        tracing::error!(session = %s.id, error = %e, "could not record the failure");
-                    }
-                }
+            let (org, id) = (s.org.clone(), s.id);
+            let done = self
+                .lifecycle
+                .run_to_end(id, move |l| async move { l.resume(&org, &id).await })
+                .await;
+            match done {
+                Ok(true) => started += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(session = %s.id, error = %e, "could not resume session"),
             }
         }
         started
     }
 }
 
+/// Pacing buckets kept before full ones are swept out.
+const PACING_SWEEP_AT: usize = 1024;
+
 /// The one mapping of adapter errors to use-case errors.
-fn adapter_error(e: WhatsAppError, ctx: AdapterContext) -> AppError {
+pub(crate) fn adapter_error(e: WhatsAppError, ctx: AdapterContext) -> AppError {
     match e {
         WhatsAppError::NotConnected => AppError::NotConnected { status: ctx.status },
         WhatsAppError::NotPairing => AppError::Conflict {

@@ -21,13 +21,16 @@ mod contacts;
 mod error;
 mod gateway;
 mod lifecycle;
+mod recorder;
 mod sessions;
 
 pub use api_keys::{CreatedApiKey, NewApiKeyRequest};
 pub use error::AppError;
 pub use gateway::{Gateway, GatewayDeps};
-pub use lifecycle::SessionEventRecorder;
+pub use recorder::SessionEventRecorder;
 
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod tests;
 

@@ -1,32 +1,12 @@
 //! Session lifecycle use cases.
 
 use wagate_domain::{
-    Capability, Page, PageRequest, PairingCode, PhoneNumber, Principal, QrCode, Session, SessionId,
-    SessionName, SessionStatus,
+    Capability, OrgId, Page, PageRequest, PairingCode, PhoneNumber, Principal, QrCode, Session,
+    SessionId, SessionName, SessionStatus,
 };
-use wagate_store::SessionPatch;
 
-use crate::gateway::AdapterContext;
+use crate::lifecycle::Lifecycle;
 use crate::{AppError, Gateway};
-
-fn lifecycle(status: SessionStatus) -> AdapterContext {
-    AdapterContext {
-        status,
-        not_found: None,
-    }
-}
-
-/// The status of a session that is not connected: `disconnected` when
-/// linked, else `logged_out` if it ever was linked, else `new`.
-fn offline_status(s: &Session) -> SessionStatus {
-    if s.jid.is_some() {
-        SessionStatus::Disconnected
-    } else if s.last_connected_at.is_some() || s.status == SessionStatus::LoggedOut {
-        SessionStatus::LoggedOut
-    } else {
-        SessionStatus::New
-    }
-}
 
 impl Gateway {
     /// Creates a session (`new`, not linked) in the caller's organization.
@@ -53,6 +33,8 @@ impl Gateway {
             updated_at: now,
             last_connected_at: None,
             last_error: None,
+            pending: None,
+            revision: 0,
         };
         self.deps.sessions.insert(&session).await?;
         tracing::info!(session = %session.id, org = %session.org, "session created");
@@ -93,16 +75,10 @@ impl Gateway {
     /// orphaned).
     pub async fn delete_session(&self, p: &Principal, id: &SessionId) -> Result<(), AppError> {
         Self::require(p, Capability::Manage)?;
-        let _guard = self.lock_session(id).await;
-        let s = self.owned_session(&p.org, id).await?;
-        self.lifecycle_call(lifecycle(s.status), {
-            let id = *id;
-            move |wa| async move { wa.remove(&id).await }
-        })
-        .await?;
-        self.deps.sessions.delete(&p.org, id).await?;
-        tracing::info!(session = %id, org = %p.org, "session deleted");
-        Ok(())
+        let (org, id) = (p.org.clone(), *id);
+        self.lifecycle
+            .run(id, move |l| async move { l.delete(&org, &id).await })
+            .await
     }
 
     /// Connects a session, and keeps it connected (across restarts) until
@@ -119,60 +95,29 @@ impl Gateway {
         id: &SessionId,
     ) -> Result<Session, AppError> {
         Self::require(p, Capability::Manage)?;
-        let _guard = self.lock_session(id).await;
-        // Ownership first (404 for another organization).
-        self.owned_session(&p.org, id).await?;
-        // `connecting`, unless an event made it pairing or connected since
-        // we read it (decided on the row itself: events are not under our lock).
-        let patch = SessionPatch {
-            keep_connected: Some(true),
-            status_unless: vec![SessionStatus::Connected, SessionStatus::Pairing],
-            ..SessionPatch::status(SessionStatus::Connecting)
-        };
-        let s = self
-            .deps
-            .sessions
-            .update(&p.org, id, &patch, self.now())
-            .await?
-            .ok_or_else(AppError::session_not_found)?;
-        self.lifecycle_call(lifecycle(s.status), {
-            let (id, jid) = (*id, s.jid.clone());
-            move |wa| async move { wa.connect(&id, jid).await }
-        })
-        .await?;
-        // The adapter has recorded what it observed (QR shown, connected…).
-        self.owned_session(&p.org, id).await
+        let (org, id) = (p.org.clone(), *id);
+        self.lifecycle
+            .run(id, move |l| async move { l.connect(&org, &id).await })
+            .await
     }
 
-    /// Closes a session's connection and keeps its link.
+    /// Closes a session's connection and keeps its link. Idempotent.
     ///
     /// # Errors
     ///
-    /// `Forbidden` without `manage`; `NotFound`; adapter failures.
+    /// `Forbidden` without `manage`; `NotFound`; adapter failures;
+    /// `Timeout` when it takes longer than the request deadline (it still
+    /// finishes, and the session's status then says so).
     pub async fn disconnect_session(
         &self,
         p: &Principal,
         id: &SessionId,
     ) -> Result<Session, AppError> {
         Self::require(p, Capability::Manage)?;
-        let _guard = self.lock_session(id).await;
-        let s = self.owned_session(&p.org, id).await?;
-        self.lifecycle_call(lifecycle(s.status), {
-            let id = *id;
-            move |wa| async move { wa.disconnect(&id).await }
-        })
-        .await?;
-        // Read again: a link made while we waited counts.
-        let s = self.owned_session(&p.org, id).await?;
-        let patch = SessionPatch {
-            keep_connected: Some(false),
-            ..SessionPatch::status(offline_status(&s))
-        };
-        self.deps
-            .sessions
-            .update(&p.org, id, &patch, self.now())
-            .await?
-            .ok_or_else(AppError::session_not_found)
+        let (org, id) = (p.org.clone(), *id);
+        self.lifecycle
+            .run(id, move |l| async move { l.disconnect(&org, &id).await })
+            .await
     }
 
     /// Unlinks a session from WhatsApp and erases its device keys; connecting
@@ -181,36 +126,14 @@ impl Gateway {
     /// # Errors
     ///
     /// `Forbidden` without `manage`; `NotFound`; `Internal`/`Timeout` when the
-    /// keys cannot be erased.
+    /// keys cannot be erased in time (a logout once accepted is finished,
+    /// after a restart if need be).
     pub async fn logout_session(&self, p: &Principal, id: &SessionId) -> Result<Session, AppError> {
         Self::require(p, Capability::Manage)?;
-        let _guard = self.lock_session(id).await;
-        let s = self.owned_session(&p.org, id).await?;
-        self.lifecycle_call(lifecycle(s.status), {
-            let id = *id;
-            move |wa| async move { wa.logout(&id).await }
-        })
-        .await?;
-        let ever_linked = s.jid.is_some()
-            || s.last_connected_at.is_some()
-            || s.status == SessionStatus::LoggedOut;
-        let patch = SessionPatch {
-            jid: Some(None),
-            push_name: Some(None),
-            keep_connected: Some(false),
-            last_error: Some(None),
-            ..SessionPatch::status(if ever_linked {
-                SessionStatus::LoggedOut
-            } else {
-                SessionStatus::New
-            })
-        };
-        tracing::info!(session = %id, "session logged out");
-        self.deps
-            .sessions
-            .update(&p.org, id, &patch, self.now())
-            .await?
-            .ok_or_else(AppError::session_not_found)
+        let (org, id) = (p.org.clone(), *id);
+        self.lifecycle
+            .run(id, move |l| async move { l.logout(&org, &id).await })
+            .await
     }
 
     /// The QR code to link a pairing session.
@@ -221,9 +144,12 @@ impl Gateway {
     /// is not pairing.
     pub async fn session_qr(&self, p: &Principal, id: &SessionId) -> Result<QrCode, AppError> {
         Self::require(p, Capability::Manage)?;
-        let _guard = self.lock_session(id).await;
-        let s = self.pairing_session(p, id).await?;
-        self.whatsapp(lifecycle(s.status), self.deps.whatsapp.qr(id))
+        let (org, id) = (p.org.clone(), *id);
+        self.lifecycle
+            .run(id, move |l| async move {
+                let s = pairing_session(&l, &org, &id).await?;
+                l.adapter(s.status, l.whatsapp.qr(&id)).await
+            })
             .await
     }
 
@@ -240,17 +166,25 @@ impl Gateway {
         phone: &PhoneNumber,
     ) -> Result<PairingCode, AppError> {
         Self::require(p, Capability::Manage)?;
-        let _guard = self.lock_session(id).await;
-        let s = self.pairing_session(p, id).await?;
-        self.lifecycle_call(lifecycle(s.status), {
-            let (id, phone) = (*id, phone.clone());
-            move |wa| async move { wa.pairing_code(&id, &phone).await }
-        })
-        .await
+        let (org, id, phone) = (p.org.clone(), *id, phone.clone());
+        self.lifecycle
+            .run(id, move |l| async move {
+                let s = pairing_session(&l, &org, &id).await?;
+                l.adapter(s.status, l.whatsapp.pairing_code(&id, &phone))
+                    .await
+            })
+            .await
     }
+}
 
-    async fn pairing_session(&self, p: &Principal, id: &SessionId) -> Result<Session, AppError> {
-        let s = self.owned_session(&p.org, id).await?;
+/// The session, if it is the caller's and pairing.
+async fn pairing_session(l: &Lifecycle, org: &OrgId, id: &SessionId) -> Result<Session, AppError> {
+    {
+        let s = l
+            .sessions
+            .get(org, id)
+            .await?
+            .ok_or_else(AppError::session_not_found)?;
         if s.status == SessionStatus::Pairing {
             Ok(s)
         } else {

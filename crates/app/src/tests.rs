@@ -18,7 +18,7 @@ use wagate_whatsapp_port::{MockWhatsAppPort, WhatsAppError, WhatsAppPort};
 use crate::{AppError, Gateway, GatewayDeps};
 
 #[derive(Debug)]
-struct NoCache;
+pub(crate) struct NoCache;
 impl ApiKeyCache for NoCache {
     fn invalidate(&self, _: &ApiKeyId) {}
 }
@@ -91,11 +91,12 @@ async fn gateway_with_deadline(
         entropy: Arc::new(OsEntropy),
         clock: Arc::new(SystemClock),
         request_timeout,
+        whatsapp_pacing: None,
     });
     (gateway, store)
 }
 
-fn principal(caps: &str) -> Principal {
+pub(crate) fn principal(caps: &str) -> Principal {
     Principal {
         org: OrgId::parse("acme").unwrap(),
         capabilities: CapabilitySet::parse_list(caps).unwrap(),
@@ -120,13 +121,15 @@ async fn connected_session(store: &SqliteStore) -> SessionId {
             updated_at: now,
             last_connected_at: Some(now),
             last_error: None,
+            pending: None,
+            revision: 0,
         })
         .await
         .unwrap();
     id
 }
 
-fn alice() -> Jid {
+pub(crate) fn alice() -> Jid {
     Jid::parse("14155550123@s.whatsapp.net").unwrap()
 }
 

@@ -941,15 +941,101 @@ async fn a_remembered_token_still_expires_and_still_needs_its_key() {
     let (clock, v) = ready(config(&server)).await;
     let token = sign(&k.rsa, &claims(&clock));
     accepted(&v, &token).await;
-    accepted(&v, &token).await; // answered from the verified-token cache
-    // Past exp + leeway (600 s + 60 s): refused although it was verified before.
-    clock.advance(661);
+    assert_eq!(v.verified_cache_hits(), 0, "the first time is a full check");
+    let first = accepted(&v, &token).await;
+    assert_eq!(
+        v.verified_cache_hits(),
+        1,
+        "answered from the verified-token cache"
+    );
+    assert_eq!(first.kind, user("member"), "with the same principal");
+    // Within exp + leeway (600 s + 60 s): still from the cache.
+    clock.advance(659);
+    accepted(&v, &token).await;
+    assert_eq!(v.verified_cache_hits(), 2);
+    // Past it: refused although it was verified before.
+    clock.advance(2);
     assert!(rejected(&v, &token).await.contains("expired"));
+    assert_eq!(v.verified_cache_hits(), 2);
 
     // A key removed from the set: a token verified with it is refused after the refresh.
     let token = sign(&k.ec, &claims(&clock));
     accepted(&v, &token).await;
+    accepted(&v, &token).await;
+    assert_eq!(v.verified_cache_hits(), 3);
     server.set(Mode::Serve(jwks(&[&k.rsa])));
     v.cache().refresh().await.unwrap();
-    rejected(&v, &token).await;
+    assert!(rejected(&v, &token).await.contains("unknown kid"));
+    assert_eq!(v.verified_cache_hits(), 3, "a new key set is not a hit");
+
+    // The same set fetched again is a new set too: remembered tokens are
+    // checked once more against it, then remembered again.
+    let token = sign(&k.rsa, &claims(&clock));
+    accepted(&v, &token).await;
+    v.cache().refresh().await.unwrap();
+    accepted(&v, &token).await;
+    assert_eq!(v.verified_cache_hits(), 3);
+    accepted(&v, &token).await;
+    assert_eq!(v.verified_cache_hits(), 4);
+}
+
+#[tokio::test]
+async fn a_required_typ_is_checked_as_a_media_type() {
+    let k = keys();
+    let server = JwksServer::serving(&[&k.rsa]).await;
+    let typed = |typ: Value, claims: &Value| {
+        let mut header = json!({"alg": "RS256", "kid": "rsa-1"});
+        if !typ.is_null() {
+            header["typ"] = typ;
+        }
+        sign_raw(&header, claims, &k.rsa.private, Algorithm::RS256)
+    };
+
+    // Not configured: typ is not looked at.
+    let (clock, v) = ready(config(&server)).await;
+    let c = claims(&clock);
+    for typ in [json!("JWT"), json!("at+jwt"), Value::Null, json!(7)] {
+        accepted(&v, &typed(typ, &c)).await;
+    }
+
+    let mut cfg = config(&server);
+    cfg.required_typ = Some("at+jwt".into());
+    let (clock, v) = ready(cfg).await;
+    let c = claims(&clock);
+    for typ in [
+        "at+jwt",
+        "AT+JWT",
+        "application/at+jwt",
+        "Application/At+Jwt",
+    ] {
+        accepted(&v, &typed(json!(typ), &c)).await;
+    }
+    for (typ, why) in [
+        (json!("JWT"), "wrong typ"),
+        (json!("jwt"), "wrong typ"),
+        (json!("application/jwt"), "wrong typ"),
+        (json!("text/at+jwt"), "wrong typ"),
+        (json!("at+jwt; charset=utf-8"), "wrong typ"),
+        (Value::Null, "no typ"),
+        (json!(["at+jwt"]), "not a string"),
+    ] {
+        let reason = rejected(&v, &typed(typ.clone(), &c)).await;
+        assert!(reason.contains(why), "{typ}: {reason}");
+    }
+    // Checked before any key work: an unknown kid with a wrong typ fetches nothing.
+    let before = server.hits();
+    let wrong = sign_raw(
+        &json!({"alg": "RS256", "kid": "rsa-9", "typ": "JWT"}),
+        &c,
+        &k.rsa.private,
+        Algorithm::RS256,
+    );
+    assert!(rejected(&v, &wrong).await.contains("wrong typ"));
+    assert_eq!(server.hits(), before);
+
+    // Configured in the long form: the short form in tokens matches too.
+    let mut cfg = config(&server);
+    cfg.required_typ = Some("application/JWT".into());
+    let (clock, v) = ready(cfg).await;
+    accepted(&v, &sign(&k.rsa, &claims(&clock))).await; // typ "JWT"
 }

@@ -27,6 +27,7 @@ mod contact;
 mod error;
 mod ids;
 mod jid;
+mod rate;
 mod session;
 
 /// A person-given label (session or key name): trimmed, 1 to 100
@@ -55,8 +56,10 @@ pub use contact::{
 pub use error::DomainError;
 pub use ids::{ApiKeyId, OrgId, SessionId};
 pub use jid::{Jid, JidKind};
+pub use rate::{RateLimit, TokenBucket, retry_after_secs};
 pub use session::{
-    LastError, Page, PageRequest, Session, SessionErrorCode, SessionName, SessionStatus,
+    LastError, Page, PageRequest, PendingLifecycle, Session, SessionErrorCode, SessionName,
+    SessionStatus,
 };
 
 /// The README's example, compiled (and run) as a doc test so it stays true.

@@ -141,6 +141,34 @@ pub struct LastError {
     pub message: String,
 }
 
+/// A lifecycle request that was accepted but may not have finished: it is
+/// recorded before the gateway acts, so a gateway stopped half-way (crash,
+/// `kill -9`) finishes it on its next start instead of forgetting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PendingLifecycle {
+    /// Unlink from WhatsApp and erase the device keys.
+    Logout,
+    /// Unlink, erase the keys and remove the session.
+    Delete,
+}
+
+impl PendingLifecycle {
+    /// The name in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PendingLifecycle::Logout => "logout",
+            PendingLifecycle::Delete => "delete",
+        }
+    }
+
+    /// The request named `input`, if any.
+    pub fn from_name(input: &str) -> Option<Self> {
+        [PendingLifecycle::Logout, PendingLifecycle::Delete]
+            .into_iter()
+            .find(|p| p.as_str() == input)
+    }
+}
+
 /// One linked (or to-be-linked) WhatsApp device, owned by one organization.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
@@ -167,6 +195,11 @@ pub struct Session {
     pub last_connected_at: Option<OffsetDateTime>,
     /// Why it last failed, cleared on the next successful connect.
     pub last_error: Option<LastError>,
+    /// A logout or delete accepted and not yet finished.
+    pub pending: Option<PendingLifecycle>,
+    /// Bumped by every change that is stored; a conditional write names the
+    /// revision it read, so it never overwrites a change it did not see.
+    pub revision: u64,
 }
 
 /// How many items a list call returns, and from where.

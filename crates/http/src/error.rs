@@ -62,6 +62,24 @@ impl ApiError {
         )
     }
 
+    /// 429 `rate_limited`: the caller's credential has used up its requests;
+    /// `Retry-After` and `details.retryAfterSecs` say how many whole seconds
+    /// (at least 1) until the next one is allowed.
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Self::too_many("too many requests", retry_after_secs)
+    }
+
+    /// 429 `rate_limited` about `what`, with `Retry-After`.
+    fn too_many(what: &str, retry_after_secs: u64) -> Self {
+        let retry_after_secs = retry_after_secs.max(1);
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("{what}; retry in {retry_after_secs} s"),
+        )
+        .detail("retryAfterSecs", retry_after_secs)
+    }
+
     /// 500 `internal`: the cause goes to the log, not to the caller.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
@@ -143,6 +161,15 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
+        // The header always says what the body says.
+        if let Some(secs) = self
+            .details
+            .get("retryAfterSecs")
+            .and_then(Value::as_u64)
+            .filter(|_| self.status == StatusCode::TOO_MANY_REQUESTS)
+        {
+            res.insert_header((header::RETRY_AFTER, secs));
+        }
         res.body(self.to_json())
     }
 }
@@ -202,6 +229,10 @@ impl From<AppError> for ApiError {
                 "session is not connected",
             )
             .detail("status", status.as_str()),
+            AppError::RateLimited { retry_after } => Self::too_many(
+                "too many WhatsApp calls on this session",
+                crate::rate_limit::whole_seconds(retry_after),
+            ),
             AppError::Timeout => Self::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "timeout",
@@ -264,5 +295,35 @@ mod tests {
         assert_eq!(json(&e)["error"]["details"], serde_json::json!({}));
         let res = ApiError::unauthorized().error_response();
         assert_eq!(res.headers().get("www-authenticate").unwrap(), "Bearer");
+    }
+
+    #[test]
+    fn rate_limited_has_retry_after_in_header_and_details() {
+        let e = ApiError::rate_limited(3);
+        assert_eq!((e.status_code().as_u16(), e.code()), (429, "rate_limited"));
+        assert_eq!(json(&e)["error"]["details"]["retryAfterSecs"], 3);
+        let res = e.error_response();
+        assert_eq!(res.headers().get("retry-after").unwrap(), "3");
+        // Never "retry in 0 s".
+        let e = ApiError::rate_limited(0);
+        assert_eq!(json(&e)["error"]["details"]["retryAfterSecs"], 1);
+        assert_eq!(
+            e.error_response().headers().get("retry-after").unwrap(),
+            "1"
+        );
+        // The session's WhatsApp pace: the same answer, rounded up.
+        let e: ApiError = AppError::RateLimited {
+            retry_after: std::time::Duration::from_millis(2001),
+        }
+        .into();
+        assert_eq!((e.status_code().as_u16(), e.code()), (429, "rate_limited"));
+        assert_eq!(json(&e)["error"]["details"]["retryAfterSecs"], 3);
+        assert_eq!(
+            e.error_response().headers().get("retry-after").unwrap(),
+            "3"
+        );
+        // A bare 429 (not ours) has no Retry-After to invent.
+        let res = ApiError::for_status(StatusCode::TOO_MANY_REQUESTS).error_response();
+        assert!(res.headers().get("retry-after").is_none());
     }
 }

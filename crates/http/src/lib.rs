@@ -4,8 +4,9 @@
 //! [`Caller`] extractor that authenticates the bearer token, one error
 //! envelope ([`ApiError`]) for every non-2xx answer — including unknown
 //! routes, wrong methods, malformed or oversized bodies and panics —,
-//! `X-Request-Id` on every answer, Prometheus [`Metrics`] and the OpenAPI
-//! document ([`openapi::json`]).
+//! `X-Request-Id` on every answer, a request limit per credential
+//! ([`RequestLimit`], 429 over it), Prometheus [`Metrics`], the OpenAPI
+//! document ([`openapi::json`]) and Swagger UI over it at `/docs/`.
 //!
 //! The handlers are thin: they parse the request into domain values, call
 //! one use case of [`wagate_app::Gateway`], and turn its answer into JSON.
@@ -19,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+mod docs;
 mod dto;
 mod error;
 mod extract;
@@ -26,10 +28,12 @@ mod metrics;
 mod middleware;
 pub mod openapi;
 mod qr;
+mod rate_limit;
 mod routes;
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix_web::{App, HttpServer, web};
 use wagate_app::Gateway;
@@ -38,6 +42,7 @@ use wagate_auth::Authenticator;
 pub use error::ApiError;
 pub use extract::Caller;
 pub use metrics::Metrics;
+pub use rate_limit::{InvalidRequestLimit, RequestLimit};
 
 /// The largest request body accepted (64 KiB).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -51,12 +56,16 @@ pub struct AppState {
     pub authenticator: Arc<dyn Authenticator>,
     /// The metrics registry.
     pub metrics: Metrics,
+    /// Request limits per credential (`None`: unlimited).
+    limiter: Option<Arc<rate_limit::RateLimiter>>,
     openapi_json: web::Bytes,
-    docs_html: web::Bytes,
+    swagger_ui: docs::SwaggerUi,
 }
 
 impl AppState {
-    /// The state of an app over `gateway`, authenticating with `authenticator`.
+    /// The state of an app over `gateway`, authenticating with
+    /// `authenticator`, with the default [`RequestLimit`] per credential
+    /// (change it with [`AppState::with_request_limit`]).
     ///
     /// # Errors
     ///
@@ -66,16 +75,25 @@ impl AppState {
         authenticator: Arc<dyn Authenticator>,
     ) -> Result<Self, prometheus::Error> {
         let openapi_json = web::Bytes::from(openapi::json());
-        // Our own page, embedded: it renders the document without fetching
-        // anything from the internet (CDN-based renderers show nothing offline).
-        let docs_html = web::Bytes::from_static(include_bytes!("../assets/docs.html"));
         Ok(Self {
             gateway,
             authenticator,
             metrics: Metrics::new()?,
+            limiter: None,
             openapi_json,
-            docs_html,
-        })
+            swagger_ui: docs::SwaggerUi::new("/openapi.json"),
+        }
+        .with_request_limit(Some(RequestLimit::default())))
+    }
+
+    /// Limits every credential (an API key; a person, by organization and
+    /// the login JWT's subject) to `limit` on the `/api/v1` routes, checked
+    /// right after authentication; `None` lifts the limit.
+    #[must_use]
+    pub fn with_request_limit(mut self, limit: Option<RequestLimit>) -> Self {
+        self.limiter =
+            limit.map(|limit| Arc::new(rate_limit::RateLimiter::new(limit, Instant::now())));
+        self
     }
 }
 
@@ -162,6 +180,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .service(op!("/readyz").route(web::get().to(ops::readyz)))
         .service(op!("/openapi.json").route(web::get().to(ops::openapi)))
         .service(op!("/docs").route(web::get().to(ops::docs)))
+        // Swagger UI's page (`/docs/`) and the files it loads.
+        .service(
+            web::resource("/docs/{file:.*}")
+                .name("/docs/{file}")
+                .route(web::get().to(ops::docs_file)),
+        )
         .service(op!("/metrics").route(web::get().to(ops::metrics)))
         .default_service(web::to(|| async {
             Err::<actix_web::HttpResponse, _>(ApiError::new(

@@ -1,5 +1,5 @@
-//! Prometheus metrics: requests by route and status, latency, sessions by
-//! status.
+//! Prometheus metrics: requests by route and status, latency, requests
+//! refused by the rate limit, sessions by status.
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -12,6 +12,7 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    rate_limited: IntCounterVec,
     sessions: IntGaugeVec,
 }
 
@@ -41,17 +42,26 @@ impl Metrics {
             ]),
             &["route", "method"],
         )?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "wagate_http_rate_limited_total",
+                "Requests refused with 429 by the per-credential rate limit, by credential kind (api_key, user).",
+            ),
+            &["kind"],
+        )?;
         let sessions = IntGaugeVec::new(
             Opts::new("wagate_sessions", "Sessions by status."),
             &["status"],
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(rate_limited.clone()))?;
         registry.register(Box::new(sessions.clone()))?;
         Ok(Self {
             registry,
             requests,
             latency,
+            rate_limited,
             sessions,
         })
     }
@@ -66,6 +76,12 @@ impl Metrics {
         self.latency
             .with_label_values(&[route, method])
             .observe(seconds);
+    }
+
+    /// Counts one request refused by the rate limit; `kind` is `api_key` or
+    /// `user`.
+    pub fn rate_limited(&self, kind: &'static str) {
+        self.rate_limited.with_label_values(&[kind]).inc();
     }
 
     /// Sets the sessions-by-status gauge.
@@ -110,10 +126,12 @@ mod tests {
     fn renders_counters_and_gauges() {
         let m = Metrics::new().unwrap();
         m.observe("/api/v1/sessions", "GET", 200, 0.001);
+        m.rate_limited("api_key");
         m.set_sessions(&[(SessionStatus::Connected, 3)]);
         let text = m.render().unwrap();
         assert!(text.contains(r#"wagate_http_requests_total{method="GET",route="/api/v1/sessions",status="200"} 1"#), "{text}");
         assert!(text.contains(r#"wagate_sessions{status="connected"} 3"#));
         assert!(text.contains("wagate_http_request_duration_seconds_bucket"));
+        assert!(text.contains(r#"wagate_http_rate_limited_total{kind="api_key"} 1"#));
     }
 }

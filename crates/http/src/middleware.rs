@@ -14,7 +14,10 @@ use actix_web::{HttpMessage, ResponseError, web};
 
 use futures_util::FutureExt;
 
+use wagate_domain::{Principal, PrincipalKind};
+
 use crate::extract::bearer_token;
+use crate::rate_limit::Decision;
 use crate::{ApiError, AppState};
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -155,8 +158,9 @@ fn envelope_error(
 }
 
 /// Authenticates every request of the `/api/v1` scope before anything else
-/// is looked at (so a bad token is 401 even with a bad query or body), and
-/// leaves the [`Principal`](wagate_domain::Principal) for the
+/// is looked at (so a bad token is 401 even with a bad query or body),
+/// takes one request from the credential's rate limit (429 when it is used
+/// up), and leaves the [`Principal`](wagate_domain::Principal) for the
 /// [`Caller`](crate::Caller) extractor.
 pub(crate) async fn authenticate(
     req: ServiceRequest,
@@ -167,7 +171,7 @@ pub(crate) async fn authenticate(
         bearer_token(req.headers()),
     ) {
         (Some(state), Ok(token)) => match state.authenticator.authenticate(token).await {
-            Ok(Some(principal)) => Ok(principal),
+            Ok(Some(principal)) => admit(state, &principal).map(|()| principal),
             Ok(None) => Err(ApiError::unauthorized()),
             Err(e) => Err(ApiError::from(e)),
         },
@@ -180,6 +184,25 @@ pub(crate) async fn authenticate(
             Ok(next.call(req).await?.map_into_boxed_body())
         }
         Err(e) => Ok(req.into_response(e.error_response())),
+    }
+}
+
+/// Takes one request from `principal`'s rate limit, or refuses it with 429.
+fn admit(state: &AppState, principal: &Principal) -> Result<(), ApiError> {
+    let Some(limiter) = &state.limiter else {
+        return Ok(());
+    };
+    match limiter.check(principal, Instant::now()) {
+        Decision::Allowed => Ok(()),
+        Decision::Limited { retry_after_secs } => {
+            let kind = match principal.kind {
+                PrincipalKind::ApiKey(_) => "api_key",
+                PrincipalKind::User { .. } => "user",
+            };
+            state.metrics.rate_limited(kind);
+            tracing::debug!(kind, org = %principal.org, retry_after_secs, "rate limited");
+            Err(ApiError::rate_limited(retry_after_secs))
+        }
     }
 }
 

@@ -1,7 +1,12 @@
 //! The OpenAPI 3.1 document of the whole API, generated from the handlers'
 //! annotations (so it cannot drift from the routes).
 
+use utoipa::openapi::content::Content;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::response::Response;
+use utoipa::openapi::schema::{Ref, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ObjectBuilder, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use crate::dto;
@@ -19,6 +24,63 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Every `/api/v1` operation can answer 429: the rate limit is checked
+/// right after authentication, for all of them. Added here, in one place,
+/// so a new route cannot miss it.
+struct RateLimited;
+
+impl Modify for RateLimited {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let retry_after = HeaderBuilder::new()
+            .schema(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1)),
+            )
+            .description(Some(
+                "Whole seconds (rounded up, at least 1) until the call may be made again; \
+                 the same number as `details.retryAfterSecs`.",
+            ))
+            .build();
+        let response = Response::builder()
+            .description(
+                "`rate_limited`: this credential (API key, or person: organization and login-JWT \
+                 subject) made more requests than `limits.requests_per_second` (bursts up to \
+                 `limits.burst`) allow; or, on a route that calls WhatsApp, the session used up \
+                 its `limits.whatsapp_calls_per_minute`.",
+            )
+            .header("Retry-After", retry_after)
+            .content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name("ErrorEnvelope"))),
+            )
+            .build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/v1/") {
+                continue;
+            }
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                operation
+                    .responses
+                    .responses
+                    .insert("429".to_owned(), RefOr::T(response.clone()));
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -31,7 +93,7 @@ impl Modify for BearerAuth {
         sessions::connect, sessions::disconnect, sessions::logout, sessions::qr_code, sessions::pairing_code,
         contacts::picture, contacts::about, contacts::block, contacts::unblock, contacts::blocklist,
         api_keys::create, api_keys::list, api_keys::revoke,
-        ops::healthz, ops::readyz, ops::openapi, ops::docs, ops::metrics,
+        ops::healthz, ops::readyz, ops::openapi, ops::docs, ops::docs_file, ops::metrics,
     ),
     components(schemas(
         dto::SessionBody, dto::LastErrorBody, dto::SessionList, dto::CreateSessionRequest, dto::QrBody,
@@ -39,7 +101,7 @@ impl Modify for BearerAuth {
         dto::BlockedBody, dto::CreateApiKeyRequest, dto::ApiKeyBody, dto::CreatedApiKeyBody, dto::ApiKeyList,
         dto::ErrorEnvelope, dto::ErrorBody,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &RateLimited),
     tags(
         (name = "sessions", description = "Linked WhatsApp devices and their lifecycle."),
         (name = "contacts", description = "Live lookups and actions; the session must be connected (else 501)."),
@@ -93,6 +155,7 @@ mod tests {
             ("/readyz", "get"),
             ("/openapi.json", "get"),
             ("/docs", "get"),
+            ("/docs/", "get"),
             ("/metrics", "get"),
         ] {
             assert!(
@@ -101,5 +164,41 @@ mod tests {
             );
         }
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    }
+
+    #[test]
+    fn every_api_route_takes_a_bearer_token_and_may_be_rate_limited() {
+        let doc: serde_json::Value = serde_json::from_str(&super::json()).unwrap();
+        let mut operations = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                if !path.starts_with("/api/v1/") {
+                    assert!(
+                        op["responses"].get("429").is_none(),
+                        "{method} {path} is not limited"
+                    );
+                    continue;
+                }
+                operations += 1;
+                // "Try it out" in Swagger UI sends the token only where the
+                // operation asks for the scheme.
+                assert_eq!(
+                    op["security"],
+                    serde_json::json!([{ "bearer": [] }]),
+                    "{method} {path}"
+                );
+                let too_many = &op["responses"]["429"];
+                assert_eq!(
+                    too_many["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorEnvelope",
+                    "{method} {path}"
+                );
+                assert_eq!(
+                    too_many["headers"]["Retry-After"]["schema"]["type"],
+                    "integer"
+                );
+            }
+        }
+        assert_eq!(operations, 17);
     }
 }

@@ -114,8 +114,8 @@ impl SessionRegistry for SessionCache {
         result
     }
 
-    async fn to_keep_connected(&self) -> Result<Vec<Session>, StoreError> {
-        self.inner.to_keep_connected().await
+    async fn to_resume(&self) -> Result<Vec<Session>, StoreError> {
+        self.inner.to_resume().await
     }
 
     async fn count_by_status(&self) -> Result<Vec<(SessionStatus, u64)>, StoreError> {
@@ -132,23 +132,7 @@ impl SessionRegistry for SessionCache {
 mod tests {
     use super::*;
     use crate::SqliteStore;
-    use wagate_domain::SessionName;
-
-    fn session(org: &str, n: u32, now: OffsetDateTime) -> Session {
-        Session {
-            id: SessionId::parse(&format!("sess_{n:026}")).unwrap(),
-            org: OrgId::parse(org).unwrap(),
-            name: Some(SessionName::parse("s").unwrap()),
-            status: SessionStatus::New,
-            jid: None,
-            push_name: None,
-            keep_connected: false,
-            created_at: now,
-            updated_at: now,
-            last_connected_at: None,
-            last_error: None,
-        }
-    }
+    use crate::test_support::session;
 
     #[tokio::test]
     async fn reads_come_from_memory_and_writes_are_seen_at_once() {

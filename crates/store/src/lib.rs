@@ -21,8 +21,8 @@ use async_trait::async_trait;
 use thiserror::Error;
 use time::OffsetDateTime;
 use wagate_domain::{
-    ApiKey, ApiKeyId, Jid, LastError, NewApiKey, OrgId, Page, PageRequest, Session, SessionId,
-    SessionStatus,
+    ApiKey, ApiKeyId, Jid, LastError, NewApiKey, OrgId, Page, PageRequest, PendingLifecycle,
+    Session, SessionId, SessionStatus,
 };
 
 mod cached;
@@ -51,6 +51,10 @@ pub enum StoreError {
     /// Setting the database up (opening, migrating) failed.
     #[error("database setup failed: {0}")]
     Setup(String),
+    /// A patch named a revision ([`SessionPatch::expected_revision`]) and
+    /// the session has changed since: read it again and decide anew.
+    #[error("the session changed since it was read")]
+    Changed,
 }
 
 /// A change to a session; fields left `None` stay as they are. One patch is
@@ -73,10 +77,17 @@ pub struct SessionPatch {
     pub push_name: Option<Option<String>>,
     /// Whether the gateway should keep the session connected.
     pub keep_connected: Option<bool>,
-    /// When it last connected.
+    /// When it last reached `connected`: left as it is when the stored
+    /// session is already connected.
     pub last_connected_at: Option<OffsetDateTime>,
     /// New last error (`Some(None)` clears it).
     pub last_error: Option<Option<LastError>>,
+    /// New pending lifecycle request (`Some(None)` clears it).
+    pub pending: Option<Option<PendingLifecycle>>,
+    /// Apply only if the session is still at this revision, else
+    /// [`StoreError::Changed`]: for writes decided on a read the adapter's
+    /// events may have overtaken.
+    pub expected_revision: Option<u64>,
 }
 
 impl SessionPatch {
@@ -86,6 +97,67 @@ impl SessionPatch {
             status: Some(status),
             ..Self::default()
         }
+    }
+
+    /// `current` with this patch applied at `now` (revision bumped,
+    /// `updated_at = now`), or `None` when the patch changes nothing (a
+    /// write that changes nothing does not touch `updated_at`). Every store
+    /// applies patches with this one function, on the row it read, and
+    /// stores the result only if the row is still at the revision it read.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Changed`] when [`SessionPatch::expected_revision`] is
+    /// set and `current` is at another revision.
+    pub fn apply(
+        &self,
+        current: &Session,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, StoreError> {
+        if self
+            .expected_revision
+            .is_some_and(|r| r != current.revision)
+        {
+            return Err(StoreError::Changed);
+        }
+        let mut next = current.clone();
+        if let Some(status) = self.status {
+            let status = match self.status_if_unlinked {
+                Some(unlinked) if current.jid.is_none() => unlinked,
+                _ => status,
+            };
+            if !self.status_unless.contains(&current.status) {
+                next.status = status;
+            }
+        }
+        if let Some(jid) = &self.jid {
+            next.jid.clone_from(jid);
+        }
+        if let Some(push_name) = &self.push_name {
+            next.push_name.clone_from(push_name);
+        }
+        if let Some(keep) = self.keep_connected {
+            next.keep_connected = keep;
+        }
+        // "When it last reached connected": a session already connected
+        // did not reach it again (a republished `Connected` changes nothing).
+        if let Some(at) = self.last_connected_at
+            && (current.status != SessionStatus::Connected || current.last_connected_at.is_none())
+        {
+            next.last_connected_at = Some(at);
+        }
+        if let Some(error) = &self.last_error {
+            next.last_error.clone_from(error);
+        }
+        if let Some(pending) = self.pending {
+            next.pending = pending;
+        }
+        if next == *current {
+            return Ok(None);
+        }
+        next.updated_at = now;
+        next.revision = current.revision.wrapping_add(1);
+        Ok(Some(next))
     }
 }
 
@@ -150,14 +222,18 @@ pub trait SessionRegistry: Send + Sync + std::fmt::Debug {
     /// [`StoreError::Unavailable`].
     async fn delete(&self, org: &OrgId, id: &SessionId) -> Result<bool, StoreError>;
 
-    /// Every session the gateway should keep connected (after a restart).
+    /// Every session a gateway starting up must act on: those to keep
+    /// connected, those with a [`PendingLifecycle`] to finish, and those
+    /// whose stored status says a client is running (`pairing`,
+    /// `connecting`, `connected`: stale after a restart). Oldest first.
     ///
     /// # Errors
     ///
     /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
-    async fn to_keep_connected(&self) -> Result<Vec<Session>, StoreError>;
+    async fn to_resume(&self) -> Result<Vec<Session>, StoreError>;
 
-    /// How many sessions are in each status (for metrics).
+    /// How many sessions are in each status (for metrics). Stores keep these
+    /// counts as they write, so a metrics scrape costs no query.
     ///
     /// # Errors
     ///
@@ -216,6 +292,31 @@ pub trait ApiKeyStore: Send + Sync + std::fmt::Debug {
     ///
     /// [`StoreError::Unavailable`].
     async fn touch_key(&self, id: &ApiKeyId, at: OffsetDateTime) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use time::OffsetDateTime;
+    use wagate_domain::{OrgId, Session, SessionId, SessionName, SessionStatus};
+
+    /// Session number `n` of `org`, new, made at `now`.
+    pub(crate) fn session(org: &str, n: u32, now: OffsetDateTime) -> Session {
+        Session {
+            id: SessionId::parse(&format!("sess_{n:026}")).unwrap(),
+            org: OrgId::parse(org).unwrap(),
+            name: Some(SessionName::parse("support").unwrap()),
+            status: SessionStatus::New,
+            jid: None,
+            push_name: None,
+            keep_connected: false,
+            created_at: now,
+            updated_at: now,
+            last_connected_at: None,
+            last_error: None,
+            pending: None,
+            revision: 0,
+        }
+    }
 }
 
 /// The README's example, compiled (and run) as a doc test so it stays true.

@@ -1,6 +1,7 @@
 //! [`SqliteStore`]: both store traits on one SQLite database through sqlx.
 
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,7 +13,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use wagate_domain::{
     ApiKey, ApiKeyId, ApiKeyName, CapabilitySet, Jid, LastError, NewApiKey, OrgId, Page,
-    PageRequest, Session, SessionErrorCode, SessionId, SessionName, SessionStatus,
+    PageRequest, PendingLifecycle, Session, SessionErrorCode, SessionId, SessionName,
+    SessionStatus,
 };
 
 use crate::{ApiKeyStore, SessionPatch, SessionRegistry, StoreError};
@@ -22,7 +24,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// Column lists as macros, so queries are `&\'static str` built at compile time.
 macro_rules! session_columns {
     () => {
-        "id, org_id, name, status, jid, push_name, keep_connected, created_at, updated_at, last_connected_at, last_error_code, last_error_message"
+        "id, org_id, name, status, jid, push_name, keep_connected, created_at, updated_at, last_connected_at, last_error_code, last_error_message, pending_op, revision"
     };
 }
 const SESSION_COLUMNS: &str = session_columns!();
@@ -33,10 +35,64 @@ macro_rules! key_columns {
 }
 const KEY_COLUMNS: &str = key_columns!();
 
+/// How many times a write re-reads a row another writer changed between its
+/// read and its write before giving up (each retry means someone else's
+/// write landed, so this only runs out under absurd contention).
+const WRITE_RACES: usize = 16;
+
 /// The SQLite store. Cheap to clone (a connection pool inside).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    counts: Arc<StatusCounts>,
+}
+
+/// Sessions per status, kept as this store writes: loaded once by
+/// [`SqliteStore::migrate`], then moved by every insert, patch and delete,
+/// so a metrics scrape costs no query. Exact while this process is the only
+/// writer of the database (one gateway per SQLite file).
+#[derive(Debug, Default)]
+struct StatusCounts(Mutex<Option<[u64; SessionStatus::ALL.len()]>>);
+
+impl StatusCounts {
+    fn index(status: SessionStatus) -> usize {
+        SessionStatus::ALL
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or_default()
+    }
+
+    fn with(&self, f: impl FnOnce(&mut [u64; SessionStatus::ALL.len()])) {
+        if let Some(counts) = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            f(counts);
+        }
+    }
+
+    fn moved(&self, from: Option<SessionStatus>, to: Option<SessionStatus>) {
+        self.with(|c| {
+            if let Some(from) = from {
+                let n = &mut c[Self::index(from)];
+                *n = n.saturating_sub(1);
+            }
+            if let Some(to) = to {
+                c[Self::index(to)] += 1;
+            }
+        });
+    }
+
+    fn set(&self, counts: [u64; SessionStatus::ALL.len()]) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(counts);
+    }
+
+    fn get(&self) -> Option<Vec<(SessionStatus, u64)>> {
+        let counts = *self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        counts.map(|c| SessionStatus::ALL.into_iter().zip(c).collect())
+    }
 }
 
 impl SqliteStore {
@@ -84,7 +140,10 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Setup(format!("cannot open database: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            counts: Arc::default(),
+        })
     }
 
     /// Applies the embedded migrations that have not run yet.
@@ -97,7 +156,30 @@ impl SqliteStore {
         MIGRATOR
             .run(&self.pool)
             .await
-            .map_err(|e| StoreError::Setup(format!("migration failed: {e}")))
+            .map_err(|e| StoreError::Setup(format!("migration failed: {e}")))?;
+        // The one counting query; from here on the counts move with writes.
+        let mut counts = [0; SessionStatus::ALL.len()];
+        for (status, n) in self.query_counts().await? {
+            counts[StatusCounts::index(status)] = n;
+        }
+        self.counts.set(counts);
+        Ok(())
+    }
+
+    async fn query_counts(&self) -> Result<Vec<(SessionStatus, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM sessions GROUP BY status")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let status: String = row.try_get("status").map_err(corrupt("status"))?;
+            let n: i64 = row.try_get("n").map_err(corrupt("n"))?;
+            if let Some(status) = SessionStatus::from_name(&status) {
+                out.push((status, u64::try_from(n).unwrap_or(0)));
+            }
+        }
+        Ok(out)
     }
 
     /// Closes every connection; later calls fail.
@@ -168,7 +250,22 @@ fn session_from_row(row: &SqliteRow) -> Result<Session, StoreError> {
         updated_at: parse_ts("updated_at", &need("updated_at")?)?,
         last_connected_at: parse_opt_ts("last_connected_at", get("last_connected_at")?)?,
         last_error,
+        pending: get("pending_op")?
+            .map(|p| {
+                PendingLifecycle::from_name(&p)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown pending_op '{p}'")))
+            })
+            .transpose()?,
+        revision: u64::try_from(
+            row.try_get::<i64, _>("revision")
+                .map_err(corrupt("revision"))?,
+        )
+        .map_err(|_| StoreError::Corrupt("negative revision".into()))?,
     })
+}
+
+fn revision(r: u64) -> Result<i64, StoreError> {
+    i64::try_from(r).map_err(|_| StoreError::Corrupt(format!("revision {r} out of range")))
 }
 
 fn key_from_row(row: &SqliteRow) -> Result<ApiKey, StoreError> {
@@ -188,6 +285,25 @@ fn key_from_row(row: &SqliteRow) -> Result<ApiKey, StoreError> {
 }
 
 impl SqliteStore {
+    /// Session `id` (of `org`, when given).
+    async fn fetch(
+        &self,
+        org: Option<&OrgId>,
+        id: &SessionId,
+    ) -> Result<Option<Session>, StoreError> {
+        let sql = concat!("SELECT ", session_columns!(), " FROM sessions WHERE id = ?");
+        let row = sqlx::query(sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let session = row.as_ref().map(session_from_row).transpose()?;
+        Ok(session.filter(|s| org.is_none_or(|org| s.org == *org)))
+    }
+
+    /// Reads the row, applies the patch ([`SessionPatch::apply`]) and writes
+    /// the result only if nobody wrote the row in between (its revision);
+    /// otherwise reads again.
     async fn patch(
         &self,
         org: Option<&OrgId>,
@@ -195,68 +311,52 @@ impl SqliteStore {
         patch: &SessionPatch,
         now: OffsetDateTime,
     ) -> Result<Option<Session>, StoreError> {
-        let mut q = QueryBuilder::<Sqlite>::new("UPDATE sessions SET updated_at = ");
-        q.push_bind(ts(now));
-        match (patch.status, patch.status_if_unlinked) {
-            (Some(status), Some(unlinked)) => {
-                // Decided on the row's current JID, in the same statement.
-                q.push(", status = CASE WHEN jid IS NULL THEN ")
-                    .push_bind(unlinked.as_str())
-                    .push(" ELSE ")
-                    .push_bind(status.as_str())
-                    .push(" END");
+        for _ in 0..WRITE_RACES {
+            let Some(current) = self.fetch(org, id).await? else {
+                return Ok(None);
+            };
+            let Some(next) = patch.apply(&current, now)? else {
+                return Ok(Some(current));
+            };
+            let done = sqlx::query(
+                "UPDATE sessions SET status = ?, jid = ?, push_name = ?, keep_connected = ?, \
+                 updated_at = ?, last_connected_at = ?, last_error_code = ?, last_error_message = ?, \
+                 pending_op = ?, revision = ? WHERE id = ? AND revision = ?",
+            )
+            .bind(next.status.as_str())
+            .bind(next.jid.as_ref().map(ToString::to_string))
+            .bind(next.push_name.clone())
+            .bind(i64::from(next.keep_connected))
+            .bind(ts(next.updated_at))
+            .bind(next.last_connected_at.map(ts))
+            .bind(next.last_error.as_ref().map(|e| e.code.as_str()))
+            .bind(next.last_error.as_ref().map(|e| e.message.clone()))
+            .bind(next.pending.map(PendingLifecycle::as_str))
+            .bind(revision(next.revision)?)
+            .bind(id.to_string())
+            .bind(revision(current.revision)?)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+            if done.rows_affected() == 1 {
+                self.counts.moved(Some(current.status), Some(next.status));
+                return Ok(Some(next));
             }
-            (Some(status), None) if !patch.status_unless.is_empty() => {
-                q.push(", status = CASE WHEN status IN (");
-                let mut kept = q.separated(", ");
-                for s in &patch.status_unless {
-                    kept.push_bind(s.as_str());
-                }
-                q.push(") THEN status ELSE ")
-                    .push_bind(status.as_str())
-                    .push(" END");
-            }
-            (Some(status), None) => {
-                q.push(", status = ").push_bind(status.as_str());
-            }
-            (None, _) => {}
         }
-        if let Some(jid) = &patch.jid {
-            q.push(", jid = ")
-                .push_bind(jid.as_ref().map(ToString::to_string));
-        }
-        if let Some(push_name) = &patch.push_name {
-            q.push(", push_name = ").push_bind(push_name.clone());
-        }
-        if let Some(keep) = patch.keep_connected {
-            q.push(", keep_connected = ").push_bind(i64::from(keep));
-        }
-        if let Some(at) = patch.last_connected_at {
-            q.push(", last_connected_at = ").push_bind(ts(at));
-        }
-        if let Some(error) = &patch.last_error {
-            q.push(", last_error_code = ")
-                .push_bind(error.as_ref().map(|e| e.code.as_str()));
-            q.push(", last_error_message = ")
-                .push_bind(error.as_ref().map(|e| e.message.clone()));
-        }
-        q.push(" WHERE id = ").push_bind(id.to_string());
-        if let Some(org) = org {
-            q.push(" AND org_id = ").push_bind(org.as_str().to_owned());
-        }
-        q.push(" RETURNING ").push(SESSION_COLUMNS);
-        let row = q.build().fetch_optional(&self.pool).await.map_err(db_err)?;
-        row.as_ref().map(session_from_row).transpose()
+        Err(StoreError::Unavailable(format!(
+            "session {id} kept changing under {WRITE_RACES} attempts to write it"
+        )))
     }
 }
 
 #[async_trait]
 impl SessionRegistry for SqliteStore {
     async fn insert(&self, s: &Session) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO sessions (id, org_id, name, status, jid, push_name, keep_connected, created_at, updated_at, last_connected_at, last_error_code, last_error_message) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
+        sqlx::query(concat!(
+            "INSERT INTO sessions (",
+            session_columns!(),
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
         .bind(s.id.to_string())
         .bind(s.org.as_str().to_owned())
         .bind(s.name.as_ref().map(|n| n.as_str().to_owned()))
@@ -269,25 +369,17 @@ impl SessionRegistry for SqliteStore {
         .bind(s.last_connected_at.map(ts))
         .bind(s.last_error.as_ref().map(|e| e.code.as_str()))
         .bind(s.last_error.as_ref().map(|e| e.message.clone()))
+        .bind(s.pending.map(PendingLifecycle::as_str))
+        .bind(revision(s.revision)?)
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
+        self.counts.moved(None, Some(s.status));
         Ok(())
     }
 
     async fn get(&self, org: &OrgId, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        let sql = concat!(
-            "SELECT ",
-            session_columns!(),
-            " FROM sessions WHERE id = ? AND org_id = ?"
-        );
-        let row = sqlx::query(sql)
-            .bind(id.to_string())
-            .bind(org.as_str().to_owned())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.as_ref().map(session_from_row).transpose()
+        self.fetch(Some(org), id).await
     }
 
     async fn list(&self, org: &OrgId, page: PageRequest) -> Result<Page<Session>, StoreError> {
@@ -336,20 +428,26 @@ impl SessionRegistry for SqliteStore {
     }
 
     async fn delete(&self, org: &OrgId, id: &SessionId) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM sessions WHERE id = ? AND org_id = ?")
+        let gone = sqlx::query("DELETE FROM sessions WHERE id = ? AND org_id = ? RETURNING status")
             .bind(id.to_string())
             .bind(org.as_str().to_owned())
-            .execute(&self.pool)
+            .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
-        Ok(done.rows_affected() > 0)
+        let Some(row) = gone else {
+            return Ok(false);
+        };
+        let status: String = row.try_get("status").map_err(corrupt("status"))?;
+        self.counts.moved(SessionStatus::from_name(&status), None);
+        Ok(true)
     }
 
-    async fn to_keep_connected(&self) -> Result<Vec<Session>, StoreError> {
+    async fn to_resume(&self) -> Result<Vec<Session>, StoreError> {
         let sql = concat!(
             "SELECT ",
             session_columns!(),
-            " FROM sessions WHERE keep_connected = 1 ORDER BY id"
+            " FROM sessions WHERE keep_connected = 1 OR pending_op IS NOT NULL \
+              OR status IN ('pairing', 'connecting', 'connected') ORDER BY id"
         );
         let rows = sqlx::query(sql)
             .fetch_all(&self.pool)
@@ -359,19 +457,11 @@ impl SessionRegistry for SqliteStore {
     }
 
     async fn count_by_status(&self) -> Result<Vec<(SessionStatus, u64)>, StoreError> {
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM sessions GROUP BY status")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let status: String = row.try_get("status").map_err(corrupt("status"))?;
-            let n: i64 = row.try_get("n").map_err(corrupt("n"))?;
-            if let Some(status) = SessionStatus::from_name(&status) {
-                out.push((status, u64::try_from(n).unwrap_or(0)));
-            }
+        match self.counts.get() {
+            Some(counts) => Ok(counts),
+            // Not migrated by this handle (a tool's): count.
+            None => self.query_counts().await,
         }
-        Ok(out)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -466,6 +556,7 @@ impl ApiKeyStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::session;
     use wagate_domain::{ApiKeySecret, Capability};
 
     async fn store() -> (SqliteStore, tempfile::TempDir) {
@@ -478,22 +569,6 @@ mod tests {
 
     fn org(s: &str) -> OrgId {
         OrgId::parse(s).unwrap()
-    }
-
-    fn session(org_id: &str, n: u32, now: OffsetDateTime) -> Session {
-        Session {
-            id: SessionId::parse(&format!("sess_{n:026}")).unwrap(),
-            org: org(org_id),
-            name: Some(SessionName::parse("support").unwrap()),
-            status: SessionStatus::New,
-            jid: None,
-            push_name: None,
-            keep_connected: false,
-            created_at: now,
-            updated_at: now,
-            last_connected_at: None,
-            last_error: None,
-        }
     }
 
     #[tokio::test]
@@ -568,6 +643,7 @@ mod tests {
                 code: SessionErrorCode::Unreachable,
                 message: "x".into(),
             })),
+            ..SessionPatch::default()
         };
         assert!(
             store
@@ -587,7 +663,7 @@ mod tests {
             updated.last_error.as_ref().unwrap().code,
             SessionErrorCode::Unreachable
         );
-        assert_eq!(store.to_keep_connected().await.unwrap().len(), 1);
+        assert_eq!(store.to_resume().await.unwrap().len(), 1);
         let cleared = store
             .record_observed(
                 &s.id,
@@ -609,10 +685,15 @@ mod tests {
             ),
             (None, None, Some("Acme"))
         );
+        let counts = store.count_by_status().await.unwrap();
         assert_eq!(
-            store.count_by_status().await.unwrap(),
-            vec![(SessionStatus::LoggedOut, 1)]
+            counts.iter().filter(|(_, n)| *n > 0).collect::<Vec<_>>(),
+            vec![&(SessionStatus::LoggedOut, 1)]
         );
+        // The kept counts agree with a count of the rows.
+        let mut queried = store.query_counts().await.unwrap();
+        queried.retain(|(_, n)| *n > 0);
+        assert_eq!(queried, vec![(SessionStatus::LoggedOut, 1)]);
     }
 
     #[tokio::test]
@@ -673,5 +754,102 @@ mod tests {
                 .is_none()
         );
         assert_eq!(store.find_by_hash(&hash).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_write_that_changes_nothing_keeps_updated_at_and_revision() {
+        let (store, _dir) = store().await;
+        let t0 = OffsetDateTime::now_utc();
+        let s = session("acme", 1, t0);
+        store.insert(&s).await.unwrap();
+        let later = t0 + time::Duration::minutes(5);
+        let same = store
+            .update(
+                &org("acme"),
+                &s.id,
+                &SessionPatch::status(SessionStatus::New),
+                later,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((same.updated_at, same.revision), (s.updated_at, 0));
+        let moved = store
+            .update(
+                &org("acme"),
+                &s.id,
+                &SessionPatch::status(SessionStatus::Pairing),
+                later,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((moved.updated_at, moved.revision), (later, 1));
+    }
+
+    #[tokio::test]
+    async fn a_patch_naming_an_old_revision_is_refused() {
+        let (store, _dir) = store().await;
+        let now = OffsetDateTime::now_utc();
+        let s = session("acme", 1, now);
+        store.insert(&s).await.unwrap();
+        // An event lands after the caller read revision 0 …
+        store
+            .record_observed(&s.id, &SessionPatch::status(SessionStatus::Connected), now)
+            .await
+            .unwrap();
+        // … so the caller's write decided on revision 0 must not apply.
+        let stale = SessionPatch {
+            expected_revision: Some(0),
+            ..SessionPatch::status(SessionStatus::Disconnected)
+        };
+        assert!(matches!(
+            store.update(&org("acme"), &s.id, &stale, now).await,
+            Err(StoreError::Changed)
+        ));
+        let row = store.get(&org("acme"), &s.id).await.unwrap().unwrap();
+        assert_eq!((row.status, row.revision), (SessionStatus::Connected, 1));
+    }
+
+    #[tokio::test]
+    async fn kept_counts_follow_inserts_patches_and_deletes() {
+        let (store, _dir) = store().await;
+        let now = OffsetDateTime::now_utc();
+        for n in 1..=3 {
+            store.insert(&session("acme", n, now)).await.unwrap();
+        }
+        let id = session("acme", 1, now).id;
+        store
+            .record_observed(&id, &SessionPatch::status(SessionStatus::Connected), now)
+            .await
+            .unwrap();
+        store
+            .delete(&org("acme"), &session("acme", 2, now).id)
+            .await
+            .unwrap();
+        let kept = store.count_by_status().await.unwrap();
+        let mut queried = store.query_counts().await.unwrap();
+        let nonzero = |v: &[(SessionStatus, u64)]| {
+            v.iter()
+                .copied()
+                .filter(|(_, n)| *n > 0)
+                .collect::<Vec<_>>()
+        };
+        queried.sort_by_key(|(s, _)| StatusCounts::index(*s));
+        assert_eq!(nonzero(&kept), nonzero(&queried));
+        assert_eq!(
+            nonzero(&kept),
+            vec![(SessionStatus::New, 1), (SessionStatus::Connected, 1)]
+        );
+        // A reopened store starts from a count of the rows.
+        let reopened = SqliteStore {
+            pool: store.pool.clone(),
+            counts: Arc::default(),
+        };
+        reopened.migrate().await.unwrap();
+        assert_eq!(
+            nonzero(&reopened.count_by_status().await.unwrap()),
+            nonzero(&kept)
+        );
     }
 }

@@ -206,6 +206,13 @@ impl LiveWhatsApp {
         self.slots().entry(*session).or_default().clone()
     }
 
+    /// Whether `slot` is still session's slot in the map (not removed).
+    fn is_current(&self, session: &SessionId, slot: &Arc<Slot>) -> bool {
+        self.slots()
+            .get(session)
+            .is_some_and(|s| Arc::ptr_eq(s, slot))
+    }
+
     fn existing_slot(&self, session: &SessionId) -> Option<Arc<Slot>> {
         self.slots().get(session).cloned()
     }
@@ -490,16 +497,46 @@ impl WhatsAppPort for LiveWhatsApp {
         }
         let slot = self.slot(session);
         let _ops = slot.ops.lock().await;
-        let previous = {
+        if !self.is_current(session, &slot) {
+            // Removed while we waited for it: start on a fresh slot, so no
+            // runner lives in a slot nothing can reach.
+            drop(_ops);
+            return Box::pin(self.connect(session, linked_as)).await;
+        }
+        // `Err(state to tell again)` when a runner is already at work.
+        let previous: Result<Option<RunnerHandle>, Option<SessionEventKind>> = {
             let mut state = slot.state();
             match &state.runner {
                 Some(r) if !state.ended && !r.task.is_finished() => {
                     // Already connecting (or connected): at most, cut a
-                    // reconnect pause short.
+                    // reconnect pause short, and tell the state again (the
+                    // gateway may have missed an event).
                     r.kick.notify_waiters();
-                    return Ok(());
+                    let now = match (&state.client, state.online, state.pairing) {
+                        (Some(client), true, _) => client
+                            .pn()
+                            .or_else(|| client.lid())
+                            .and_then(|j| mapping::from_wa_jid(&j))
+                            .map(|jid| SessionEventKind::Connected {
+                                jid,
+                                push_name: Some(client.push_name())
+                                    .filter(|n| !n.trim().is_empty()),
+                            }),
+                        (_, _, true) => Some(SessionEventKind::Pairing),
+                        _ => Some(SessionEventKind::Connecting),
+                    };
+                    Err(now)
                 }
-                _ => state.runner.take(),
+                _ => Ok(state.runner.take()),
+            }
+        };
+        let previous = match previous {
+            Ok(previous) => previous,
+            Err(now) => {
+                if let Some(kind) = now {
+                    self.publish(session, kind).await;
+                }
+                return Ok(());
             }
         };
         if let Some(mut previous) = previous {
@@ -614,16 +651,20 @@ impl WhatsAppPort for LiveWhatsApp {
 
     async fn remove(&self, session: &SessionId) -> Result<(), WhatsAppError> {
         let slot = self.slot(session);
-        {
-            let _ops = slot.ops.lock().await;
-            self.unlink(session, &slot).await?;
-            self.shared
-                .devices
-                .forget(session)
-                .await
-                .map_err(WhatsAppError::Internal)?;
+        let _ops = slot.ops.lock().await;
+        self.unlink(session, &slot).await?;
+        self.shared
+            .devices
+            .forget(session)
+            .await
+            .map_err(WhatsAppError::Internal)?;
+        // Out of the map while the slot is still held: a connect waiting on
+        // it sees it is gone and starts on a fresh one.
+        let mut slots = self.slots();
+        if slots.get(session).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+            slots.remove(session);
         }
-        self.slots().remove(session);
+        drop(slots);
         tracing::info!(session = %session, "session removed");
         Ok(())
     }

@@ -327,27 +327,39 @@ impl WhatsAppPort for FakeWhatsApp {
         let event = {
             let mut sessions = self.sessions();
             let s = sessions.entry(*session).or_default();
-            if s.connected || s.qr.is_some() {
-                return Ok(());
-            }
-            match linked_as.or_else(|| s.linked_as.clone()) {
-                Some(jid) => {
-                    s.linked_as = Some(jid.clone());
-                    s.connected = true;
-                    SessionEventKind::Connected {
-                        jid,
-                        push_name: self.world.push_name.clone(),
-                    }
+            if let (true, Some(jid)) = (s.connected, &s.linked_as) {
+                // Already online: tell the state again (the gateway may have
+                // missed the event, e.g. its write failed).
+                SessionEventKind::Connected {
+                    jid: jid.clone(),
+                    push_name: self.world.push_name.clone(),
                 }
-                None => {
-                    s.qr_count += 1;
-                    let id = session.to_string();
-                    let seed = digest(&[id.as_bytes(), &s.qr_count.to_be_bytes()]);
-                    s.qr = Some(QrCode {
-                        code: format!("2@{},{},wagate-fake", hex(&seed[..16]), hex(&seed[16..])),
-                        expires_at: now + QR_TTL,
-                    });
-                    SessionEventKind::Pairing
+            } else if s.qr.is_some() {
+                SessionEventKind::Pairing
+            } else {
+                match linked_as.or_else(|| s.linked_as.clone()) {
+                    Some(jid) => {
+                        s.linked_as = Some(jid.clone());
+                        s.connected = true;
+                        SessionEventKind::Connected {
+                            jid,
+                            push_name: self.world.push_name.clone(),
+                        }
+                    }
+                    None => {
+                        s.qr_count += 1;
+                        let id = session.to_string();
+                        let seed = digest(&[id.as_bytes(), &s.qr_count.to_be_bytes()]);
+                        s.qr = Some(QrCode {
+                            code: format!(
+                                "2@{},{},wagate-fake",
+                                hex(&seed[..16]),
+                                hex(&seed[16..])
+                            ),
+                            expires_at: now + QR_TTL,
+                        });
+                        SessionEventKind::Pairing
+                    }
                 }
             }
         };

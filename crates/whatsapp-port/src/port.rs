@@ -23,8 +23,10 @@ pub trait WhatsAppPort: Send + Sync + std::fmt::Debug {
     /// Starts connecting `session`. With `linked_as` (the account it was
     /// linked as before) it logs in with the stored device keys; without, it
     /// starts pairing and reports [`crate::SessionEventKind::Pairing`] once a
-    /// QR code can be shown. Idempotent: connecting a connected or
-    /// connecting session does nothing.
+    /// QR code can be shown. Idempotent: connecting a session that is
+    /// already connecting, pairing or connected starts nothing new, but
+    /// publishes its current state again (`Connecting`, `Pairing` or
+    /// `Connected`), so a gateway that missed an event can repair its record.
     ///
     /// # Errors
     ///

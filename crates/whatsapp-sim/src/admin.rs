@@ -2,6 +2,7 @@
 //! process ([`Admin`]) and over HTTP under `/admin`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State, WebSocketUpgrade};
@@ -102,6 +103,26 @@ pub struct Health {
     pub logged_in: usize,
     /// Known accounts.
     pub accounts: usize,
+    /// Whether an outage refuses client connections now.
+    pub outage: bool,
+    /// Client connections refused during outages since start.
+    pub refused: u64,
+    /// Logins of a device (account phone + device number) while another
+    /// connection of the same device was still logged in, since start:
+    /// simultaneous connections of one device. Counted when the second
+    /// login happens, before the older connection is replaced (closed with
+    /// `<conflict type="replaced"/>`); a reconnect after the old connection
+    /// closed is not one. 0 in a healthy run.
+    pub overlaps: u64,
+    /// The most connections one device ever had logged in at once since
+    /// start (a replaced connection counts until it is closed): 1 in a
+    /// healthy run, 0 if no device ever logged in.
+    pub max_per_device: usize,
+    /// Whether a state file keeps the state across restarts.
+    pub persistent: bool,
+    /// Why the state file could not be written last time, until a write
+    /// succeeds.
+    pub state_error: Option<String>,
 }
 
 /// The in-process admin API: what a phone (or an operator) does to the
@@ -128,7 +149,9 @@ impl Admin {
     /// [`AdminError::Timeout`] / [`AdminError::Failed`] when the companion
     /// does not complete the link.
     pub async fn scan_qr(&self, qr: &str, phone: &str) -> Result<LinkedDevice, AdminError> {
-        crate::pairing::scan_qr(&self.sim, qr, phone).await
+        let linked = crate::pairing::scan_qr(&self.sim, qr, phone).await?;
+        let _ = self.sim.persist().await;
+        Ok(linked)
     }
 
     /// The phone `phone` enters the 8-character pairing code a companion
@@ -139,14 +162,16 @@ impl Admin {
     /// As [`Admin::scan_qr`]; [`AdminError::Failed`] when the code is not the
     /// companion's.
     pub async fn pair_code(&self, phone: &str, code: &str) -> Result<LinkedDevice, AdminError> {
-        crate::pairing::enter_code(&self.sim, phone, code).await
+        let linked = crate::pairing::enter_code(&self.sim, phone, code).await?;
+        let _ = self.sim.persist().await;
+        Ok(linked)
     }
 
     /// The account of `phone`: its linked devices and blocklist.
     pub fn account(&self, phone: &str) -> Option<AccountInfo> {
         let phone = phone_digits(phone)?;
         let g = self.sim.lock();
-        let a = g.accounts.get(&phone)?;
+        let a = g.accounts().get(&phone)?;
         let online: Vec<u16> = g
             .conns
             .values()
@@ -188,8 +213,11 @@ impl Admin {
         let phone = phone_digits(phone)
             .ok_or_else(|| AdminError::BadRequest(format!("bad phone number '{phone}'")))?;
         let mut g = self.sim.lock();
+        if !g.accounts().contains_key(&phone) {
+            return Err(AdminError::NotFound(format!("no account {phone}")));
+        }
         let a = g
-            .accounts
+            .accounts_mut()
             .get_mut(&phone)
             .ok_or_else(|| AdminError::NotFound(format!("no account {phone}")))?;
         let n = a.devices.len();
@@ -219,16 +247,79 @@ impl Admin {
         crate::iq::broadcast(&self.sim, &phone, || Outbound::Drop)
     }
 
-    /// Connection and account counts.
+    /// An outage of WhatsApp's servers: every client connection is dropped
+    /// at once (no goodbye, as a network failure) and new client connections
+    /// are refused (HTTP 503 instead of the WebSocket) for `duration`, then
+    /// accepted again. A new outage replaces the current one; a zero
+    /// `duration` ends it (and still drops the connections). The admin API
+    /// keeps answering. Returns how many connections were dropped.
+    pub fn outage(&self, duration: Duration) -> usize {
+        self.sim.outage(duration)
+    }
+
+    /// Waits until the state file holds every change made so far (a no-op
+    /// without one). Changes are saved on their own soon after they happen;
+    /// this is for a test that changed state in process (e.g.
+    /// [`Admin::logout`]) and wants it on disk now.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::StateError::Write`] when the file cannot be written.
+    pub async fn flush_state(&self) -> Result<(), crate::StateError> {
+        self.sim.persist().await
+    }
+
+    /// Connection and account counts, outage and state-file status, and
+    /// the per-device login counts (`overlaps`, `max_per_device`).
     pub fn health(&self) -> Health {
-        let g = self.sim.lock();
+        let (connections, logged_in, accounts, outage, refused, overlaps, max_per_device) = {
+            let g = self.sim.lock();
+            (
+                g.conns.len(),
+                g.conns.values().filter(|c| c.login.is_some()).count(),
+                g.accounts().len(),
+                g.in_outage(),
+                g.refused,
+                g.overlaps,
+                g.max_per_device,
+            )
+        };
         Health {
             status: "ok",
-            connections: g.conns.len(),
-            logged_in: g.conns.values().filter(|c| c.login.is_some()).count(),
-            accounts: g.accounts.len(),
+            connections,
+            logged_in,
+            accounts,
+            outage,
+            refused,
+            overlaps,
+            max_per_device,
+            persistent: self.sim.has_store(),
+            state_error: self.sim.state_error(),
         }
     }
+}
+
+/// The longest outage `POST /admin/outage` accepts, in seconds (a day).
+const MAX_OUTAGE_SECS: f64 = 86_400.0;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutageBody {
+    seconds: f64,
+}
+
+/// Reads `{"seconds": N}` (0 ≤ N ≤ a day, fractions allowed).
+fn outage_duration(body: &[u8]) -> Result<Duration, AdminError> {
+    let usage = "the body must be {\"seconds\": N} with 0 <= N <= 86400";
+    let parsed: OutageBody = serde_json::from_slice(body)
+        .map_err(|e| AdminError::BadRequest(format!("{usage}: {e}")))?;
+    if !(0.0..=MAX_OUTAGE_SECS).contains(&parsed.seconds) {
+        return Err(AdminError::BadRequest(format!(
+            "{usage}; got {}",
+            parsed.seconds
+        )));
+    }
+    Ok(Duration::from_secs_f64(parsed.seconds))
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,6 +343,10 @@ pub(crate) fn router(sim: Arc<Sim>) -> axum::Router {
             get(move |ws: WebSocketUpgrade| {
                 let sim = sim.clone();
                 async move {
+                    if sim.refuse_during_outage() {
+                        let body = serde_json::json!({ "error": "outage: connections refused" });
+                        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+                    }
                     ws.max_message_size(16 << 20)
                         .on_upgrade(move |socket| crate::conn::serve(socket, sim))
                 }
@@ -289,8 +384,11 @@ pub(crate) fn router(sim: Arc<Sim>) -> axum::Router {
             "/admin/accounts/{phone}/logout",
             post(
                 |State(a): State<Admin>, Path(phone): Path<String>| async move {
-                    a.logout(&phone)
-                        .map(|n| Json(serde_json::json!({ "unlinked": n })))
+                    let n = a.logout(&phone)?;
+                    // Answer once the unlinking is on disk (errors are logged
+                    // and shown by the health route).
+                    let _ = a.flush_state().await;
+                    Ok::<_, AdminError>(Json(serde_json::json!({ "unlinked": n })))
                 },
             ),
         )
@@ -302,5 +400,53 @@ pub(crate) fn router(sim: Arc<Sim>) -> axum::Router {
                 },
             ),
         )
+        .route(
+            "/admin/outage",
+            post(
+                |State(a): State<Admin>, body: axum::body::Bytes| async move {
+                    let duration = outage_duration(&body)?;
+                    let dropped = a.outage(duration);
+                    Ok::<_, AdminError>(Json(serde_json::json!({
+                        "dropped": dropped,
+                        "seconds": duration.as_secs_f64(),
+                    })))
+                },
+            ),
+        )
         .with_state(admin)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn outage_body_is_checked() {
+        assert_eq!(
+            outage_duration(br#"{"seconds": 2}"#).unwrap(),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            outage_duration(br#"{"seconds": 0.5}"#).unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            outage_duration(br#"{"seconds": 0}"#).unwrap(),
+            Duration::ZERO
+        );
+        for bad in [
+            &b""[..],
+            b"not json",
+            b"{}",
+            br#"{"seconds": "2"}"#,
+            br#"{"seconds": -1}"#,
+            br#"{"seconds": 86401}"#,
+            br#"{"seconds": 2, "extra": 1}"#,
+        ] {
+            let err = outage_duration(bad).unwrap_err();
+            assert!(matches!(err, AdminError::BadRequest(_)), "{err:?}");
+            assert!(err.to_string().contains("{\"seconds\": N}"), "{err}");
+        }
+    }
 }

@@ -130,20 +130,37 @@ impl Ciphers {
 pub(crate) async fn serve(ws: WebSocket, sim: Arc<Sim>) {
     let id = sim.next_conn_id();
     let (tx, rx) = mpsc::unbounded_channel();
-    sim.lock().conns.insert(
-        id,
-        Conn {
-            tx,
-            registration: None,
-            login: None,
-            pending_link: None,
-        },
-    );
-    match run(ws, &sim, id, rx).await {
+    {
+        let mut g = sim.lock();
+        if g.in_outage() {
+            // Upgraded just before an outage began: it is one of the
+            // connections the outage drops.
+            g.refused += 1;
+            drop(g);
+            tracing::debug!(conn = id, "connection dropped: outage");
+            return;
+        }
+        g.conns.insert(
+            id,
+            Conn {
+                tx,
+                registration: None,
+                login: None,
+                device: None,
+                pending_link: None,
+            },
+        );
+    }
+    let mut wire = Wire::new(ws);
+    match run(&mut wire, &sim, id, rx).await {
         Ok(()) => tracing::debug!(conn = id, "connection closed"),
         Err(e) => tracing::debug!(conn = id, "connection ended: {e:#}"),
     }
+    // Forgotten before the socket is closed: a client that reconnects as
+    // soon as it sees the close never finds its old connection still
+    // counted as logged in (that would be an overlap).
     sim.remove_conn(id);
+    drop(wire);
 }
 
 async fn handshake(wire: &mut Wire, sim: &Sim) -> anyhow::Result<Established> {
@@ -168,13 +185,12 @@ async fn handshake(wire: &mut Wire, sim: &Sim) -> anyhow::Result<Established> {
 }
 
 async fn run(
-    ws: WebSocket,
+    wire: &mut Wire,
     sim: &Arc<Sim>,
     id: u64,
     mut rx: mpsc::UnboundedReceiver<Outbound>,
 ) -> anyhow::Result<()> {
-    let mut wire = Wire::new(ws);
-    let est = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut wire, sim))
+    let est = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(wire, sim))
         .await
         .map_err(|_| anyhow::anyhow!("handshake timed out"))??;
     let mut ciphers = Ciphers {
@@ -186,7 +202,7 @@ async fn run(
     let mut session = Session::new(sim.clone(), id);
     let opening = open_session(sim, id, &est.client_static, &est.payload, &mut session);
     for node in opening {
-        send_node(&mut wire, &mut ciphers, &node).await?;
+        send_node(wire, &mut ciphers, &node).await?;
     }
     if session.close {
         let _ = wire.ws.send(Message::Close(None)).await;
@@ -205,8 +221,12 @@ async fn run(
                     Ok(node) => session.handle(&node),
                     Err(e) => tracing::warn!(conn = id, "undecodable stanza: {e}"),
                 }
+                // What the stanza changed (a device linked, a contact
+                // blocked…) is on disk before the client hears the answer.
+                // A failed write is logged; the client is still answered.
+                let _ = sim.persist().await;
                 for node in session.take_out() {
-                    send_node(&mut wire, &mut ciphers, &node).await?;
+                    send_node(wire, &mut ciphers, &node).await?;
                 }
                 if session.close {
                     let _ = wire.ws.send(Message::Close(None)).await;
@@ -214,10 +234,10 @@ async fn run(
                 }
             }
             cmd = rx.recv() => match cmd {
-                Some(Outbound::Node(node)) => send_node(&mut wire, &mut ciphers, &node).await?,
+                Some(Outbound::Node(node)) => send_node(wire, &mut ciphers, &node).await?,
                 Some(Outbound::Close(node)) => {
                     if let Some(node) = node {
-                        send_node(&mut wire, &mut ciphers, &node).await?;
+                        send_node(wire, &mut ciphers, &node).await?;
                     }
                     let _ = wire.ws.send(Message::Close(None)).await;
                     return Ok(());
@@ -312,13 +332,25 @@ fn open_session(
         .unwrap_or(0);
     let lid = {
         let mut g = sim.lock();
-        let known = g.accounts.get(&phone).and_then(|a| {
+        let known = g.accounts().get(&phone).and_then(|a| {
             a.devices
                 .get(&device)
                 .filter(|d| d.reg.noise_pub == *client_static)
                 .map(|_| a.lid.clone())
         });
         if known.is_some() {
+            // Counted while the older connections are still open: a second
+            // login of the device before the first closed is an overlap.
+            let others = g.count_login(id, (phone.clone(), device));
+            if others > 0 {
+                tracing::info!(
+                    conn = id,
+                    phone,
+                    device,
+                    others,
+                    "device logged in while another connection of it is open; replacing it"
+                );
+            }
             // One connection per device: an older one is replaced, as on
             // WhatsApp (its client sees `StreamReplaced`).
             let me = Some((phone.clone(), device));

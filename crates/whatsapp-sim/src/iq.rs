@@ -296,10 +296,28 @@ impl Session {
         self.login.as_ref().map(|(p, d, _)| (p.clone(), *d))
     }
 
-    fn with_device<R>(&self, f: impl FnOnce(&mut Device) -> R) -> Option<R> {
+    /// Reads this connection's device.
+    fn with_device<R>(&self, f: impl FnOnce(&Device) -> R) -> Option<R> {
+        let (phone, dev) = self.me()?;
+        let g = self.sim.lock();
+        g.accounts()
+            .get(&phone)
+            .and_then(|a| a.devices.get(&dev))
+            .map(f)
+    }
+
+    /// Changes this connection's device (saved with the state).
+    fn with_device_mut<R>(&self, f: impl FnOnce(&mut Device) -> R) -> Option<R> {
         let (phone, dev) = self.me()?;
         let mut g = self.sim.lock();
-        g.accounts
+        if !g
+            .accounts()
+            .get(&phone)
+            .is_some_and(|a| a.devices.contains_key(&dev))
+        {
+            return None;
+        }
+        g.accounts_mut()
             .get_mut(&phone)
             .and_then(|a| a.devices.get_mut(&dev))
             .map(f)
@@ -332,7 +350,7 @@ impl Session {
             .unwrap_or_default();
         let skey = iq.get_optional_child("skey").and_then(parse_skey);
         let n = keys.len();
-        let stored = self.with_device(|d| {
+        let stored = self.with_device_mut(|d| {
             d.pre_keys.extend(keys);
             if let Some(s) = skey {
                 d.reg.signed_pre_key = s;
@@ -355,7 +373,15 @@ impl Session {
         let job = {
             let mut g = self.sim.lock();
             let tx = g.conns.get(&self.conn).map(|c| c.tx.clone());
-            let Some(account) = g.accounts.get_mut(&phone) else {
+            let pending = g
+                .accounts()
+                .get(&phone)
+                .and_then(|a| a.devices.get(&dev))
+                .is_some_and(|d| !d.key_shared);
+            if !pending {
+                return; // shared already (or the device is gone)
+            }
+            let Some(account) = g.accounts_mut().get_mut(&phone) else {
                 return;
             };
             let key_indexes: Vec<u32> = account.devices.values().map(|d| d.key_index).collect();
@@ -403,7 +429,7 @@ impl Session {
             .get_optional_child_by_tag(&["rotate", "skey"])
             .and_then(parse_skey);
         if let Some(s) = skey {
-            self.with_device(|d| d.reg.signed_pre_key = s);
+            self.with_device_mut(|d| d.reg.signed_pre_key = s);
         }
         result(id, vec![])
     }
@@ -472,8 +498,14 @@ impl Session {
             } else {
                 Some(user.to_owned())
             };
-            let dev = phone.and_then(|p| {
-                g.accounts
+            let known = phone.filter(|p| {
+                g.accounts()
+                    .get(p)
+                    .is_some_and(|a| a.devices.contains_key(&device))
+            });
+            // Known devices only: handing out a one-time key is a change.
+            let dev = known.and_then(|p| {
+                g.accounts_mut()
                     .get_mut(&p)
                     .and_then(|a| a.devices.get_mut(&device))
             });
@@ -523,7 +555,7 @@ impl Session {
         };
         let g = self.sim.lock();
         let items: Vec<Node> = g
-            .accounts
+            .accounts()
             .get(&phone)
             .map(|a| a.blocklist.values().map(blocked_item).collect())
             .unwrap_or_default();
@@ -596,14 +628,14 @@ impl Session {
                 let lid = world
                     .contact(&phone)
                     .and_then(|c| c.lid.clone())
-                    .or_else(|| g.accounts.get(&phone).map(|a| a.lid.clone()));
+                    .or_else(|| g.accounts().get(&phone).map(|a| a.lid.clone()));
                 (Some(phone), lid)
             }
             "g.us" => (Some(user.to_owned()), None),
             _ => return None,
         };
         let contact = phone.as_ref().and_then(|p| world.contact(p)).cloned();
-        let account = phone.as_ref().and_then(|p| g.accounts.get(p));
+        let account = phone.as_ref().and_then(|p| g.accounts().get(p));
         let devices = account.map(|a| {
             a.devices
                 .values()
@@ -805,7 +837,7 @@ impl Session {
     fn remove_self(&mut self, id: &str) -> Node {
         if let Some((phone, dev)) = self.me() {
             let mut g = self.sim.lock();
-            if let Some(a) = g.accounts.get_mut(&phone) {
+            if let Some(a) = g.accounts_mut().get_mut(&phone) {
                 a.devices.remove(&dev);
             }
             tracing::info!(conn = self.conn, "{phone}:{dev} unlinked itself");

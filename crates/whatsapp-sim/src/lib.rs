@@ -5,7 +5,9 @@
 //! simulator's Noise certificate is not WhatsApp's) can pair by QR code or
 //! pairing code, log in, stay connected, and look up and block contacts of
 //! a [`World`]. An [`Admin`] API plays the phones: scanning codes, unlinking
-//! companions, cutting connections. See `docs/simulator.md`.
+//! companions, cutting connections, simulating outages. With a state file
+//! ([`SimulatorBuilder::state_file`]) accounts, linked devices and blocklists
+//! survive a restart. See `docs/simulator.md`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,12 +26,14 @@ mod conn;
 mod iq;
 mod noise;
 mod pairing;
+mod persist;
 mod phone;
 mod signal;
 mod state;
 pub mod world;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +42,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use admin::{AccountInfo, Admin, AdminError, DeviceInfo, Health};
+pub use persist::{STATE_VERSION, StateError};
 pub use state::{BlockedContact, LinkedDevice};
 pub use world::{World, WorldError};
 
@@ -57,6 +62,9 @@ pub enum SimError {
     /// Key generation or another start-up step failed.
     #[error("simulator start-up failed: {0}")]
     Init(String),
+    /// The state file cannot be read, is corrupt, or cannot be written.
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// Starts simulators.
@@ -64,22 +72,79 @@ pub enum SimError {
 pub struct Simulator;
 
 impl Simulator {
-    /// Starts a simulator of `world` on a free port of 127.0.0.1.
+    /// Starts a simulator of `world` on a free port of 127.0.0.1, state in
+    /// memory only.
     ///
     /// # Errors
     ///
     /// [`SimError`] when it cannot bind or start.
     pub async fn start(world: World) -> Result<SimulatorHandle, SimError> {
-        Self::bind(SocketAddr::from(([127, 0, 0, 1], 0)), world).await
+        Self::builder(world).start().await
     }
 
-    /// Starts a simulator of `world` listening on `addr` (port 0 picks one).
+    /// Starts a simulator of `world` listening on `addr` (port 0 picks one),
+    /// state in memory only.
     ///
     /// # Errors
     ///
     /// [`SimError`] when it cannot bind or start.
     pub async fn bind(addr: SocketAddr, world: World) -> Result<SimulatorHandle, SimError> {
-        let sim = Arc::new(Sim::new(world).map_err(|e| SimError::Init(e.to_string()))?);
+        Self::builder(world).listen(addr).start().await
+    }
+
+    /// A simulator of `world` to configure: by default on a free port of
+    /// 127.0.0.1, without a state file.
+    pub fn builder(world: World) -> SimulatorBuilder {
+        SimulatorBuilder {
+            world,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            state: None,
+        }
+    }
+}
+
+/// How to start a simulator: [`Simulator::builder`], then
+/// [`SimulatorBuilder::start`].
+#[derive(Debug, Clone)]
+pub struct SimulatorBuilder {
+    world: World,
+    addr: SocketAddr,
+    state: Option<PathBuf>,
+}
+
+impl SimulatorBuilder {
+    /// Listens on `addr` (port 0 picks a free one).
+    #[must_use]
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Keeps the world's mutable state (accounts, linked devices and their
+    /// keys, blocklists, the server's Noise identity) in the JSON file
+    /// `path`: loaded at start if it exists, written at start and after
+    /// every change (atomically: temporary file, fsync, rename). A restarted
+    /// simulator on the same file lets devices linked before log in again.
+    /// One simulator per file.
+    #[must_use]
+    pub fn state_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.state = Some(path.into());
+        self
+    }
+
+    /// Starts the simulator.
+    ///
+    /// # Errors
+    ///
+    /// [`SimError::State`] when the state file cannot be read, is corrupt or
+    /// cannot be written; [`SimError::Bind`] when the address cannot be
+    /// bound; [`SimError::Init`] when key generation fails.
+    pub async fn start(self) -> Result<SimulatorHandle, SimError> {
+        let SimulatorBuilder { world, addr, state } = self;
+        let sim = Arc::new(Sim::new(world, state)?);
+        // Written once at start: an unwritable path fails now, not at the
+        // first pairing.
+        sim.persist().await?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| SimError::Bind { addr, source })?;
@@ -98,6 +163,23 @@ impl Simulator {
                 tracing::error!("simulator server failed: {e}");
             }
         });
+        let writer = sim.has_store().then(|| {
+            let (stop, mut stopped) = oneshot::channel::<()>();
+            let sim = sim.clone();
+            let task = tokio::spawn(async move {
+                // Changes not already saved by the code that made them (an
+                // in-process admin call, say) are saved here, soon after.
+                loop {
+                    tokio::select! {
+                        () = sim.changed.notified() => {
+                            let _ = sim.persist().await;
+                        }
+                        _ = &mut stopped => return,
+                    }
+                }
+            });
+            (stop, task)
+        });
         tracing::info!("WhatsApp simulator listening on ws://{local}/ws/chat");
         Ok(SimulatorHandle {
             addr: local,
@@ -105,6 +187,7 @@ impl Simulator {
             sim,
             stop: Some(stop_tx),
             task,
+            writer,
         })
     }
 }
@@ -118,6 +201,8 @@ pub struct SimulatorHandle {
     sim: Arc<Sim>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    /// The state-file writer and its stop signal, with a state file.
+    writer: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
 impl SimulatorHandle {
@@ -147,7 +232,8 @@ impl SimulatorHandle {
         let _ = task.await;
     }
 
-    /// Stops listening and closes every client connection abruptly.
+    /// Stops listening and closes every client connection abruptly; with a
+    /// state file, returns once it holds the final state.
     pub async fn shutdown(mut self) {
         {
             let g = self.sim.lock();
@@ -165,5 +251,11 @@ impl SimulatorHandle {
         {
             tracing::warn!("simulator did not stop within 5 s");
         }
+        if let Some((stop, writer)) = self.writer.take() {
+            let _ = stop.send(());
+            let _ = writer.await;
+        }
+        // Errors are logged by `persist`.
+        let _ = self.sim.persist().await;
     }
 }

@@ -85,6 +85,42 @@ impl ServerKeys {
     }
 }
 
+impl ServerKeys {
+    /// The static private key and the certificate chain, as the state file
+    /// keeps them.
+    pub(crate) fn saved(&self) -> ([u8; 32], Vec<u8>) {
+        (
+            *self.static_kp.private_key.serialize(),
+            self.cert_chain.clone(),
+        )
+    }
+
+    /// The keys a state file kept: the chain must be one whose leaf
+    /// certifies this static key.
+    pub(crate) fn from_saved(static_private: &[u8], cert_chain: Vec<u8>) -> Result<Self, String> {
+        let private = wacore::libsignal::protocol::PrivateKey::deserialize(static_private)
+            .map_err(|e| format!("server noise key: {e}"))?;
+        let static_kp = KeyPair::try_from(private).map_err(|e| format!("server noise key: {e}"))?;
+        let static_pub = pub32(&static_kp);
+        let chain = wa::CertChain::decode_from_slice(&cert_chain)
+            .map_err(|e| format!("server certificate chain: {e}"))?;
+        let leaf_key = chain
+            .leaf
+            .as_option()
+            .and_then(|leaf| leaf.details.as_deref())
+            .and_then(|d| wa::cert_chain::noise_certificate::Details::decode_from_slice(d).ok())
+            .and_then(|d| d.key);
+        if leaf_key.as_deref() != Some(static_pub.as_slice()) {
+            return Err("server certificate chain does not certify the server noise key".into());
+        }
+        Ok(Self {
+            static_kp,
+            static_pub,
+            cert_chain,
+        })
+    }
+}
+
 /// A completed handshake: the transport ciphers and who the client is.
 pub(crate) struct Established {
     /// Decrypts frames from the client.

@@ -1,16 +1,26 @@
 //! The simulator's mutable state: accounts, their linked devices and
 //! blocklists, pairing in progress, and the live connections.
+//!
+//! What must survive a restart (accounts, devices, keys, blocklists) is
+//! reached through [`Inner::accounts_mut`] / [`Inner::account_mut`], which
+//! count a change; [`Sim::persist`] writes the state file when that count
+//! moved (see `persist.rs`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::{Deref, DerefMut};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc, oneshot};
 use wacore::libsignal::protocol::KeyPair;
 use wacore_binary::Node;
 
+use crate::SimError;
 use crate::noise::ServerKeys;
+use crate::persist::{self, StateError, StateFile};
 use crate::signal::AppStateKey;
 use crate::world::{World, derived_lid};
 
@@ -57,8 +67,8 @@ pub(crate) struct Device {
 }
 
 /// A blocked contact.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BlockedContact {
     /// The contact's LID JID (`…@lid`).
     pub jid: String,
@@ -98,7 +108,7 @@ impl std::fmt::Debug for Account {
 }
 
 impl Account {
-    fn new(phone: &str, lid: Option<String>, push_name: Option<String>) -> Self {
+    pub(crate) fn new(phone: &str, lid: Option<String>, push_name: Option<String>) -> Self {
         let mut rng = rand_010::rng();
         Self {
             phone: phone.to_owned(),
@@ -172,25 +182,59 @@ pub(crate) struct Conn {
     pub tx: mpsc::UnboundedSender<Outbound>,
     /// Set while an unpaired companion waits for a scan.
     pub registration: Option<Registration>,
-    /// Set once logged in: (phone, device).
+    /// Set once logged in: (phone, device). Cleared when the login is
+    /// replaced or the device unlinked (the connection is then closing).
     pub login: Option<(String, u16)>,
+    /// The device it logged in as, kept until the connection is forgotten
+    /// (even once replaced): what [`Inner::per_device`] counts.
+    pub device: Option<(String, u16)>,
     pub pending_link: Option<PendingLink>,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Inner {
-    pub accounts: BTreeMap<String, Account>,
+    /// The persistent part: read with [`Inner::accounts`], change with
+    /// [`Inner::accounts_mut`] / [`Inner::account_mut`] so the change is
+    /// counted.
+    accounts: BTreeMap<String, Account>,
+    /// Counts (possible) changes of `accounts`; the state file is rewritten
+    /// when it moved since the last write.
+    version: u64,
     /// Pairing ref → connection showing it.
     pub refs: HashMap<String, u64>,
     pub conns: HashMap<u64, Conn>,
     /// Phone → link-code pairing in progress.
     pub link_codes: HashMap<String, LinkCodeRequest>,
+    /// While set and in the future, client connections are refused.
+    pub outage_until: Option<Instant>,
+    /// Client connections refused during outages since start.
+    pub refused: u64,
+    /// (phone, device) → connections that logged in as it and are not
+    /// closed yet (a replaced one counts until it is closed).
+    pub per_device: HashMap<(String, u16), usize>,
+    /// Logins of a device while another connection of it was still logged
+    /// in (before the replacement closed the older one).
+    pub overlaps: u64,
+    /// The most connections one device ever had logged in at once.
+    pub max_per_device: usize,
 }
 
 impl Inner {
-    /// The account of `phone`, created if missing.
+    /// The accounts, read-only.
+    pub(crate) fn accounts(&self) -> &BTreeMap<String, Account> {
+        &self.accounts
+    }
+
+    /// The accounts, to change: counts as a change of the persistent state.
+    pub(crate) fn accounts_mut(&mut self) -> &mut BTreeMap<String, Account> {
+        self.version = self.version.wrapping_add(1);
+        &mut self.accounts
+    }
+
+    /// The account of `phone`, created if missing (a change of the
+    /// persistent state).
     pub(crate) fn account_mut(&mut self, phone: &str) -> &mut Account {
-        self.accounts
+        self.accounts_mut()
             .entry(phone.to_owned())
             .or_insert_with(|| Account::new(phone, None, None))
     }
@@ -202,6 +246,87 @@ impl Inner {
             .find(|a| a.lid == lid)
             .map(|a| a.phone.as_str())
     }
+
+    /// Whether an outage refuses client connections now.
+    pub(crate) fn in_outage(&self) -> bool {
+        self.outage_until.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Counts connection `id` logging in as `device` (phone, device): an
+    /// overlap when other connections of that device are still logged in
+    /// (open). Returns how many others there are.
+    pub(crate) fn count_login(&mut self, id: u64, device: (String, u16)) -> usize {
+        self.end_login(id);
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return 0;
+        };
+        conn.device = Some(device.clone());
+        let live = self.per_device.entry(device).or_insert(0);
+        let others = *live;
+        *live += 1;
+        let live = *live;
+        if others > 0 {
+            self.overlaps += 1;
+        }
+        self.max_per_device = self.max_per_device.max(live);
+        others
+    }
+
+    /// Stops counting connection `id` as logged in (when it closes); a
+    /// no-op when it was not.
+    pub(crate) fn end_login(&mut self, id: u64) {
+        let Some(device) = self.conns.get_mut(&id).and_then(|c| c.device.take()) else {
+            return;
+        };
+        if let Some(live) = self.per_device.get_mut(&device) {
+            *live = live.saturating_sub(1);
+            if *live == 0 {
+                self.per_device.remove(&device);
+            }
+        }
+    }
+}
+
+/// The locked state. Dropping it wakes the state-file writer when the
+/// persistent part changed meanwhile.
+pub(crate) struct StateGuard<'a> {
+    inner: MutexGuard<'a, Inner>,
+    seen: u64,
+    changed: &'a Notify,
+}
+
+impl Deref for StateGuard<'_> {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.inner
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        if self.inner.version != self.seen {
+            self.changed.notify_one();
+        }
+    }
+}
+
+/// Where the state is saved, and what was saved last.
+#[derive(Debug)]
+struct Store {
+    path: PathBuf,
+    /// The `Inner::version` the file holds.
+    saved: AtomicU64,
+    /// One writer at a time, so files are written in version order.
+    writer: tokio::sync::Mutex<()>,
+    /// The last write's error, until a write succeeds.
+    error: Mutex<Option<String>>,
 }
 
 /// Everything the simulator knows, shared by every connection and the
@@ -212,6 +337,10 @@ pub(crate) struct Sim {
     inner: Mutex<Inner>,
     next_conn: AtomicU64,
     next_id: AtomicU64,
+    /// The state file, when there is one.
+    store: Option<Store>,
+    /// Notified when the persistent state changed.
+    pub changed: Notify,
 }
 
 impl std::fmt::Debug for Sim {
@@ -221,30 +350,167 @@ impl std::fmt::Debug for Sim {
 }
 
 impl Sim {
-    pub(crate) fn new(world: World) -> anyhow::Result<Self> {
-        let mut inner = Inner::default();
+    /// The simulator of `world`. With a `state` file, what it holds is
+    /// loaded (accounts it knows win over the world's seeds) and the server
+    /// keeps its saved Noise identity; the file is written by
+    /// [`Sim::persist`].
+    pub(crate) fn new(world: World, state: Option<PathBuf>) -> Result<Self, SimError> {
+        let saved = match &state {
+            Some(path) => persist::load(path)?,
+            None => None,
+        };
+        let (keys, mut accounts) = match (saved, &state) {
+            (Some(file), Some(path)) => {
+                let (keys, accounts) = file.restore().map_err(|reason| StateError::Corrupt {
+                    path: path.display().to_string(),
+                    reason,
+                })?;
+                tracing::info!(
+                    path = %path.display(),
+                    accounts = accounts.len(),
+                    "state loaded"
+                );
+                (keys, accounts)
+            }
+            _ => (
+                ServerKeys::generate().map_err(|e| SimError::Init(e.to_string()))?,
+                BTreeMap::new(),
+            ),
+        };
         for seed in world.accounts() {
-            inner.accounts.insert(
-                seed.phone.clone(),
-                Account::new(&seed.phone, seed.lid.clone(), seed.push_name.clone()),
-            );
+            accounts.entry(seed.phone.clone()).or_insert_with(|| {
+                Account::new(&seed.phone, seed.lid.clone(), seed.push_name.clone())
+            });
         }
+        let inner = Inner {
+            accounts,
+            // Differs from `saved` (0): the first persist writes the file.
+            version: 1,
+            ..Inner::default()
+        };
         Ok(Self {
             world,
-            keys: ServerKeys::generate()?,
+            keys,
             inner: Mutex::new(inner),
             next_conn: AtomicU64::new(1),
             next_id: AtomicU64::new(1),
+            store: state.map(|path| Store {
+                path,
+                saved: AtomicU64::new(0),
+                writer: tokio::sync::Mutex::new(()),
+                error: Mutex::new(None),
+            }),
+            changed: Notify::new(),
         })
     }
 
     /// The state, locked. Never held across an `.await`.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(crate) fn lock(&self) -> StateGuard<'_> {
         // Every update is a few map writes; a panic mid-update cannot leave
         // anything that later readers would misread, so keep going.
-        self.inner
+        let inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        StateGuard {
+            seen: inner.version,
+            inner,
+            changed: &self.changed,
+        }
+    }
+
+    /// Whether there is a state file.
+    pub(crate) fn has_store(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// The last state-file write error, until a write succeeds.
+    pub(crate) fn state_error(&self) -> Option<String> {
+        let store = self.store.as_ref()?;
+        store
+            .error
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Writes the state file if the persistent state changed since the last
+    /// write (atomically: temporary file, fsync, rename). Returns once the
+    /// file holds every change made before the call. A no-op without a
+    /// state file.
+    ///
+    /// # Errors
+    ///
+    /// [`StateError::Write`] when the file cannot be written (also logged,
+    /// and shown by the health route until a write succeeds).
+    pub(crate) async fn persist(&self) -> Result<(), StateError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        if self.lock().version == store.saved.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _writer = store.writer.lock().await;
+        let (version, file) = {
+            let g = self.lock();
+            if g.version == store.saved.load(Ordering::Acquire) {
+                return Ok(()); // another writer saved it meanwhile
+            }
+            (g.version, StateFile::capture(&g.accounts, &self.keys))
+        };
+        let path = store.path.clone();
+        let written = tokio::task::spawn_blocking(move || file.write(&path))
+            .await
+            .unwrap_or_else(|e| {
+                Err(StateError::Write {
+                    path: store.path.display().to_string(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            });
+        let mut error = store
+            .error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match written {
+            Ok(()) => {
+                store.saved.store(version, Ordering::Release);
+                *error = None;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                *error = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether a new client connection must be refused now (an outage);
+    /// counts the refusal.
+    pub(crate) fn refuse_during_outage(&self) -> bool {
+        let mut g = self.lock();
+        let refuse = g.in_outage();
+        if refuse {
+            g.refused += 1;
+            tracing::debug!("client connection refused: outage");
+        }
+        refuse
+    }
+
+    /// Starts an outage: every client connection is dropped now and new
+    /// ones are refused for `duration` (zero ends an outage). Returns how
+    /// many connections were dropped.
+    pub(crate) fn outage(&self, duration: Duration) -> usize {
+        let mut g = self.lock();
+        g.outage_until = (!duration.is_zero()).then(|| Instant::now() + duration);
+        let mut dropped = 0;
+        for c in g.conns.values() {
+            if c.tx.send(Outbound::Drop).is_ok() {
+                dropped += 1;
+            }
+        }
+        tracing::info!(?duration, dropped, "outage");
+        dropped
     }
 
     pub(crate) fn next_conn_id(&self) -> u64 {
@@ -259,8 +525,61 @@ impl Sim {
     /// Forgets a closed connection and the refs it showed.
     pub(crate) fn remove_conn(&self, id: u64) {
         let mut g = self.lock();
+        g.end_login(id);
         g.conns.remove(&id);
         g.refs.retain(|_, c| *c != id);
         g.link_codes.retain(|_, r| r.conn != id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(inner: &mut Inner, id: u64) {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        inner.conns.insert(
+            id,
+            Conn {
+                tx,
+                registration: None,
+                login: None,
+                device: None,
+                pending_link: None,
+            },
+        );
+    }
+
+    #[test]
+    fn logins_of_one_device_are_counted_while_open() {
+        let mut g = Inner::default();
+        let dev = || ("15550001111".to_owned(), 1);
+        assert_eq!((g.overlaps, g.max_per_device), (0, 0));
+        open(&mut g, 1);
+        assert_eq!(g.count_login(1, dev()), 0);
+        // A reconnect after the first connection closed: no overlap.
+        g.end_login(1);
+        g.conns.remove(&1);
+        open(&mut g, 2);
+        assert_eq!(g.count_login(2, dev()), 0);
+        assert_eq!((g.overlaps, g.max_per_device), (0, 1));
+        // Another device of the same account is not an overlap either.
+        open(&mut g, 3);
+        assert_eq!(g.count_login(3, ("15550001111".to_owned(), 2)), 0);
+        assert_eq!((g.overlaps, g.max_per_device), (0, 1));
+        // Logins while connection 2 is open; a replaced one counts until
+        // it is closed.
+        open(&mut g, 4);
+        assert_eq!(g.count_login(4, dev()), 1);
+        open(&mut g, 5);
+        assert_eq!(g.count_login(5, dev()), 2);
+        assert_eq!((g.overlaps, g.max_per_device), (2, 3));
+        g.end_login(2);
+        g.end_login(2); // idempotent
+        g.end_login(4);
+        assert_eq!(g.per_device.get(&dev()), Some(&1));
+        g.end_login(5);
+        assert_eq!(g.per_device.get(&dev()), None);
+        assert_eq!((g.overlaps, g.max_per_device), (2, 3));
     }
 }

@@ -1,13 +1,14 @@
 //! Login JWTs minted by the frontend, checked against its JWKS.
 //!
 //! The order of the checks matters: everything that needs no key (shape,
-//! size, algorithm allow-list, refused header members) comes before the key
-//! lookup, the key lookup before any signature work, and the signature
-//! before any claim is trusted.
+//! size, algorithm allow-list, refused header members, the required `typ`)
+//! comes before the key lookup, the key lookup before any signature work,
+//! and the signature before any claim is trusted.
 
 mod jwks;
 mod token;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -33,6 +34,11 @@ pub struct JwtConfig {
     pub issuer: Option<String>,
     /// Required `aud` (or one of them), checked when set.
     pub audience: Option<String>,
+    /// Required header `typ`, checked when set (RFC 8725 §3.11 explicit
+    /// typing): a media type compared ASCII case-insensitively, with the
+    /// `application/` prefix optional on either side, so `at+jwt` matches
+    /// `AT+JWT` and `application/at+jwt`. Unset: `typ` is not looked at.
+    pub required_typ: Option<String>,
     /// Claim holding the organization id (default `org_id`).
     pub org_claim: String,
     /// Claim holding the role (default `role`).
@@ -60,14 +66,15 @@ impl JwtConfig {
     /// Default HTTP timeout of a JWKS fetch.
     pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
-    /// The defaults for the JWKS at `jwks_url`: no issuer or audience check,
-    /// claims `org_id` and `role`, 60 s leeway, refresh every 5 minutes,
+    /// The defaults for the JWKS at `jwks_url`: no issuer, audience or
+    /// `typ` check, claims `org_id` and `role`, 60 s leeway, refresh every 5 minutes,
     /// 5 s fetch timeout, the default [`RolePolicy`].
     pub fn new(jwks_url: impl Into<String>) -> Self {
         Self {
             jwks_url: jwks_url.into(),
             issuer: None,
             audience: None,
+            required_typ: None,
             org_claim: Self::DEFAULT_ORG_CLAIM.to_owned(),
             role_claim: Self::DEFAULT_ROLE_CLAIM.to_owned(),
             leeway_secs: Self::DEFAULT_LEEWAY_SECS,
@@ -90,10 +97,11 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// and does not start with `wgk_`; anything else is `Ok(None)`, left to the
 /// next verifier. The rules are those of the API contract: the header must
 /// name an accepted algorithm and a `kid` of that key's type and no key
-/// source of its own (`jku`, `x5u`, `jwk`, `x5c`) and no `crit`; `exp` is
-/// required, `nbf`, `iss` and `aud` are checked (the last two when
-/// configured); the org claim must be an [`OrgId`]; the role claim maps to
-/// capabilities through the [`RolePolicy`].
+/// source of its own (`jku`, `x5u`, `jwk`, `x5c`) and no `crit`, and the
+/// required `typ` when one is configured; `exp` is required, `nbf`, `iss`
+/// and `aud` are checked (the last two when configured); the org claim must
+/// be an [`OrgId`]; the role claim maps to capabilities through the
+/// [`RolePolicy`].
 ///
 /// ```no_run
 /// use wagate_auth::{Authenticator, JwtConfig, JwtVerifier};
@@ -110,6 +118,7 @@ pub struct JwtVerifier {
     cache: Arc<JwksCache>,
     issuer: Option<String>,
     audience: Option<String>,
+    required_typ: Option<String>,
     org_claim: String,
     role_claim: String,
     leeway_secs: u64,
@@ -128,6 +137,8 @@ pub struct JwtVerifier {
 #[derive(Debug, Default)]
 struct VerifiedTokens {
     map: std::sync::RwLock<std::collections::HashMap<[u8; 32], Verified>>,
+    /// Tokens answered from `map` (no signature check).
+    hits: AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -147,7 +158,11 @@ impl VerifiedTokens {
         let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
         let v = map.get(hash)?;
         let same_keys = keys.is_some_and(|k| Arc::ptr_eq(k, &v.keys));
-        (same_keys && (v.from..v.until).contains(&now)).then(|| v.principal.clone())
+        let hit = same_keys && (v.from..v.until).contains(&now);
+        if hit {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        hit.then(|| v.principal.clone())
     }
 
     fn put(&self, hash: [u8; 32], verified: Verified) {
@@ -210,6 +225,7 @@ impl JwtVerifier {
             cache,
             issuer: config.issuer,
             audience: config.audience,
+            required_typ: config.required_typ,
             org_claim: config.org_claim,
             role_claim: config.role_claim,
             leeway_secs: config.leeway_secs,
@@ -224,6 +240,12 @@ impl JwtVerifier {
     /// The key set holder (for readiness details or a manual refresh).
     pub fn cache(&self) -> &Arc<JwksCache> {
         &self.cache
+    }
+
+    /// How many tokens were accepted from the verified-token cache (no
+    /// signature check) since the verifier was built: for tests and metrics.
+    pub fn verified_cache_hits(&self) -> u64 {
+        self.verified.hits.load(Ordering::Relaxed)
     }
 
     /// Stops the background refresh (also done when the verifier is
@@ -260,6 +282,9 @@ impl JwtVerifier {
         let header_json =
             token::decode_part(parts.header).map_err(|_| "malformed header encoding")?;
         let header = token::parse_header(&header_json)?;
+        if let Some(required) = &self.required_typ {
+            token::check_typ(header.typ.as_ref(), required)?;
+        }
 
         let set = match self.cache.current() {
             Some(set) if set.contains(&header.kid) => set,

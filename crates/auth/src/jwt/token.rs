@@ -64,6 +64,9 @@ pub(crate) struct Header<'a> {
     /// One of the three accepted algorithms.
     pub alg: Algorithm,
     pub kid: Cow<'a, str>,
+    /// `typ`, as found (checked by [`check_typ`] only when a type is
+    /// required; a `null` reads as absent).
+    pub typ: Option<Value>,
 }
 
 /// `true` when the member is present at all, whatever its value (even
@@ -83,6 +86,8 @@ struct RawHeader<'a> {
     alg: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     kid: Option<Cow<'a, str>>,
+    #[serde(default)]
+    typ: Option<Value>,
     #[serde(default)]
     jku: Present,
     #[serde(default)]
@@ -118,7 +123,46 @@ pub(crate) fn parse_header(json: &[u8]) -> Result<Header<'_>, Rejection> {
         return Err("crit header: extensions not understood");
     }
     let kid = raw.kid.ok_or("header has no kid")?;
-    Ok(Header { alg, kid })
+    Ok(Header {
+        alg,
+        kid,
+        typ: raw.typ,
+    })
+}
+
+/// The short form of a media type as `typ` carries it: RFC 7515 §4.1.9 has
+/// a recipient read a value without `/` as `application/` + value (and
+/// producers omit that prefix), so `application/at+jwt` and `at+jwt` are
+/// one type. The comparison is ASCII case-insensitive, as media type names
+/// are (RFC 6838 §4.2). Parameters (`;…`) are not interpreted.
+fn short_media_type(typ: &str) -> &str {
+    const APPLICATION: &str = "application/";
+    match typ.get(..APPLICATION.len()) {
+        Some(prefix)
+            if prefix.eq_ignore_ascii_case(APPLICATION)
+                && !typ[APPLICATION.len()..].contains('/') =>
+        {
+            &typ[APPLICATION.len()..]
+        }
+        _ => typ,
+    }
+}
+
+/// Whether two `typ` values name the same media type (see
+/// [`short_media_type`]): `at+jwt`, `AT+JWT` and `application/at+jwt` match.
+pub(crate) fn same_typ(a: &str, b: &str) -> bool {
+    short_media_type(a).eq_ignore_ascii_case(short_media_type(b))
+}
+
+/// The explicit-typing check of RFC 8725 §3.11: the header's `typ` must be
+/// a string naming the `required` media type.
+pub(crate) fn check_typ(typ: Option<&Value>, required: &str) -> Result<(), Rejection> {
+    match typ {
+        None => Err("header has no typ"),
+        Some(Value::String(typ)) if same_typ(typ, required) => Ok(()),
+        Some(Value::String(_)) => Err("wrong typ"),
+        Some(_) => Err("typ is not a string"),
+    }
 }
 
 /// Names of the configurable claims.
@@ -393,6 +437,57 @@ mod tests {
                 String::from_utf8_lossy(json)
             );
         }
+    }
+
+    #[test]
+    fn typ_is_a_media_type_compared_case_insensitively() {
+        let typ = |json: &[u8]| parse_header(json).unwrap().typ;
+        assert_eq!(
+            typ(br#"{"alg":"RS256","kid":"k","typ":"JWT"}"#),
+            Some(Value::from("JWT"))
+        );
+        assert_eq!(typ(br#"{"alg":"RS256","kid":"k","typ":null}"#), None);
+        assert_eq!(typ(br#"{"alg":"RS256","kid":"k"}"#), None);
+        assert_eq!(
+            typ(br#"{"alg":"RS256","kid":"k","typ":7}"#),
+            Some(Value::from(7)),
+            "only a required typ is looked at"
+        );
+        for (a, b) in [
+            ("at+jwt", "at+jwt"),
+            ("at+jwt", "AT+JWT"),
+            ("at+jwt", "application/at+jwt"),
+            ("Application/AT+JWT", "at+jwt"),
+            ("JWT", "application/jwt"),
+            ("text/plain", "TEXT/PLAIN"),
+        ] {
+            assert!(same_typ(a, b), "{a} = {b}");
+            assert!(same_typ(b, a), "{b} = {a}");
+        }
+        for (a, b) in [
+            ("at+jwt", "jwt"),
+            ("at+jwt", "application/jwt"),
+            ("at+jwt", "text/at+jwt"),
+            ("at+jwt", "application/application/at+jwt"),
+            ("at+jwt", "at+jwt; charset=utf-8"),
+            ("at+jwt", " at+jwt"),
+            ("at+jwt", ""),
+            ("at+jwt", "application/"),
+        ] {
+            assert!(!same_typ(a, b), "{a} != {b}");
+            assert!(!same_typ(b, a), "{b} != {a}");
+        }
+        let at = Value::from("application/at+jwt");
+        assert_eq!(check_typ(Some(&at), "at+jwt"), Ok(()));
+        assert_eq!(
+            check_typ(Some(&Value::from("JWT")), "at+jwt"),
+            Err("wrong typ")
+        );
+        assert_eq!(check_typ(None, "at+jwt"), Err("header has no typ"));
+        assert_eq!(
+            check_typ(Some(&Value::from(1)), "at+jwt"),
+            Err("typ is not a string")
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Operations routes: health, readiness, OpenAPI, docs, metrics (no auth).
 
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, web};
 
+use crate::docs::DOCS_PATH;
 use crate::{ApiError, AppState};
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",
@@ -21,13 +23,11 @@ pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, A
     if database && auth {
         Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
     } else {
-        Err(ApiError::new(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "not ready",
+        Err(
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "not ready")
+                .detail("database", if database { "ok" } else { "unavailable" })
+                .detail("auth", if auth { "ok" } else { "key set not loaded" }),
         )
-        .detail("database", if database { "ok" } else { "unavailable" })
-        .detail("auth", if auth { "ok" } else { "key set not loaded" }))
     }
 }
 
@@ -40,11 +40,34 @@ pub(crate) async fn openapi(state: web::Data<AppState>) -> HttpResponse {
 }
 
 #[utoipa::path(get, path = "/docs", tag = "operations",
-    responses((status = 200, description = "A page that renders the OpenAPI document.", content_type = "text/html")))]
-pub(crate) async fn docs(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(state.docs_html.clone())
+    responses((status = 308, description = "To `/docs/`, Swagger UI (its files are addressed relative to that folder).",
+        headers(("Location" = String, description = "`/docs/`")))))]
+pub(crate) async fn docs() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, DOCS_PATH))
+        .finish()
+}
+
+#[utoipa::path(get, path = "/docs/", tag = "operations",
+    responses(
+        (status = 200, description = "Swagger UI over `/openapi.json`, served from the binary (no internet needed); \
+            \"Authorize\" takes a bearer token for \"Try it out\". The files it loads are served below `/docs/`.", content_type = "text/html"),
+        (status = 404, description = "No such file of Swagger UI.", body = crate::dto::ErrorEnvelope),
+    ))]
+pub(crate) async fn docs_file(
+    state: web::Data<AppState>,
+    file: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let file = state.swagger_ui.file(&file).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such file of the docs page",
+        )
+    })?;
+    Ok(HttpResponse::Ok()
+        .content_type(file.content_type)
+        .body(file.bytes))
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",

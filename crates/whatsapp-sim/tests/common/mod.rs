@@ -52,6 +52,16 @@ impl TestBot {
         let store = SqliteStore::new(&db.display().to_string())
             .await
             .expect("sqlite store");
+        Self::start_on_store(url, store, pair_code).await
+    }
+
+    /// As [`TestBot::start_with`], on an open store: bots given clones of
+    /// one store share its device (and its database pool).
+    pub async fn start_on_store(
+        url: &str,
+        store: SqliteStore,
+        pair_code: Option<whatsapp_rust::pair_code::PairCodeOptions>,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut builder = Bot::builder()
             .with_backend(store)

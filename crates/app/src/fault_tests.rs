@@ -1,0 +1,528 @@
+//! The lifecycle under faults: a slow adapter, a registry whose writes fail,
+//! a restart racing the user's requests, an update racing an event. Each
+//! runs the real gateway, a real SQLite store, the real event recorder and
+//! the fake adapter behind a wrapper that can hold or fail its calls.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use wagate_domain::{
+    About, BlocklistEntry, Jid, OrgId, PairingCode, PendingLifecycle, PhoneNumber, PictureType,
+    ProfilePicture, QrCode, RateLimit, Session, SessionErrorCode, SessionId, SessionStatus,
+    SystemClock,
+};
+use wagate_store::{OsEntropy, SessionPatch, SessionRegistry, SqliteStore, StoreError};
+use wagate_whatsapp_port::{
+    FakeWhatsApp, Fixtures, SessionEvent, SessionEventKind, SessionEventSink, WhatsAppError,
+    WhatsAppPort,
+};
+
+use crate::tests::{NoCache, alice, principal};
+use crate::{AppError, Gateway, GatewayDeps, SessionEventRecorder};
+
+/// The fake adapter, with switches: hold lifecycle calls until released,
+/// fail `connect`, or have a reconnect happen during a contact call.
+#[derive(Debug)]
+struct Switchboard {
+    fake: FakeWhatsApp,
+    events: Arc<dyn SessionEventSink>,
+    hold: AtomicBool,
+    gate: Semaphore,
+    fail_connect: AtomicBool,
+    reconnect_during_calls: AtomicBool,
+    connects: AtomicUsize,
+}
+
+impl Switchboard {
+    async fn held(&self) {
+        if self.hold.load(Ordering::SeqCst)
+            && let Ok(permit) = self.gate.acquire().await
+        {
+            permit.forget();
+        }
+    }
+
+    fn release(&self) {
+        self.gate.add_permits(1);
+    }
+}
+
+#[async_trait]
+impl WhatsAppPort for Switchboard {
+    async fn connect(&self, s: &SessionId, jid: Option<Jid>) -> Result<(), WhatsAppError> {
+        self.connects.fetch_add(1, Ordering::SeqCst);
+        self.held().await;
+        if self.fail_connect.load(Ordering::SeqCst) {
+            return Err(WhatsAppError::Internal("device store broken".into()));
+        }
+        self.fake.connect(s, jid).await
+    }
+    async fn disconnect(&self, s: &SessionId) -> Result<(), WhatsAppError> {
+        self.held().await;
+        self.fake.disconnect(s).await
+    }
+    async fn logout(&self, s: &SessionId) -> Result<(), WhatsAppError> {
+        self.held().await;
+        self.fake.logout(s).await
+    }
+    async fn remove(&self, s: &SessionId) -> Result<(), WhatsAppError> {
+        self.held().await;
+        self.fake.remove(s).await
+    }
+    async fn qr(&self, s: &SessionId) -> Result<QrCode, WhatsAppError> {
+        self.fake.qr(s).await
+    }
+    async fn pairing_code(
+        &self,
+        s: &SessionId,
+        phone: &PhoneNumber,
+    ) -> Result<PairingCode, WhatsAppError> {
+        self.fake.pairing_code(s, phone).await
+    }
+    async fn profile_picture(
+        &self,
+        s: &SessionId,
+        jid: &Jid,
+        kind: PictureType,
+    ) -> Result<ProfilePicture, WhatsAppError> {
+        if self.reconnect_during_calls.load(Ordering::SeqCst) {
+            // The connection drops and comes back while the call is out:
+            // the call fails, and the adapter's events say it is back.
+            let jid = Jid::parse("15550001111@s.whatsapp.net")
+                .map_err(|e| WhatsAppError::Internal(e.to_string()))?;
+            for kind in [
+                SessionEventKind::Disconnected { error: None },
+                SessionEventKind::Connected {
+                    jid,
+                    push_name: None,
+                },
+            ] {
+                self.events
+                    .publish(SessionEvent { session: *s, kind })
+                    .await;
+            }
+            return Err(WhatsAppError::NotConnected);
+        }
+        self.fake.profile_picture(s, jid, kind).await
+    }
+    async fn about(&self, s: &SessionId, jid: &Jid) -> Result<About, WhatsAppError> {
+        self.fake.about(s, jid).await
+    }
+    async fn block(&self, s: &SessionId, jid: &Jid) -> Result<(), WhatsAppError> {
+        self.fake.block(s, jid).await
+    }
+    async fn unblock(&self, s: &SessionId, jid: &Jid) -> Result<(), WhatsAppError> {
+        self.fake.unblock(s, jid).await
+    }
+    async fn blocklist(&self, s: &SessionId) -> Result<Vec<BlocklistEntry>, WhatsAppError> {
+        self.fake.blocklist(s).await
+    }
+}
+
+/// The store, failing `record_observed` (adapter events) while
+/// `failures_left` is above zero.
+#[derive(Debug)]
+struct FlakyRegistry {
+    inner: Arc<SqliteStore>,
+    failures_left: AtomicUsize,
+}
+
+#[async_trait]
+impl SessionRegistry for FlakyRegistry {
+    async fn insert(&self, s: &Session) -> Result<(), StoreError> {
+        self.inner.insert(s).await
+    }
+    async fn get(&self, org: &OrgId, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        self.inner.get(org, id).await
+    }
+    async fn list(
+        &self,
+        org: &OrgId,
+        page: wagate_domain::PageRequest,
+    ) -> Result<wagate_domain::Page<Session>, StoreError> {
+        self.inner.list(org, page).await
+    }
+    async fn update(
+        &self,
+        org: &OrgId,
+        id: &SessionId,
+        patch: &SessionPatch,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, StoreError> {
+        self.inner.update(org, id, patch, now).await
+    }
+    async fn record_observed(
+        &self,
+        id: &SessionId,
+        patch: &SessionPatch,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, StoreError> {
+        let failing = self
+            .failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(StoreError::Unavailable("database is locked".into()));
+        }
+        self.inner.record_observed(id, patch, now).await
+    }
+    async fn delete(&self, org: &OrgId, id: &SessionId) -> Result<bool, StoreError> {
+        self.inner.delete(org, id).await
+    }
+    async fn to_resume(&self) -> Result<Vec<Session>, StoreError> {
+        self.inner.to_resume().await
+    }
+    async fn count_by_status(&self) -> Result<Vec<(SessionStatus, u64)>, StoreError> {
+        self.inner.count_by_status().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+struct World {
+    gateway: Gateway,
+    store: Arc<SqliteStore>,
+    registry: Arc<FlakyRegistry>,
+    wa: Arc<Switchboard>,
+}
+
+async fn world_with(request_timeout: Duration, pacing: Option<RateLimit>) -> World {
+    let store = Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap());
+    store.migrate().await.unwrap();
+    let registry = Arc::new(FlakyRegistry {
+        inner: store.clone(),
+        failures_left: AtomicUsize::new(0),
+    });
+    let clock = Arc::new(SystemClock);
+    // Quick retries: the tests wait for them for real.
+    let recorder: Arc<dyn SessionEventSink> = Arc::new(
+        SessionEventRecorder::new(registry.clone(), clock.clone())
+            .with_retries(5, Duration::from_millis(1)),
+    );
+    let wa = Arc::new(Switchboard {
+        fake: FakeWhatsApp::new(Fixtures::builtin(), recorder.clone(), clock.clone()),
+        events: recorder,
+        hold: AtomicBool::new(false),
+        gate: Semaphore::new(0),
+        fail_connect: AtomicBool::new(false),
+        reconnect_during_calls: AtomicBool::new(false),
+        connects: AtomicUsize::new(0),
+    });
+    let gateway = Gateway::new(GatewayDeps {
+        sessions: registry.clone(),
+        api_keys: store.clone(),
+        whatsapp: wa.clone(),
+        api_key_cache: Arc::new(NoCache),
+        entropy: Arc::new(OsEntropy),
+        clock,
+        request_timeout,
+        whatsapp_pacing: pacing,
+    });
+    World {
+        gateway,
+        store,
+        registry,
+        wa,
+    }
+}
+
+async fn world() -> World {
+    world_with(Duration::from_secs(10), None).await
+}
+
+/// A world whose requests give up after a short (real) deadline, for the
+/// calls the tests hold past it.
+async fn impatient_world() -> World {
+    world_with(Duration::from_millis(300), None).await
+}
+
+fn acme() -> OrgId {
+    OrgId::parse("acme").unwrap()
+}
+
+fn own_jid() -> Jid {
+    Jid::parse("15550001111@s.whatsapp.net").unwrap()
+}
+
+/// A linked session `n` with the given status and wish, as a previous run
+/// of the gateway left it.
+async fn linked(store: &SqliteStore, n: u32, status: SessionStatus, keep: bool) -> SessionId {
+    let now = OffsetDateTime::now_utc();
+    let id = SessionId::parse(&format!("sess_{n:026}")).unwrap();
+    store
+        .insert(&Session {
+            id,
+            org: acme(),
+            name: None,
+            status,
+            jid: Some(own_jid()),
+            push_name: None,
+            keep_connected: keep,
+            created_at: now,
+            updated_at: now,
+            last_connected_at: Some(now),
+            last_error: None,
+            pending: None,
+            revision: 0,
+        })
+        .await
+        .unwrap();
+    id
+}
+
+async fn row(w: &World, id: &SessionId) -> Option<Session> {
+    w.store.get(&acme(), id).await.unwrap()
+}
+
+/// Waits for every lifecycle task of `id` to finish: a lifecycle call
+/// queues behind them on the session's lock.
+async fn settle(w: &World, id: &SessionId) {
+    let _ = w
+        .gateway
+        .session_qr(&principal("read,send,manage"), id)
+        .await;
+}
+
+#[tokio::test]
+async fn a_disconnect_slower_than_its_request_still_writes_its_status() {
+    let w = impatient_world().await;
+    let p = principal("read,manage");
+    let id = linked(&w.store, 1, SessionStatus::Disconnected, false).await;
+    let s = w.gateway.connect_session(&p, &id).await.unwrap();
+    assert_eq!(s.status, SessionStatus::Connected);
+
+    w.wa.hold.store(true, Ordering::SeqCst);
+    assert_eq!(
+        w.gateway.disconnect_session(&p, &id).await,
+        Err(AppError::Timeout)
+    );
+    // The wish is recorded before WhatsApp is asked: a restart now would
+    // not reconnect it.
+    assert!(!row(&w, &id).await.unwrap().keep_connected);
+    w.wa.release();
+    settle(&w, &id).await;
+    let s = row(&w, &id).await.unwrap();
+    assert_eq!(
+        (s.status, s.keep_connected),
+        (SessionStatus::Disconnected, false)
+    );
+}
+
+#[tokio::test]
+async fn a_logout_or_delete_slower_than_its_request_still_finishes() {
+    let w = impatient_world().await;
+    let p = principal("read,manage");
+    let out = linked(&w.store, 1, SessionStatus::Disconnected, false).await;
+    let gone = linked(&w.store, 2, SessionStatus::Disconnected, false).await;
+    w.wa.hold.store(true, Ordering::SeqCst);
+    assert_eq!(
+        w.gateway.logout_session(&p, &out).await,
+        Err(AppError::Timeout)
+    );
+    assert_eq!(
+        w.gateway.delete_session(&p, &gone).await,
+        Err(AppError::Timeout)
+    );
+    w.wa.release();
+    w.wa.release();
+    settle(&w, &out).await;
+    settle(&w, &gone).await;
+    let s = row(&w, &out).await.unwrap();
+    assert_eq!(
+        (s.status, s.jid, s.pending),
+        (SessionStatus::LoggedOut, None, None)
+    );
+    assert_eq!(row(&w, &gone).await, None);
+}
+
+#[tokio::test]
+async fn a_failed_event_write_is_retried() {
+    let w = world().await;
+    let p = principal("read,manage");
+    let id = linked(&w.store, 1, SessionStatus::Disconnected, false).await;
+    w.registry.failures_left.store(3, Ordering::SeqCst);
+    let s = w.gateway.connect_session(&p, &id).await.unwrap();
+    assert_eq!(s.status, SessionStatus::Connected);
+}
+
+#[tokio::test]
+async fn connect_repairs_an_event_given_up_on() {
+    let w = world().await;
+    let p = principal("read,manage");
+    let id = linked(&w.store, 1, SessionStatus::Disconnected, false).await;
+    // The database is down longer than the recorder retries (5): `Connected`
+    // is lost and the record says `connecting` while the client is online.
+    w.registry.failures_left.store(1000, Ordering::SeqCst);
+    let s = w.gateway.connect_session(&p, &id).await.unwrap();
+    assert_eq!(s.status, SessionStatus::Connecting);
+    w.registry.failures_left.store(0, Ordering::SeqCst);
+    // Connecting again republishes the adapter's state.
+    let s = w.gateway.connect_session(&p, &id).await.unwrap();
+    assert_eq!(s.status, SessionStatus::Connected);
+}
+
+#[tokio::test]
+async fn resume_never_undoes_what_was_asked_since_the_start() {
+    let w = world().await;
+    let p = principal("read,manage");
+    let disconnected = linked(&w.store, 1, SessionStatus::Connected, true).await;
+    let logged_out = linked(&w.store, 2, SessionStatus::Connected, true).await;
+    let deleted = linked(&w.store, 3, SessionStatus::Connected, true).await;
+    let resumed = linked(&w.store, 4, SessionStatus::Connected, true).await;
+
+    let to_resume = w.gateway.prepare_resume().await.unwrap();
+    assert_eq!(to_resume.len(), 4);
+    // Serving has started: requests land before the resume reaches them.
+    w.gateway
+        .disconnect_session(&p, &disconnected)
+        .await
+        .unwrap();
+    w.gateway.logout_session(&p, &logged_out).await.unwrap();
+    w.gateway.delete_session(&p, &deleted).await.unwrap();
+
+    assert_eq!(w.gateway.resume_sessions(to_resume).await, 1);
+    assert_eq!(w.wa.connects.load(Ordering::SeqCst), 1);
+    let s = row(&w, &disconnected).await.unwrap();
+    assert_eq!(
+        (s.status, s.keep_connected),
+        (SessionStatus::Disconnected, false)
+    );
+    let s = row(&w, &logged_out).await.unwrap();
+    assert_eq!((s.status, s.jid), (SessionStatus::LoggedOut, None));
+    assert_eq!(row(&w, &deleted).await, None);
+    assert_eq!(
+        row(&w, &resumed).await.unwrap().status,
+        SessionStatus::Connected
+    );
+}
+
+#[tokio::test]
+async fn a_restart_finishes_a_logout_or_delete_a_crash_cut_short() {
+    let w = world().await;
+    let out = linked(&w.store, 1, SessionStatus::Connected, false).await;
+    let gone = linked(&w.store, 2, SessionStatus::Disconnected, true).await;
+    let idle = linked(&w.store, 3, SessionStatus::Connected, false).await;
+    for (id, pending) in [
+        (out, PendingLifecycle::Logout),
+        (gone, PendingLifecycle::Delete),
+    ] {
+        let patch = SessionPatch {
+            pending: Some(Some(pending)),
+            keep_connected: Some(false),
+            ..SessionPatch::default()
+        };
+        w.store
+            .update(&acme(), &id, &patch, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+    }
+    let p = principal("read,manage");
+    let to_resume = w.gateway.prepare_resume().await.unwrap();
+    // Until it is finished, connect says what is going on.
+    assert!(matches!(
+        w.gateway.connect_session(&p, &out).await,
+        Err(AppError::Conflict { .. })
+    ));
+    assert_eq!(w.gateway.resume_sessions(to_resume).await, 0);
+    let s = row(&w, &out).await.unwrap();
+    assert_eq!(
+        (s.status, s.jid, s.pending),
+        (SessionStatus::LoggedOut, None, None)
+    );
+    assert_eq!(row(&w, &gone).await, None);
+    // No client runs after a restart: `connected` was stale.
+    assert_eq!(
+        row(&w, &idle).await.unwrap().status,
+        SessionStatus::Disconnected
+    );
+    assert_eq!(w.wa.connects.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_lost_connection_never_overwrites_a_newer_event() {
+    let w = world().await;
+    let p = principal("read,manage");
+    let id = linked(&w.store, 1, SessionStatus::Disconnected, false).await;
+    w.gateway.connect_session(&p, &id).await.unwrap();
+    w.wa.reconnect_during_calls.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        w.gateway
+            .profile_picture(&p, &id, &alice(), PictureType::Image)
+            .await,
+        Err(AppError::NotConnected { .. })
+    ));
+    // The adapter reconnected while the call was out: its event stands.
+    assert_eq!(row(&w, &id).await.unwrap().status, SessionStatus::Connected);
+}
+
+#[tokio::test]
+async fn a_connect_that_cannot_start_says_so() {
+    let w = world().await;
+    let p = principal("read,manage");
+    let s = w.gateway.create_session(&p, None).await.unwrap();
+    w.wa.fail_connect.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        w.gateway.connect_session(&p, &s.id).await,
+        Err(AppError::Internal(_))
+    ));
+    let s = row(&w, &s.id).await.unwrap();
+    assert_eq!(s.status, SessionStatus::New);
+    assert!(!s.keep_connected);
+    let error = s.last_error.unwrap();
+    assert_eq!(error.code, SessionErrorCode::ConnectFailure);
+    assert!(!error.message.contains("device store"), "{error:?}");
+}
+
+#[tokio::test]
+async fn idempotent_connect_and_disconnect_leave_updated_at_alone() {
+    let w = world().await;
+    let p = principal("read,manage");
+    let id = linked(&w.store, 1, SessionStatus::Disconnected, false).await;
+    let first = w.gateway.connect_session(&p, &id).await.unwrap();
+    assert_eq!(first.status, SessionStatus::Connected);
+    let again = w.gateway.connect_session(&p, &id).await.unwrap();
+    assert_eq!(
+        (again.updated_at, again.revision),
+        (first.updated_at, first.revision)
+    );
+    let off = w.gateway.disconnect_session(&p, &id).await.unwrap();
+    assert!(off.revision > again.revision);
+    let off_again = w.gateway.disconnect_session(&p, &id).await.unwrap();
+    assert_eq!(
+        (off_again.updated_at, off_again.revision),
+        (off.updated_at, off.revision)
+    );
+}
+
+#[tokio::test]
+async fn live_calls_are_paced_per_session() {
+    let w = world_with(
+        Duration::from_secs(10),
+        Some(RateLimit::per_minute(2).unwrap()),
+    )
+    .await;
+    let p = principal("read,manage");
+    let a = linked(&w.store, 1, SessionStatus::Disconnected, false).await;
+    let b = linked(&w.store, 2, SessionStatus::Disconnected, false).await;
+    for id in [a, b] {
+        w.gateway.connect_session(&p, &id).await.unwrap();
+    }
+    for _ in 0..2 {
+        w.gateway.about(&p, &a, &alice()).await.unwrap();
+    }
+    match w.gateway.about(&p, &a, &alice()).await {
+        Err(AppError::RateLimited { retry_after }) => {
+            assert!(
+                retry_after > Duration::from_secs(25) && retry_after <= Duration::from_secs(30)
+            );
+        }
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    // Another session has its own pace.
+    w.gateway.about(&p, &b, &alice()).await.unwrap();
+}
