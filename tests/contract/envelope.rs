@@ -124,3 +124,53 @@ async fn a_bad_token_is_401_whatever_else_is_wrong() {
     )
     .await;
 }
+
+/// Found by scripts/fuzz-api.sh: serde reads a struct from an array of its
+/// fields in order, so `[null]` created a session, `["bot", ["admin"], null]`
+/// an API key and `["+1 415 555 0123"]` a pairing code. Every request body
+/// is a JSON object, or a 400.
+#[tokio::test]
+async fn a_json_array_is_not_a_request_body() {
+    let app = TestApp::spawn().await;
+    let key = app.key("acme", "read,manage,admin").await;
+    let session = app.create_session(&key).await;
+    app.post(&format!("/api/v1/sessions/{session}/connect"), &key, None)
+        .await;
+    for (path, array) in [
+        ("/api/v1/sessions".to_owned(), serde_json::json!([null])),
+        (
+            "/api/v1/sessions".to_owned(),
+            serde_json::json!(["by position"]),
+        ),
+        (
+            "/api/v1/api-keys".to_owned(),
+            serde_json::json!(["by position", ["read"], null]),
+        ),
+        (
+            format!("/api/v1/sessions/{session}/pairing-code"),
+            serde_json::json!(["+1 415 555 0123"]),
+        ),
+    ] {
+        let e = assert_error(
+            app.post(&path, &key, Some(array)).await,
+            400,
+            "invalid_argument",
+        )
+        .await;
+        assert_eq!(e["details"]["field"], "body", "{path}");
+    }
+    // Nothing was made: the one session, the one key.
+    let sessions = crate::support::json(app.get("/api/v1/sessions", &key).await).await;
+    assert_eq!(sessions["data"].as_array().unwrap().len(), 1);
+    let keys = crate::support::json(app.get("/api/v1/api-keys", &key).await).await;
+    assert_eq!(keys["data"].as_array().unwrap().len(), 1);
+    // The same fields as an object are fine.
+    let res = app
+        .post(
+            &format!("/api/v1/sessions/{session}/pairing-code"),
+            &key,
+            Some(serde_json::json!({ "phoneNumber": "+1 415 555 0123" })),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+}

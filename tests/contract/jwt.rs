@@ -23,7 +23,11 @@ async fn every_role_gets_exactly_its_capabilities_route_by_route() {
         ("", &[]),
     ];
     for (role, caps) in table {
-        let token = frontend.token("rsa-1", json!({ "org_id": "acme", "role": role }));
+        // One person per role: each has its own request limit.
+        let token = frontend.token(
+            "rsa-1",
+            json!({ "org_id": "acme", "role": role, "sub": format!("user-{role}") }),
+        );
         for (method, path, needed) in routes(GHOST) {
             let res = app.call(&method, &path, &token).await;
             if caps.contains(&needed) {

@@ -40,9 +40,13 @@ macro_rules! on_both_adapters {
 mod api_keys;
 mod auth;
 mod contacts;
+mod deliveries;
 mod envelope;
+mod events;
 mod jwt;
 mod limits;
 mod live;
 mod operations;
+mod receiver;
 mod sessions;
+mod webhooks;

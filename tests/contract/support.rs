@@ -67,6 +67,8 @@ pub fn test_config(dir: &TempDir) -> Config {
     config.database.url =
         wagate::config::Secret::new(format!("sqlite://{}/wagate.db", dir.path().display()));
     config.whatsapp.adapter = wagate::config::AdapterKind::Fake;
+    // Webhooks of the tests point at 127.0.0.1.
+    config.webhooks.allow_private_targets = true;
     config
 }
 
@@ -288,12 +290,15 @@ pub async fn assert_error(res: Response, status: u16, code: &str) -> Value {
 
 /// A well-formed session id that no test creates.
 pub const GHOST: &str = "sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX";
+/// A well-formed webhook id that no test creates.
+pub const GHOST_WEBHOOK: &str = "wh_01JBZ5T0Q4M6Y8V2K3N7R9S1WX";
 
 /// Every `/api/v1` route (on `session`) and the capability it needs, as
 /// api.md lists them.
 pub fn routes(session: &str) -> Vec<(Method, String, &'static str)> {
     let s = format!("/api/v1/sessions/{session}");
     let c = format!("{s}/contacts/14155550123@s.whatsapp.net");
+    let w = format!("/api/v1/webhooks/{GHOST_WEBHOOK}");
     vec![
         (Method::POST, "/api/v1/sessions".into(), "manage"),
         (Method::GET, "/api/v1/sessions".into(), "read"),
@@ -316,15 +321,32 @@ pub fn routes(session: &str) -> Vec<(Method, String, &'static str)> {
             "/api/v1/api-keys/key_01JBZ5T0Q4M6Y8V2K3N7R9S1WX".into(),
             "admin",
         ),
+        (Method::GET, "/api/v1/events".into(), "read"),
+        (Method::GET, "/api/v1/events/stream".into(), "read"),
+        (Method::POST, "/api/v1/webhooks".into(), "admin"),
+        (Method::GET, "/api/v1/webhooks".into(), "admin"),
+        (Method::GET, w.clone(), "admin"),
+        (Method::PATCH, w.clone(), "admin"),
+        (Method::DELETE, w.clone(), "admin"),
+        (Method::POST, format!("{w}/rotate-secret"), "admin"),
+        (Method::POST, format!("{w}/test"), "admin"),
+        (Method::GET, format!("{w}/deliveries"), "admin"),
+        (Method::POST, format!("{w}/replay"), "admin"),
     ]
 }
 
 /// A valid body for the routes of [`routes`] that need one.
-pub fn body_for(path: &str) -> Option<Value> {
+pub fn body_for(method: &Method, path: &str) -> Option<Value> {
     if path.ends_with("pairing-code") {
         Some(serde_json::json!({ "phoneNumber": "+1 415 555 0123" }))
     } else if path == "/api/v1/api-keys" {
         Some(serde_json::json!({ "name": "k", "capabilities": ["admin"] }))
+    } else if path == "/api/v1/webhooks" && method == Method::POST {
+        Some(serde_json::json!({ "url": "http://127.0.0.1:9/hook", "events": ["*"] }))
+    } else if path.starts_with("/api/v1/webhooks/") && method == Method::PATCH {
+        Some(serde_json::json!({ "description": "changed" }))
+    } else if path.ends_with("/replay") {
+        Some(serde_json::json!({ "after": "0" }))
     } else {
         None
     }
@@ -334,7 +356,7 @@ impl TestApp {
     /// Calls one route of [`routes`] with its body.
     pub async fn call(&self, method: &Method, path: &str, token: &str) -> Response {
         let mut r = self.req(method.clone(), path, token);
-        if let Some(b) = body_for(path) {
+        if let Some(b) = body_for(method, path) {
             r = r.json(&b);
         }
         r.send().await.expect("request")

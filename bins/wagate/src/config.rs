@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::{Deserialize, Deserializer};
@@ -52,6 +53,245 @@ pub struct Config {
     pub log: LogConfig,
     /// `limits.*`
     pub limits: LimitsConfig,
+    /// `events.*`
+    pub events: EventsConfig,
+    /// `webhooks.*`
+    pub webhooks: WebhooksConfig,
+}
+
+/// `events.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// How long events are kept, in days (fractions allowed); a background
+    /// task prunes older ones, and a cursor before them is `410 gone`.
+    pub retention_days: f64,
+    /// Seconds between the `: keep-alive` comments of an event stream
+    /// (`GET /api/v1/events/stream`); more than 0, at most 15 (fractions
+    /// allowed).
+    pub stream_keep_alive_secs: f64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 7.0,
+            stream_keep_alive_secs: 15.0,
+        }
+    }
+}
+
+impl EventsConfig {
+    /// The keep-alive interval of event streams.
+    ///
+    /// # Errors
+    ///
+    /// When `stream_keep_alive_secs` is not more than 0 and at most 15.
+    pub fn stream_keep_alive(&self) -> anyhow::Result<std::time::Duration> {
+        let secs = self.stream_keep_alive_secs;
+        if !(secs > 0.0 && secs <= 15.0) {
+            anyhow::bail!(
+                "events.stream_keep_alive_secs = {secs}: must be more than 0 and at most 15 \
+                 (streams send a keep-alive comment at least every 15 s)"
+            );
+        }
+        Ok(std::time::Duration::from_secs_f64(secs))
+    }
+}
+
+impl EventsConfig {
+    /// `retention_days` as a duration (for the pruning task).
+    ///
+    /// # Errors
+    ///
+    /// When it is not a positive number of days (at most 100 years).
+    pub fn retention(&self) -> anyhow::Result<time::Duration> {
+        let days = self.retention_days;
+        if !(days > 0.0 && days <= 36_500.0) {
+            anyhow::bail!("events.retention_days = {days}: must be a positive number of days");
+        }
+        Ok(time::Duration::seconds_f64(days * 86_400.0))
+    }
+}
+
+/// `webhooks.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Let webhooks target loopback, private, link-local and other
+    /// non-public addresses (tests, single-host installs). Off: such URLs
+    /// are refused at creation and at delivery.
+    pub allow_private_targets: bool,
+    /// Longest wait for a receiver's answer (`"10s"`; a bare number is
+    /// seconds).
+    pub timeout: ConfigDuration,
+    /// Delay before each attempt: the first is the first attempt's and
+    /// must be 0 (it is made at once), each next one the wait after a
+    /// failed attempt; when used up, the delivery fails. A list, or one
+    /// comma-separated string.
+    pub retry_schedule: DurationList,
+    /// A webhook whose deliveries have all failed for this long is
+    /// disabled.
+    pub disable_after: ConfigDuration,
+    /// Most deliveries being sent at once, all webhooks together.
+    pub max_in_flight: usize,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        let d = wagate_app::DeliverySettings::default();
+        Self {
+            allow_private_targets: false,
+            timeout: ConfigDuration(d.timeout),
+            retry_schedule: DurationList(
+                d.retry_schedule.into_iter().map(ConfigDuration).collect(),
+            ),
+            disable_after: ConfigDuration(d.disable_after),
+            max_in_flight: d.max_in_flight,
+        }
+    }
+}
+
+impl WebhooksConfig {
+    /// The dispatcher's settings, checked.
+    ///
+    /// # Errors
+    ///
+    /// When `timeout` is 0 or over an hour, `retry_schedule` is empty, does
+    /// not start with 0 or holds a delay over 30 days, `disable_after` is
+    /// 0, or `max_in_flight` is 0.
+    pub fn delivery_settings(&self) -> anyhow::Result<wagate_app::DeliverySettings> {
+        const HOUR: Duration = Duration::from_secs(3600);
+        const MONTH: Duration = Duration::from_secs(30 * 86_400);
+        let timeout = self.timeout.0;
+        if timeout.is_zero() || timeout > HOUR {
+            anyhow::bail!(
+                "webhooks.timeout = {}: must be more than 0 and at most 1h",
+                self.timeout
+            );
+        }
+        match self.retry_schedule.0.first() {
+            None => anyhow::bail!(
+                "webhooks.retry_schedule is empty: give at least \"0s\" (one attempt)"
+            ),
+            Some(first) if !first.0.is_zero() => anyhow::bail!(
+                "webhooks.retry_schedule must start with 0 (the first attempt is made at \
+                 once), not {first}"
+            ),
+            _ => {}
+        }
+        if let Some(long) = self.retry_schedule.0.iter().find(|d| d.0 > MONTH) {
+            anyhow::bail!("webhooks.retry_schedule: {long} is over 30 days");
+        }
+        if self.disable_after.0.is_zero() {
+            anyhow::bail!("webhooks.disable_after must be more than 0");
+        }
+        if self.max_in_flight == 0 {
+            anyhow::bail!("webhooks.max_in_flight must be at least 1");
+        }
+        Ok(wagate_app::DeliverySettings {
+            timeout,
+            retry_schedule: self.retry_schedule.0.iter().map(|d| d.0).collect(),
+            disable_after: self.disable_after.0,
+            max_in_flight: self.max_in_flight,
+            ..wagate_app::DeliverySettings::default()
+        })
+    }
+}
+
+/// A duration setting: a number with a unit — `ms`, `s`, `m`, `h` or `d`
+/// (`"250ms"`, `"10s"`, `"5m"`, `"2h"`, `"5d"`; fractions allowed:
+/// `"1.5h"`) — or a bare number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigDuration(pub Duration);
+
+impl ConfigDuration {
+    /// Parses `"10s"`, `"5m"`, `"250ms"`, `"12"` (seconds), ….
+    ///
+    /// # Errors
+    ///
+    /// When it is not a non-negative number with one of the units.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let unit_secs = match unit.trim() {
+            "" | "s" => 1.0,
+            "ms" => 0.001,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86_400.0,
+            other => {
+                return Err(format!(
+                    "unknown unit '{other}' in '{text}' (ms, s, m, h or d)"
+                ));
+            }
+        };
+        let n: f64 = number
+            .parse()
+            .map_err(|_| format!("'{text}' is not a duration such as \"10s\" or \"5m\""))?;
+        Duration::try_from_secs_f64(n * unit_secs)
+            .map(Self)
+            .map_err(|_| format!("'{text}' is out of range"))
+    }
+}
+
+impl fmt::Display for ConfigDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.as_millis() {
+            0 => f.write_str("0s"),
+            ms if ms % 86_400_000 == 0 => write!(f, "{}d", ms / 86_400_000),
+            ms if ms % 3_600_000 == 0 => write!(f, "{}h", ms / 3_600_000),
+            ms if ms % 60_000 == 0 => write!(f, "{}m", ms / 60_000),
+            ms if ms % 1000 == 0 => write!(f, "{}s", ms / 1000),
+            ms => write!(f, "{ms}ms"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Seconds(f64),
+            Text(String),
+        }
+        match Either::deserialize(d)? {
+            Either::Seconds(s) => Duration::try_from_secs_f64(s)
+                .map(ConfigDuration)
+                .map_err(|_| serde::de::Error::custom(format!("{s} seconds is out of range"))),
+            Either::Text(t) => ConfigDuration::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A list of [`ConfigDuration`]s, given as a list or as one
+/// comma-separated string (`"0s, 5s, 5m"`, handy in the environment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DurationList(pub Vec<ConfigDuration>);
+
+impl<'de> Deserialize<'de> for DurationList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            List(Vec<ConfigDuration>),
+            One(String),
+        }
+        Ok(DurationList(match Either::deserialize(d)? {
+            Either::List(v) => v,
+            Either::One(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(ConfigDuration::parse)
+                .collect::<Result<_, _>>()
+                .map_err(serde::de::Error::custom)?,
+        }))
+    }
 }
 
 /// `server.*`
@@ -266,7 +506,7 @@ pub struct FakeSettings {
 }
 
 /// `whatsapp.live.*` (read by the live adapter).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LiveSettings {
     /// Another server URL (a simulator's).
@@ -276,6 +516,21 @@ pub struct LiveSettings {
     /// SQLite file of the devices' keys (default: `devices.db` beside the
     /// database).
     pub store: Option<PathBuf>,
+    /// Sessions connected again per second after a restart (default 20;
+    /// `0`: as fast as the gateway can). See
+    /// [`Gateway::resume_sessions_at`](wagate_app::Gateway::resume_sessions_at).
+    pub resume_rate: u32,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            version: None,
+            store: None,
+            resume_rate: wagate_app::DEFAULT_RESUME_RATE,
+        }
+    }
 }
 
 /// Log output format.
@@ -341,11 +596,11 @@ impl LimitsConfig {
     ///
     /// When `requests_per_second` is negative or not a number, or `burst`
     /// is 0 while the limit is on.
-    pub fn request_limit(&self) -> anyhow::Result<Option<wagate_http::RequestLimit>> {
+    pub fn request_limit(&self) -> anyhow::Result<Option<wagate_domain::RateLimit>> {
         if self.requests_per_second == 0.0 {
             return Ok(None);
         }
-        wagate_http::RequestLimit::new(self.requests_per_second, self.burst)
+        wagate_domain::RateLimit::new(self.requests_per_second, self.burst)
             .map(Some)
             .map_err(|e| {
                 anyhow::anyhow!(
@@ -498,6 +753,18 @@ mod tests {
     }
 
     #[test]
+    fn resume_rate_defaults_to_a_safe_pace() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(c.whatsapp.live.resume_rate, 20);
+        let c = Config::load_from(None, env(&[("WAGATE__WHATSAPP__LIVE__RESUME_RATE", "500")]))
+            .unwrap();
+        assert_eq!(c.whatsapp.live.resume_rate, 500);
+        assert!(
+            Config::load_from(None, env(&[("WAGATE__WHATSAPP__LIVE__RESUME_RATE", "-1")])).is_err()
+        );
+    }
+
+    #[test]
     fn device_store_defaults_beside_the_database() {
         let c = Config::load_from(None, env(&[])).unwrap();
         assert_eq!(c.whatsapp.adapter, AdapterKind::Live);
@@ -636,6 +903,105 @@ mod tests {
             assert!(err.contains("limits."), "{err}");
         }
         assert!(Config::load_from(None, env(&[("WAGATE__LIMITS__BURTS", "5")])).is_err());
+    }
+
+    #[test]
+    fn webhook_settings_default_to_the_contract_and_read_durations() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        let d = c.webhooks.delivery_settings().unwrap();
+        assert_eq!(d, wagate_app::DeliverySettings::default());
+        assert_eq!(d.timeout, Duration::from_secs(10));
+        assert_eq!(
+            d.retry_schedule,
+            [0, 5, 300, 1800, 7200, 18_000, 36_000, 36_000].map(Duration::from_secs)
+        );
+        assert_eq!(d.disable_after, Duration::from_secs(5 * 86_400));
+        assert_eq!(d.max_in_flight, 64);
+        assert!(!c.webhooks.allow_private_targets);
+        assert_eq!(c.events.retention().unwrap(), time::Duration::days(7));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("w.toml");
+        std::fs::write(
+            &file,
+            "[webhooks]\ntimeout = \"1.5s\"\nretry_schedule = [\"0s\", \"250ms\", 2, \"1m\"]\n\
+             disable_after = \"2d\"\nmax_in_flight = 8\nallow_private_targets = true\n\
+             [events]\nretention_days = 0.5\n",
+        )
+        .unwrap();
+        let c = Config::load_from(Some(&file), env(&[])).unwrap();
+        let d = c.webhooks.delivery_settings().unwrap();
+        assert_eq!(d.timeout, Duration::from_millis(1500));
+        assert_eq!(
+            d.retry_schedule,
+            vec![
+                Duration::ZERO,
+                Duration::from_millis(250),
+                Duration::from_secs(2),
+                Duration::from_secs(60)
+            ]
+        );
+        assert_eq!(d.disable_after, Duration::from_secs(2 * 86_400));
+        assert_eq!(d.max_in_flight, 8);
+        assert!(c.webhooks.allow_private_targets);
+        assert_eq!(c.events.retention().unwrap(), time::Duration::hours(12));
+
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("WAGATE__WEBHOOKS__TIMEOUT", "3"),
+                ("WAGATE__WEBHOOKS__RETRY_SCHEDULE", "0s, 1s, 5m"),
+                ("WAGATE__WEBHOOKS__DISABLE_AFTER", "12h"),
+            ]),
+        )
+        .unwrap();
+        let d = c.webhooks.delivery_settings().unwrap();
+        assert_eq!(d.timeout, Duration::from_secs(3));
+        assert_eq!(d.retry_schedule.len(), 3);
+        assert_eq!(d.disable_after, Duration::from_secs(12 * 3600));
+    }
+
+    #[test]
+    fn bad_webhook_settings_name_their_key() {
+        for (key, value) in [
+            ("WAGATE__WEBHOOKS__TIMEOUT", "0s"),
+            ("WAGATE__WEBHOOKS__TIMEOUT", "2h"),
+            ("WAGATE__WEBHOOKS__RETRY_SCHEDULE", "5s, 1m"),
+            ("WAGATE__WEBHOOKS__RETRY_SCHEDULE", "0s, 90d"),
+            ("WAGATE__WEBHOOKS__DISABLE_AFTER", "0"),
+            ("WAGATE__WEBHOOKS__MAX_IN_FLIGHT", "0"),
+        ] {
+            let c = Config::load_from(None, env(&[(key, value)])).unwrap();
+            let err = c.webhooks.delivery_settings().unwrap_err().to_string();
+            assert!(err.contains("webhooks."), "{key}={value}: {err}");
+        }
+        for (key, value) in [
+            ("WAGATE__WEBHOOKS__TIMEOUT", "10 parsecs"),
+            ("WAGATE__WEBHOOKS__TIMEOUT", "-1s"),
+            ("WAGATE__WEBHOOKS__RETRY_SCHEDULE", "0s, soon"),
+            ("WAGATE__WEBHOOKS__TIMEOUTT", "1s"),
+        ] {
+            assert!(
+                Config::load_from(None, env(&[(key, value)])).is_err(),
+                "{key}={value}"
+            );
+        }
+        for days in ["0", "-1"] {
+            let c =
+                Config::load_from(None, env(&[("WAGATE__EVENTS__RETENTION_DAYS", days)])).unwrap();
+            assert!(c.events.retention().is_err(), "{days}");
+        }
+    }
+
+    #[test]
+    fn durations_print_as_they_are_written() {
+        for text in ["0s", "250ms", "10s", "5m", "2h", "5d", "90m"] {
+            assert_eq!(ConfigDuration::parse(text).unwrap().to_string(), text);
+        }
+        assert_eq!(
+            ConfigDuration::parse("1.5h").unwrap().0,
+            Duration::from_secs(5400)
+        );
     }
 
     #[test]

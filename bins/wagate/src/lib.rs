@@ -29,11 +29,11 @@ use std::sync::Arc;
 use anyhow::Context;
 
 pub use config::Config;
-pub use services::Services;
+pub use services::{Background, Services};
 
 /// Stops a running [`Application`].
 #[derive(Clone)]
-pub struct StopHandle(actix_web::dev::ServerHandle);
+pub struct StopHandle(actix_web::dev::ServerHandle, wagate_http::Shutdown);
 
 impl std::fmt::Debug for StopHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -44,6 +44,8 @@ impl std::fmt::Debug for StopHandle {
 impl StopHandle {
     /// Stops the server; with `graceful`, requests in flight finish first.
     pub async fn stop(&self, graceful: bool) {
+        // Event streams end first: graceful shutdown does not wait for them.
+        self.1.close();
         self.0.stop(graceful).await;
     }
 }
@@ -53,7 +55,11 @@ pub struct Application {
     port: u16,
     services: Services,
     server: actix_web::dev::Server,
+    /// Ends the event streams.
+    streams: wagate_http::Shutdown,
     to_resume: Vec<wagate_domain::Session>,
+    /// `whatsapp.live.resume_rate`.
+    resume_rate: u32,
 }
 
 impl std::fmt::Debug for Application {
@@ -76,6 +82,8 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         // Checked before anything is opened.
         let request_limit = config.limits.request_limit()?;
+        let keep_alive = config.events.stream_keep_alive()?;
+        raise_open_files_limit();
         let services = Services::build(&config).await?;
         // Before serving: statuses from before a restart must not be shown.
         let to_resume = services.gateway.prepare_resume().await?;
@@ -84,13 +92,20 @@ impl Application {
         let port = listener.local_addr()?.port();
         let state =
             wagate_http::AppState::new(services.gateway.clone(), services.authenticator.clone())?
-                .with_request_limit(request_limit);
+                .with_request_limit(request_limit)
+                .with_event_stream(wagate_http::EventStreamConfig {
+                    keep_alive,
+                    ..Default::default()
+                });
+        let streams = state.shutdown();
         let server = wagate_http::server(listener, state, config.server.workers)?;
         Ok(Self {
             port,
             services,
             server,
+            streams,
             to_resume,
+            resume_rate: config.whatsapp.live.resume_rate,
         })
     }
 
@@ -101,7 +116,7 @@ impl Application {
 
     /// A handle that stops the server (as SIGTERM would).
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle(self.server.handle())
+        StopHandle(self.server.handle(), self.streams.clone())
     }
 
     /// The use cases (tests use it to create API keys without the CLI).
@@ -111,7 +126,10 @@ impl Application {
 
     /// Serves until SIGTERM or Ctrl-C (or the server is stopped), then
     /// closes everything cleanly. Sessions that should be connected are
-    /// resumed in the background as soon as serving starts.
+    /// resumed in the background as soon as serving starts, at most
+    /// `whatsapp.live.resume_rate` a second; webhook deliveries and the
+    /// event log's pruning run while serving
+    /// ([`Services::start_background`]).
     ///
     /// # Errors
     ///
@@ -120,16 +138,68 @@ impl Application {
         let gateway = self.services.gateway.clone();
         let to_resume = self.to_resume;
         if !to_resume.is_empty() {
+            let (count, rate) = (to_resume.len(), self.resume_rate);
+            tracing::info!(sessions = count, per_second = rate, "resuming sessions");
             tokio::spawn(async move {
-                let n = gateway.resume_sessions(to_resume).await;
-                tracing::info!(sessions = n, "resumed sessions");
+                let started = std::time::Instant::now();
+                let n = gateway.resume_sessions_at(to_resume, rate).await;
+                tracing::info!(
+                    sessions = n,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "resumed sessions"
+                );
             });
         }
         tracing::info!(port = self.port, "wagate is listening");
+        // Serving: webhook deliveries and the event log's pruning run
+        // until the server stops, and stop before the database closes.
+        let background = self.services.start_background();
         let result = self.server.await;
+        background.stop().await;
         self.services.shutdown().await;
         tracing::info!("wagate stopped");
         result.context("HTTP server failed")
+    }
+}
+
+/// Open file descriptors one live session holds: its WebSocket to
+/// WhatsApp. Its device keys live in the process's one key store (a few
+/// descriptors for all sessions); measured with `bench/sessions.sh`
+/// (docs/PERFORMANCE.md).
+const FDS_PER_LIVE_SESSION: u64 = 1;
+/// Descriptors set aside for everything else: HTTP connections, the
+/// databases, the key store, logs.
+const FDS_RESERVED: u64 = 1024;
+
+/// Raises the open-files soft limit (RLIMIT_NOFILE) to the hard limit, so
+/// the number of sessions is bounded by what the system allows rather than
+/// by the (often 1024) default, and logs how many live sessions that
+/// leaves room for. A failure is logged, not fatal.
+fn raise_open_files_limit() {
+    let before = match rlimit::Resource::NOFILE.get() {
+        Ok((soft, _)) => soft,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-files limit");
+            return;
+        }
+    };
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(soft) => {
+            let sessions = soft.saturating_sub(FDS_RESERVED) / FDS_PER_LIVE_SESSION;
+            tracing::info!(
+                limit = soft,
+                raised_from = before,
+                live_sessions = sessions,
+                "open-files limit {soft}: room for about {sessions} live sessions \
+                 ({FDS_PER_LIVE_SESSION} descriptor each, {FDS_RESERVED} kept for the rest)"
+            );
+        }
+        Err(e) => tracing::warn!(
+            error = %e,
+            limit = before,
+            "cannot raise the open-files limit; room for about {} live sessions",
+            before.saturating_sub(FDS_RESERVED) / FDS_PER_LIVE_SESSION
+        ),
     }
 }
 

@@ -4,13 +4,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use wagate_app::{Gateway, GatewayDeps, SessionEventRecorder};
+use wagate_app::{
+    DeliverySettings, EventBus, Gateway, GatewayDeps, RetentionPruner, SessionEventRecorder,
+    WebhookDispatcher,
+};
 use wagate_auth::{
     ApiKeyVerifier, Authenticator, AuthenticatorChain, JwtConfig, JwtVerifier, OsEntropy,
     RolePolicy,
 };
 use wagate_domain::{CapabilitySet, Clock, SystemClock};
 use wagate_store::{SessionCache, SessionRegistry, SqliteStore};
+use wagate_webhooks::{AddressPolicy, HttpTransport, WebhookTransport};
 use wagate_whatsapp_live::{LiveConfig, LiveWhatsApp, SKIPS_CERT_CHAIN_VERIFY, parse_version};
 use wagate_whatsapp_port::{FakeWhatsApp, Fixtures, WhatsAppPort};
 
@@ -30,6 +34,32 @@ pub struct Services {
     /// The live WhatsApp adapter, when it is the one in use (to close its
     /// clients on shutdown).
     pub live: Option<Arc<LiveWhatsApp>>,
+    /// Sends webhook deliveries (`webhooks.timeout`, the SSRF rule of
+    /// `webhooks.allow_private_targets` at delivery time).
+    pub webhook_transport: Arc<dyn WebhookTransport>,
+    /// How deliveries are made (`webhooks.*`).
+    pub delivery: DeliverySettings,
+    /// How long events are kept (`events.retention_days`).
+    pub retention: time::Duration,
+}
+
+/// How often the event log is pruned to its retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(5 * 60);
+
+/// What runs in the background while the gateway serves: webhook
+/// deliveries and the event log's pruning.
+#[derive(Debug)]
+pub struct Background {
+    dispatcher: WebhookDispatcher,
+    pruner: RetentionPruner,
+}
+
+impl Background {
+    /// Stops both; sends under way get a short grace, the rest is
+    /// attempted again after a restart.
+    pub async fn stop(self) {
+        tokio::join!(self.dispatcher.stop(), self.pruner.stop());
+    }
 }
 
 impl Services {
@@ -44,9 +74,14 @@ impl Services {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         // Before anything is opened: a bad auth setting stops the start here.
         let jwt_config = jwt_config(config)?;
+        let delivery = config.webhooks.delivery_settings()?;
+        let retention = config.events.retention()?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store = Arc::new(SqliteStore::connect(config.database.url.expose()).await?);
         store.migrate().await?;
+        // Commits of events wake this process's streams and deliveries.
+        let bus = Arc::new(EventBus::default());
+        store.set_commit_listener(bus.clone());
 
         // Every request looks its session up: serve those reads from memory.
         let sessions: Arc<dyn SessionRegistry> = Arc::new(SessionCache::new(store.clone()));
@@ -95,14 +130,39 @@ impl Services {
             clock,
             request_timeout: Duration::from_secs(config.whatsapp.request_timeout_secs.max(1)),
             whatsapp_pacing: config.limits.whatsapp_pacing()?,
+            events: store.clone(),
+            webhooks: store.clone(),
+            webhook_targets: Arc::new(AddressPolicy::new(config.webhooks.allow_private_targets)),
+            bus,
         }));
+        let webhook_transport = Arc::new(
+            HttpTransport::new(
+                AddressPolicy::new(config.webhooks.allow_private_targets),
+                delivery.timeout,
+            )
+            .context("building the webhook HTTP client")?,
+        );
         Ok(Self {
             store,
             gateway,
             authenticator,
             jwt,
             live,
+            webhook_transport,
+            delivery,
+            retention,
         })
+    }
+
+    /// Starts the background work of a serving gateway: the webhook
+    /// dispatcher and the event log's retention pruner.
+    pub fn start_background(&self) -> Background {
+        Background {
+            dispatcher: self
+                .gateway
+                .start_webhook_dispatcher(self.webhook_transport.clone(), self.delivery.clone()),
+            pruner: RetentionPruner::start(self.gateway.clone(), self.retention, PRUNE_EVERY),
+        }
     }
 
     /// Stops background work and closes what holds resources: every

@@ -45,6 +45,9 @@ pub enum AppError {
         /// How long until the call would be allowed.
         retry_after: std::time::Duration,
     },
+    /// A cursor older than what the event log keeps.
+    #[error("the cursor is older than the events kept")]
+    Gone,
     /// WhatsApp did not answer in time.
     #[error("WhatsApp did not answer in time")]
     Timeout,

@@ -222,6 +222,10 @@ async fn world_with(request_timeout: Duration, pacing: Option<RateLimit>) -> Wor
         clock,
         request_timeout,
         whatsapp_pacing: pacing,
+        events: store.clone(),
+        webhooks: store.clone(),
+        webhook_targets: Arc::new(wagate_webhooks::AddressPolicy::new(true)),
+        bus: Arc::default(),
     });
     World {
         gateway,

@@ -6,9 +6,12 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use wagate_domain::{
     Capability, Clock, DomainError, OrgId, Principal, RateLimit, Session, SessionId, SessionStatus,
-    TokenBucket,
+    TokenBucket, since_unix_epoch,
 };
-use wagate_store::{ApiKeyCache, ApiKeyStore, Entropy, SessionPatch, SessionRegistry};
+use wagate_store::{
+    ApiKeyCache, ApiKeyStore, Entropy, EventLog, SessionPatch, SessionRegistry, WebhookStore,
+};
+use wagate_webhooks::WebhookTargets;
 use wagate_whatsapp_port::{WhatsAppError, WhatsAppPort};
 
 use crate::AppError;
@@ -32,6 +35,14 @@ pub struct GatewayDeps {
     pub clock: Arc<dyn Clock>,
     /// Deadline of a WhatsApp call (`whatsapp.request_timeout_secs`).
     pub request_timeout: Duration,
+    /// The event log (read side; events are written with the state changes).
+    pub events: Arc<dyn EventLog>,
+    /// Webhooks and their deliveries.
+    pub webhooks: Arc<dyn WebhookStore>,
+    /// The SSRF rule for webhook URLs.
+    pub webhook_targets: Arc<dyn WebhookTargets>,
+    /// Told by the store when events commit; wakes streams and deliveries.
+    pub bus: Arc<crate::EventBus>,
     /// Pace of live WhatsApp calls per session
     /// (`limits.whatsapp_calls_per_minute`); `None`: unpaced.
     pub whatsapp_pacing: Option<RateLimit>,
@@ -58,6 +69,9 @@ impl std::fmt::Debug for Gateway {
             .finish_non_exhaustive()
     }
 }
+
+/// Pacing buckets kept before full ones are swept out.
+const PACING_SWEEP_AT: usize = 1024;
 
 /// Which answer a "not found" from WhatsApp becomes, per use case.
 #[derive(Debug, Clone, Copy)]
@@ -135,14 +149,15 @@ impl Gateway {
         let Some(limit) = &self.deps.whatsapp_pacing else {
             return Ok(());
         };
-        let now = self.now();
+        // The injected clock's time; a step back refills nothing.
+        let now = since_unix_epoch(self.now());
         let mut buckets = self.pacing.lock().unwrap_or_else(PoisonError::into_inner);
         if buckets.len() >= PACING_SWEEP_AT {
-            buckets.retain(|_, b| !b.is_full(limit, now));
+            buckets.retain(|_, b| !b.is_full(now));
         }
         buckets
             .entry(*id)
-            .or_insert_with(|| TokenBucket::full(limit, now))
+            .or_insert_with(|| TokenBucket::full(now))
             .take(limit, now)
             .map_err(|wait| AppError::RateLimited { retry_after: wait })
     }
@@ -215,26 +230,110 @@ impl Gateway {
     /// again, with its stored JID (no new QR), one still to keep connected.
     /// One that cannot even start is recorded offline with a `lastError`.
     /// Returns how many started connecting.
+    ///
+    /// Paced at [`DEFAULT_RESUME_RATE`] sessions per second; see
+    /// [`Gateway::resume_sessions_at`].
     pub async fn resume_sessions(&self, sessions: Vec<Session>) -> usize {
-        let mut started = 0;
-        for s in sessions {
-            let (org, id) = (s.org.clone(), s.id);
-            let done = self
-                .lifecycle
-                .run_to_end(id, move |l| async move { l.resume(&org, &id).await })
-                .await;
-            match done {
-                Ok(true) => started += 1,
-                Ok(false) => {}
-                Err(e) => tracing::warn!(session = %s.id, error = %e, "could not resume session"),
+        self.resume_sessions_at(sessions, DEFAULT_RESUME_RATE).await
+    }
+
+    /// [`Gateway::resume_sessions`], starting at most `per_second` sessions
+    /// a second (`whatsapp.live.resume_rate`; 0: unpaced), in order, several
+    /// at once: at most [`RESUME_IN_FLIGHT`] (and at most `per_second`)
+    /// resume calls run at the same time, each on its own task under its
+    /// session's lock. Starts follow a fixed schedule, one every
+    /// `1/per_second` s; a start late by more than [`RESUME_SLACK`] (the
+    /// calls in flight were slow) moves the schedule on instead of catching
+    /// up in a burst.
+    pub async fn resume_sessions_at(&self, sessions: Vec<Session>, per_second: u32) -> usize {
+        let lifecycle = self.lifecycle.clone();
+        paced(sessions, per_second, move |s: Session| {
+            let lifecycle = lifecycle.clone();
+            async move {
+                let (org, id) = (s.org.clone(), s.id);
+                let done = lifecycle
+                    .run_to_end(id, move |l| async move { l.resume(&org, &id).await })
+                    .await;
+                match done {
+                    Ok(true) => 1,
+                    Ok(false) => 0,
+                    Err(e) => {
+                        tracing::warn!(session = %id, error = %e, "could not resume session");
+                        0
+                    }
+                }
             }
-        }
-        started
+        })
+        .await
     }
 }
 
-/// Pacing buckets kept before full ones are swept out.
-const PACING_SWEEP_AT: usize = 1024;
+/// Sessions [`Gateway::resume_sessions`] starts per second after a restart
+/// (the default of `whatsapp.live.resume_rate`): slow enough for WhatsApp's
+/// own servers.
+pub const DEFAULT_RESUME_RATE: u32 = 20;
+
+/// Resume calls [`Gateway::resume_sessions_at`] runs at once, at most.
+pub const RESUME_IN_FLIGHT: usize = 64;
+
+/// How late a paced start may be and still keep the schedule (timer
+/// granularity); later, the schedule moves on.
+pub const RESUME_SLACK: Duration = Duration::from_millis(10);
+
+/// The time between two starts at `per_second`, `None` when unpaced.
+fn resume_period(per_second: u32) -> Option<Duration> {
+    (per_second > 0).then(|| Duration::from_secs(1) / per_second)
+}
+
+/// Runs `start(item)` for each of `items`, in order, each on a task of its
+/// own: at most `per_second` started a second (0: unpaced) and at most
+/// [`RESUME_IN_FLIGHT`] (and at most `per_second`) running at once. Starts
+/// keep a fixed schedule, one every `1/per_second` s, unless one is later
+/// than [`RESUME_SLACK`]: then the schedule moves on from it rather than
+/// catching up in a burst. Returns the sum of what the tasks return.
+async fn paced<T, F, Fut>(items: Vec<T>, per_second: u32, mut start: F) -> usize
+where
+    F: FnMut(T) -> Fut,
+    Fut: Future<Output = usize> + Send + 'static,
+{
+    let period = resume_period(per_second);
+    let in_flight = match per_second {
+        0 => RESUME_IN_FLIGHT,
+        n => usize::try_from(n).map_or(RESUME_IN_FLIGHT, |n| n.min(RESUME_IN_FLIGHT)),
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(in_flight));
+    let mut running = tokio::task::JoinSet::new();
+    let mut next = tokio::time::Instant::now();
+    let mut total = 0;
+    let tally = |joined: Result<usize, tokio::task::JoinError>| {
+        joined.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "a resume task failed");
+            0
+        })
+    };
+    for item in items {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break; // never closed
+        };
+        if let Some(period) = period {
+            tokio::time::sleep_until(next).await;
+            let now = tokio::time::Instant::now();
+            next = next.max(now.checked_sub(RESUME_SLACK).unwrap_or(now)) + period;
+        }
+        let task = start(item);
+        running.spawn(async move {
+            let _slot = slot;
+            task.await
+        });
+        while let Some(joined) = running.try_join_next() {
+            total += tally(joined);
+        }
+    }
+    while let Some(joined) = running.join_next().await {
+        total += tally(joined);
+    }
+    total
+}
 
 /// The one mapping of adapter errors to use-case errors.
 pub(crate) fn adapter_error(e: WhatsAppError, ctx: AdapterContext) -> AppError {
@@ -254,5 +353,112 @@ pub(crate) fn adapter_error(e: WhatsAppError, ctx: AdapterContext) -> AppError {
         WhatsAppError::Timeout => AppError::Timeout,
         WhatsAppError::Unavailable(m) => AppError::Unavailable(m),
         WhatsAppError::Internal(m) => AppError::Internal(m),
+    }
+}
+
+#[cfg(test)]
+mod paced_tests {
+    //! The pace of resuming, on tokio's paused clock (no real waiting).
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::time::Instant;
+
+    use super::*;
+
+    /// What the started tasks saw: when each started, how many ran at most.
+    #[derive(Default)]
+    struct Seen {
+        starts: Mutex<Vec<(usize, Instant)>>,
+        running: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    /// Resumes `n` items at `per_second`, each taking `takes`.
+    async fn run(n: usize, per_second: u32, takes: Duration) -> (Arc<Seen>, usize, Duration) {
+        let seen = Arc::new(Seen::default());
+        let begin = Instant::now();
+        let total = paced((0..n).collect(), per_second, |i| {
+            let seen = seen.clone();
+            async move {
+                seen.starts
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((i, Instant::now()));
+                let now = seen.running.fetch_add(1, Ordering::SeqCst) + 1;
+                seen.most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(takes).await;
+                seen.running.fetch_sub(1, Ordering::SeqCst);
+                usize::from(i % 2 == 0)
+            }
+        })
+        .await;
+        (seen, total, begin.elapsed())
+    }
+
+    fn starts(seen: &Seen) -> Vec<(usize, Instant)> {
+        seen.starts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn starts_follow_the_rate() {
+        let (seen, total, took) = run(25, 10, Duration::ZERO).await;
+        assert_eq!(total, 13, "the tasks' answers are summed");
+        let starts = starts(&seen);
+        assert_eq!(starts.len(), 25);
+        let first = starts[0].1;
+        for (k, (i, at)) in starts.iter().enumerate() {
+            assert_eq!(*i, k, "in order");
+            assert_eq!(*at - first, Duration::from_millis(100) * k as u32);
+        }
+        assert_eq!(took, Duration::from_millis(2400));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unpaced_runs_a_bounded_number_at_once() {
+        let (seen, total, took) = run(200, 0, Duration::from_secs(1)).await;
+        assert_eq!(total, 100);
+        assert_eq!(seen.most.load(Ordering::SeqCst), RESUME_IN_FLIGHT);
+        assert_eq!(took, Duration::from_secs(4), "200 in rounds of 64");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_calls_hold_the_pace_back_without_a_burst_after() {
+        // 5 a second, each taking 3 s: at most 5 at once, and never more
+        // than 5 starts within a second, also once slots free up again.
+        let (seen, total, _) = run(20, 5, Duration::from_secs(3)).await;
+        assert_eq!(total, 10);
+        assert_eq!(seen.most.load(Ordering::SeqCst), 5);
+        let starts = starts(&seen);
+        assert_eq!(starts.len(), 20);
+        for w in starts.windows(6) {
+            assert!(
+                w[5].1 - w[0].1 >= Duration::from_secs(1) - RESUME_SLACK,
+                "6 starts within a second: {:?}",
+                w.iter()
+                    .map(|(_, at)| *at - starts[0].1)
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_high_rate_is_bounded_by_the_calls_in_flight() {
+        let (seen, total, took) = run(640, 1000, Duration::from_millis(100)).await;
+        assert_eq!(total, 320);
+        assert_eq!(seen.most.load(Ordering::SeqCst), RESUME_IN_FLIGHT);
+        // 64 in flight, each 100 ms: 640 per second at best.
+        assert!(took >= Duration::from_secs(1), "{took:?}");
+        assert!(took < Duration::from_millis(1200), "{took:?}");
+    }
+
+    #[test]
+    fn the_period_of_a_rate() {
+        assert_eq!(resume_period(0), None);
+        assert_eq!(resume_period(20), Some(Duration::from_millis(50)));
+        assert_eq!(resume_period(1000), Some(Duration::from_millis(1)));
     }
 }

@@ -18,16 +18,24 @@
 
 mod api_keys;
 mod contacts;
+mod delivery;
 mod error;
+mod events;
 mod gateway;
 mod lifecycle;
 mod recorder;
 mod sessions;
 
 pub use api_keys::{CreatedApiKey, NewApiKeyRequest};
+pub use delivery::{
+    DEFAULT_RETRY_SCHEDULE, DeliverySettings, DispatcherDeps, EntropyJitter, Jitter, MAX_BATCH,
+    MAX_IDLE, NoJitter, RetentionPruner, WebhookDispatcher,
+};
 pub use error::AppError;
-pub use gateway::{Gateway, GatewayDeps};
+pub use events::{CreatedWebhook, EventBus, EventQuery, NewWebhook, SECRET_OVERLAP};
+pub use gateway::{DEFAULT_RESUME_RATE, Gateway, GatewayDeps, RESUME_IN_FLIGHT, RESUME_SLACK};
 pub use recorder::SessionEventRecorder;
+pub use wagate_store::{EventPage, WebhookPatch};
 
 #[cfg(test)]
 mod fault_tests;

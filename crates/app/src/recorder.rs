@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use wagate_domain::{Clock, SessionStatus};
+use wagate_domain::{Clock, EventData, SessionStatus};
 use wagate_store::{SessionPatch, SessionRegistry};
 use wagate_whatsapp_port::{SessionEvent, SessionEventKind, SessionEventSink};
 
@@ -43,6 +43,13 @@ impl SessionEventRecorder {
     pub fn patch_for(kind: &SessionEventKind, now: time::OffsetDateTime) -> SessionPatch {
         match kind {
             SessionEventKind::Pairing => SessionPatch::status(SessionStatus::Pairing),
+            SessionEventKind::QrShown(qr) => SessionPatch {
+                event: Some(EventData::SessionQr {
+                    code: qr.code.clone(),
+                    expires_at: qr.expires_at,
+                }),
+                ..SessionPatch::status(SessionStatus::Pairing)
+            },
             SessionEventKind::Connecting => SessionPatch::status(SessionStatus::Connecting),
             SessionEventKind::Connected { jid, push_name } => SessionPatch {
                 jid: Some(Some(jid.clone())),

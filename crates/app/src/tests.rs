@@ -92,6 +92,10 @@ async fn gateway_with_deadline(
         clock: Arc::new(SystemClock),
         request_timeout,
         whatsapp_pacing: None,
+        events: store.clone(),
+        webhooks: store.clone(),
+        webhook_targets: Arc::new(wagate_webhooks::AddressPolicy::new(true)),
+        bus: Arc::default(),
     });
     (gateway, store)
 }

@@ -90,6 +90,21 @@ prefixed_ulid!(
     "id"
 );
 
+prefixed_ulid!(
+    /// An event's id: `evt_` followed by a ULID; the same in every delivery
+    /// and replay, so receivers deduplicate on it.
+    EventId,
+    "evt_",
+    "eventId"
+);
+
+prefixed_ulid!(
+    /// A webhook's id: `wh_` followed by a ULID.
+    WebhookId,
+    "wh_",
+    "webhookId"
+);
+
 /// An organization's id, as the frontend names it (a JWT claim or the
 /// `--org` of the CLI): 1 to 128 characters of `A-Z a-z 0-9 _ - . :`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

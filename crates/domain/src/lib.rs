@@ -25,10 +25,12 @@ mod auth;
 mod clock;
 mod contact;
 mod error;
+mod event;
 mod ids;
 mod jid;
 mod rate;
 mod session;
+mod webhook;
 
 /// A person-given label (session or key name): trimmed, 1 to 100
 /// characters, no control characters.
@@ -54,12 +56,16 @@ pub use contact::{
     About, Absence, BlocklistEntry, PairingCode, PhoneNumber, PictureType, ProfilePicture, QrCode,
 };
 pub use error::DomainError;
-pub use ids::{ApiKeyId, OrgId, SessionId};
+pub use event::{Event, EventCursor, EventData, EventFilter, EventPattern, EventType};
+pub use ids::{ApiKeyId, EventId, OrgId, SessionId, WebhookId};
 pub use jid::{Jid, JidKind};
-pub use rate::{RateLimit, TokenBucket, retry_after_secs};
+pub use rate::{RateLimit, TokenBucket, retry_after_secs, since_unix_epoch};
 pub use session::{
     LastError, Page, PageRequest, PendingLifecycle, Session, SessionErrorCode, SessionName,
     SessionStatus,
+};
+pub use webhook::{
+    Delivery, DeliveryState, Webhook, WebhookDescription, WebhookSecret, WebhookUrl,
 };
 
 /// The README's example, compiled (and run) as a doc test so it stays true.

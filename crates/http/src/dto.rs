@@ -4,7 +4,17 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
-use wagate_domain::{About, ApiKey, BlocklistEntry, ProfilePicture, QrCode, Session};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{Array, ArrayBuilder, ObjectBuilder, Schema, Type};
+use wagate_domain::{About, ApiKey, BlocklistEntry, Capability, ProfilePicture, QrCode, Session};
+
+mod events;
+pub(crate) use events::event_pattern_regex;
+pub use events::{
+    CreateWebhookRequest, CreatedWebhookBody, DeliveryBody, DeliveryList, EventBody, EventList,
+    ReplayBody, ReplayRequest, SessionQrData, SessionStatusData, UpdateWebhookRequest, WebhookBody,
+    WebhookList, WebhookSecretBody, WebhookTestBody, WebhookTestData,
+};
 
 /// A session.
 #[derive(Debug, Serialize, ToSchema)]
@@ -79,7 +89,14 @@ pub struct SessionList {
 /// Body of `POST /api/v1/sessions` (may be empty).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CreateSessionRequest {
-    /// 1 to 100 characters.
+    /// 1 to 100 characters once surrounding white space is trimmed; no
+    /// control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$",
+        example = "support line"
+    )]
     pub name: Option<String>,
 }
 
@@ -104,12 +121,46 @@ impl From<QrCode> for QrBody {
     }
 }
 
+/// A QR code as a PNG image (the raw bytes, no JSON).
+#[derive(Debug)]
+pub struct PngImage;
+
+impl utoipa::PartialSchema for PngImage {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .content_media_type("image/png")
+            .build()
+            .into()
+    }
+}
+
+impl ToSchema for PngImage {}
+
+/// A QR code as an SVG document.
+#[derive(Debug)]
+pub struct SvgImage;
+
+impl utoipa::PartialSchema for SvgImage {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .content_media_type("image/svg+xml")
+            .build()
+            .into()
+    }
+}
+
+impl ToSchema for SvgImage {}
+
 /// Body of `POST …/pairing-code`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PairingCodeRequest {
-    /// International number with country code.
-    #[schema(example = "+1 415 555 0123")]
+    /// International number with country code: 7 to 15 digits, the first
+    /// not 0, an optional leading `+`; spaces, `-`, `.`, `(` and `)` allowed.
+    #[schema(value_type = String, required = true, example = "+1 415 555 0123",
+        pattern = r"^ *\+?[ ().-]*[1-9](?:[ ().-]*[0-9]){6,14}[ ().-]*$")]
     pub phone_number: Option<String>,
 }
 
@@ -204,12 +255,34 @@ impl From<BlocklistEntry> for BlockedBody {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateApiKeyRequest {
-    /// 1 to 100 characters.
+    /// 1 to 100 characters once surrounding white space is trimmed; no
+    /// control characters.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$", example = "deploy bot")]
     pub name: Option<String>,
-    /// Some of `read`, `send`, `manage`, `admin`; none you lack yourself.
+    /// At least one of `read`, `send`, `manage`, `admin`; none you lack yourself.
+    #[schema(schema_with = requested_capabilities, required = true)]
     pub capabilities: Option<Vec<String>>,
-    /// RFC 3339; null for a key that does not expire.
+    /// RFC 3339, in the future; null or absent for a key that does not expire.
+    #[schema(format = DateTime, example = "2099-01-01T00:00:00Z")]
     pub expires_at: Option<String>,
+}
+
+/// `capabilities` of `POST /api/v1/api-keys`: a non-empty array of
+/// capability names.
+fn requested_capabilities() -> Array {
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(Capability::ALL.map(Capability::as_str))),
+        )
+        .min_items(Some(1))
+        .description(Some(
+            "At least one of `read`, `send`, `manage`, `admin`; none you lack yourself.",
+        ))
+        .examples([serde_json::json!(["read", "send"])])
+        .build()
 }
 
 /// An API key (never its secret).
@@ -291,7 +364,7 @@ pub struct ErrorEnvelope {
 pub struct ErrorBody {
     /// `invalid_argument`, `unauthorized`, `forbidden`, `not_found`,
     /// `method_not_allowed`, `conflict`, `payload_too_large`,
-    /// `unsupported_media_type`, `rate_limited`, `internal`,
+    /// `unsupported_media_type`, `gone`, `rate_limited`, `internal`,
     /// `not_implemented`, `unavailable` or `timeout`.
     #[schema(example = "not_found")]
     pub code: String,

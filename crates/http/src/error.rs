@@ -233,6 +233,11 @@ impl From<AppError> for ApiError {
                 "too many WhatsApp calls on this session",
                 crate::rate_limit::whole_seconds(retry_after),
             ),
+            AppError::Gone => Self::new(
+                StatusCode::GONE,
+                "gone",
+                "the cursor is older than the events kept (events.retention_days); start again without it",
+            ),
             AppError::Timeout => Self::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "timeout",

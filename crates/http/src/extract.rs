@@ -50,7 +50,8 @@ pub(crate) fn session_id(raw: &str) -> Result<SessionId, ApiError> {
 }
 
 /// Parses a JSON body. An empty body is `T::default()` when `empty_ok`;
-/// otherwise the body must be `application/json` and valid for `T`.
+/// otherwise the body must be `application/json`, a JSON object, and valid
+/// for `T`.
 pub(crate) fn json_body<T: DeserializeOwned + Default>(
     req: &HttpRequest,
     body: &[u8],
@@ -74,7 +75,7 @@ pub(crate) fn json_body<T: DeserializeOwned + Default>(
             actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ));
     }
-    serde_json::from_slice(body).map_err(|e| {
+    let parsed = serde_json::from_slice(body).map_err(|e| {
         let msg = match e.classify() {
             serde_json::error::Category::Data => {
                 format!("request body does not match the expected shape: {e}")
@@ -82,7 +83,19 @@ pub(crate) fn json_body<T: DeserializeOwned + Default>(
             _ => format!("request body is not valid JSON: {e}"),
         };
         ApiError::invalid("body", msg)
-    })
+    })?;
+    // serde also reads a struct from an array of its fields in order
+    // (`["a name"]`, even `[null]`): not a body any client means to send.
+    let first = body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return Err(ApiError::invalid(
+            "body",
+            "request body does not match the expected shape: it must be a JSON object",
+        ));
+    }
+    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -135,5 +148,12 @@ mod tests {
                 .code(),
             "invalid_argument"
         );
+        // A struct's fields as an array are not an object.
+        for array in [&b"[null]"[..], b" [\"x\"]"] {
+            let e = json_body::<Body>(&json, array, true).unwrap_err();
+            assert_eq!(e.code(), "invalid_argument");
+            assert!(e.to_string().contains("JSON object"), "{e}");
+        }
+        assert!(json_body::<Body>(&json, b" \r\n\t{}", false).is_ok());
     }
 }

@@ -4,9 +4,10 @@
 //! [`Caller`] extractor that authenticates the bearer token, one error
 //! envelope ([`ApiError`]) for every non-2xx answer — including unknown
 //! routes, wrong methods, malformed or oversized bodies and panics —,
-//! `X-Request-Id` on every answer, a request limit per credential
-//! ([`RequestLimit`], 429 over it), Prometheus [`Metrics`], the OpenAPI
-//! document ([`openapi::json`]) and Swagger UI over it at `/docs/`.
+//! `X-Request-Id` on every answer, a request limit per credential (a
+//! [`RateLimit`], by default [`DEFAULT_REQUEST_LIMIT`]; 429 over it),
+//! Prometheus [`Metrics`], the OpenAPI document ([`openapi::json`]) and
+//! Swagger UI over it at `/docs/`.
 //!
 //! The handlers are thin: they parse the request into domain values, call
 //! one use case of [`wagate_app::Gateway`], and turn its answer into JSON.
@@ -30,6 +31,7 @@ pub mod openapi;
 mod qr;
 mod rate_limit;
 mod routes;
+mod stream;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -38,11 +40,13 @@ use std::time::Instant;
 use actix_web::{App, HttpServer, web};
 use wagate_app::Gateway;
 use wagate_auth::Authenticator;
+use wagate_domain::RateLimit;
 
 pub use error::ApiError;
 pub use extract::Caller;
 pub use metrics::Metrics;
-pub use rate_limit::{InvalidRequestLimit, RequestLimit};
+pub use rate_limit::DEFAULT_REQUEST_LIMIT;
+pub use stream::{EventStreamConfig, Shutdown};
 
 /// The largest request body accepted (64 KiB).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -58,13 +62,17 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Request limits per credential (`None`: unlimited).
     limiter: Option<Arc<rate_limit::RateLimiter>>,
+    /// How event streams behave.
+    event_stream: EventStreamConfig,
+    /// Ends the event streams when the server stops.
+    shutdown: Shutdown,
     openapi_json: web::Bytes,
     swagger_ui: docs::SwaggerUi,
 }
 
 impl AppState {
     /// The state of an app over `gateway`, authenticating with
-    /// `authenticator`, with the default [`RequestLimit`] per credential
+    /// `authenticator`, with the [`DEFAULT_REQUEST_LIMIT`] per credential
     /// (change it with [`AppState::with_request_limit`]).
     ///
     /// # Errors
@@ -80,20 +88,37 @@ impl AppState {
             authenticator,
             metrics: Metrics::new()?,
             limiter: None,
+            event_stream: EventStreamConfig::default(),
+            shutdown: Shutdown::default(),
             openapi_json,
             swagger_ui: docs::SwaggerUi::new("/openapi.json"),
         }
-        .with_request_limit(Some(RequestLimit::default())))
+        .with_request_limit(Some(DEFAULT_REQUEST_LIMIT)))
     }
 
     /// Limits every credential (an API key; a person, by organization and
     /// the login JWT's subject) to `limit` on the `/api/v1` routes, checked
     /// right after authentication; `None` lifts the limit.
     #[must_use]
-    pub fn with_request_limit(mut self, limit: Option<RequestLimit>) -> Self {
+    pub fn with_request_limit(mut self, limit: Option<RateLimit>) -> Self {
         self.limiter =
             limit.map(|limit| Arc::new(rate_limit::RateLimiter::new(limit, Instant::now())));
         self
+    }
+
+    /// Sets how event streams (`GET /api/v1/events/stream`) keep alive and
+    /// how much they buffer for a slow client.
+    #[must_use]
+    pub fn with_event_stream(mut self, config: EventStreamConfig) -> Self {
+        self.event_stream = config;
+        self
+    }
+
+    /// Ends the event streams of this state's server. [`server`] closes it
+    /// on SIGTERM and Ctrl-C; close it before stopping the server another
+    /// way, or graceful shutdown waits for open streams until its timeout.
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
     }
 }
 
@@ -101,7 +126,7 @@ impl AppState {
 /// Wrap the app in the edge middleware (as [`server`] does) to get request
 /// ids, metrics and the envelope on answers actix makes itself.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
-    use routes::{api_keys, contacts, ops, sessions};
+    use routes::{api_keys, contacts, events, ops, sessions, webhooks};
 
     // Routes are named by their full pattern, so metrics label them without
     // allocating: `api!` names a route of the /api/v1 scope, `op!` an
@@ -163,7 +188,26 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .route(web::post().to(api_keys::create))
                 .route(web::get().to(api_keys::list)),
         )
-        .service(api!("/api-keys/{id}").route(web::delete().to(api_keys::revoke)));
+        .service(api!("/api-keys/{id}").route(web::delete().to(api_keys::revoke)))
+        .service(api!("/events").route(web::get().to(events::list)))
+        .service(api!("/events/stream").route(web::get().to(events::stream)))
+        .service(
+            api!("/webhooks")
+                .route(web::post().to(webhooks::create))
+                .route(web::get().to(webhooks::list)),
+        )
+        .service(
+            api!("/webhooks/{id}")
+                .route(web::get().to(webhooks::get))
+                .route(web::patch().to(webhooks::update))
+                .route(web::delete().to(webhooks::delete)),
+        )
+        .service(
+            api!("/webhooks/{id}/rotate-secret").route(web::post().to(webhooks::rotate_secret)),
+        )
+        .service(api!("/webhooks/{id}/test").route(web::post().to(webhooks::test)))
+        .service(api!("/webhooks/{id}/deliveries").route(web::get().to(webhooks::deliveries)))
+        .service(api!("/webhooks/{id}/replay").route(web::post().to(webhooks::replay)));
 
     cfg.app_data(state)
         .app_data(web::PayloadConfig::new(MAX_BODY))
@@ -197,8 +241,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
 }
 
 /// An HTTP server on `listener` serving the whole API (not started until
-/// awaited). It stops gracefully on SIGTERM or Ctrl-C: requests in flight
-/// finish (up to 10 s), then the returned future resolves.
+/// awaited). It stops gracefully on SIGTERM or Ctrl-C: event streams end,
+/// other requests in flight finish (up to 10 s), then the returned future
+/// resolves. Stopping it through its handle instead, close
+/// [`AppState::shutdown`] first.
 ///
 /// # Errors
 ///
@@ -208,6 +254,7 @@ pub fn server(
     state: AppState,
     workers: Option<usize>,
 ) -> std::io::Result<actix_web::dev::Server> {
+    close_streams_on_signal(state.shutdown());
     let state = web::Data::new(state);
     let mut server = HttpServer::new(move || {
         App::new()
@@ -219,6 +266,34 @@ pub fn server(
         server = server.workers(n);
     }
     Ok(server.listen(listener)?.run())
+}
+
+/// Closes `shutdown` on SIGTERM or Ctrl-C (actix stops the server on the
+/// same signals), so graceful shutdown does not wait for event streams.
+fn close_streams_on_signal(shutdown: Shutdown) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminate => {}
+            // Stopped another way: nothing left to wait for.
+            () = shutdown.closed() => return,
+        }
+        shutdown.close();
+    });
 }
 
 /// The README's example, compiled (and run) as a doc test so it stays true.

@@ -10,7 +10,7 @@ use utoipa::openapi::{ObjectBuilder, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use crate::dto;
-use crate::routes::{api_keys, contacts, ops, sessions};
+use crate::routes::{api_keys, contacts, events, ops, sessions, webhooks};
 
 struct BearerAuth;
 
@@ -93,6 +93,9 @@ impl Modify for RateLimited {
         sessions::connect, sessions::disconnect, sessions::logout, sessions::qr_code, sessions::pairing_code,
         contacts::picture, contacts::about, contacts::block, contacts::unblock, contacts::blocklist,
         api_keys::create, api_keys::list, api_keys::revoke,
+        events::list, events::stream,
+        webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
+        webhooks::rotate_secret, webhooks::test, webhooks::deliveries, webhooks::replay,
         ops::healthz, ops::readyz, ops::openapi, ops::docs, ops::docs_file, ops::metrics,
     ),
     components(schemas(
@@ -100,12 +103,18 @@ impl Modify for RateLimited {
         dto::PairingCodeRequest, dto::PairingCodeBody, dto::PictureBody, dto::AboutBody, dto::BlocklistBody,
         dto::BlockedBody, dto::CreateApiKeyRequest, dto::ApiKeyBody, dto::CreatedApiKeyBody, dto::ApiKeyList,
         dto::ErrorEnvelope, dto::ErrorBody,
+        dto::EventBody, dto::EventList, dto::SessionStatusData, dto::SessionQrData, dto::WebhookTestData,
+        dto::CreateWebhookRequest, dto::UpdateWebhookRequest, dto::WebhookBody, dto::CreatedWebhookBody,
+        dto::WebhookList, dto::WebhookSecretBody, dto::WebhookTestBody, dto::ReplayRequest, dto::ReplayBody,
+        dto::DeliveryBody, dto::DeliveryList,
     )),
     modifiers(&BearerAuth, &RateLimited),
     tags(
         (name = "sessions", description = "Linked WhatsApp devices and their lifecycle."),
         (name = "contacts", description = "Live lookups and actions; the session must be connected (else 501)."),
         (name = "api-keys", description = "API keys of the caller's organization."),
+        (name = "events", description = "The organization's event log: pulled by cursor or followed as server-sent events."),
+        (name = "webhooks", description = "Where the organization's events are pushed (signed, Standard Webhooks)."),
         (name = "operations", description = "Health, readiness, documents and metrics; no authentication."),
     )
 )]
@@ -151,6 +160,17 @@ mod tests {
             ("/api/v1/api-keys", "post"),
             ("/api/v1/api-keys", "get"),
             ("/api/v1/api-keys/{id}", "delete"),
+            ("/api/v1/events", "get"),
+            ("/api/v1/events/stream", "get"),
+            ("/api/v1/webhooks", "post"),
+            ("/api/v1/webhooks", "get"),
+            ("/api/v1/webhooks/{id}", "get"),
+            ("/api/v1/webhooks/{id}", "patch"),
+            ("/api/v1/webhooks/{id}", "delete"),
+            ("/api/v1/webhooks/{id}/rotate-secret", "post"),
+            ("/api/v1/webhooks/{id}/test", "post"),
+            ("/api/v1/webhooks/{id}/deliveries", "get"),
+            ("/api/v1/webhooks/{id}/replay", "post"),
             ("/healthz", "get"),
             ("/readyz", "get"),
             ("/openapi.json", "get"),
@@ -199,6 +219,320 @@ mod tests {
                 );
             }
         }
-        assert_eq!(operations, 17);
+        assert_eq!(operations, 28);
+    }
+
+    /// What scripts/fuzz-api.sh (schemathesis) found wrong in the document:
+    /// query parameters listed as required path parameters, operation ids
+    /// used twice, an optional body marked required, a 415 left out.
+    #[test]
+    fn parameters_bodies_and_ids_are_described_as_the_routes_take_them() {
+        let doc: serde_json::Value = serde_json::from_str(&super::json()).unwrap();
+        let mut ids = std::collections::HashSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let id = op["operationId"].as_str().unwrap();
+                assert!(ids.insert(id.to_owned()), "operationId {id} used twice");
+                for param in op["parameters"].as_array().into_iter().flatten() {
+                    let name = param["name"].as_str().unwrap();
+                    let in_path = path.contains(&format!("{{{name}}}"));
+                    assert_eq!(
+                        param["in"] == "path",
+                        in_path,
+                        "{method} {path}: parameter {name} is `in: {}`",
+                        param["in"]
+                    );
+                    assert_eq!(param["required"], in_path, "{method} {path}: {name}");
+                }
+                if op.get("requestBody").is_some() {
+                    for status in ["400", "413", "415"] {
+                        assert!(
+                            op["responses"].get(status).is_some(),
+                            "{method} {path}: a body can be answered {status}"
+                        );
+                    }
+                }
+            }
+        }
+        let paths = &doc["paths"];
+        let query = |path: &str, method: &str| -> Vec<String> {
+            paths[path][method]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["in"] == "query")
+                .map(|p| p["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(query("/api/v1/sessions", "get"), ["limit", "cursor"]);
+        assert_eq!(query("/api/v1/sessions/{sessionId}/qr", "get"), ["format"]);
+        assert_eq!(
+            query("/api/v1/sessions/{sessionId}/contacts/{jid}/picture", "get"),
+            ["type"]
+        );
+        // "May be empty": not required, and never `null`.
+        let create = &paths["/api/v1/sessions"]["post"]["requestBody"];
+        assert!(create.get("required").is_none_or(|r| r == false));
+        assert_eq!(
+            create["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/CreateSessionRequest"
+        );
+        for (path, required) in [
+            ("/api/v1/api-keys", vec!["name", "capabilities"]),
+            (
+                "/api/v1/sessions/{sessionId}/pairing-code",
+                vec!["phoneNumber"],
+            ),
+        ] {
+            let body = &paths[path]["post"]["requestBody"];
+            assert_eq!(body["required"], true, "{path}");
+            let schema = body["content"]["application/json"]["schema"]["$ref"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap();
+            assert_eq!(
+                doc["components"]["schemas"][schema]["required"],
+                serde_json::json!(required),
+                "{path}"
+            );
+        }
+        // The PNG is bytes, not a JSON array of numbers.
+        let png = &paths["/api/v1/sessions/{sessionId}/qr"]["get"]["responses"]["200"]["content"]["image/png"]
+            ["schema"];
+        assert_eq!(png["contentMediaType"], "image/png");
+    }
+
+    /// The patterns and enums in the document are what the parsers accept:
+    /// the fuzzer sends what they match as valid requests.
+    #[test]
+    fn documented_patterns_agree_with_the_parsers() {
+        let doc: serde_json::Value = serde_json::from_str(&super::json()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let pattern = |v: &serde_json::Value| matcher(v.as_str().unwrap());
+        let label = pattern(&schemas["CreateSessionRequest"]["properties"]["name"]["pattern"]);
+        assert_eq!(
+            schemas["CreateApiKeyRequest"]["properties"]["name"]["pattern"],
+            schemas["CreateSessionRequest"]["properties"]["name"]["pattern"]
+        );
+        for (name, ok) in [
+            ("support line", true),
+            ("  padded  ", true),
+            ("é", true),
+            ("   ", false),
+            ("", false),
+            ("a\u{0}b", false),
+            ("tab\there", false),
+            ("c1\u{85}", false),
+        ] {
+            assert_eq!(label(name), ok, "{name:?}");
+            if ok {
+                assert!(wagate_domain::SessionName::parse(name).is_ok(), "{name:?}");
+            }
+        }
+        let phone = pattern(&schemas["PairingCodeRequest"]["properties"]["phoneNumber"]["pattern"]);
+        for (number, ok) in [
+            ("+1 415 555 0123", true),
+            ("(415) 555-0123", true),
+            ("4155550", true),
+            ("+0123456789", false),
+            ("123456", false),
+            ("1234567890123456", false),
+            ("+1 415 555 0123x", false),
+        ] {
+            assert_eq!(phone(number), ok, "{number}");
+            assert_eq!(
+                wagate_domain::PhoneNumber::parse(number).is_ok(),
+                ok,
+                "{number}"
+            );
+        }
+        let param = |path: &str, method: &str, name: &str| {
+            let params = doc["paths"][path][method]["parameters"].as_array().unwrap();
+            let p = params.iter().find(|p| p["name"] == name).unwrap();
+            pattern(&p["schema"]["pattern"])
+        };
+        let session = param("/api/v1/sessions/{sessionId}", "get", "sessionId");
+        let fresh = wagate_domain::SessionId::from_ulid(ulid::Ulid::new()).to_string();
+        assert!(session(&fresh), "{fresh}");
+        assert!(!session(&fresh.to_lowercase()));
+        assert!(!session(&format!("{fresh}0")));
+        let key = param("/api/v1/api-keys/{id}", "delete", "id");
+        assert!(key(
+            &wagate_domain::ApiKeyId::from_ulid(ulid::Ulid::new()).to_string()
+        ));
+        let any = param(
+            "/api/v1/sessions/{sessionId}/contacts/{jid}/picture",
+            "get",
+            "jid",
+        );
+        let person = param(
+            "/api/v1/sessions/{sessionId}/contacts/{jid}/about",
+            "get",
+            "jid",
+        );
+        for (jid, is_person) in [
+            ("14155550123@s.whatsapp.net", true),
+            ("14155550123:12@s.whatsapp.net", true),
+            ("14155550123.0:3@s.whatsapp.net", true),
+            ("14155550123@c.us", true),
+            ("123456789012345@lid", true),
+            ("120363025246125486@g.us", false),
+            ("15551234567-1612345678@g.us", false),
+            ("120363144038483540@newsletter", false),
+        ] {
+            assert!(any(jid), "{jid}");
+            assert_eq!(person(jid), is_person, "{jid}");
+            assert!(wagate_domain::Jid::parse(jid).is_ok(), "{jid}");
+        }
+        for jid in [
+            "1234@lid",
+            "abc@s.whatsapp.net",
+            "14155550123",
+            "14155550123@example.com",
+        ] {
+            assert!(!any(jid) && !person(jid), "{jid}");
+            assert!(wagate_domain::Jid::parse(jid).is_err(), "{jid}");
+        }
+    }
+
+    /// The events and webhooks routes: their query parameters, and the
+    /// patterns and enums of their inputs, are what the parsers accept.
+    #[test]
+    fn events_and_webhooks_inputs_are_described_as_parsed() {
+        use wagate_domain::{EventCursor, EventPattern, WebhookDescription, WebhookId, WebhookUrl};
+        let doc: serde_json::Value = serde_json::from_str(&super::json()).unwrap();
+        let paths = &doc["paths"];
+        let params = |path: &str, method: &str| -> Vec<serde_json::Value> {
+            paths[path][method]["parameters"]
+                .as_array()
+                .unwrap()
+                .clone()
+        };
+        let names = |path: &str, method: &str, place: &str| -> Vec<String> {
+            params(path, method)
+                .iter()
+                .filter(|p| p["in"] == place)
+                .map(|p| p["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            names("/api/v1/events", "get", "query"),
+            ["after", "limit", "types", "sessionId"]
+        );
+        assert_eq!(
+            names("/api/v1/events/stream", "get", "query"),
+            ["after", "types", "sessionId"]
+        );
+        assert_eq!(
+            names("/api/v1/events/stream", "get", "header"),
+            ["Last-Event-ID"]
+        );
+        assert_eq!(
+            names("/api/v1/webhooks/{id}/deliveries", "get", "query"),
+            ["limit", "cursor"]
+        );
+        let stream = &paths["/api/v1/events/stream"]["get"]["responses"]["200"]["content"];
+        assert!(stream.get("text/event-stream").is_some(), "{stream}");
+        for (path, method, status) in [
+            ("/api/v1/events", "get", "410"),
+            ("/api/v1/events/stream", "get", "410"),
+            ("/api/v1/webhooks", "post", "201"),
+            ("/api/v1/webhooks/{id}", "delete", "204"),
+            ("/api/v1/webhooks/{id}", "get", "404"),
+            ("/api/v1/webhooks/{id}/test", "post", "202"),
+            ("/api/v1/webhooks/{id}/replay", "post", "202"),
+            ("/api/v1/webhooks/{id}/replay", "post", "410"),
+        ] {
+            assert!(
+                paths[path][method]["responses"].get(status).is_some(),
+                "{method} {path} {status}"
+            );
+        }
+
+        let param = |path: &str, method: &str, name: &str| {
+            let p = params(path, method);
+            let p = p.iter().find(|p| p["name"] == name).unwrap();
+            matcher(p["schema"]["pattern"].as_str().unwrap())
+        };
+        let types = param("/api/v1/events", "get", "types");
+        for (list, ok) in [
+            ("*", true),
+            ("session.*", true),
+            ("session.status,session.qr", true),
+            ("webhook.test", true),
+            ("session", false),
+            ("message.*", false),
+            ("session.qr,", false),
+            ("", false),
+        ] {
+            assert_eq!(types(list), ok, "{list}");
+            if ok {
+                for item in list.split(',') {
+                    assert!(EventPattern::parse(item, "types").is_ok(), "{item}");
+                }
+            }
+        }
+        let after = param("/api/v1/events", "get", "after");
+        for c in ["0", "42", "9223372036854775807"] {
+            assert!(after(c) && EventCursor::parse(c, "after").is_ok(), "{c}");
+        }
+        assert!(!after("x") && !after("-1"));
+        let id = param("/api/v1/webhooks/{id}", "get", "id");
+        let fresh = WebhookId::from_ulid(ulid::Ulid::new()).to_string();
+        assert!(id(&fresh) && !id(&fresh.to_lowercase()));
+
+        let schemas = &doc["components"]["schemas"];
+        let create = &schemas["CreateWebhookRequest"];
+        assert_eq!(create["required"], serde_json::json!(["url", "events"]));
+        let url = matcher(create["properties"]["url"]["pattern"].as_str().unwrap());
+        for (u, ok) in [
+            ("https://example.com/hook?x=1", true),
+            ("http://127.0.0.1:8080/", true),
+            ("http://[::1]:80/x", true),
+            ("ftp://example.com/", false),
+            ("https://u:p@example.com/", false),
+            ("https://example.com/#frag", false),
+            ("https:///path", false),
+            ("https://exa mple.com/", false),
+        ] {
+            assert_eq!(url(u), ok, "{u}");
+            assert_eq!(WebhookUrl::parse(u).is_ok(), ok, "{u}");
+        }
+        let description = matcher(
+            create["properties"]["description"]["pattern"]
+                .as_str()
+                .unwrap(),
+        );
+        for (d, ok) in [
+            ("CRM sync", true),
+            ("two\nlines\tand a tab", true),
+            ("", true),
+            ("bell\u{7}", false),
+            ("c1\u{85}", false),
+        ] {
+            assert_eq!(description(d), ok, "{d:?}");
+            assert_eq!(WebhookDescription::parse(d).is_ok(), ok, "{d:?}");
+        }
+        let events: Vec<String> =
+            serde_json::from_value(create["properties"]["events"]["items"]["enum"].clone())
+                .unwrap();
+        assert!(events.len() >= 6, "{events:?}");
+        for e in &events {
+            assert!(EventPattern::parse(e, "events").is_ok(), "{e}");
+        }
+        assert_eq!(
+            schemas["UpdateWebhookRequest"].get("required"),
+            None,
+            "every field of a PATCH is optional"
+        );
+    }
+
+    /// A regular expression of the document, checked with the `regex`
+    /// engine of the build (the patterns use no ECMA-only syntax).
+    fn matcher(pattern: &str) -> impl Fn(&str) -> bool + use<> {
+        let re = regex::Regex::new(pattern).unwrap();
+        move |s| re.is_match(s)
     }
 }

@@ -1,8 +1,9 @@
 //! Request limits per credential: one token bucket per API key, or per
 //! person (organization + subject) for login JWTs.
 //!
-//! A bucket holds up to `burst` tokens and refills at `requests_per_second`;
-//! a request takes one token or is refused with the time until the next one.
+//! The limit is a [`RateLimit`] and each bucket a [`TokenBucket`] of
+//! `wagate_domain` (the same arithmetic that paces WhatsApp calls): a
+//! request takes one token or is refused with the time until the next one.
 //! A bucket that has refilled completely is the same as no bucket, so idle
 //! ones are dropped: memory follows the credentials active in the last
 //! `burst / requests_per_second` seconds, not every credential ever seen.
@@ -10,98 +11,25 @@
 //! The buckets live in a few shards, each behind a `std` mutex held only for
 //! one map lookup and a little arithmetic (never across an `.await`), so
 //! concurrent requests of different credentials rarely meet. Time is a
-//! parameter ([`Instant`]), so tests move it without sleeping.
+//! parameter ([`Instant`], on the monotonic clock: buckets count from the
+//! instant the limiter was made), so tests move it without sleeping.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use wagate_domain::{ApiKeyId, OrgId, Principal, PrincipalKind};
+use wagate_domain::{ApiKeyId, OrgId, Principal, PrincipalKind, RateLimit, TokenBucket};
 
-/// How many requests a credential may make: `requests_per_second` on
-/// average, up to `burst` at once (`limits.*` in the configuration).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RequestLimit {
-    rate: f64,
-    burst: u32,
-    /// Time one token takes to come back (`1 / rate`).
-    interval: Duration,
-    /// How far ahead of now a bucket's "full again" time may be while it
-    /// still has a token: `interval × (burst − 1)`.
-    tolerance: Duration,
-}
+/// `Retry-After` seconds of a wait (rounded up, at least 1).
+pub(crate) use wagate_domain::retry_after_secs as whole_seconds;
 
-/// A [`RequestLimit`] that cannot work: a rate that is not a positive finite
-/// number (or so small that one token takes longer than `Duration` holds),
-/// or a burst of 0.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidRequestLimit(&'static str);
-
-impl std::fmt::Display for InvalidRequestLimit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl std::error::Error for InvalidRequestLimit {}
-
-impl RequestLimit {
-    /// The default: 50 requests per second, bursts of up to 100.
-    pub const DEFAULT: RequestLimit = RequestLimit {
-        rate: 50.0,
-        burst: 100,
-        interval: Duration::from_millis(20),
-        tolerance: Duration::from_millis(20 * 99),
-    };
-
-    /// `requests_per_second` on average (fractions allowed: `0.5` is one
-    /// request every two seconds), up to `burst` at once.
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidRequestLimit`] when the rate is not a positive finite number or
-    /// the burst is 0.
-    pub fn new(requests_per_second: f64, burst: u32) -> Result<Self, InvalidRequestLimit> {
-        if !(requests_per_second.is_finite() && requests_per_second > 0.0) {
-            return Err(InvalidRequestLimit(
-                "requests per second must be a positive number",
-            ));
-        }
-        if burst == 0 {
-            return Err(InvalidRequestLimit("burst must be at least 1"));
-        }
-        let interval = Duration::try_from_secs_f64(1.0 / requests_per_second)
-            .map_err(|_| InvalidRequestLimit("requests per second is too small"))?;
-        Ok(Self {
-            rate: requests_per_second,
-            burst,
-            interval,
-            tolerance: interval.saturating_mul(burst - 1),
-        })
-    }
-
-    /// Tokens added per second.
-    pub fn requests_per_second(&self) -> f64 {
-        self.rate
-    }
-
-    /// The most tokens a bucket holds.
-    pub fn burst(&self) -> u32 {
-        self.burst
-    }
-
-    /// How long an empty bucket takes to fill up again.
-    fn refill_time(&self) -> Duration {
-        self.interval.saturating_mul(self.burst)
-    }
-}
-
-impl Default for RequestLimit {
-    fn default() -> Self {
-        Self::DEFAULT
-    }
-}
+/// The default request limit per credential: 50 requests per second,
+/// bursts of up to 100.
+pub const DEFAULT_REQUEST_LIMIT: RateLimit = match RateLimit::per_second(50, 100) {
+    Some(limit) => limit,
+    None => panic!("50 a second, bursts of 100, is a limit"),
+};
 
 /// Whose bucket a request takes from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -126,52 +54,6 @@ impl Credential {
     }
 }
 
-/// One credential's token bucket, kept as the instant it will be full
-/// again (the "theoretical arrival time" of GCRA): at `full_at` it holds
-/// `burst` tokens, and every `interval` before that one fewer. One instant
-/// instead of a token count and a timestamp, in exact integer time (no
-/// floating-point drift at the edges).
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    full_at: Instant,
-}
-
-impl Bucket {
-    /// Takes one token at `now`, or tells how long until there is one. A
-    /// refusal takes nothing.
-    fn take(&mut self, limit: &RequestLimit, now: Instant) -> Decision {
-        // Time never runs backwards here: an earlier `now` adds nothing.
-        let full_at = self.full_at.max(now);
-        // How much "emptier than full" the bucket is, as time.
-        let debt = full_at.duration_since(now);
-        if debt <= limit.tolerance {
-            self.full_at = full_at.checked_add(limit.interval).unwrap_or(full_at);
-            Decision::Allowed
-        } else {
-            Decision::Limited {
-                retry_after_secs: whole_seconds(debt.saturating_sub(limit.tolerance)),
-            }
-        }
-    }
-
-    /// Whether the bucket is full at `now` (so it can be forgotten: a
-    /// missing bucket is a full one).
-    fn is_full_at(&self, now: Instant) -> bool {
-        self.full_at <= now
-    }
-}
-
-/// A wait in seconds, rounded up, at least 1 (what `Retry-After` carries).
-pub(crate) fn whole_seconds(wait: Duration) -> u64 {
-    let secs = wait.as_secs();
-    let secs = if wait.subsec_nanos() > 0 {
-        secs.saturating_add(1)
-    } else {
-        secs
-    };
-    secs.max(1)
-}
-
 /// The answer for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Decision {
@@ -192,17 +74,18 @@ const MIN_SWEEP_LEN: usize = 1024;
 
 #[derive(Debug)]
 struct Shard {
-    buckets: HashMap<Credential, Bucket>,
-    /// Sweep at the first request after this instant …
-    next_sweep: Instant,
+    buckets: HashMap<Credential, TokenBucket>,
+    /// Sweep at the first request after this time (since the limiter's
+    /// origin) …
+    next_sweep: Duration,
     /// … or when the map grows to this many buckets.
     sweep_len: usize,
 }
 
 impl Shard {
-    fn sweep(&mut self, limit: &RequestLimit, now: Instant) {
-        self.buckets.retain(|_, b| !b.is_full_at(now));
-        self.next_sweep = now.checked_add(limit.refill_time()).unwrap_or(now);
+    fn sweep(&mut self, limit: &RateLimit, now: Duration) {
+        self.buckets.retain(|_, b| !b.is_full(now));
+        self.next_sweep = now.saturating_add(limit.refill_time());
         self.sweep_len = (self.buckets.len() * 2).max(MIN_SWEEP_LEN);
         if self.buckets.capacity() > self.sweep_len * 2 {
             self.buckets.shrink_to(self.sweep_len);
@@ -210,28 +93,32 @@ impl Shard {
     }
 }
 
-/// The buckets of every credential, under one [`RequestLimit`].
+/// The buckets of every credential, under one [`RateLimit`].
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
-    limit: RequestLimit,
+    limit: RateLimit,
+    /// Where the buckets' times count from.
+    origin: Instant,
     shard_of: RandomState,
     shards: Box<[Mutex<Shard>]>,
 }
 
 impl RateLimiter {
-    /// A limiter with no buckets yet; `now` starts the sweep schedule.
-    pub(crate) fn new(limit: RequestLimit, now: Instant) -> Self {
+    /// A limiter with no buckets yet; `now` is the origin of its times and
+    /// starts the sweep schedule.
+    pub(crate) fn new(limit: RateLimit, now: Instant) -> Self {
         let shards = (0..SHARDS)
             .map(|_| {
                 Mutex::new(Shard {
                     buckets: HashMap::new(),
-                    next_sweep: now.checked_add(limit.refill_time()).unwrap_or(now),
+                    next_sweep: limit.refill_time(),
                     sweep_len: MIN_SWEEP_LEN,
                 })
             })
             .collect();
         Self {
             limit,
+            origin: now,
             shard_of: RandomState::new(),
             shards,
         }
@@ -243,6 +130,9 @@ impl RateLimiter {
     }
 
     fn check_credential(&self, credential: Credential, now: Instant) -> Decision {
+        // An instant before the origin counts as the origin: a bucket never
+        // refills for time going backwards.
+        let now = now.saturating_duration_since(self.origin);
         let index = usize::try_from(self.shard_of.hash_one(&credential) % SHARDS as u64)
             .unwrap_or_default();
         let Some(shard) = self.shards.get(index) else {
@@ -254,11 +144,17 @@ impl RateLimiter {
         if now >= shard.next_sweep || shard.buckets.len() >= shard.sweep_len {
             shard.sweep(&self.limit, now);
         }
-        shard
+        match shard
             .buckets
             .entry(credential)
-            .or_insert(Bucket { full_at: now })
+            .or_insert_with(|| TokenBucket::full(now))
             .take(&self.limit, now)
+        {
+            Ok(()) => Decision::Allowed,
+            Err(wait) => Decision::Limited {
+                retry_after_secs: whole_seconds(wait),
+            },
+        }
     }
 
     /// Buckets currently held (for tests).
@@ -277,7 +173,7 @@ mod tests {
     use wagate_domain::{CapabilitySet, Role};
 
     fn limiter(rate: f64, burst: u32, now: Instant) -> RateLimiter {
-        RateLimiter::new(RequestLimit::new(rate, burst).unwrap(), now)
+        RateLimiter::new(RateLimit::new(rate, burst).unwrap(), now)
     }
 
     fn key(n: u128) -> Credential {
@@ -364,10 +260,8 @@ mod tests {
             }
         );
         assert_eq!(l.check_credential(key(1), t0 + ms(4000)), Decision::Allowed);
-        assert_eq!(whole_seconds(Duration::ZERO), 1);
-        assert_eq!(whole_seconds(Duration::from_secs(1)), 1);
+        // The rounding itself is `wagate_domain::retry_after_secs`'s.
         assert_eq!(whole_seconds(Duration::from_nanos(1_000_000_001)), 2);
-        assert_eq!(whole_seconds(Duration::MAX), u64::MAX);
     }
 
     #[test]
@@ -451,21 +345,18 @@ mod tests {
     }
 
     #[test]
-    fn invalid_limits_are_refused() {
-        assert!(RequestLimit::new(0.0, 10).is_err());
-        assert!(RequestLimit::new(-1.0, 10).is_err());
-        assert!(RequestLimit::new(f64::NAN, 10).is_err());
-        assert!(RequestLimit::new(f64::INFINITY, 10).is_err());
-        assert!(RequestLimit::new(1.0, 0).is_err());
-        let l = RequestLimit::new(0.5, 1).unwrap();
-        assert_eq!((l.requests_per_second(), l.burst()), (0.5, 1));
+    fn the_default_limit_is_50_a_second_in_bursts_of_100() {
+        // Limits that cannot work are refused by `RateLimit::new`.
+        assert!(RateLimit::new(0.0, 10).is_err());
+        assert!(RateLimit::new(1.0, 0).is_err());
+        assert_eq!(DEFAULT_REQUEST_LIMIT, RateLimit::new(50.0, 100).unwrap());
         assert_eq!(
-            RequestLimit::default(),
-            RequestLimit::new(50.0, 100).unwrap()
+            (
+                DEFAULT_REQUEST_LIMIT.requests_per_second(),
+                DEFAULT_REQUEST_LIMIT.burst()
+            ),
+            (50.0, 100)
         );
-        assert_eq!(RequestLimit::DEFAULT.refill_time(), Duration::from_secs(2));
-        // One token every 3 s, bursts of 2: "full again" at most 6 s ahead.
-        let l = RequestLimit::new(1.0 / 3.0, 2).unwrap();
-        assert_eq!(l.refill_time().as_secs_f64().round(), 6.0);
+        assert_eq!(DEFAULT_REQUEST_LIMIT.refill_time(), Duration::from_secs(2));
     }
 }

@@ -21,8 +21,9 @@ use async_trait::async_trait;
 use thiserror::Error;
 use time::OffsetDateTime;
 use wagate_domain::{
-    ApiKey, ApiKeyId, Jid, LastError, NewApiKey, OrgId, Page, PageRequest, PendingLifecycle,
-    Session, SessionId, SessionStatus,
+    ApiKey, ApiKeyId, Delivery, Event, EventCursor, EventData, EventFilter, EventPattern, Jid,
+    LastError, NewApiKey, OrgId, Page, PageRequest, PendingLifecycle, Session, SessionId,
+    SessionStatus, Webhook, WebhookDescription, WebhookId, WebhookSecret, WebhookUrl,
 };
 
 mod cached;
@@ -55,6 +56,9 @@ pub enum StoreError {
     /// the session has changed since: read it again and decide anew.
     #[error("the session changed since it was read")]
     Changed,
+    /// A cursor points before what the event log still keeps (retention).
+    #[error("the cursor is older than the events kept")]
+    Gone,
 }
 
 /// A change to a session; fields left `None` stay as they are. One patch is
@@ -84,6 +88,10 @@ pub struct SessionPatch {
     pub last_error: Option<Option<LastError>>,
     /// New pending lifecycle request (`Some(None)` clears it).
     pub pending: Option<Option<PendingLifecycle>>,
+    /// An event to record with this change, in the same transaction (a
+    /// `session.status` event is recorded by the store itself whenever the
+    /// status changes).
+    pub event: Option<EventData>,
     /// Apply only if the session is still at this revision, else
     /// [`StoreError::Changed`]: for writes decided on a read the adapter's
     /// events may have overtaken.
@@ -292,6 +300,277 @@ pub trait ApiKeyStore: Send + Sync + std::fmt::Debug {
     ///
     /// [`StoreError::Unavailable`].
     async fn touch_key(&self, id: &ApiKeyId, at: OffsetDateTime) -> Result<(), StoreError>;
+}
+
+/// Told after a transaction that wrote events commits (the SSE streams and
+/// the webhook dispatcher of this process wait on it).
+pub trait CommitListener: Send + Sync + std::fmt::Debug {
+    /// Events of `org` were committed; `deliveries` whether webhook
+    /// deliveries were queued with them.
+    fn committed(&self, org: &OrgId, deliveries: bool);
+}
+
+/// One page of an organization's event log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPage {
+    /// Events in cursor order.
+    pub events: Vec<Event>,
+    /// The cursor to continue from: the last event's, or the `after` asked.
+    pub next: EventCursor,
+}
+
+/// The per-organization event log, read side. Events are written by the
+/// state changes they report ([`SessionRegistry`] writes), in the same
+/// transaction.
+#[async_trait]
+pub trait EventLog: Send + Sync + std::fmt::Debug {
+    /// Up to `limit` events of `org` after `after` that pass `filter`, in
+    /// cursor order. A reader that has seen cursor C never later finds a
+    /// new event at or before C.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Gone`] when events after `after` were pruned;
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn read_events(
+        &self,
+        org: &OrgId,
+        after: EventCursor,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<EventPage, StoreError>;
+
+    /// The first cursor still kept for `org` minus one: reading from here
+    /// returns the oldest retained event first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn oldest_cursor(&self, org: &OrgId) -> Result<EventCursor, StoreError>;
+
+    /// Removes events that occurred before `before` (and deliveries that
+    /// are finished and refer to them); how many events went.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn prune_events(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+}
+
+/// A change to a webhook; `None` fields stay.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookPatch {
+    /// New target.
+    pub url: Option<WebhookUrl>,
+    /// New event patterns.
+    pub events: Option<Vec<EventPattern>>,
+    /// New session restriction (`Some(None)`: all sessions).
+    pub session_ids: Option<Option<Vec<SessionId>>>,
+    /// New description.
+    pub description: Option<WebhookDescription>,
+    /// Enable or disable (enabling clears `disabled_reason`).
+    pub enabled: Option<bool>,
+}
+
+/// One due delivery, with what sending it needs.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    /// The delivery's row.
+    pub seq: u64,
+    /// The webhook.
+    pub webhook: WebhookId,
+    /// Its organization.
+    pub org: OrgId,
+    /// Where to send.
+    pub url: WebhookUrl,
+    /// Secrets that sign (the current one first; the previous one while a
+    /// rotation's grace period lasts).
+    pub secrets: Vec<WebhookSecret>,
+    /// The body: the event object.
+    pub body: String,
+    /// The event id (`webhook-id`).
+    pub event_id: wagate_domain::EventId,
+    /// Attempts made before this one.
+    pub attempt: u32,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// 2xx.
+    Delivered {
+        /// The status.
+        status: u16,
+    },
+    /// Try again at `next_at`.
+    Retry {
+        /// The status, if one came.
+        status: Option<u16>,
+        /// What went wrong.
+        error: String,
+        /// When to try again.
+        next_at: OffsetDateTime,
+    },
+    /// Given up (schedule exhausted).
+    Failed {
+        /// The status, if one came.
+        status: Option<u16>,
+        /// What went wrong.
+        error: String,
+    },
+    /// The receiver answered 410: the webhook is disabled and its pending
+    /// deliveries fail.
+    Gone,
+}
+
+/// Webhooks and their deliveries. Every method a request reaches takes the
+/// caller's organization; another organization's webhook does not exist.
+#[async_trait]
+pub trait WebhookStore: Send + Sync + std::fmt::Debug {
+    /// Stores a new webhook with its secret.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`]; [`StoreError::Unavailable`].
+    async fn insert_webhook(&self, w: &Webhook, secret: &WebhookSecret) -> Result<(), StoreError>;
+
+    /// Webhook `id` of `org`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn get_webhook(&self, org: &OrgId, id: &WebhookId)
+    -> Result<Option<Webhook>, StoreError>;
+
+    /// `org`'s webhooks, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn list_webhooks(&self, org: &OrgId) -> Result<Vec<Webhook>, StoreError>;
+
+    /// Applies `patch`; the webhook after, or `None`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn update_webhook(
+        &self,
+        org: &OrgId,
+        id: &WebhookId,
+        patch: &WebhookPatch,
+        now: OffsetDateTime,
+    ) -> Result<Option<Webhook>, StoreError>;
+
+    /// Deletes the webhook and its deliveries; whether it existed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn delete_webhook(&self, org: &OrgId, id: &WebhookId) -> Result<bool, StoreError>;
+
+    /// Makes `secret` the signing secret; the old one keeps signing beside
+    /// it until `old_until`. Whether the webhook exists.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn rotate_secret(
+        &self,
+        org: &OrgId,
+        id: &WebhookId,
+        secret: &WebhookSecret,
+        old_until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Queues `event` (not in the log: a test) for webhook `id` alone.
+    /// Whether the webhook exists.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn queue_test(
+        &self,
+        org: &OrgId,
+        id: &WebhookId,
+        event: &Event,
+    ) -> Result<bool, StoreError>;
+
+    /// Queues again every retained event after `after` that the webhook
+    /// wants (same event ids); how many. `None` when there is no such webhook.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Gone`] when events after `after` were pruned;
+    /// [`StoreError::Unavailable`].
+    async fn replay(
+        &self,
+        org: &OrgId,
+        id: &WebhookId,
+        after: EventCursor,
+        now: OffsetDateTime,
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// The webhook's deliveries, newest first, before `before` (a
+    /// delivery's `seq`).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn deliveries(
+        &self,
+        org: &OrgId,
+        id: &WebhookId,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Webhooks with a pending delivery due at `now` that nobody holds.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn webhooks_due(&self, now: OffsetDateTime) -> Result<Vec<WebhookId>, StoreError>;
+
+    /// When the next pending delivery falls due, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError>;
+
+    /// Claims up to `limit` due deliveries of webhook `id`, first attempts
+    /// in cursor order, holding them until `hold_until` (a claim that is
+    /// not finished by then falls due again: a crashed dispatcher's work is
+    /// redone).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn claim_due(
+        &self,
+        id: &WebhookId,
+        now: OffsetDateTime,
+        hold_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError>;
+
+    /// Records an attempt of delivery `seq` that took `duration_ms`; a
+    /// webhook failing without a success since `disable_after` ago is
+    /// disabled.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn finish_attempt(
+        &self,
+        seq: u64,
+        outcome: &AttemptOutcome,
+        duration_ms: u64,
+        now: OffsetDateTime,
+        disable_after: time::Duration,
+    ) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]

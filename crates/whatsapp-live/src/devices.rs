@@ -1,15 +1,18 @@
 //! The key store: one SQLite file, whatsapp-rust's `SqliteStore` holding
 //! every device, plus our own small table saying which device belongs to
-//! which session.
+//! which session. The file is opened once per process ([`KeyStore`]);
+//! each session's client gets a [`DeviceHandle`] onto it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use diesel::sql_types::{BigInt, Integer, Text};
 use diesel::sqlite::SqliteConnection;
 use diesel::{QueryableByName, RunQueryDsl as _};
 use wagate_domain::SessionId;
-use whatsapp_rust::store::SqliteStore;
 use whatsapp_rust::wacore::store::error::StoreError;
+
+use crate::store::{DeviceHandle, KeyStore};
 
 /// Our table in whatsapp-rust's file. Its column is deliberately not called
 /// `device_id`: erasing a device deletes its rows from every table that has
@@ -49,7 +52,7 @@ fn db(e: diesel::result::Error) -> StoreError {
 /// id the first time it connects and keeps it until it is removed.
 pub(crate) struct DeviceDirectory {
     url: String,
-    base: SqliteStore,
+    keys: Arc<KeyStore>,
 }
 
 impl std::fmt::Debug for DeviceDirectory {
@@ -69,24 +72,29 @@ impl DeviceDirectory {
             std::fs::create_dir_all(parent)
                 .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
         }
-        let base = SqliteStore::new(&url)
+        let keys = KeyStore::open(&url)
             .await
             .map_err(|e| format!("cannot open the key store {url}: {e}"))?;
-        base.shared()
+        keys.base()
+            .shared()
             .run(|conn| {
                 diesel::sql_query(CREATE_TABLE).execute(conn).map_err(db)?;
                 Ok(())
             })
             .await
             .map_err(|e| format!("cannot prepare the key store {url}: {e}"))?;
-        Ok(Self { url, base })
+        Ok(Self {
+            url,
+            keys: Arc::new(keys),
+        })
     }
 
     /// The device id of `session`, allocating one the first time.
     pub(crate) async fn device_for(&self, session: &SessionId, now: &str) -> Result<i32, String> {
         let id = session.to_string();
         let now = now.to_owned();
-        self.base
+        self.keys
+            .base()
             .shared()
             .run(move |conn| {
                 conn.immediate_transaction(|conn| {
@@ -113,7 +121,8 @@ impl DeviceDirectory {
     /// The device id of `session`, if it has one.
     pub(crate) async fn existing_device(&self, session: &SessionId) -> Result<Option<i32>, String> {
         let id = session.to_string();
-        self.base
+        self.keys
+            .base()
             .shared()
             .run(move |conn| find(conn, &id).map_err(db))
             .await
@@ -123,7 +132,8 @@ impl DeviceDirectory {
     /// Forgets `session`'s mapping (after its keys are erased).
     pub(crate) async fn forget(&self, session: &SessionId) -> Result<(), String> {
         let id = session.to_string();
-        self.base
+        self.keys
+            .base()
             .shared()
             .run(move |conn| {
                 diesel::sql_query("DELETE FROM wagate_live_sessions WHERE session_id = ?")
@@ -140,7 +150,8 @@ impl DeviceDirectory {
     /// by their `device_id` column, so tables added by later migrations are
     /// covered too) and the device row itself, in one transaction.
     pub(crate) async fn erase(&self, device: i32) -> Result<(), String> {
-        self.base
+        self.keys
+            .base()
             .shared()
             .run(move |conn| {
                 conn.immediate_transaction(|conn| {
@@ -176,11 +187,10 @@ impl DeviceDirectory {
             .map_err(|e| format!("cannot erase the keys of device {device}: {e}"))
     }
 
-    /// A whatsapp-rust store for one device of this file.
-    pub(crate) async fn store_for(&self, device: i32) -> Result<SqliteStore, String> {
-        SqliteStore::new_for_device(&self.url, device)
-            .await
-            .map_err(|e| format!("cannot open device {device} in {}: {e}", self.url))
+    /// whatsapp-rust's storage for one device of this file: a handle onto
+    /// the process's one key store (no connection of its own).
+    pub(crate) fn store_for(&self, device: i32) -> DeviceHandle {
+        DeviceHandle::new(self.keys.clone(), device)
     }
 
     /// The phone-number JID `device` is linked as, if it is linked.
@@ -189,7 +199,8 @@ impl DeviceDirectory {
         device: i32,
     ) -> Result<Option<whatsapp_rust::Jid>, String> {
         let data = self
-            .base
+            .keys
+            .base()
             .load_device_data_for_device(device)
             .await
             .map_err(|e| format!("cannot read device {device}: {e}"))?;
@@ -254,16 +265,16 @@ mod tests {
         let a = d.device_for(&session(0), "t").await.unwrap();
         let b = d.device_for(&session(1), "t").await.unwrap();
         for id in [a, b] {
-            let s = d.store_for(id).await.unwrap();
+            let s = d.store_for(id);
             s.create().await.unwrap();
             s.put_identity("someone", [7u8; 32]).await.unwrap();
         }
-        assert!(d.base.device_exists(a).await.unwrap());
+        assert!(d.keys.base().device_exists(a).await.unwrap());
         d.erase(a).await.unwrap();
-        assert!(!d.base.device_exists(a).await.unwrap());
-        assert!(d.base.device_exists(b).await.unwrap());
-        let sa = d.store_for(a).await.unwrap();
-        let sb = d.store_for(b).await.unwrap();
+        assert!(!d.keys.base().device_exists(a).await.unwrap());
+        assert!(d.keys.base().device_exists(b).await.unwrap());
+        let sa = d.store_for(a);
+        let sb = d.store_for(b);
         assert!(sa.load_identity("someone").await.unwrap().is_none());
         assert!(sb.load_identity("someone").await.unwrap().is_some());
         assert_eq!(d.linked_as(b).await.unwrap(), None, "never paired");

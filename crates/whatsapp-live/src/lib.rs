@@ -38,8 +38,14 @@
 //!   `PairError`, `PairingQrCodesExhausted` and `QrScannedWithoutMultidevice`
 //!   (`LoggedOut { pairing_failed }`: the device was never linked).
 //! - **Keys.** One SQLite file ([`LiveConfig::store_path`]) holds every
-//!   device, through whatsapp-rust's `SqliteStore` (one device id per
-//!   session). The session → device mapping is our own table
+//!   device, opened once per process through whatsapp-rust's
+//!   `SqliteStore` (one writer connection and two WAL readers, shared by
+//!   all sessions); each client gets a thin handle, the store plus its
+//!   device id, that implements whatsapp-rust's storage traits for that
+//!   device (whatsapp-rust's own per-device calls where it has them, our
+//!   SQL over its tables where it has not; a test holds the two to the
+//!   same answers and rows). No connection, pool or migration check per
+//!   session. The session → device mapping is our own table
 //!   (`wagate_live_sessions`) in the same file rather than a function of the
 //!   session id: device ids are small integers, a ULID does not fit and a
 //!   hash could collide. A session gets the next free id on its first
@@ -77,6 +83,7 @@ mod devices;
 mod live;
 mod mapping;
 mod runner;
+mod store;
 mod transport;
 mod version;
 

@@ -379,12 +379,7 @@ impl LiveWhatsApp {
         ),
         WhatsAppError,
     > {
-        let store = self
-            .shared
-            .devices
-            .store_for(device)
-            .await
-            .map_err(WhatsAppError::Internal)?;
+        let store = self.shared.devices.store_for(device);
         let (tx, rx) = mpsc::unbounded_channel();
         let probe = Arc::new(TransportProbe::default());
         let mut builder = Bot::builder()

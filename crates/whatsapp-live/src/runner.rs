@@ -272,12 +272,14 @@ impl Runner {
                 pass.saw_qr = true;
                 let expires_at = self.shared.clock.now()
                     + time::Duration::try_from(ttl).unwrap_or(time::Duration::seconds(20));
+                let qr = QrCode { code, expires_at };
                 self.set_state(|s| {
                     s.pairing = true;
-                    s.qr = Some(QrCode { code, expires_at });
+                    s.qr = Some(qr.clone());
                 });
                 *last_report = None;
                 self.publish(SessionEventKind::Pairing).await;
+                self.publish(SessionEventKind::QrShown(qr)).await;
             }
             Observed::PairSuccess => {
                 pass.saw_pair_success = true;

@@ -1,7 +1,7 @@
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use wagate_domain::{Jid, LastError, SessionId};
+use wagate_domain::{Jid, LastError, QrCode, SessionId};
 
 /// Something that happened to a session on the WhatsApp side.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +17,9 @@ pub struct SessionEvent {
 pub enum SessionEventKind {
     /// Not linked: waiting for a QR scan or a pairing code.
     Pairing,
+    /// A new QR code is shown (while pairing; published after `Pairing`,
+    /// again at every rotation), for the `session.qr` event.
+    QrShown(QrCode),
     /// Linked; logging in.
     Connecting,
     /// Online as `jid`.

@@ -324,6 +324,7 @@ impl WhatsAppPort for FakeWhatsApp {
         linked_as: Option<Jid>,
     ) -> Result<(), WhatsAppError> {
         let now = self.clock.now();
+        let mut shown = None;
         let event = {
             let mut sessions = self.sessions();
             let s = sessions.entry(*session).or_default();
@@ -350,20 +351,25 @@ impl WhatsAppPort for FakeWhatsApp {
                         s.qr_count += 1;
                         let id = session.to_string();
                         let seed = digest(&[id.as_bytes(), &s.qr_count.to_be_bytes()]);
-                        s.qr = Some(QrCode {
+                        let qr = QrCode {
                             code: format!(
                                 "2@{},{},wagate-fake",
                                 hex(&seed[..16]),
                                 hex(&seed[16..])
                             ),
                             expires_at: now + QR_TTL,
-                        });
+                        };
+                        s.qr = Some(qr.clone());
+                        shown = Some(qr);
                         SessionEventKind::Pairing
                     }
                 }
             }
         };
         self.publish(session, event).await;
+        if let Some(qr) = shown {
+            self.publish(session, SessionEventKind::QrShown(qr)).await;
+        }
         Ok(())
     }
 
@@ -541,8 +547,10 @@ mod tests {
         assert_eq!(sink.events()[0].kind, SessionEventKind::Pairing);
         let qr = fake.qr(&s).await.unwrap();
         assert!(qr.code.starts_with("2@"));
+        // The code shown is the one the event carried (for `session.qr`).
+        assert_eq!(sink.events()[1].kind, SessionEventKind::QrShown(qr.clone()));
         assert_eq!(
-            sink.events()[1].kind,
+            sink.events()[2].kind,
             SessionEventKind::Connected {
                 jid: jid("15550001111@s.whatsapp.net"),
                 push_name: Some("Wagate Demo".into())
@@ -553,7 +561,7 @@ mod tests {
         fake.disconnect(&s).await.unwrap();
         fake.connect(&s, None).await.unwrap();
         assert!(matches!(
-            sink.events()[2].kind,
+            sink.events()[3].kind,
             SessionEventKind::Connected { .. }
         ));
     }
@@ -572,7 +580,7 @@ mod tests {
         assert_eq!(code.as_str().len(), 9);
         assert_eq!(&code.as_str()[4..5], "-");
         assert!(
-            matches!(&sink.events()[1].kind, SessionEventKind::Connected { jid, .. } if jid.user_part() == "442079460958")
+            matches!(&sink.events()[2].kind, SessionEventKind::Connected { jid, .. } if jid.user_part() == "442079460958")
         );
     }
 

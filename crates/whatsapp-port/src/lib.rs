@@ -27,7 +27,7 @@
 //! fake.connect(&session, None).await?;   // not linked: shows a QR code …
 //! let qr = fake.qr(&session).await?;      // … which the fake phone scans at once
 //! assert!(qr.code.starts_with("2@"));
-//! assert!(matches!(events.events()[1].kind, SessionEventKind::Connected { .. }));
+//! assert!(matches!(events.events()[2].kind, SessionEventKind::Connected { .. })); // after Pairing, QrShown
 //! # Ok(())
 //! # }
 //! ```

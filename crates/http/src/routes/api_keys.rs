@@ -30,10 +30,12 @@ fn parse_request(body: CreateApiKeyRequest) -> Result<NewApiKeyRequest, ApiError
     })
 }
 
-#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys",
+#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", operation_id = "create_api_key",
     request_body = CreateApiKeyRequest,
     responses(
-        (status = 201, description = "Created. `key` is shown only here.", body = CreatedApiKeyBody),
+        (status = 201, description = "Created. `key` is shown only here.", body = CreatedApiKeyBody,
+            headers(("Location" = String, description = "`/api/v1/api-keys/{id}`"),
+                    ("Cache-Control" = String, description = "`no-store`: the answer holds a secret."))),
         (status = 400, description = "Bad name, capabilities or expiresAt (`details.field`).", body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope),
         (status = 403, description = "Needs `admin`, and every capability granted (`details.required`).", body = ErrorEnvelope),
@@ -62,7 +64,7 @@ pub(crate) async fn create(
         }))
 }
 
-#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys",
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", operation_id = "list_api_keys",
     responses(
         (status = 200, body = ApiKeyList),
         (status = 401, body = ErrorEnvelope), (status = 403, description = "Needs `admin`.", body = ErrorEnvelope),
@@ -79,7 +81,8 @@ pub(crate) async fn list(
 }
 
 #[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys",
-    params(("id" = String, Path, description = "`key_` + ULID")),
+    params(("id" = String, Path, description = "`key_` + ULID",
+        pattern = r"^key_[0-7][0-9A-HJKMNP-TV-Z]{25}$", example = "key_01JBZ5T0Q4M6Y8V2K3N7R9S1WX")),
     responses(
         (status = 204, description = "Revoked; stops working on this node at once."),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),

@@ -3,6 +3,7 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use wagate_domain::{Jid, PictureType, SessionId};
 
 use crate::dto::{AboutBody, BlockedBody, BlocklistBody, ErrorEnvelope, PictureBody};
@@ -11,11 +12,22 @@ use crate::{ApiError, AppState};
 
 /// Query of `GET …/picture`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PictureQuery {
     /// `image` (default) or `preview`.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", schema_with = picture_type, required = false)]
     kind: Option<String>,
+}
+
+/// The schema of `type`: `image` or `preview`.
+fn picture_type() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["image", "preview"]))
+        .description(Some("`image` (default) or `preview`."))
+        .default(Some("image".into()))
+        .build()
 }
 
 fn ids(path: &(String, String)) -> Result<(SessionId, Jid), ApiError> {
@@ -23,8 +35,11 @@ fn ids(path: &(String, String)) -> Result<(SessionId, Jid), ApiError> {
 }
 
 #[utoipa::path(get, path = "/api/v1/sessions/{sessionId}/contacts/{jid}/picture", tag = "contacts",
-    params(("sessionId" = String, Path, description = "`sess_` + ULID"),
-           ("jid" = String, Path, description = "User, LID, group or channel JID; `@` raw or `%40`."), PictureQuery),
+    params(("sessionId" = String, Path, description = "`sess_` + ULID",
+        pattern = r"^sess_[0-7][0-9A-HJKMNP-TV-Z]{25}$", example = "sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX"),
+           ("jid" = String, Path, description = "User, LID, group or channel JID; `@` raw or `%40`; a device (`:12`) or agent part is dropped.",
+        pattern = r"^(?:[0-9]{5,20}(?:[.:][0-9]{1,5}){0,2}@(?:s\.whatsapp\.net|c\.us|lid)|(?:[0-9]{5,30}|[0-9]{5,20}-[0-9]{1,20})@g\.us|[0-9]{5,30}@newsletter)$",
+        example = "14155550123@s.whatsapp.net"), PictureQuery),
     responses(
         (status = 200, body = PictureBody),
         (status = 400, description = "Bad id, JID or type (`details.field`).", body = ErrorEnvelope),
@@ -55,8 +70,11 @@ pub(crate) async fn picture(
 }
 
 #[utoipa::path(get, path = "/api/v1/sessions/{sessionId}/contacts/{jid}/about", tag = "contacts",
-    params(("sessionId" = String, Path, description = "`sess_` + ULID"),
-           ("jid" = String, Path, description = "User or LID JID.")),
+    params(("sessionId" = String, Path, description = "`sess_` + ULID",
+        pattern = r"^sess_[0-7][0-9A-HJKMNP-TV-Z]{25}$", example = "sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX"),
+           ("jid" = String, Path, description = "User or LID JID; `@` raw or `%40`; a device (`:12`) or agent part is dropped.",
+        pattern = r"^[0-9]{5,20}(?:[.:][0-9]{1,5}){0,2}@(?:s\.whatsapp\.net|c\.us|lid)$",
+        example = "14155550123@s.whatsapp.net")),
     responses(
         (status = 200, body = AboutBody),
         (status = 400, description = "Bad id or JID (`details.field`).", body = ErrorEnvelope),
@@ -77,8 +95,11 @@ pub(crate) async fn about(
 }
 
 #[utoipa::path(post, path = "/api/v1/sessions/{sessionId}/contacts/{jid}/block", tag = "contacts",
-    params(("sessionId" = String, Path, description = "`sess_` + ULID"),
-           ("jid" = String, Path, description = "User or LID JID.")),
+    params(("sessionId" = String, Path, description = "`sess_` + ULID",
+        pattern = r"^sess_[0-7][0-9A-HJKMNP-TV-Z]{25}$", example = "sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX"),
+           ("jid" = String, Path, description = "User or LID JID; `@` raw or `%40`; a device (`:12`) or agent part is dropped.",
+        pattern = r"^[0-9]{5,20}(?:[.:][0-9]{1,5}){0,2}@(?:s\.whatsapp\.net|c\.us|lid)$",
+        example = "14155550123@s.whatsapp.net")),
     responses(
         (status = 204, description = "Blocked (idempotent)."),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
@@ -97,8 +118,11 @@ pub(crate) async fn block(
 }
 
 #[utoipa::path(post, path = "/api/v1/sessions/{sessionId}/contacts/{jid}/unblock", tag = "contacts",
-    params(("sessionId" = String, Path, description = "`sess_` + ULID"),
-           ("jid" = String, Path, description = "User or LID JID.")),
+    params(("sessionId" = String, Path, description = "`sess_` + ULID",
+        pattern = r"^sess_[0-7][0-9A-HJKMNP-TV-Z]{25}$", example = "sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX"),
+           ("jid" = String, Path, description = "User or LID JID; `@` raw or `%40`; a device (`:12`) or agent part is dropped.",
+        pattern = r"^[0-9]{5,20}(?:[.:][0-9]{1,5}){0,2}@(?:s\.whatsapp\.net|c\.us|lid)$",
+        example = "14155550123@s.whatsapp.net")),
     responses(
         (status = 204, description = "Unblocked (idempotent)."),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
@@ -117,7 +141,8 @@ pub(crate) async fn unblock(
 }
 
 #[utoipa::path(get, path = "/api/v1/sessions/{sessionId}/blocklist", tag = "contacts",
-    params(("sessionId" = String, Path, description = "`sess_` + ULID")),
+    params(("sessionId" = String, Path, description = "`sess_` + ULID",
+        pattern = r"^sess_[0-7][0-9A-HJKMNP-TV-Z]{25}$", example = "sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX")),
     responses(
         (status = 200, body = BlocklistBody),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),

@@ -2,5 +2,7 @@
 
 pub(crate) mod api_keys;
 pub(crate) mod contacts;
+pub(crate) mod events;
 pub(crate) mod ops;
 pub(crate) mod sessions;
+pub(crate) mod webhooks;

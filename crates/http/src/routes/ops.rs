@@ -7,14 +7,16 @@ use crate::docs::DOCS_PATH;
 use crate::{ApiError, AppState};
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "The process runs.")))]
+    responses((status = 200, description = "The process runs.", body = Object,
+        example = json!({ "status": "ok" }))))]
 pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
-        (status = 200, description = "The database answers and the JWKS (if configured) has loaded."),
+        (status = 200, description = "The database answers and the JWKS (if configured) has loaded.",
+            body = Object, example = json!({ "status": "ready" })),
         (status = 503, description = "Not ready.", body = crate::dto::ErrorEnvelope),
     ))]
 pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -32,7 +34,7 @@ pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, A
 }
 
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
-    responses((status = 200, description = "This document (OpenAPI 3.1).")))]
+    responses((status = 200, description = "This document (OpenAPI 3.1).", body = Object)))]
 pub(crate) async fn openapi(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")

@@ -4,35 +4,54 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use wagate_domain::{PageRequest, PhoneNumber, SessionId, SessionName};
 
 use crate::dto::{
-    CreateSessionRequest, ErrorEnvelope, PairingCodeBody, PairingCodeRequest, QrBody, SessionBody,
-    SessionList,
+    CreateSessionRequest, ErrorEnvelope, PairingCodeBody, PairingCodeRequest, PngImage, QrBody,
+    SessionBody, SessionList, SvgImage,
 };
 use crate::extract::{Caller, json_body, session_id};
 use crate::{ApiError, AppState, qr};
 
 /// Query of `GET /api/v1/sessions`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
     /// 1 to 100 (default 50).
+    #[param(value_type = u32, required = false, minimum = 1, maximum = 100)]
     limit: Option<String>,
     /// `nextCursor` of the previous page.
+    #[param(value_type = String, required = false,
+        pattern = r"^sess_[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
     cursor: Option<String>,
 }
 
 /// Query of `GET …/qr`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct QrQuery {
     /// `json` (default), `png` or `svg`.
+    #[param(schema_with = qr_format, required = false)]
     format: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions",
-    request_body(content = CreateSessionRequest, description = "May be empty."),
+/// The schema of `format`: one of three names.
+fn qr_format() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["json", "png", "svg"]))
+        .description(Some("`json` (default), `png` or `svg`."))
+        .default(Some("json".into()))
+        .build()
+}
+
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", operation_id = "create_session",
+    // By reference: the body is optional (not `required`), but never `null`.
+    request_body(content = ref("#/components/schemas/CreateSessionRequest"), description = "May be empty."),
     responses(
-        (status = 201, description = "Created; `Location` names it.", body = SessionBody),
+        (status = 201, description = "Created; `Location` names it.", body = SessionBody,
+            headers(("Location" = String, description = "`/api/v1/sessions/{sessionId}`"))),
         (status = 400, description = "Invalid name or body.", body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, description = "Needs `manage`.", body = ErrorEnvelope),
         (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
@@ -52,7 +71,7 @@ pub(crate) async fn create(
         .json(SessionBody::from(session)))
 }
 
-#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", params(ListQuery),
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", operation_id = "list_sessions", params(ListQuery),
     responses(
         (status = 200, body = SessionList),
         (status = 400, description = "Bad limit or cursor.", body = ErrorEnvelope),
@@ -95,8 +114,9 @@ pub(crate) async fn list(
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/sessions/{sessionId}", tag = "sessions",
-    params(("sessionId" = String, Path, description = "`sess_` + ULID")),
+#[utoipa::path(get, path = "/api/v1/sessions/{sessionId}", tag = "sessions", operation_id = "get_session",
+    params(("sessionId" = String, Path, description = "`sess_` + ULID",
+        pattern = r"^sess_[0-7][0-9A-HJKMNP-TV-Z]{25}$", example = "sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX")),
     responses(
         (status = 200, body = SessionBody),
         (status = 400, description = "Malformed id.", body = ErrorEnvelope),
@@ -115,12 +135,15 @@ pub(crate) async fn get(
     )))
 }
 
-#[utoipa::path(delete, path = "/api/v1/sessions/{sessionId}", tag = "sessions",
-    params(("sessionId" = String, Path, description = "`sess_` + ULID")),
+#[utoipa::path(delete, path = "/api/v1/sessions/{sessionId}", tag = "sessions", operation_id = "delete_session",
+    params(("sessionId" = String, Path, description = "`sess_` + ULID",
+        pattern = r"^sess_[0-7][0-9A-HJKMNP-TV-Z]{25}$", example = "sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX")),
     responses(
         (status = 204, description = "Deleted: unlinked from WhatsApp, device keys erased."),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
         (status = 403, description = "Needs `manage`.", body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 503, description = "WhatsApp or the database is unavailable; try again.", body = ErrorEnvelope),
+        (status = 504, description = "Not done within the request deadline; it finishes in the background.", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn delete(
@@ -134,11 +157,15 @@ pub(crate) async fn delete(
 }
 
 #[utoipa::path(post, path = "/api/v1/sessions/{sessionId}/connect", tag = "sessions",
-    params(("sessionId" = String, Path, description = "`sess_` + ULID")),
+    params(("sessionId" = String, Path, description = "`sess_` + ULID",
+        pattern = r"^sess_[0-7][0-9A-HJKMNP-TV-Z]{25}$", example = "sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX")),
     responses(
         (status = 202, description = "Connecting (or pairing when not linked); kept connected until disconnect or logout.", body = SessionBody),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
         (status = 403, description = "Needs `manage`.", body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "A logout or delete of the session is still being finished (`details.status`).", body = ErrorEnvelope),
+        (status = 503, description = "WhatsApp or the database is unavailable; try again.", body = ErrorEnvelope),
+        (status = 504, description = "Not done within the request deadline; it finishes in the background.", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn connect(
@@ -153,11 +180,14 @@ pub(crate) async fn connect(
 }
 
 #[utoipa::path(post, path = "/api/v1/sessions/{sessionId}/disconnect", tag = "sessions",
-    params(("sessionId" = String, Path, description = "`sess_` + ULID")),
+    params(("sessionId" = String, Path, description = "`sess_` + ULID",
+        pattern = r"^sess_[0-7][0-9A-HJKMNP-TV-Z]{25}$", example = "sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX")),
     responses(
         (status = 202, description = "Disconnected; the link is kept.", body = SessionBody),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
         (status = 403, description = "Needs `manage`.", body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 503, description = "WhatsApp or the database is unavailable; try again.", body = ErrorEnvelope),
+        (status = 504, description = "Not done within the request deadline; it finishes in the background.", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn disconnect(
@@ -172,11 +202,14 @@ pub(crate) async fn disconnect(
 }
 
 #[utoipa::path(post, path = "/api/v1/sessions/{sessionId}/logout", tag = "sessions",
-    params(("sessionId" = String, Path, description = "`sess_` + ULID")),
+    params(("sessionId" = String, Path, description = "`sess_` + ULID",
+        pattern = r"^sess_[0-7][0-9A-HJKMNP-TV-Z]{25}$", example = "sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX")),
     responses(
         (status = 202, description = "Unlinked, device keys erased; status `logged_out`.", body = SessionBody),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
         (status = 403, description = "Needs `manage`.", body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 503, description = "WhatsApp or the database is unavailable; try again.", body = ErrorEnvelope),
+        (status = 504, description = "Not done within the request deadline; it finishes in the background.", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn logout(
@@ -191,13 +224,16 @@ pub(crate) async fn logout(
 }
 
 #[utoipa::path(get, path = "/api/v1/sessions/{sessionId}/qr", tag = "sessions",
-    params(("sessionId" = String, Path, description = "`sess_` + ULID"), QrQuery),
+    params(("sessionId" = String, Path, description = "`sess_` + ULID",
+        pattern = r"^sess_[0-7][0-9A-HJKMNP-TV-Z]{25}$", example = "sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX"), QrQuery),
     responses(
         (status = 200, description = "The QR code: JSON, or an image with `format=png|svg`.",
-            content((QrBody = "application/json"), (Vec<u8> = "image/png"), (String = "image/svg+xml"))),
+            content((QrBody = "application/json"), (inline(PngImage) = "image/png"), (inline(SvgImage) = "image/svg+xml"))),
         (status = 400, description = "Bad id or format.", body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
         (status = 403, description = "Needs `manage`.", body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
         (status = 409, description = "The session is not pairing.", body = ErrorEnvelope),
+        (status = 503, description = "WhatsApp or the database is unavailable; try again.", body = ErrorEnvelope),
+        (status = 504, description = "Not done within the request deadline; it finishes in the background.", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn qr_code(
@@ -228,14 +264,17 @@ pub(crate) async fn qr_code(
 }
 
 #[utoipa::path(post, path = "/api/v1/sessions/{sessionId}/pairing-code", tag = "sessions",
-    params(("sessionId" = String, Path, description = "`sess_` + ULID")),
+    params(("sessionId" = String, Path, description = "`sess_` + ULID",
+        pattern = r"^sess_[0-7][0-9A-HJKMNP-TV-Z]{25}$", example = "sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX")),
     request_body = PairingCodeRequest,
     responses(
         (status = 200, description = "Type this code on the phone (WhatsApp → Linked devices → Link with phone number).", body = PairingCodeBody),
         (status = 400, description = "Bad id or phone number.", body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
         (status = 403, description = "Needs `manage`.", body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
         (status = 409, description = "The session is not pairing.", body = ErrorEnvelope),
-        (status = 504, body = ErrorEnvelope),
+        (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
+        (status = 503, description = "WhatsApp or the database is unavailable; try again.", body = ErrorEnvelope),
+        (status = 504, description = "Not done within the request deadline; it finishes in the background.", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn pairing_code(

@@ -12,12 +12,14 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use wagate_domain::{
-    ApiKey, ApiKeyId, ApiKeyName, CapabilitySet, Jid, LastError, NewApiKey, OrgId, Page,
+    ApiKey, ApiKeyId, ApiKeyName, CapabilitySet, EventData, Jid, LastError, NewApiKey, OrgId, Page,
     PageRequest, PendingLifecycle, Session, SessionErrorCode, SessionId, SessionName,
     SessionStatus,
 };
 
 use crate::{ApiKeyStore, SessionPatch, SessionRegistry, StoreError};
+
+mod events;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -35,16 +37,12 @@ macro_rules! key_columns {
 }
 const KEY_COLUMNS: &str = key_columns!();
 
-/// How many times a write re-reads a row another writer changed between its
-/// read and its write before giving up (each retry means someone else's
-/// write landed, so this only runs out under absurd contention).
-const WRITE_RACES: usize = 16;
-
 /// The SQLite store. Cheap to clone (a connection pool inside).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
     counts: Arc<StatusCounts>,
+    listener: Arc<std::sync::OnceLock<Arc<dyn crate::CommitListener>>>,
 }
 
 /// Sessions per status, kept as this store writes: loaded once by
@@ -143,6 +141,7 @@ impl SqliteStore {
         Ok(Self {
             pool,
             counts: Arc::default(),
+            listener: Arc::default(),
         })
     }
 
@@ -291,19 +290,15 @@ impl SqliteStore {
         org: Option<&OrgId>,
         id: &SessionId,
     ) -> Result<Option<Session>, StoreError> {
-        let sql = concat!("SELECT ", session_columns!(), " FROM sessions WHERE id = ?");
-        let row = sqlx::query(sql)
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        let session = row.as_ref().map(session_from_row).transpose()?;
-        Ok(session.filter(|s| org.is_none_or(|org| s.org == *org)))
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        fetch_in(&mut conn, org, id).await
     }
 
-    /// Reads the row, applies the patch ([`SessionPatch::apply`]) and writes
-    /// the result only if nobody wrote the row in between (its revision);
-    /// otherwise reads again.
+    /// Reads the row, applies the patch ([`SessionPatch::apply`]), writes
+    /// it and the events it causes (a `session.status` event when the
+    /// status changes, plus the patch's own) with their webhook deliveries,
+    /// all in one `BEGIN IMMEDIATE` transaction: the database's one writer
+    /// lock is held from the read to the commit, so nothing lands in between.
     async fn patch(
         &self,
         org: Option<&OrgId>,
@@ -311,17 +306,24 @@ impl SqliteStore {
         patch: &SessionPatch,
         now: OffsetDateTime,
     ) -> Result<Option<Session>, StoreError> {
-        for _ in 0..WRITE_RACES {
-            let Some(current) = self.fetch(org, id).await? else {
-                return Ok(None);
-            };
-            let Some(next) = patch.apply(&current, now)? else {
-                return Ok(Some(current));
-            };
-            let done = sqlx::query(
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_err)?;
+        let Some(current) = fetch_in(&mut tx, org, id).await? else {
+            return Ok(None);
+        };
+        let next = patch.apply(&current, now)?;
+        if next.is_none() && patch.event.is_none() {
+            return Ok(Some(current));
+        }
+        let mut events = Vec::new();
+        if let Some(next) = &next {
+            sqlx::query(
                 "UPDATE sessions SET status = ?, jid = ?, push_name = ?, keep_connected = ?, \
                  updated_at = ?, last_connected_at = ?, last_error_code = ?, last_error_message = ?, \
-                 pending_op = ?, revision = ? WHERE id = ? AND revision = ?",
+                 pending_op = ?, revision = ? WHERE id = ?",
             )
             .bind(next.status.as_str())
             .bind(next.jid.as_ref().map(ToString::to_string))
@@ -334,19 +336,54 @@ impl SqliteStore {
             .bind(next.pending.map(PendingLifecycle::as_str))
             .bind(revision(next.revision)?)
             .bind(id.to_string())
-            .bind(revision(current.revision)?)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-            if done.rows_affected() == 1 {
-                self.counts.moved(Some(current.status), Some(next.status));
-                return Ok(Some(next));
+            if next.status != current.status {
+                events.push(EventData::SessionStatus {
+                    status: next.status,
+                    previous: current.status,
+                    last_error: next.last_error.clone(),
+                });
             }
         }
-        Err(StoreError::Unavailable(format!(
-            "session {id} kept changing under {WRITE_RACES} attempts to write it"
-        )))
+        events.extend(patch.event.clone());
+        let queued = events::append(&mut tx, &current.org, Some(id), &events, now).await?;
+        tx.commit().await.map_err(db_err)?;
+        if let Some(next) = &next {
+            self.counts.moved(Some(current.status), Some(next.status));
+        }
+        self.notify(&current.org, !events.is_empty(), queued);
+        Ok(Some(next.unwrap_or(current)))
     }
+
+    /// Tells the listener, if any, that events of `org` were committed.
+    fn notify(&self, org: &OrgId, events: bool, deliveries: bool) {
+        if events && let Some(listener) = self.listener.get() {
+            listener.committed(org, deliveries);
+        }
+    }
+
+    /// Sets who is told when events commit (once; later calls are ignored).
+    pub fn set_commit_listener(&self, listener: Arc<dyn crate::CommitListener>) {
+        let _ = self.listener.set(listener);
+    }
+}
+
+/// Session `id` (of `org`, when given), read on `conn`.
+async fn fetch_in(
+    conn: &mut sqlx::SqliteConnection,
+    org: Option<&OrgId>,
+    id: &SessionId,
+) -> Result<Option<Session>, StoreError> {
+    let sql = concat!("SELECT ", session_columns!(), " FROM sessions WHERE id = ?");
+    let row = sqlx::query(sql)
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let session = row.as_ref().map(session_from_row).transpose()?;
+    Ok(session.filter(|s| org.is_none_or(|org| s.org == *org)))
 }
 
 #[async_trait]
@@ -428,17 +465,27 @@ impl SessionRegistry for SqliteStore {
     }
 
     async fn delete(&self, org: &OrgId, id: &SessionId) -> Result<bool, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_err)?;
         let gone = sqlx::query("DELETE FROM sessions WHERE id = ? AND org_id = ? RETURNING status")
             .bind(id.to_string())
             .bind(org.as_str().to_owned())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db_err)?;
         let Some(row) = gone else {
             return Ok(false);
         };
         let status: String = row.try_get("status").map_err(corrupt("status"))?;
+        let now = OffsetDateTime::now_utc();
+        let queued =
+            events::append(&mut tx, org, Some(id), &[EventData::SessionDeleted], now).await?;
+        tx.commit().await.map_err(db_err)?;
         self.counts.moved(SessionStatus::from_name(&status), None);
+        self.notify(org, true, queued);
         Ok(true)
     }
 
@@ -845,6 +892,7 @@ mod tests {
         let reopened = SqliteStore {
             pool: store.pool.clone(),
             counts: Arc::default(),
+            listener: Arc::default(),
         };
         reopened.migrate().await.unwrap();
         assert_eq!(
