@@ -543,7 +543,8 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug {
     /// Claims up to `limit` due deliveries of webhook `id`, first attempts
     /// in cursor order, holding them until `hold_until` (a claim that is
     /// not finished by then falls due again: a crashed dispatcher's work is
-    /// redone).
+    /// redone). Nothing is claimed while another claim of the webhook is
+    /// held, so one holder at a time sends to a webhook, in order.
     ///
     /// # Errors
     ///

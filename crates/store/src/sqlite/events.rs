@@ -695,6 +695,8 @@ impl WebhookStore for SqliteStore {
             "UPDATE deliveries SET claimed_until = ? WHERE seq IN (SELECT seq FROM deliveries \
              WHERE webhook_id = ? AND state = 'pending' AND next_ms <= ? \
              AND (claimed_until IS NULL OR claimed_until <= ?) ORDER BY next_ms, seq LIMIT ?) \
+             AND NOT EXISTS (SELECT 1 FROM deliveries h WHERE h.webhook_id = ? \
+               AND h.state = 'pending' AND h.claimed_until > ?) \
              RETURNING seq, next_ms, event_id, body, attempt",
         )
         .bind(ms(hold_until))
@@ -702,6 +704,8 @@ impl WebhookStore for SqliteStore {
         .bind(ms(now))
         .bind(ms(now))
         .bind(i64::from(limit))
+        .bind(id.to_string())
+        .bind(ms(now))
         .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -992,7 +996,17 @@ mod tests {
             .unwrap();
         assert_eq!(due.len(), 2);
         assert!(due[0].body.contains("\"pairing\"") && due[1].body.contains("\"connected\""));
-        // Claimed: nobody else takes them.
+        // Claimed: nobody else takes them, nor anything after them of this
+        // webhook (first attempts stay in cursor order even when the holder
+        // died: the next holder waits for its claim to lapse).
+        store
+            .record_observed(
+                &s.id,
+                &SessionPatch::status(SessionStatus::Disconnected),
+                now,
+            )
+            .await
+            .unwrap();
         assert!(
             store
                 .claim_due(&hook.id, now, now, 10)
@@ -1028,9 +1042,14 @@ mod tests {
         let log = store.deliveries(&acme(), &hook.id, None, 10).await.unwrap();
         assert_eq!(
             log.iter().map(|d| (d.state, d.attempt)).collect::<Vec<_>>(),
-            vec![(DeliveryState::Pending, 1), (DeliveryState::Succeeded, 1)]
+            vec![
+                (DeliveryState::Pending, 0),
+                (DeliveryState::Pending, 1),
+                (DeliveryState::Succeeded, 1)
+            ]
         );
-        assert_eq!(store.next_due().await.unwrap().map(ms), Some(ms(later)));
+        // The disconnect's delivery is due now; the retry at `later`.
+        assert_eq!(store.next_due().await.unwrap().map(ms), Some(ms(now)));
         // 410 disables the webhook and fails what is pending.
         let again = store.claim_due(&hook.id, later, later, 10).await.unwrap();
         store
@@ -1063,11 +1082,11 @@ mod tests {
                 .replay(&acme(), &hook.id, EventCursor::START, later)
                 .await
                 .unwrap(),
-            Some(2)
+            Some(3)
         );
         let redo = store.claim_due(&hook.id, later, later, 10).await.unwrap();
         assert_eq!(
-            redo.iter().map(|d| d.event_id).collect::<Vec<_>>(),
+            redo.iter().take(2).map(|d| d.event_id).collect::<Vec<_>>(),
             due.iter().map(|d| d.event_id).collect::<Vec<_>>()
         );
         // Another organization cannot see or touch it.
