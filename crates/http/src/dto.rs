@@ -90,11 +90,9 @@ pub struct SessionList {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CreateSessionRequest {
     /// 1 to 100 characters once surrounding white space is trimmed; no
-    /// control characters.
+    /// control characters in between.
     #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$",
+        pattern = r"^[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F](?:[^\u0000-\u001F\u007F-\u009F]{0,98}[^\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F])?[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
         example = "support line"
     )]
     pub name: Option<String>,
@@ -160,7 +158,7 @@ pub struct PairingCodeRequest {
     /// International number with country code: 7 to 15 digits, the first
     /// not 0, an optional leading `+`; spaces, `-`, `.`, `(` and `)` allowed.
     #[schema(value_type = String, required = true, example = "+1 415 555 0123",
-        pattern = r"^ *\+?[ ().-]*[1-9](?:[ ().-]*[0-9]){6,14}[ ().-]*$")]
+        pattern = r"^[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*\+?[ ().-]*[1-9](?:[ ().-]*[0-9]){6,14}[ ().-]*[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$")]
     pub phone_number: Option<String>,
 }
 
@@ -256,9 +254,9 @@ impl From<BlocklistEntry> for BlockedBody {
 #[serde(rename_all = "camelCase")]
 pub struct CreateApiKeyRequest {
     /// 1 to 100 characters once surrounding white space is trimmed; no
-    /// control characters.
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 100,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$", example = "deploy bot")]
+    /// control characters in between.
+    #[schema(value_type = String, required = true,
+        pattern = r"^[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F](?:[^\u0000-\u001F\u007F-\u009F]{0,98}[^\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F])?[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$", example = "deploy bot")]
     pub name: Option<String>,
     /// At least one of `read`, `send`, `manage`, `admin`; none you lack yourself.
     #[schema(schema_with = requested_capabilities, required = true)]

@@ -316,26 +316,42 @@ mod tests {
             schemas["CreateApiKeyRequest"]["properties"]["name"]["pattern"],
             schemas["CreateSessionRequest"]["properties"]["name"]["pattern"]
         );
+        let longest = "é".repeat(100);
+        let too_long = "é".repeat(101);
+        let padded = format!("\n\t {longest} \u{85}\u{3000}");
         for (name, ok) in [
             ("support line", true),
             ("  padded  ", true),
             ("é", true),
+            ("\u{feff}", true),
+            // Trimmed away: white space, control characters among it.
+            ("\u{85}name\r\n", true),
+            (&padded, true),
+            (&longest, true),
+            (&too_long, false),
             ("   ", false),
+            ("\u{85}", false),
             ("", false),
             ("a\u{0}b", false),
             ("tab\there", false),
-            ("c1\u{85}", false),
+            ("c1\u{85}in between", false),
+            ("\u{1f}x", false),
         ] {
             assert_eq!(label(name), ok, "{name:?}");
-            if ok {
-                assert!(wagate_domain::SessionName::parse(name).is_ok(), "{name:?}");
-            }
+            assert_eq!(
+                wagate_domain::SessionName::parse(name).is_ok(),
+                ok,
+                "{name:?}"
+            );
         }
         let phone = pattern(&schemas["PairingCodeRequest"]["properties"]["phoneNumber"]["pattern"]);
         for (number, ok) in [
             ("+1 415 555 0123", true),
             ("(415) 555-0123", true),
             ("4155550", true),
+            ("\t+14155550123\u{85}", true),
+            ("+\t14155550123", false),
+            ("1415\u{a0}5550123", false),
             ("+0123456789", false),
             ("123456", false),
             ("1234567890123456", false),
