@@ -11,8 +11,9 @@
 #
 # Settings (environment): HOLD (seconds to hold all connections open while
 # the simulator's memory is read, default 10); PROFILE (cargo profile of
-# the client process, default release); SKIP_BUILD=1 (use the binaries
-# already built).
+# the client process, default release); CLIENT (an already built capacity
+# test binary to run instead of `cargo test`); SKIP_BUILD=1 (use the
+# binaries already built).
 #
 # Each connection costs a descriptor on both sides: both processes raise
 # their soft open-files limit to the hard one (`ulimit -n`), which must be
@@ -38,8 +39,12 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     log "building wa-sim (release) and the capacity test ($PROFILE)"
     cargo build --release -p wa-sim >&2
-    cargo test --profile "$PROFILE" -p wagate-whatsapp-sim --test capacity --no-run >&2
+    [ -n "${CLIENT:-}" ] || cargo test --profile "$PROFILE" -p wagate-whatsapp-sim --test capacity --no-run >&2
 fi
+client() {
+    if [ -n "${CLIENT:-}" ]; then "$CLIENT" --nocapture
+    else cargo test --profile "$PROFILE" -q -p wagate-whatsapp-sim --test capacity -- --nocapture; fi
+}
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/wa-sim-capacity.XXXXXX")
 SIM_PID=""
@@ -66,12 +71,10 @@ rss0=$(status "$SIM_PID" VmRSS)
 
 log "dialing $N connections to wa-sim on $ADDR (64 handshakes at a time)"
 start=$(date +%s.%N)
-WA_SIM_ADDR=$ADDR WA_SIM_CONNECTIONS=$N WA_SIM_HOLD_SECS=$HOLD \
-    cargo test --profile "$PROFILE" -q -p wagate-whatsapp-sim --test capacity -- --nocapture \
-    >"$WORK/client.log" 2>&1 &
-CLIENT=$!
+WA_SIM_ADDR=$ADDR WA_SIM_CONNECTIONS=$N WA_SIM_HOLD_SECS=$HOLD client >"$WORK/client.log" 2>&1 &
+CLIENT_PID=$!
 held=""
-while kill -0 "$CLIENT" 2>/dev/null; do
+while kill -0 "$CLIENT_PID" 2>/dev/null; do
     c=$(connections 2>/dev/null || echo 0)
     if [ "$c" -ge "$N" ] && [ -z "$held" ]; then
         held=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
@@ -82,7 +85,7 @@ while kill -0 "$CLIENT" 2>/dev/null; do
     fi
     sleep 0.2
 done
-if ! wait "$CLIENT"; then
+if ! wait "$CLIENT_PID"; then
     cat "$WORK/client.log" >&2
     echo "the capacity test failed" >&2
     exit 1
@@ -93,7 +96,7 @@ grep -E 'handshaken|test result' "$WORK/client.log" >&2 || true
 REV=$(git rev-parse --short HEAD 2>/dev/null || echo '?')
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then REV="$REV + uncommitted changes"; fi
 echo
-echo "wa-sim capacity — $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, $REV; clients: the capacity test ($PROFILE)"
+echo "wa-sim capacity — $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, $REV; clients: the capacity test (${CLIENT:-$PROFILE})"
 awk -v n="$N" -v c="$c1" -v t="$held" -v r0="$rss0" -v r1="$rss1" -v h="$hwm1" -v th="$thr1" -v fd="$fd1" -v cpu="$cpu1" 'BEGIN {
     printf "%d connections open at once (health: %d) %s s after the first dial\n", n, c, t
     printf "wa-sim RSS %.1f MiB idle -> %.0f MiB holding them (peak %.0f MiB): %.1f KiB per connection\n", r0 / 1024, r1 / 1024, h / 1024, (r1 - r0) / n
