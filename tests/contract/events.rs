@@ -359,6 +359,9 @@ async fn pull_refuses_bad_parameters_naming_them() {
         ("after=-1", "after"),
         ("after=", "after"),
         ("after=99999999999999999999999", "after"),
+        // 20 digits: beyond the documented ^[0-9]{1,19}$, though a u64.
+        ("after=18446744073709551615", "after"),
+        ("after=%20", "after"),
         ("limit=0", "limit"),
         ("limit=1001", "limit"),
         ("limit=ten", "limit"),
@@ -405,6 +408,50 @@ async fn pull_refuses_bad_parameters_naming_them() {
     )
     .await;
     assert_eq!(e["details"]["field"], "Last-Event-ID");
+}
+
+/// `after` and `Last-Event-ID` are each a cursor (`^[0-9]{1,19}$`) when
+/// sent: empty is none, on the pull route and on the stream, and a
+/// malformed `after` is refused even beside a good `Last-Event-ID` (which
+/// wins when both are good).
+#[tokio::test]
+async fn an_empty_or_malformed_cursor_is_refused_wherever_it_is_sent() {
+    let app = TestApp::spawn().await;
+    let key = app.key("acme", "read").await;
+    let e = assert_error(
+        app.get("/api/v1/events?after=", &key).await,
+        400,
+        "invalid_argument",
+    )
+    .await;
+    assert_eq!(e["details"]["field"], "after");
+    for (query, last_event_id, field) in [
+        ("?after=", None, "after"),
+        ("?after=", Some("42"), "after"),
+        ("?after=x", Some("42"), "after"),
+        ("?after=18446744073709551615", None, "after"),
+        ("?after=1", Some(""), "Last-Event-ID"),
+        ("", Some(""), "Last-Event-ID"),
+        ("", Some(" "), "Last-Event-ID"),
+        ("", Some("18446744073709551615"), "Last-Event-ID"),
+    ] {
+        let e = assert_error(
+            Sse::request(&app, query, &key, last_event_id).await,
+            400,
+            "invalid_argument",
+        )
+        .await;
+        assert_eq!(
+            e["details"]["field"], field,
+            "{query} with Last-Event-ID {last_event_id:?}"
+        );
+    }
+    // The longest documented cursor is one, on both routes.
+    let max = "9999999999999999999";
+    let page = json(app.get(&format!("/api/v1/events?after={max}"), &key).await).await;
+    assert_eq!(page, json!({ "data": [], "nextCursor": max }));
+    drop(Sse::open(&app, &format!("?after={max}"), &key, None).await);
+    drop(Sse::open(&app, "?after=0", &key, Some(max)).await);
 }
 
 #[tokio::test]

@@ -364,6 +364,8 @@ async fn bodies_and_parameters_are_checked_naming_the_field() {
         (ok(json!({ "description": long })), "description"),
         (ok(json!({ "description": "a\u{0}b" })), "description"),
         (ok(json!({ "description": 3 })), "description"),
+        // Documented as a string: null is refused (a PATCH's null clears).
+        (ok(json!({ "description": null })), "description"),
         (json!([]), "body"),
     ] {
         let e = assert_error(
@@ -456,6 +458,8 @@ async fn bodies_and_parameters_are_checked_naming_the_field() {
         ("limit=x", "limit"),
         ("cursor=x", "cursor"),
         ("cursor=-3", "cursor"),
+        ("cursor=", "cursor"),
+        ("cursor=18446744073709551615", "cursor"),
     ] {
         let e = assert_error(
             app.get(&format!("{deliveries}?{query}"), &admin).await,
@@ -471,6 +475,8 @@ async fn bodies_and_parameters_are_checked_naming_the_field() {
         json!({ "after": null }),
         json!({ "after": "x" }),
         json!({ "after": 3 }),
+        json!({ "after": "" }),
+        json!({ "after": "18446744073709551615" }),
     ] {
         let e = assert_error(
             app.post(&replay, &admin, Some(body.clone())).await,
@@ -480,6 +486,107 @@ async fn bodies_and_parameters_are_checked_naming_the_field() {
         .await;
         assert_eq!(e["details"]["field"], "after", "{body}");
     }
+}
+
+#[tokio::test]
+async fn a_null_description_is_refused_on_creation_and_clears_in_a_patch() {
+    let app = TestApp::spawn().await;
+    let admin = app.key("acme", "admin").await;
+    let body = json!({ "url": target(), "events": ["*"], "description": null });
+    let e = assert_error(
+        app.post("/api/v1/webhooks", &admin, Some(body)).await,
+        400,
+        "invalid_argument",
+    )
+    .await;
+    assert_eq!(e["details"]["field"], "description");
+    assert_eq!(
+        json(app.get("/api/v1/webhooks", &admin).await).await,
+        json!({ "data": [] })
+    );
+    // Left out: empty.
+    let w = create(&app, &admin, json!({ "url": target(), "events": ["*"] })).await;
+    assert_eq!(w["description"], "");
+    let w = create(
+        &app,
+        &admin,
+        json!({ "url": target(), "events": ["*"], "description": "CRM" }),
+    )
+    .await;
+    let path = format!("/api/v1/webhooks/{}", w["id"].as_str().unwrap());
+    let res = patch(&app, &path, &admin, json!({ "description": null })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(json(res).await["description"], "");
+    assert_eq!(json(app.get(&path, &admin).await).await["description"], "");
+}
+
+/// The documented `url` pattern, the gateway's parser and the HTTP
+/// client's (reqwest's WHATWG) parser agree: a URL is taken exactly when
+/// deliveries can be made to it, and refused as `url` otherwise, never
+/// later (as "invalid international domain name" or "invalid IPv4
+/// address").
+#[tokio::test]
+async fn a_url_is_taken_exactly_when_the_http_client_can_use_it() {
+    let app = TestApp::spawn().await;
+    let admin = app.key("acme", "admin").await;
+    for url in [
+        "http://xn--bcher-kva.example:9/hook",
+        "http://EXAMPLE.com./hook",
+        "http://a..b:9/",
+        "http://1.a:9/",
+        "http://127.1:9/",
+        "http://0x7f.0.0.1:9/",
+        "http://2130706433:9/",
+        "http://[::ffff:127.0.0.1]:9/",
+        "http://localhost:0009/hook?x=é",
+    ] {
+        assert!(reqwest::Url::parse(url).is_ok(), "{url}");
+        let w = create(&app, &admin, json!({ "url": url, "events": ["*"] })).await;
+        assert_eq!(w["url"], url);
+    }
+    for url in [
+        // Not ASCII: an internationalized name is given in punycode.
+        "http://bücher.example/hook",
+        "http://exa_mple.com/",
+        "http://a%41.com/",
+        // Ends in a number, yet is no IPv4 address.
+        "http://example.1/",
+        "http://1.2.3.4.5/",
+        "http://1.2.3.256/",
+        "http://4294967296/",
+        "http://[::1/",
+        "http://[::1%25lo]/",
+        "http://host:65536/",
+        "http://host:1:2/",
+    ] {
+        let e = assert_error(
+            app.post(
+                "/api/v1/webhooks",
+                &admin,
+                Some(json!({ "url": url, "events": ["*"] })),
+            )
+            .await,
+            400,
+            "invalid_argument",
+        )
+        .await;
+        assert_eq!(e["details"]["field"], "url", "{url}");
+    }
+    let long = format!("http://127.0.0.1:9/{}", "é".repeat(2029));
+    assert_eq!(long.chars().count(), 2048);
+    create(&app, &admin, json!({ "url": long, "events": ["*"] })).await;
+    let e = assert_error(
+        app.post(
+            "/api/v1/webhooks",
+            &admin,
+            Some(json!({ "url": format!("{long}é"), "events": ["*"] })),
+        )
+        .await,
+        400,
+        "invalid_argument",
+    )
+    .await;
+    assert_eq!(e["details"]["field"], "url");
 }
 
 #[tokio::test]

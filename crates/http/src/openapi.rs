@@ -106,7 +106,7 @@ impl Modify for RateLimited {
         dto::EventBody, dto::EventList, dto::SessionStatusData, dto::SessionQrData, dto::WebhookTestData,
         dto::CreateWebhookRequest, dto::UpdateWebhookRequest, dto::WebhookBody, dto::CreatedWebhookBody,
         dto::WebhookList, dto::WebhookSecretBody, dto::WebhookTestBody, dto::ReplayRequest, dto::ReplayBody,
-        dto::DeliveryBody, dto::DeliveryList,
+        dto::DeliveryBody, dto::DeliveryList, events::EventStreamMessage,
     )),
     modifiers(&BearerAuth, &RateLimited),
     tags(
@@ -449,8 +449,35 @@ mod tests {
             names("/api/v1/webhooks/{id}/deliveries", "get", "query"),
             ["limit", "cursor"]
         );
+        // OpenAPI 3.1: the schema of `text/event-stream` describes one
+        // message (id, event, data), as SSE clients (and schemathesis)
+        // read the stream; `data` is the event object's JSON.
         let stream = &paths["/api/v1/events/stream"]["get"]["responses"]["200"]["content"];
-        assert!(stream.get("text/event-stream").is_some(), "{stream}");
+        assert_eq!(
+            stream["text/event-stream"]["schema"]["$ref"],
+            "#/components/schemas/EventStreamMessage",
+            "{stream}"
+        );
+        let message = &doc["components"]["schemas"]["EventStreamMessage"];
+        assert_eq!(
+            message["required"],
+            serde_json::json!(["id", "event", "data"])
+        );
+        assert_eq!(message["properties"]["id"]["pattern"], "^[0-9]{1,19}$");
+        let data = &message["properties"]["data"];
+        assert_eq!(data["type"], "string");
+        assert_eq!(data["contentMediaType"], "application/json");
+        assert_eq!(
+            data["contentSchema"]["$ref"],
+            "#/components/schemas/EventBody"
+        );
+        // The example is an event as the stream sends it.
+        let example: serde_json::Value =
+            serde_json::from_str(data["examples"][0].as_str().unwrap()).unwrap();
+        let body = &doc["components"]["schemas"]["EventBody"];
+        for field in body["required"].as_array().unwrap() {
+            assert!(example.get(field.as_str().unwrap()).is_some(), "{field}");
+        }
         for (path, method, status) in [
             ("/api/v1/events", "get", "410"),
             ("/api/v1/events/stream", "get", "410"),
@@ -502,16 +529,71 @@ mod tests {
         let schemas = &doc["components"]["schemas"];
         let create = &schemas["CreateWebhookRequest"];
         assert_eq!(create["required"], serde_json::json!(["url", "events"]));
-        let url = matcher(create["properties"]["url"]["pattern"].as_str().unwrap());
+        let url_schema = &create["properties"]["url"];
+        let url_pattern = matcher(url_schema["pattern"].as_str().unwrap());
+        let max = url_schema["maxLength"].as_u64().unwrap();
+        // JSON Schema's maxLength counts characters (code points).
+        let url = |u: &str| u.chars().count() as u64 <= max && url_pattern(u);
+        assert_eq!(
+            create["properties"]["url"],
+            schemas["UpdateWebhookRequest"]["properties"]["url"]
+        );
+        let longest = format!("https://x/{}", "é".repeat(2038));
+        let too_long = format!("https://x/{}", "é".repeat(2039));
+        // Each is accepted by the URL parser exactly when the pattern
+        // matches; what both accept, the HTTP client's (WHATWG) parser
+        // takes too (crates/domain/src/webhook.rs checks it case by case).
         for (u, ok) in [
             ("https://example.com/hook?x=1", true),
             ("http://127.0.0.1:8080/", true),
             ("http://[::1]:80/x", true),
+            ("http://[2001:db8::8a2e:370:7334]/", true),
+            ("http://[::ffff:192.0.2.1]:8080/", true),
+            ("http://xn--bcher-kva.example/", true),
+            ("http://EXAMPLE.com./", true),
+            ("http://-a-.b-/", true),
+            ("http://a..b/", true),
+            ("http://1.a/", true),
+            ("http://0x1g/", true),
+            ("http://127.1/", true),
+            ("http://0x7f.1/", true),
+            ("http://0177.0.0.01/", true),
+            ("http://2130706433/", true),
+            ("http://4294967295/", true),
+            ("http://1.2.65535/", true),
+            ("http://0x/", true),
+            ("http://host:/", true),
+            ("http://host:000065535/", true),
+            ("https://example.com/päth?q=\u{feff}", true),
+            (&longest, true),
+            (&too_long, false),
             ("ftp://example.com/", false),
             ("https://u:p@example.com/", false),
             ("https://example.com/#frag", false),
             ("https:///path", false),
             ("https://exa mple.com/", false),
+            ("https://example.com/a\u{85}b", false),
+            ("https://example.com/a\u{3000}b", false),
+            ("http://bücher.example/", false),
+            ("http://exa_mple.com/", false),
+            ("http://a%41.com/", false),
+            ("http://a\\b/", false),
+            ("http://a.1/", false),
+            ("http://example.0x/", false),
+            ("http://1.2.3.4.5/", false),
+            ("http://1.2.3.256/", false),
+            ("http://1.16777216/", false),
+            ("http://4294967296/", false),
+            ("http://08/", false),
+            ("http://1..2/", false),
+            ("http://[::1/", false),
+            ("http://[::1]x/", false),
+            ("http://[1:2:3:4:5:6:7:8:9]/", false),
+            ("http://[::1%25eth0]/", false),
+            ("http://[::ffff:01.2.3.4]/", false),
+            ("http://host:65536/", false),
+            ("http://host:8o/", false),
+            ("http://:80/", false),
         ] {
             assert_eq!(url(u), ok, "{u}");
             assert_eq!(WebhookUrl::parse(u).is_ok(), ok, "{u}");

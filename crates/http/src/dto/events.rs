@@ -11,6 +11,8 @@ use wagate_domain::{Delivery, EventType, Webhook};
 
 use super::LastErrorBody;
 
+mod url_pattern;
+
 /// Every text an `events` entry (or a `types` item) may be: `*`, each
 /// type, and each prefix of types followed by `.*`.
 pub(crate) fn event_patterns() -> Vec<String> {
@@ -150,6 +152,26 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(d).map(Some)
 }
 
+/// `url` of a webhook body: the pattern is what the URL parser (and the
+/// HTTP client after it) takes.
+fn webhook_url() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(2048))
+        .pattern(Some(url_pattern::webhook_url_pattern()))
+        .description(Some(
+            "An absolute `http` or `https` URL, at most 2,048 characters, no credentials, no \
+             fragment, no white space. The host: a name of ASCII letters, digits, `-` and `.` (an \
+             internationalized name in punycode, `xn--…`), an IPv4 address (a name whose last \
+             label is a number is read as one, as browsers do: `10.1`, `0x7f.1`), or an IPv6 \
+             address in brackets; a port up to 65535. A host that resolves to a loopback, \
+             private, link-local, multicast or unspecified address is refused unless \
+             `webhooks.allow_private_targets` is set.",
+        ))
+        .examples([serde_json::json!("https://example.com/hooks/wagate")])
+        .build()
+}
+
 /// Body of `POST /api/v1/webhooks`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -159,9 +181,7 @@ pub struct CreateWebhookRequest {
     /// that resolves to a loopback, private, link-local, multicast or
     /// unspecified address is refused unless
     /// `webhooks.allow_private_targets` is set.
-    #[schema(value_type = String, required = true, max_length = 2048,
-        pattern = r"^https?://[^/?#@\s\u0000-\u001F\u007F-\u009F]+(?:[/?][^#\s\u0000-\u001F\u007F-\u009F]*)?$",
-        example = "https://example.com/hooks/wagate")]
+    #[schema(schema_with = webhook_url, required = true)]
     pub url: Option<Value>,
     /// Which events: exact types, prefixes ending in `.*`, or `*` for all
     /// (1 to 50 entries).
@@ -172,7 +192,9 @@ pub struct CreateWebhookRequest {
     #[schema(schema_with = session_id_list)]
     pub session_ids: Option<Value>,
     /// For people: at most 500 characters, no control characters other
-    /// than line feed and tab.
+    /// than line feed and tab; absent: empty. Not null (that is refused;
+    /// null clears it only in a PATCH).
+    #[serde(default, deserialize_with = "present")]
     #[schema(value_type = String, required = false, max_length = 500,
         pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$", example = "CRM sync")]
     pub description: Option<Value>,
@@ -184,9 +206,7 @@ pub struct CreateWebhookRequest {
 pub struct UpdateWebhookRequest {
     /// New target (as on creation).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, required = false, max_length = 2048,
-        pattern = r"^https?://[^/?#@\s\u0000-\u001F\u007F-\u009F]+(?:[/?][^#\s\u0000-\u001F\u007F-\u009F]*)?$",
-        example = "https://example.com/hooks/wagate")]
+    #[schema(schema_with = webhook_url, required = false)]
     pub url: Option<Value>,
     /// New event patterns (1 to 50).
     #[serde(default, deserialize_with = "present")]

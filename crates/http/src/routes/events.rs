@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use actix_web::http::header::{self, HeaderName};
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use utoipa::{IntoParams, ToSchema};
 use wagate_app::{AppError, EventPage, EventQuery, Gateway};
 use wagate_auth::{AuthError, Authenticator};
 use wagate_domain::{EventCursor, EventFilter, EventPattern, Principal, SessionId};
@@ -46,7 +47,8 @@ pub(crate) struct EventsQuery {
 #[into_params(parameter_in = Query)]
 pub(crate) struct StreamQuery {
     /// A cursor: events after it (the `Last-Event-ID` header wins when both
-    /// are sent). Absent: from the oldest retained event.
+    /// are sent; each must be a cursor). Absent: from the oldest retained
+    /// event.
     #[param(value_type = String, required = false, pattern = r"^[0-9]{1,19}$", example = "42")]
     after: Option<String>,
     /// Comma-separated types or prefixes (`session.*`), `*` for all; absent: all.
@@ -70,6 +72,43 @@ pub(crate) struct StreamHeaders {
         pattern = r"^[0-9]{1,19}$", example = "42")]
     last_event_id: Option<String>,
 }
+
+/// One message of the event stream (`text/event-stream`) as an SSE client
+/// reads it: the event's cursor, type and JSON. (In OpenAPI 3.1 the schema
+/// of an event stream describes each message, not the stream's text.)
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)] // documents `stream::frame`; never built
+pub(crate) struct EventStreamMessage {
+    /// The event's `cursor`: send it back as `Last-Event-ID` (an
+    /// `EventSource` does) to resume right after this event.
+    #[schema(pattern = r"^[0-9]{1,19}$", example = "42")]
+    id: String,
+    /// The event's `type` (more types will come: ignore those you do not
+    /// know).
+    #[schema(example = "session.status")]
+    event: String,
+    /// The event object, as JSON on one line.
+    #[schema(schema_with = event_json)]
+    data: String,
+}
+
+/// `data` of a stream message: a string holding an event's JSON.
+fn event_json() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .content_media_type("application/json")
+        // JSON Schema 2020-12 `contentSchema` (utoipa has no builder for it).
+        .extensions(Some(Extensions::from_iter([(
+            "contentSchema",
+            serde_json::json!({ "$ref": "#/components/schemas/EventBody" }),
+        )])))
+        .description(Some("The event object (`EventBody`), as JSON on one line."))
+        .examples([serde_json::json!(STREAM_EXAMPLE_DATA)])
+        .build()
+}
+
+/// An event's JSON, as the examples show it.
+const STREAM_EXAMPLE_DATA: &str = r#"{"id":"evt_01JBZ5T0Q4M6Y8V2K3N7R9S1WX","cursor":"42","type":"session.status","orgId":"acme","sessionId":"sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX","occurredAt":"2026-11-28T10:00:00.123Z","data":{"status":"connected","previous":"pairing","lastError":null}}"#;
 
 /// The schema of `types`: a comma-separated list of patterns.
 fn types_param() -> Object {
@@ -110,9 +149,18 @@ fn filter(types: Option<&str>, session: Option<&str>) -> Result<EventFilter, Api
     Ok(EventFilter { types, sessions })
 }
 
+/// A cursor as the document describes it (`^[0-9]{1,19}$`): `None` for
+/// anything else, the empty text included.
+pub(crate) fn cursor_text(raw: &str) -> Option<EventCursor> {
+    if raw.len() > 19 {
+        return None;
+    }
+    EventCursor::parse(raw, "after").ok()
+}
+
 fn cursor(raw: Option<&str>, field: &'static str) -> Result<Option<EventCursor>, ApiError> {
     raw.map(|c| {
-        EventCursor::parse(c, field).map_err(|_| {
+        cursor_text(c).ok_or_else(|| {
             ApiError::invalid(
                 field,
                 format!("invalid {field}: pass the cursor of an event (or a nextCursor)"),
@@ -170,12 +218,13 @@ pub(crate) async fn list(
     params(StreamQuery, StreamHeaders),
     responses(
         (status = 200, description = "Server-sent events, until the client or the server closes. Each event is one message: \
-            `id: <cursor>`, `event: <type>`, `data: <the event object on one line>`. A `: keep-alive` comment comes at least \
-            every 15 s. A client that leaves its buffer full for 30 s is disconnected; the stream also ends when the server shuts \
-            down or the credential stops working: reconnect with `Last-Event-ID`.",
-            content_type = "text/event-stream", body = String,
-            example = json!("id: 42\nevent: session.status\ndata: {\"id\":\"evt_01JBZ5T0Q4M6Y8V2K3N7R9S1WX\",\"cursor\":\"42\",\"type\":\"session.status\",…}\n\n: keep-alive\n\n")),
-        (status = 400, description = "Bad after, Last-Event-ID, types or sessionId (`details.field`).", body = ErrorEnvelope),
+            `id: <cursor>`, `event: <type>`, `data: <the event object on one line>`; the schema describes one message \
+            (`EventStreamMessage`), as an SSE client reads it. A `: keep-alive` comment comes at least every 15 s. A client \
+            that leaves its buffer full for 30 s is disconnected; the stream also ends when the server shuts down or the \
+            credential stops working: reconnect with `Last-Event-ID`. On the wire:\n\n\
+            ```\nid: 42\nevent: session.status\ndata: {\"id\":\"evt_01JBZ5T0Q4M6Y8V2K3N7R9S1WX\",\"cursor\":\"42\",\"type\":\"session.status\",…}\n\n: keep-alive\n```",
+            content_type = "text/event-stream", body = EventStreamMessage),
+        (status = 400, description = "Bad after or Last-Event-ID (each checked, also when both are sent), types or sessionId (`details.field`).", body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, description = "Needs `read`.", body = ErrorEnvelope),
         (status = 410, description = "`gone`: the cursor is older than the retained events; start again without it.", body = ErrorEnvelope),
         (status = 503, description = "The database is unavailable; try again.", body = ErrorEnvelope),
@@ -187,7 +236,9 @@ pub(crate) async fn stream(
     req: HttpRequest,
     query: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    // Last-Event-ID (a reconnecting EventSource) wins over the URL's `after`.
+    // Last-Event-ID (a reconnecting EventSource) wins over the URL's
+    // `after`; both are checked, so a malformed one is never ignored.
+    let after = cursor(query.after.as_deref(), "after")?;
     let after = match req.headers().get(&LAST_EVENT_ID) {
         Some(v) => cursor(
             Some(v.to_str().map_err(|_| {
@@ -195,7 +246,7 @@ pub(crate) async fn stream(
             })?),
             "Last-Event-ID",
         )?,
-        None => cursor(query.after.as_deref(), "after")?,
+        None => after,
     };
     let filter = filter(query.types.as_deref(), query.session_id.as_deref())?;
     // Subscribed before the first read: no commit after it is missed.

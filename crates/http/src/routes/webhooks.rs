@@ -16,6 +16,7 @@ use crate::dto::{
     WebhookTestBody,
 };
 use crate::extract::{Caller, json_body};
+use crate::routes::events::cursor_text;
 use crate::{ApiError, AppState};
 
 /// Parses the `{id}` path segment.
@@ -100,12 +101,18 @@ fn new_webhook(body: CreateWebhookRequest) -> Result<NewWebhook, ApiError> {
             .map(session_ids)
             .transpose()?
             .flatten(),
-        description: body
-            .description
-            .as_ref()
-            .map(description)
-            .transpose()?
-            .unwrap_or_default(),
+        // Absent is empty; null is not a string (it clears the description
+        // only in a PATCH).
+        description: match body.description {
+            None => WebhookDescription::default(),
+            Some(Value::Null) => {
+                return Err(ApiError::invalid(
+                    "description",
+                    "invalid description: must be a string (leave it out for none)",
+                ));
+            }
+            Some(v) => description(&v)?,
+        },
     })
 }
 
@@ -347,14 +354,12 @@ pub(crate) async fn deliveries(
         .cursor
         .as_deref()
         .map(|c| {
-            EventCursor::parse(c, "cursor")
-                .map(EventCursor::seq)
-                .map_err(|_| {
-                    ApiError::invalid(
-                        "cursor",
-                        "invalid cursor: pass the nextCursor of the previous page",
-                    )
-                })
+            cursor_text(c).map(EventCursor::seq).ok_or_else(|| {
+                ApiError::invalid(
+                    "cursor",
+                    "invalid cursor: pass the nextCursor of the previous page",
+                )
+            })
         })
         .transpose()?;
     // One more than asked: whether there is a next page.
@@ -398,8 +403,8 @@ pub(crate) async fn replay(
     let id = webhook_id(&path)?;
     let body: ReplayRequest = json_body(&req, &body, false)?;
     let after = required(body.after.as_ref(), "after")?;
-    let after = EventCursor::parse(text(after, "after")?, "after")
-        .map_err(|_| ApiError::invalid("after", "invalid after: pass the cursor of an event"))?;
+    let after = cursor_text(text(after, "after")?)
+        .ok_or_else(|| ApiError::invalid("after", "invalid after: pass the cursor of an event"))?;
     let queued = state.gateway.replay_webhook(&caller.0, &id, after).await?;
     Ok(HttpResponse::Accepted().json(ReplayBody { queued }))
 }
