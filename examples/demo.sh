@@ -7,12 +7,17 @@
 # It builds both, starts them on 127.0.0.1:8090 (simulator) and :8080
 # (gateway) with a throw-away database, creates an API key and a session,
 # shows the session's QR code, has the simulator's phone scan it, calls the
-# contact routes, and stops both on exit. Needs curl and python3.
+# contact routes, then shows the session's events: a local webhook receiver
+# on 127.0.0.1:8099 (python3 http.server) gets them as the session is
+# disconnected and connected again, and the same events are pulled from
+# /api/v1/events and followed on /api/v1/events/stream. Everything it
+# started is stopped on exit. Needs curl and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SIM=${SIM:-127.0.0.1:8090}
 GW=${GW:-127.0.0.1:8080}
+HOOK=${HOOK:-127.0.0.1:8099}
 PHONE=15550001111
 work=$(mktemp -d)
 pids=()
@@ -31,6 +36,8 @@ export WAGATE__WHATSAPP__ADAPTER=live
 export WAGATE__WHATSAPP__LIVE__URL="ws://$SIM/ws/chat"
 export WAGATE__WHATSAPP__LIVE__VERSION=2.3000.1042742319
 export WAGATE__LOG__LEVEL=warn
+# The demo's webhook receiver is on loopback, which webhooks refuse by default (SSRF).
+export WAGATE__WEBHOOKS__ALLOW_PRIVATE_TARGETS=true
 
 step "Starting the simulator on $SIM and the gateway on $GW"
 target/debug/wa-sim --listen "$SIM" --world examples/world.json >"$work/sim.log" 2>&1 &
@@ -40,7 +47,7 @@ pids+=($!)
 for _ in $(seq 1 100); do curl -sf "http://$GW/readyz" >/dev/null && curl -sf "http://$SIM/admin/health" >/dev/null && break; sleep 0.1; done
 
 step "An API key for organization acme"
-KEY=$(target/debug/wagate api-key create --org acme --name demo --capabilities read,send,manage --json | json "['key']")
+KEY=$(target/debug/wagate api-key create --org acme --name demo --capabilities read,send,manage,admin --json | json "['key']")
 AUTH="Authorization: Bearer $KEY"
 echo "${KEY:0:12}…"
 
@@ -76,4 +83,58 @@ echo "blocklist: $(curl -s "http://$GW/api/v1/sessions/$SESSION/blocklist" -H "$
 echo "phone's side: $(curl -s "http://$SIM/admin/accounts/$PHONE")"
 echo "unblock:  HTTP $(curl -s -o /dev/null -w '%{http_code}' -X POST "$C/14155550123@s.whatsapp.net/unblock" -H "$AUTH")"
 
-step "Done: both processes stop now"
+step "A webhook receiver on $HOOK (python3 http.server): prints each delivery"
+cat >"$work/receiver.py" <<'EOF'
+import json, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class Receiver(BaseHTTPRequestHandler):
+    def do_POST(self):
+        event = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        # A real receiver checks webhook-signature first: see docs/events.md.
+        status = event["data"].get("status", "-")
+        print(f"  webhook-id {self.headers['webhook-id']}  {event['type']:<15} status={status}", flush=True)
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+host, port = sys.argv[1].rsplit(":", 1)
+HTTPServer((host, int(port)), Receiver).serve_forever()
+EOF
+python3 "$work/receiver.py" "$HOOK" >"$work/receiver.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 50); do curl -s -o /dev/null "http://$HOOK/" && break; sleep 0.1; done
+echo "listening on http://$HOOK/hooks/wagate"
+
+step "A webhook for session.* pointing at it (its secret is shown only here)"
+curl -sf -X POST "http://$GW/api/v1/webhooks" -H "$AUTH" -H 'Content-Type: application/json' \
+  -d "{\"url\": \"http://$HOOK/hooks/wagate\", \"events\": [\"session.*\"], \"description\": \"demo\"}"; echo
+
+step "Disconnect the session and connect it again: its status events go out"
+echo "disconnect: $(curl -sf -X POST "http://$GW/api/v1/sessions/$SESSION/disconnect" -H "$AUTH" | json "['status']")"
+echo "connect:    $(curl -sf -X POST "http://$GW/api/v1/sessions/$SESSION/connect" -H "$AUTH" | json "['status']")"
+for _ in $(seq 1 100); do
+  status=$(curl -sf "http://$GW/api/v1/sessions/$SESSION" -H "$AUTH" | json "['status']")
+  [ "$status" = connected ] && [ "$(wc -l <"$work/receiver.log")" -ge 3 ] && break; sleep 0.1
+done
+echo "the receiver got:"
+cat "$work/receiver.log"
+
+step "The same events, pulled: GET /api/v1/events (the session's last 4)"
+curl -sf "http://$GW/api/v1/events?types=session.*&sessionId=$SESSION&limit=1000" -H "$AUTH" >"$work/events.json"
+python3 - "$work/events.json" <<'EOF'
+import json, sys
+page = json.load(open(sys.argv[1]))
+for e in page["data"][-4:]:
+    print("  cursor %3s  %-15s %s" % (e["cursor"], e["type"], json.dumps(e["data"])))
+print("  nextCursor %s: pass it as ?after= to get only what comes next" % page["nextCursor"])
+EOF
+FROM=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["data"][-4]["cursor"])' "$work/events.json")
+
+step "And followed: curl -N /api/v1/events/stream with Last-Event-ID: $FROM (1 s, then it stops)"
+curl -s -N --max-time 1 "http://$GW/api/v1/events/stream?sessionId=$SESSION" -H "$AUTH" -H "Last-Event-ID: $FROM" \
+  | awk '{ print (length($0) > 150 ? substr($0, 1, 150) "…" : $0) }' || true
+
+step "Done: the simulator, the gateway and the receiver stop now"
