@@ -4,7 +4,8 @@
 # gateway on the fake adapter, loopback receivers. See docs/PERFORMANCE.md
 # ("Events and webhooks") and docs/events.md.
 #
-#   bench/events.sh                    # ~6 min after the build
+#   bench/events.sh                    # ~20 min after the build today (the (c) drain
+#                                      # alone ~7 min); ~5 min if the targets were met
 #   SKIP_BUILD=1 bench/events.sh       # use target/release/wagate as it is
 #   RATE=400 BACKLOG=20000 bench/events.sh
 #
