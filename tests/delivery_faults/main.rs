@@ -20,9 +20,12 @@
 #[path = "../contract/receiver.rs"]
 mod receiver;
 
+#[path = "../process/mod.rs"]
+mod process;
+
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -37,32 +40,12 @@ const PATIENCE: Duration = Duration::from_secs(90);
 
 fn main() {
     if std::env::var(ROLE).as_deref() == Ok("gateway") {
-        run_gateway();
+        process::run_gateway("WAGATE_DELIVERY_FAULT_CONFIG");
         return;
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(pending_deliveries_survive_kill_nine());
     println!("delivery_faults: 1 passed, 0 failed");
-}
-
-/// `wagate --config FILE serve`, as the binary runs it.
-fn run_gateway() {
-    let config = std::env::var("WAGATE_DELIVERY_FAULT_CONFIG").unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let cli =
-        <wagate::cli::Cli as clap::Parser>::parse_from(["wagate", "--config", &config, "serve"]);
-    if let Err(e) = runtime.block_on(wagate::cli::run(cli)) {
-        eprintln!("gateway failed: {e:#}");
-        std::process::exit(1);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The gateway process; its output lines arrive on a channel.
@@ -162,8 +145,10 @@ impl Api {
 
 async fn pending_deliveries_survive_kill_nine() {
     let dir = tempfile::tempdir().unwrap();
-    let gw_port = free_port();
-    let receiver_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let gw_port = process::free_port();
+    let receiver_addr: SocketAddr = format!("127.0.0.1:{}", process::free_port())
+        .parse()
+        .unwrap();
     let config = dir.path().join("wagate.toml");
     // Attempts time out after 1 s; retries every 300 ms for a minute
     // (the schedule must outlast the outage).
@@ -183,7 +168,7 @@ async fn pending_deliveries_survive_kill_nine() {
         ),
     )
     .unwrap();
-    let key = api_key(&config).await;
+    let key = process::api_key(&config, "delivery-faults", "read,manage,admin").await;
     let api = Api {
         base: format!("http://127.0.0.1:{gw_port}/api/v1"),
         key,
@@ -293,26 +278,4 @@ async fn all_events(api: &Api) -> Vec<String> {
         .iter()
         .map(|e| e["id"].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// An admin API key made through the gateway's own services on its
-/// database (before the gateway runs).
-async fn api_key(config: &std::path::Path) -> String {
-    let config = wagate::config::Config::load(Some(config)).unwrap();
-    let services = wagate::Services::build(&config).await.unwrap();
-    let created = services
-        .gateway
-        .issue_api_key(
-            &wagate_domain::OrgId::parse("acme").unwrap(),
-            wagate_app::NewApiKeyRequest {
-                name: wagate_domain::ApiKeyName::parse("delivery-faults").unwrap(),
-                capabilities: wagate_domain::CapabilitySet::parse_list("read,manage,admin")
-                    .unwrap(),
-                expires_at: None,
-            },
-        )
-        .await
-        .unwrap();
-    services.shutdown().await;
-    created.secret.expose().to_owned()
 }

@@ -13,9 +13,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
+#[path = "../process/mod.rs"]
+mod process;
+
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -30,25 +32,13 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 fn main() {
     match std::env::var(ROLE).as_deref() {
-        Ok("gateway") => run_gateway(),
+        Ok("gateway") => process::run_gateway("WAGATE_FAULT_CONFIG"),
         Ok("sim") => run_sim(),
         _ => {
             let runtime = tokio::runtime::Runtime::new().unwrap();
             runtime.block_on(kill_nine_at_every_step());
             println!("faults: ok");
         }
-    }
-}
-
-/// `wagate --config FILE serve`, as the binary runs it.
-fn run_gateway() {
-    let config = std::env::var("WAGATE_FAULT_CONFIG").unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let cli =
-        <wagate::cli::Cli as clap::Parser>::parse_from(["wagate", "--config", &config, "serve"]);
-    if let Err(e) = runtime.block_on(wagate::cli::run(cli)) {
-        eprintln!("gateway failed: {e:#}");
-        std::process::exit(1);
     }
 }
 
@@ -72,14 +62,6 @@ fn run_sim() {
         println!("sim ready");
         std::future::pending::<()>().await;
     });
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A child process whose output lines arrive on a channel.
@@ -404,13 +386,13 @@ async fn kill_nine_at_every_step() {
     let dir = tempfile::tempdir().unwrap();
     let mut rig = Rig {
         dir,
-        sim_port: free_port(),
-        gw_port: free_port(),
+        sim_port: process::free_port(),
+        gw_port: process::free_port(),
         http: reqwest::Client::new(),
         key: String::new(),
     };
     rig.write_config();
-    rig.key = api_key(&rig.config_path()).await;
+    rig.key = process::api_key(&rig.config_path(), "faults", "read,send,manage,admin").await;
 
     let mut sim = rig.start_sim();
     let mut gw = rig.start_gateway().await;
@@ -511,25 +493,4 @@ async fn kill_nine_at_every_step() {
     rig.assert_truthful(&ids).await;
     gw.kill_nine();
     sim.kill_nine();
-}
-
-/// An API key made through the gateway's own services on its database.
-async fn api_key(config: &Path) -> String {
-    let config = wagate::config::Config::load(Some(config)).unwrap();
-    let services = wagate::Services::build(&config).await.unwrap();
-    let created = services
-        .gateway
-        .issue_api_key(
-            &wagate_domain::OrgId::parse("acme").unwrap(),
-            wagate_app::NewApiKeyRequest {
-                name: wagate_domain::ApiKeyName::parse("faults").unwrap(),
-                capabilities: wagate_domain::CapabilitySet::parse_list("read,send,manage,admin")
-                    .unwrap(),
-                expires_at: None,
-            },
-        )
-        .await
-        .unwrap();
-    services.shutdown().await;
-    created.secret.expose().to_owned()
 }
