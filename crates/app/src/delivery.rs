@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use wagate_domain::{Clock, WebhookId};
-use wagate_store::{AttemptOutcome, DueDelivery, Entropy, WebhookStore};
+use wagate_store::{AttemptOutcome, DueDelivery, Entropy, FinishedAttempt, WebhookStore};
 use wagate_webhooks::{Answer, WebhookTransport, signed_headers};
 
 use crate::Gateway;
@@ -164,7 +164,8 @@ pub struct DispatcherDeps {
 ///
 /// Each attempt is signed (Standard Webhooks; `webhook-id` is the event
 /// id, `webhook-timestamp` the attempt's time), sent, and recorded with
-/// [`WebhookStore::finish_attempt`]: 2xx is delivered; 410 disables the
+/// [`WebhookStore::finish_attempts`] (a batch's attempts in one write, after
+/// the batch): 2xx is delivered; 410 disables the
 /// webhook (the store fails what is pending); anything else, a timeout or
 /// a connection error is retried after the next delay of the schedule
 /// (with jitter), and fails once the schedule is used up. After a 410 the
@@ -175,7 +176,9 @@ pub struct DispatcherDeps {
 /// Order across a crash: deliveries claimed by a process that died wait
 /// for their lease to end, while newer deliveries of the same webhook may
 /// go out meanwhile (the claims are per delivery). Every delivery still
-/// arrives at least once, with its event's id.
+/// arrives at least once, with its event's id: a crash in the middle of a
+/// batch sends its attempts again, delivered ones included, once the claim
+/// lapses (receivers deduplicate on `webhook-id`).
 #[derive(Debug)]
 pub struct WebhookDispatcher {
     stop: watch::Sender<bool>,
@@ -352,17 +355,26 @@ async fn work(shared: Arc<Shared>, id: WebhookId) {
         }
         // The whole batch is sent, even when stopping: the stop's grace
         // bounds it, and what is left is attempted again after the lease.
+        // Its attempts are recorded together, in one write, after it.
+        let mut attempts = Vec::with_capacity(due.len());
+        let mut gone = false;
         for delivery in due {
-            match shared.attempt(delivery).await {
+            let (sent, attempt) = shared.attempt(delivery).await;
+            attempts.push(attempt);
+            match sent {
                 Sent::Delivered => batch = (batch * 2).min(MAX_BATCH),
                 Sent::Failed => batch = 1,
                 // Disabled, its pending deliveries failed: nothing more
                 // is sent to it, not even the rest of this batch.
                 Sent::Gone => {
-                    let _ = shared.done.send(id);
-                    return;
+                    gone = true;
+                    break;
                 }
             }
+        }
+        shared.finish(&id, &attempts).await;
+        if gone {
+            break;
         }
         drop(permit);
     }
@@ -399,8 +411,8 @@ fn describe(answer: &Answer) -> String {
 }
 
 impl Shared {
-    /// Signs, sends and records one attempt.
-    async fn attempt(&self, d: DueDelivery) -> Sent {
+    /// Signs and sends one attempt; the caller records it.
+    async fn attempt(&self, d: DueDelivery) -> (Sent, FinishedAttempt) {
         let started = tokio::time::Instant::now();
         let event_id = d.event_id.to_string();
         let timestamp = self.clock.now().unix_timestamp();
@@ -412,8 +424,14 @@ impl Shared {
                     status: None,
                     error: e.to_string(),
                 };
-                self.finish(&d, &outcome, 0).await;
-                return Sent::Failed;
+                return (
+                    Sent::Failed,
+                    FinishedAttempt {
+                        seq: d.seq,
+                        outcome,
+                        duration_ms: 0,
+                    },
+                );
             }
         };
         let timeout = self.settings.timeout;
@@ -449,8 +467,14 @@ impl Shared {
             AttemptOutcome::Gone => Sent::Gone,
             AttemptOutcome::Retry { .. } | AttemptOutcome::Failed { .. } => Sent::Failed,
         };
-        self.finish(&d, &outcome, duration_ms).await;
-        sent
+        (
+            sent,
+            FinishedAttempt {
+                seq: d.seq,
+                outcome,
+                duration_ms,
+            },
+        )
     }
 
     /// After a failed attempt: try again after the schedule's next delay,
@@ -471,21 +495,22 @@ impl Shared {
         }
     }
 
-    /// Records an attempt, trying again a few times on a store error; if
-    /// it cannot be recorded, its claim lapses and it is attempted again.
-    async fn finish(&self, d: &DueDelivery, outcome: &AttemptOutcome, duration_ms: u64) {
+    /// Records a batch's attempts, trying again a few times on a store
+    /// error; if they cannot be recorded, their claim lapses and they are
+    /// attempted again.
+    async fn finish(&self, webhook: &WebhookId, attempts: &[FinishedAttempt]) {
         let disable_after = span(self.settings.disable_after);
         let mut wait = Duration::from_millis(50);
         for n in 1..=FINISH_TRIES {
             match self
                 .store
-                .finish_attempt(d.seq, outcome, duration_ms, self.clock.now(), disable_after)
+                .finish_attempts(attempts, self.clock.now(), disable_after)
                 .await
             {
                 Ok(()) => return,
                 Err(e) if n == FINISH_TRIES => {
-                    tracing::warn!(webhook = %d.webhook, delivery = d.seq, error = %e,
-                        "cannot record a delivery attempt; it is made again when its claim lapses");
+                    tracing::warn!(webhook = %webhook, deliveries = attempts.len(), error = %e,
+                        "cannot record delivery attempts; they are made again when their claim lapses");
                 }
                 Err(_) => {
                     tokio::time::sleep(wait).await;

@@ -14,7 +14,9 @@ use wagate_domain::{
     Clock, Delivery, DeliveryState, Event, EventCursor, EventId, OrgId, Webhook, WebhookId,
     WebhookSecret, WebhookUrl,
 };
-use wagate_store::{AttemptOutcome, DueDelivery, Entropy, StoreError, WebhookPatch, WebhookStore};
+use wagate_store::{
+    AttemptOutcome, DueDelivery, Entropy, FinishedAttempt, StoreError, WebhookPatch, WebhookStore,
+};
 use wagate_webhooks::{Answer, SendError, WebhookTransport};
 
 use super::*;
@@ -264,30 +266,30 @@ impl WebhookStore for FakeStore {
         }))
     }
 
-    async fn finish_attempt(
+    async fn finish_attempts(
         &self,
-        seq: u64,
-        outcome: &AttemptOutcome,
-        _: u64,
+        attempts: &[FinishedAttempt],
         _: OffsetDateTime,
         disable_after: time::Duration,
     ) -> Result<(), StoreError> {
         self.with(|s| {
             s.disable_after.push(disable_after);
-            let r = s.rows.iter_mut().find(|r| r.seq == seq).unwrap();
-            r.attempt += 1;
-            r.claimed_until = None;
-            r.outcomes.push(outcome.clone());
-            let hook = r.webhook;
-            match outcome {
-                AttemptOutcome::Delivered { .. } => r.state = DeliveryState::Succeeded,
-                AttemptOutcome::Retry { next_at, .. } => r.next = *next_at,
-                AttemptOutcome::Failed { .. } => r.state = DeliveryState::Failed,
-                AttemptOutcome::Gone => {
-                    s.hooks.get_mut(&hook).unwrap().enabled = false;
-                    for r in s.rows.iter_mut().filter(|r| r.webhook == hook) {
-                        if r.state == DeliveryState::Pending {
-                            r.state = DeliveryState::Failed;
+            for attempt in attempts {
+                let r = s.rows.iter_mut().find(|r| r.seq == attempt.seq).unwrap();
+                r.attempt += 1;
+                r.claimed_until = None;
+                r.outcomes.push(attempt.outcome.clone());
+                let hook = r.webhook;
+                match &attempt.outcome {
+                    AttemptOutcome::Delivered { .. } => r.state = DeliveryState::Succeeded,
+                    AttemptOutcome::Retry { next_at, .. } => r.next = *next_at,
+                    AttemptOutcome::Failed { .. } => r.state = DeliveryState::Failed,
+                    AttemptOutcome::Gone => {
+                        s.hooks.get_mut(&hook).unwrap().enabled = false;
+                        for r in s.rows.iter_mut().filter(|r| r.webhook == hook) {
+                            if r.state == DeliveryState::Pending {
+                                r.state = DeliveryState::Failed;
+                            }
                         }
                     }
                 }

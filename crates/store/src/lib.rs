@@ -557,21 +557,31 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug {
         limit: u32,
     ) -> Result<Vec<DueDelivery>, StoreError>;
 
-    /// Records an attempt of delivery `seq` that took `duration_ms`; a
-    /// webhook failing without a success since `disable_after` ago is
-    /// disabled.
+    /// Records attempts, in order, in one write: each delivery's outcome
+    /// (its claim released); a webhook failing without a success since
+    /// `disable_after` ago is disabled. An attempt of a delivery that is
+    /// gone (its webhook deleted) is skipped.
     ///
     /// # Errors
     ///
-    /// [`StoreError::Unavailable`].
-    async fn finish_attempt(
+    /// [`StoreError::Unavailable`]: none of them was recorded.
+    async fn finish_attempts(
         &self,
-        seq: u64,
-        outcome: &AttemptOutcome,
-        duration_ms: u64,
+        attempts: &[FinishedAttempt],
         now: OffsetDateTime,
         disable_after: time::Duration,
     ) -> Result<(), StoreError>;
+}
+
+/// One attempt of a delivery, to record ([`WebhookStore::finish_attempts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedAttempt {
+    /// The delivery.
+    pub seq: u64,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// How long it took.
+    pub duration_ms: u64,
 }
 
 #[cfg(test)]

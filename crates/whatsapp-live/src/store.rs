@@ -539,9 +539,13 @@ impl SignalStore for DeviceHandle {
         }
         let ids = json_list(ids)?;
         self.read(move |conn, device| {
+            // Through the device index: the primary key is (id, device_id),
+            // so a seek per id touches one index page per key (a device's
+            // ~800 keys are spread across the whole index); the device's
+            // entries in `idx_prekeys_device_id` sit together.
             diesel::sql_query(
-                "SELECT id, key AS v FROM prekeys WHERE device_id = ? \
-                 AND id IN (SELECT value FROM json_each(?))",
+                "SELECT id, key AS v FROM prekeys INDEXED BY idx_prekeys_device_id \
+                 WHERE device_id = ? AND id IN (SELECT value FROM json_each(?))",
             )
             .bind::<Integer, _>(device)
             .bind::<Text, _>(ids)
@@ -563,7 +567,7 @@ impl SignalStore for DeviceHandle {
         let ids = json_list(ids)?;
         self.write(move |conn, device| {
             diesel::sql_query(
-                "UPDATE prekeys SET uploaded = 1 WHERE device_id = ? \
+                "UPDATE prekeys INDEXED BY idx_prekeys_device_id SET uploaded = 1 WHERE device_id = ? \
                  AND id IN (SELECT value FROM json_each(?))",
             )
             .bind::<Integer, _>(device)

@@ -11,7 +11,8 @@ use wagate_domain::{
 
 use super::{SqliteStore, corrupt, db_err, parse_ts, ts};
 use crate::{
-    AttemptOutcome, DueDelivery, EventLog, EventPage, StoreError, WebhookPatch, WebhookStore,
+    AttemptOutcome, DueDelivery, EventLog, EventPage, FinishedAttempt, StoreError, WebhookPatch,
+    WebhookStore,
 };
 
 fn ms(t: OffsetDateTime) -> i64 {
@@ -302,7 +303,7 @@ impl EventLog for SqliteStore {
 
     async fn prune_events(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
         let mut tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_err)?;
@@ -351,7 +352,7 @@ impl WebhookStore for SqliteStore {
         .bind(secret.expose())
         .bind(ts(w.created_at))
         .bind(ts(w.updated_at))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_err)?;
         Ok(())
@@ -412,7 +413,7 @@ impl WebhookStore for SqliteStore {
         }
         w.updated_at = now;
         let mut tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_err)?;
@@ -454,7 +455,7 @@ impl WebhookStore for SqliteStore {
         let done = sqlx::query("DELETE FROM webhooks WHERE id = ? AND org_id = ?")
             .bind(id.to_string())
             .bind(org.as_str())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?;
         Ok(done.rows_affected() > 0)
@@ -477,7 +478,7 @@ impl WebhookStore for SqliteStore {
         .bind(ts(now))
         .bind(id.to_string())
         .bind(org.as_str())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_err)?;
         Ok(done.rows_affected() > 0)
@@ -490,7 +491,7 @@ impl WebhookStore for SqliteStore {
         event: &Event,
     ) -> Result<bool, StoreError> {
         let mut tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_err)?;
@@ -537,7 +538,7 @@ impl WebhookStore for SqliteStore {
                 break;
             }
             let mut tx = self
-                .pool
+                .writer
                 .begin_with("BEGIN IMMEDIATE")
                 .await
                 .map_err(db_err)?;
@@ -608,11 +609,14 @@ impl WebhookStore for SqliteStore {
     }
 
     async fn webhooks_due(&self, now: OffsetDateTime) -> Result<Vec<WebhookId>, StoreError> {
+        // Per enabled webhook, a seek into its due range of `deliveries_due`
+        // (stepping over the few rows a worker holds): the cost grows with
+        // the number of webhooks, not with how many deliveries are pending.
         let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT webhook_id FROM deliveries WHERE state = 'pending' AND next_ms <= ? \
-             AND (claimed_until IS NULL OR claimed_until <= ?)",
+            "SELECT w.id FROM webhooks w WHERE w.enabled = 1 AND EXISTS (SELECT 1 FROM deliveries d \
+             INDEXED BY deliveries_due WHERE d.webhook_id = w.id AND d.state = 'pending' \
+             AND d.next_ms <= ?1 AND (d.claimed_until IS NULL OR d.claimed_until <= ?1))",
         )
-        .bind(ms(now))
         .bind(ms(now))
         .fetch_all(&self.pool)
         .await
@@ -623,8 +627,19 @@ impl WebhookStore for SqliteStore {
     }
 
     async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
+        // The earliest of, per enabled webhook: its first unclaimed pending
+        // delivery (a seek into `deliveries_due`, stepping over held rows)
+        // and its earliest claim to lapse (a seek into `deliveries_held`).
+        // A disabled webhook has nothing pending (disabling fails it all).
         let next: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(COALESCE(MAX(next_ms, COALESCE(claimed_until, 0)), next_ms)) FROM deliveries WHERE state = 'pending'",
+            "SELECT MIN(t) FROM (\
+               SELECT (SELECT d.next_ms FROM deliveries d INDEXED BY deliveries_due \
+                       WHERE d.webhook_id = w.id AND d.state = 'pending' AND d.claimed_until IS NULL \
+                       ORDER BY d.next_ms LIMIT 1) AS t FROM webhooks w WHERE w.enabled = 1 \
+               UNION ALL \
+               SELECT (SELECT MAX(d.claimed_until, d.next_ms) FROM deliveries d INDEXED BY deliveries_held \
+                       WHERE d.webhook_id = w.id AND d.state = 'pending' AND d.claimed_until IS NOT NULL \
+                       ORDER BY d.claimed_until LIMIT 1) FROM webhooks w WHERE w.enabled = 1)",
         )
         .fetch_one(&self.pool)
         .await
@@ -642,7 +657,7 @@ impl WebhookStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let mut tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_err)?;
@@ -740,104 +755,118 @@ impl WebhookStore for SqliteStore {
         Ok(due.into_iter().map(|(_, d)| d).collect())
     }
 
-    async fn finish_attempt(
+    async fn finish_attempts(
         &self,
-        seq: u64,
-        outcome: &AttemptOutcome,
-        duration_ms: u64,
+        attempts: &[FinishedAttempt],
         now: OffsetDateTime,
         disable_after: time::Duration,
     ) -> Result<(), StoreError> {
-        let (state, status, error, next) = match outcome {
-            AttemptOutcome::Delivered { status } => ("succeeded", Some(*status), None, None),
-            AttemptOutcome::Retry {
-                status,
-                error,
-                next_at,
-            } => ("pending", *status, Some(error.clone()), Some(ms(*next_at))),
-            AttemptOutcome::Failed { status, error } => {
-                ("failed", *status, Some(error.clone()), None)
-            }
-            AttemptOutcome::Gone => (
-                "failed",
-                Some(410),
-                Some("the receiver answered 410 Gone: webhook disabled".to_owned()),
-                None,
-            ),
-        };
+        if attempts.is_empty() {
+            return Ok(());
+        }
         let mut tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_err)?;
-        let hook: Option<String> = sqlx::query_scalar(
-            "UPDATE deliveries SET state = ?, attempt = attempt + 1, response_status = ?, error = ?, \
-             at = ?, duration_ms = ?, next_ms = ?, claimed_until = NULL WHERE seq = ? RETURNING webhook_id",
-        )
-        .bind(state)
-        .bind(status.map(i64::from))
-        .bind(error)
-        .bind(ts(now))
-        .bind(i64::try_from(duration_ms).unwrap_or(i64::MAX))
-        .bind(next)
-        .bind(seq_i64(seq))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let Some(hook) = hook else {
-            return Ok(()); // the webhook was deleted meanwhile
-        };
-        let disable = match outcome {
-            AttemptOutcome::Delivered { .. } => {
-                sqlx::query("UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL")
-                    .bind(&hook)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-                None
-            }
-            AttemptOutcome::Gone => Some("the receiver answered 410 Gone".to_owned()),
-            AttemptOutcome::Retry { .. } | AttemptOutcome::Failed { .. } => {
-                let since: i64 = sqlx::query_scalar(
-                    "UPDATE webhooks SET failing_since = COALESCE(failing_since, ?) WHERE id = ? RETURNING failing_since",
-                )
-                .bind(ms(now))
-                .bind(&hook)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                let limit = i64::try_from(disable_after.whole_milliseconds()).unwrap_or(i64::MAX);
-                (ms(now).saturating_sub(since) >= limit).then(|| {
-                    format!(
-                        "every delivery failed for {} hours",
-                        disable_after.whole_hours()
-                    )
-                })
-            }
-        };
-        if let Some(reason) = disable {
-            sqlx::query(
-                "UPDATE webhooks SET enabled = 0, disabled_reason = ?, updated_at = ? WHERE id = ?",
-            )
-            .bind(&reason)
-            .bind(ts(now))
-            .bind(&hook)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            sqlx::query(
-                "UPDATE deliveries SET state = 'failed', error = ?, next_ms = NULL, claimed_until = NULL \
-                 WHERE webhook_id = ? AND state = 'pending'",
-            )
-            .bind(format!("not sent: {reason}"))
-            .bind(&hook)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        for attempt in attempts {
+            finish_one(&mut tx, attempt, now, disable_after).await?;
         }
         tx.commit().await.map_err(db_err)?;
         Ok(())
     }
+}
+
+/// Records one attempt inside the caller's transaction.
+async fn finish_one(
+    tx: &mut SqliteConnection,
+    attempt: &FinishedAttempt,
+    now: OffsetDateTime,
+    disable_after: time::Duration,
+) -> Result<(), StoreError> {
+    let (state, status, error, next) = match &attempt.outcome {
+        AttemptOutcome::Delivered { status } => ("succeeded", Some(*status), None, None),
+        AttemptOutcome::Retry {
+            status,
+            error,
+            next_at,
+        } => ("pending", *status, Some(error.clone()), Some(ms(*next_at))),
+        AttemptOutcome::Failed { status, error } => ("failed", *status, Some(error.clone()), None),
+        AttemptOutcome::Gone => (
+            "failed",
+            Some(410),
+            Some("the receiver answered 410 Gone: webhook disabled".to_owned()),
+            None,
+        ),
+    };
+    let hook: Option<String> = sqlx::query_scalar(
+        "UPDATE deliveries SET state = ?, attempt = attempt + 1, response_status = ?, error = ?, \
+         at = ?, duration_ms = ?, next_ms = ?, claimed_until = NULL WHERE seq = ? RETURNING webhook_id",
+    )
+    .bind(state)
+    .bind(status.map(i64::from))
+    .bind(error)
+    .bind(ts(now))
+    .bind(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX))
+    .bind(next)
+    .bind(seq_i64(attempt.seq))
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let Some(hook) = hook else {
+        return Ok(()); // the webhook was deleted meanwhile
+    };
+    let disable = match &attempt.outcome {
+        AttemptOutcome::Delivered { .. } => {
+            sqlx::query(
+                "UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL",
+            )
+            .bind(&hook)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            None
+        }
+        AttemptOutcome::Gone => Some("the receiver answered 410 Gone".to_owned()),
+        AttemptOutcome::Retry { .. } | AttemptOutcome::Failed { .. } => {
+            let since: i64 = sqlx::query_scalar(
+                "UPDATE webhooks SET failing_since = COALESCE(failing_since, ?) WHERE id = ? RETURNING failing_since",
+            )
+            .bind(ms(now))
+            .bind(&hook)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            let limit = i64::try_from(disable_after.whole_milliseconds()).unwrap_or(i64::MAX);
+            (ms(now).saturating_sub(since) >= limit).then(|| {
+                format!(
+                    "every delivery failed for {} hours",
+                    disable_after.whole_hours()
+                )
+            })
+        }
+    };
+    if let Some(reason) = disable {
+        sqlx::query(
+            "UPDATE webhooks SET enabled = 0, disabled_reason = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(&reason)
+        .bind(ts(now))
+        .bind(&hook)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query(
+            "UPDATE deliveries SET state = 'failed', error = ?, next_ms = NULL, claimed_until = NULL \
+             WHERE webhook_id = ? AND state = 'pending'",
+        )
+        .bind(format!("not sent: {reason}"))
+        .bind(&hook)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1014,26 +1043,26 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        store
-            .finish_attempt(
-                due[0].seq,
-                &AttemptOutcome::Delivered { status: 200 },
-                3,
-                now,
-                time::Duration::days(5),
-            )
-            .await
-            .unwrap();
         let later = now + time::Duration::seconds(5);
+        // Both attempts of the batch in one write.
         store
-            .finish_attempt(
-                due[1].seq,
-                &AttemptOutcome::Retry {
-                    status: Some(500),
-                    error: "HTTP 500".into(),
-                    next_at: later,
-                },
-                3,
+            .finish_attempts(
+                &[
+                    FinishedAttempt {
+                        seq: due[0].seq,
+                        outcome: AttemptOutcome::Delivered { status: 200 },
+                        duration_ms: 3,
+                    },
+                    FinishedAttempt {
+                        seq: due[1].seq,
+                        outcome: AttemptOutcome::Retry {
+                            status: Some(500),
+                            error: "HTTP 500".into(),
+                            next_at: later,
+                        },
+                        duration_ms: 3,
+                    },
+                ],
                 now,
                 time::Duration::days(5),
             )
@@ -1053,10 +1082,12 @@ mod tests {
         // 410 disables the webhook and fails what is pending.
         let again = store.claim_due(&hook.id, later, later, 10).await.unwrap();
         store
-            .finish_attempt(
-                again[0].seq,
-                &AttemptOutcome::Gone,
-                1,
+            .finish_attempts(
+                &[FinishedAttempt {
+                    seq: again[0].seq,
+                    outcome: AttemptOutcome::Gone,
+                    duration_ms: 1,
+                }],
                 later,
                 time::Duration::days(5),
             )
