@@ -367,7 +367,7 @@ async fn pull_refuses_bad_parameters_naming_them() {
         ("limit=ten", "limit"),
         ("types=", "types"),
         ("types=session", "types"),
-        ("types=message.*", "types"),
+        ("types=messages.*", "types"),
         ("types=session.qr,,session.status", "types"),
         ("sessionId=sess_nope", "sessionId"),
     ] {

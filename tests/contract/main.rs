@@ -9,16 +9,20 @@ mod support;
 
 /// Defines each test twice: `fake::name` on the fake adapter and
 /// `live::name` on the live adapter against wa-sim, so the contract is
-/// checked the same way on both.
+/// checked the same way on both. `async fn name(app, tune)` applies `tune`
+/// (a `fn(&mut wagate::Config)`) to the config of both.
 macro_rules! on_both_adapters {
-    ($( async fn $name:ident($app:ident) $body:block )*) => {
+    ($( async fn $name:ident($app:ident $(, $tune:expr)?) $body:block )*) => {
         mod fake {
             #[allow(unused_imports)]
             use super::*;
             $(
                 #[tokio::test]
                 async fn $name() {
-                    let $app = crate::support::TestApp::spawn().await;
+                    let $app = crate::support::TestApp::spawn_tuned(|_config| {
+                        $( let tune: fn(&mut wagate::Config) = $tune; tune(_config); )?
+                    })
+                    .await;
                     $body
                 }
             )*
@@ -29,7 +33,10 @@ macro_rules! on_both_adapters {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    let $app = crate::support::TestApp::spawn_live().await;
+                    let $app = crate::support::TestApp::spawn_live_tuned(|_config| {
+                        $( let tune: fn(&mut wagate::Config) = $tune; tune(_config); )?
+                    })
+                    .await;
                     $body
                 }
             )*
@@ -46,6 +53,7 @@ mod events;
 mod jwt;
 mod limits;
 mod live;
+mod messages;
 mod operations;
 mod receiver;
 mod sessions;

@@ -12,13 +12,31 @@ use tempfile::TempDir;
 use wagate::{Application, Config};
 use wagate_app::{Gateway, NewApiKeyRequest};
 use wagate_domain::{ApiKeyName, CapabilitySet, OrgId};
-use wagate_whatsapp_port::BUILTIN_WORLD;
+use wagate_domain::{Jid, MessageType, SessionId};
+use wagate_whatsapp_port::{
+    BUILTIN_WORLD, FakeAction, FakeWhatsApp, OutgoingContent, OutgoingMedia,
+};
 use wagate_whatsapp_sim::{Simulator, SimulatorHandle, World};
 
 /// The built-in world's phone: every QR-linked session becomes this account.
 pub const FAKE_PHONE_JID: &str = "15550001111@s.whatsapp.net";
 /// Its number.
 pub const FAKE_PHONE: &str = "15550001111";
+
+/// The fake-only contact of the built-in world that reads (and, on the
+/// fake, answers) everything it is sent.
+pub const READER: &str = "14155550142@s.whatsapp.net";
+
+/// The built-in world as the simulator plays it in these tests: with
+/// [`READER`], who reads what it gets at once (the simulator's contacts
+/// never answer by themselves). `readsAfterMs` is a simulator-only field
+/// the fake's fixtures format refuses, hence not in `BUILTIN_WORLD` nor
+/// `examples/world.json`.
+pub fn sim_world() -> World {
+    let mut world: Value = serde_json::from_str(BUILTIN_WORLD).expect("built-in world");
+    world["contacts"][READER] = serde_json::json!({ "readsAfterMs": 0 });
+    World::from_json(&world.to_string()).expect("world")
+}
 
 /// A config for a live test app in `dir`, talking to `sim` (version pinned:
 /// no internet; a request deadline short enough for the contact that never
@@ -45,6 +63,8 @@ pub struct TestApp {
     pub dir: Arc<TempDir>,
     /// The simulator the live adapter talks to (`None` on the fake).
     pub sim: Option<Arc<SimulatorHandle>>,
+    /// The fake adapter (`None` on the live one).
+    pub fake: Option<Arc<FakeWhatsApp>>,
     stop: wagate::StopHandle,
     running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -87,6 +107,7 @@ impl TestApp {
             .expect("application builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let gateway = app.gateway();
+        let fake = app.fake_whatsapp();
         let stop = app.stop_handle();
         let running = Some(tokio::spawn(app.run_until_stopped()));
         let client = reqwest::Client::builder()
@@ -99,6 +120,7 @@ impl TestApp {
             gateway,
             dir,
             sim: None,
+            fake,
             stop,
             running,
         }
@@ -185,13 +207,29 @@ impl TestApp {
         }
     }
 
-    /// A gateway on the live adapter, talking to a new simulator of the
-    /// built-in world.
+    /// A gateway on the live adapter, talking to a new simulator of
+    /// [`sim_world`].
     pub async fn spawn_live() -> Self {
-        let world = World::from_json(BUILTIN_WORLD).expect("world");
-        let sim = Arc::new(Simulator::start(world).await.expect("simulator"));
+        Self::spawn_live_tuned(|_| {}).await
+    }
+
+    /// A gateway on the built-in fake world, with `tune` applied to its
+    /// config.
+    pub async fn spawn_tuned(tune: impl FnOnce(&mut Config)) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-        Self::spawn_live_with(live_config(&dir, &sim), dir, sim).await
+        let mut config = test_config(&dir);
+        tune(&mut config);
+        Self::spawn_with(config, dir).await
+    }
+
+    /// A gateway on the live adapter, talking to a new simulator of
+    /// [`sim_world`], with `tune` applied to its config.
+    pub async fn spawn_live_tuned(tune: impl FnOnce(&mut Config)) -> Self {
+        let sim = Arc::new(Simulator::start(sim_world()).await.expect("simulator"));
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let mut config = live_config(&dir, &sim);
+        tune(&mut config);
+        Self::spawn_live_with(config, dir, sim).await
     }
 
     /// A gateway on `config` (see [`live_config`]) talking to `sim`.
@@ -293,12 +331,16 @@ pub const GHOST: &str = "sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX";
 /// A well-formed webhook id that no test creates.
 pub const GHOST_WEBHOOK: &str = "wh_01JBZ5T0Q4M6Y8V2K3N7R9S1WX";
 
+/// A well-formed message id that no test sends.
+pub const GHOST_MESSAGE: &str = "3EB0C0FFEE0123456789AB";
+
 /// Every `/api/v1` route (on `session`) and the capability it needs, as
-/// api.md lists them.
+/// api.md and messaging.md list them.
 pub fn routes(session: &str) -> Vec<(Method, String, &'static str)> {
     let s = format!("/api/v1/sessions/{session}");
     let c = format!("{s}/contacts/14155550123@s.whatsapp.net");
     let w = format!("/api/v1/webhooks/{GHOST_WEBHOOK}");
+    let m = format!("{s}/messages/{GHOST_MESSAGE}");
     vec![
         (Method::POST, "/api/v1/sessions".into(), "manage"),
         (Method::GET, "/api/v1/sessions".into(), "read"),
@@ -314,6 +356,16 @@ pub fn routes(session: &str) -> Vec<(Method, String, &'static str)> {
         (Method::POST, format!("{c}/block"), "send"),
         (Method::POST, format!("{c}/unblock"), "send"),
         (Method::GET, format!("{s}/blocklist"), "read"),
+        (Method::POST, format!("{s}/messages"), "send"),
+        (Method::GET, format!("{s}/messages"), "read"),
+        (Method::GET, m.clone(), "read"),
+        (Method::GET, format!("{m}/media"), "read"),
+        (Method::POST, format!("{m}/reaction"), "send"),
+        (
+            Method::POST,
+            format!("{s}/chats/14155550123@s.whatsapp.net/read"),
+            "send",
+        ),
         (Method::POST, "/api/v1/api-keys".into(), "admin"),
         (Method::GET, "/api/v1/api-keys".into(), "admin"),
         (
@@ -345,6 +397,14 @@ pub fn body_for(method: &Method, path: &str) -> Option<Value> {
         Some(serde_json::json!({ "url": "http://127.0.0.1:9/hook", "events": ["*"] }))
     } else if path.starts_with("/api/v1/webhooks/") && method == Method::PATCH {
         Some(serde_json::json!({ "description": "changed" }))
+    } else if path.ends_with("/messages") && method == Method::POST {
+        Some(
+            serde_json::json!({ "to": "14155550123@s.whatsapp.net", "type": "text", "text": "hi" }),
+        )
+    } else if path.ends_with("/reaction") {
+        Some(serde_json::json!({ "emoji": "👍" }))
+    } else if path.ends_with("/read") {
+        Some(serde_json::json!({ "messageIds": [GHOST_MESSAGE] }))
     } else if path.ends_with("/replay") {
         Some(serde_json::json!({ "after": "0" }))
     } else {
@@ -479,5 +539,176 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         app
+    }
+}
+
+/// What a contact got from the account: a message (its id) or a reaction
+/// (its emoji, empty when removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Got {
+    /// A message, by id.
+    Message(String),
+    /// A reaction.
+    Reaction(String),
+}
+
+/// The phone number of a phone-number JID (`14155550123@s.whatsapp.net`).
+fn phone_of(jid: &str) -> &str {
+    jid.split('@').next().expect("a JID")
+}
+
+/// Fails with `what` after 30 s unless `check` returns something first.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl TestApp {
+    /// The world contact `from` (a phone-number JID) writes `text` to the
+    /// account of `session`; returns the message id.
+    pub async fn contact_writes(&self, session: &str, from: &str, text: &str) -> String {
+        self.contact_sends(session, from, serde_json::json!({ "text": text }))
+            .await
+    }
+
+    /// The world contact `from` sends an image to the account of `session`;
+    /// returns the message id.
+    pub async fn contact_sends_image(
+        &self,
+        session: &str,
+        from: &str,
+        bytes: &[u8],
+        mimetype: &str,
+        caption: &str,
+    ) -> String {
+        use base64::Engine;
+        let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+        self.contact_sends(
+            session,
+            from,
+            serde_json::json!({
+                "image": { "data": data, "mimetype": mimetype },
+                "caption": caption,
+            }),
+        )
+        .await
+    }
+
+    /// `message` (the simulator admin's body without `from`: `{"text"}` or
+    /// `{"image": {"data", "mimetype"}, "caption"}`) from the contact
+    /// `from` to the account of `session`: on the live adapter the
+    /// simulator's contact encrypts and sends it
+    /// (`POST /admin/accounts/{phone}/messages`), on the fake
+    /// [`FakeWhatsApp::deliver_from`] hands it over. Returns its id.
+    async fn contact_sends(&self, session: &str, from: &str, mut message: Value) -> String {
+        if let Some(sim) = &self.sim {
+            message["from"] = phone_of(from).into();
+            return sim
+                .admin()
+                .send_message(FAKE_PHONE, &message)
+                .await
+                .expect("the simulator's contact writes");
+        }
+        let content = match message["text"].as_str() {
+            Some(text) => OutgoingContent::Text(text.to_owned()),
+            None => {
+                use base64::Engine;
+                let image = &message["image"];
+                OutgoingContent::Media(OutgoingMedia {
+                    kind: MessageType::Image,
+                    mimetype: image["mimetype"].as_str().expect("mimetype").to_owned(),
+                    filename: None,
+                    caption: message["caption"].as_str().map(str::to_owned),
+                    voice_note: false,
+                    data: base64::engine::general_purpose::STANDARD
+                        .decode(image["data"].as_str().expect("data"))
+                        .expect("base64"),
+                })
+            }
+        };
+        self.fake_adapter()
+            .deliver_from(
+                &SessionId::parse(session).expect("session id"),
+                &Jid::parse(from).expect("jid"),
+                content,
+            )
+            .await
+            .expect("the fake's contact writes")
+            .as_str()
+            .to_owned()
+    }
+
+    fn fake_adapter(&self) -> &FakeWhatsApp {
+        self.fake.as_deref().expect("a fake or a live gateway")
+    }
+
+    /// What the contact `to` (a phone-number JID) got from the account of
+    /// `session` so far, oldest first: on the live adapter what the
+    /// simulator's contact decrypted, on the fake what the fake sent.
+    pub async fn contact_got(&self, session: &str, to: &str) -> Vec<Got> {
+        if let Some(sim) = &self.sim {
+            let chat = sim
+                .admin()
+                .messages(FAKE_PHONE, phone_of(to))
+                .expect("the simulator's chat");
+            return chat["data"]
+                .as_array()
+                .expect("data")
+                .iter()
+                .map(|m| match m["type"].as_str() {
+                    Some("reaction") => Got::Reaction(m["text"].as_str().unwrap_or("").into()),
+                    _ => Got::Message(m["id"].as_str().expect("id").into()),
+                })
+                .collect();
+        }
+        let to = Jid::parse(to).expect("jid");
+        self.fake_adapter()
+            .actions(&SessionId::parse(session).expect("session id"))
+            .into_iter()
+            .filter_map(|a| match a {
+                FakeAction::Sent { id, to: t } if t == to => Some(Got::Message(id.as_str().into())),
+                FakeAction::Reacted { chat, emoji, .. } if chat == to => Some(Got::Reaction(emoji)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The ids of the messages of `contact` the account of `session` sent
+    /// read receipts for.
+    pub async fn read_receipts_to(&self, session: &str, contact: &str) -> Vec<String> {
+        if let Some(sim) = &self.sim {
+            let chat = sim
+                .admin()
+                .messages(FAKE_PHONE, phone_of(contact))
+                .expect("the simulator's chat");
+            return chat["receipts"]
+                .as_array()
+                .expect("receipts")
+                .iter()
+                .filter(|r| r["type"] == "read")
+                .map(|r| r["id"].as_str().expect("id").to_owned())
+                .collect();
+        }
+        let contact = Jid::parse(contact).expect("jid");
+        self.fake_adapter()
+            .actions(&SessionId::parse(session).expect("session id"))
+            .into_iter()
+            .filter_map(|a| match a {
+                FakeAction::MarkedRead { chat, ids } if chat == contact => Some(ids),
+                _ => None,
+            })
+            .flatten()
+            .map(|id| id.as_str().to_owned())
+            .collect()
     }
 }

@@ -353,7 +353,7 @@ async fn bodies_and_parameters_are_checked_naming_the_field() {
         (ok(json!({ "events": [] })), "events"),
         (ok(json!({ "events": "session.*" })), "events"),
         (ok(json!({ "events": ["session"] })), "events"),
-        (ok(json!({ "events": ["message.*"] })), "events"),
+        (ok(json!({ "events": ["messages.*"] })), "events"),
         (ok(json!({ "events": [1] })), "events"),
         (ok(json!({ "sessionIds": [] })), "sessionIds"),
         (ok(json!({ "sessionIds": ["sess_nope"] })), "sessionIds"),

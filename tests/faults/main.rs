@@ -3,7 +3,8 @@
 //! middle of lifecycle calls and of a session's life. After each restart,
 //! every session's status must be the truthful one for the user's last
 //! request, no linked session may have lost its keys, and wa-sim must never
-//! have seen two simultaneous connections of one device.
+//! have seen two simultaneous connections of one device. Then messages
+//! both ways across a kill (`messages.rs`): none lost, none duplicated.
 //!
 //! The children are this very executable, started again with
 //! `WAGATE_FAULT_ROLE=gateway` (it then runs `wagate serve`, exactly as the
@@ -13,6 +14,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
+mod messages;
 #[path = "../process/mod.rs"]
 mod process;
 
@@ -138,6 +140,7 @@ impl Rig {
              [database]\nurl = \"sqlite://{dir}/wagate.db\"\n\
              [whatsapp]\nadapter = \"live\"\nrequest_timeout_secs = 5\n\
              [whatsapp.live]\nurl = \"ws://127.0.0.1:{sim}/ws/chat\"\nversion = \"2.3000.1042742319\"\n\
+             [messages]\nsend_rate = 300\n\
              [log]\nlevel = \"info\"\nformat = \"json\"\n",
             gw = self.gw_port,
             sim = self.sim_port,
@@ -490,6 +493,11 @@ async fn kill_nine_at_every_step() {
             assert!(s.unwrap()["jid"].is_string());
         }
     }
+    rig.assert_truthful(&ids).await;
+
+    // Messages both ways across a kill -9 of the gateway (paced at 5 a
+    // second, so accepted ones are still queued when it comes).
+    let gw = messages::no_message_lost_or_duplicated(&rig, gw, &bystander).await;
     rig.assert_truthful(&ids).await;
     gw.kill_nine();
     sim.kill_nine();

@@ -57,6 +57,74 @@ pub struct Config {
     pub events: EventsConfig,
     /// `webhooks.*`
     pub webhooks: WebhooksConfig,
+    /// `messages.*`
+    pub messages: MessagesConfig,
+}
+
+/// `messages.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MessagesConfig {
+    /// An accepted message not sent within this (the session stayed
+    /// offline) fails with `error.code = "expired"`.
+    pub max_pending_age: ConfigDuration,
+    /// Largest media a message may carry, in bytes (base64-decoded, or
+    /// downloaded from `media.url`); more is `413`.
+    pub max_media_bytes: u64,
+    /// Messages one session sends per minute at most (each pause gets a
+    /// random extra of up to half of itself); `0` turns the pacing off.
+    pub send_rate: u32,
+    /// Pending messages one session may have; more is `429`.
+    pub max_queue: u32,
+    /// Longest download of a `media.url`.
+    pub media_fetch_timeout: ConfigDuration,
+}
+
+impl Default for MessagesConfig {
+    fn default() -> Self {
+        let d = wagate_app::MessagingSettings::default();
+        Self {
+            max_pending_age: ConfigDuration(d.max_pending_age),
+            max_media_bytes: d.max_media_bytes,
+            send_rate: d.send_rate,
+            max_queue: d.max_queue,
+            media_fetch_timeout: ConfigDuration(Duration::from_secs(30)),
+        }
+    }
+}
+
+impl MessagesConfig {
+    /// The outbox's settings, checked.
+    ///
+    /// # Errors
+    ///
+    /// When `max_pending_age` is 0, `max_media_bytes` is 0 or over 100 MiB
+    /// (WhatsApp's own limit), `max_queue` is 0, or `media_fetch_timeout`
+    /// is 0.
+    pub fn settings(&self) -> anyhow::Result<wagate_app::MessagingSettings> {
+        if self.max_pending_age.0.is_zero() {
+            anyhow::bail!("messages.max_pending_age must be more than 0");
+        }
+        if self.max_media_bytes == 0 || self.max_media_bytes > 100 * 1024 * 1024 {
+            anyhow::bail!(
+                "messages.max_media_bytes = {}: must be 1 to 104857600 (100 MiB)",
+                self.max_media_bytes
+            );
+        }
+        if self.max_queue == 0 {
+            anyhow::bail!("messages.max_queue must be at least 1");
+        }
+        if self.media_fetch_timeout.0.is_zero() {
+            anyhow::bail!("messages.media_fetch_timeout must be more than 0");
+        }
+        Ok(wagate_app::MessagingSettings {
+            max_pending_age: self.max_pending_age.0,
+            max_media_bytes: self.max_media_bytes,
+            send_rate: self.send_rate,
+            max_queue: self.max_queue,
+            ..wagate_app::MessagingSettings::default()
+        })
+    }
 }
 
 /// `events.*`

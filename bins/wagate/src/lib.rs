@@ -124,6 +124,12 @@ impl Application {
         self.services.gateway.clone()
     }
 
+    /// The fake WhatsApp adapter when `whatsapp.adapter = "fake"` (tests
+    /// have its contacts write to a session).
+    pub fn fake_whatsapp(&self) -> Option<Arc<wagate_whatsapp_port::FakeWhatsApp>> {
+        self.services.fake.clone()
+    }
+
     /// Serves until SIGTERM or Ctrl-C (or the server is stopped), then
     /// closes everything cleanly. Sessions that should be connected are
     /// resumed in the background as soon as serving starts, at most
@@ -149,6 +155,13 @@ impl Application {
                     "resumed sessions"
                 );
             });
+        }
+        // Accepted messages not sent before the restart go out again
+        // (under their ids), each session at its pace.
+        match self.services.gateway.resume_outbox().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "sending pending messages"),
+            Err(e) => tracing::warn!(error = %e, "could not resume pending messages"),
         }
         tracing::info!(port = self.port, "wagate is listening");
         // Serving: webhook deliveries and the event log's pruning run

@@ -14,7 +14,7 @@ use wagate_auth::{
 };
 use wagate_domain::{CapabilitySet, Clock, SystemClock};
 use wagate_store::{SessionCache, SessionRegistry, SqliteStore};
-use wagate_webhooks::{AddressPolicy, HttpTransport, WebhookTransport};
+use wagate_webhooks::{AddressPolicy, HttpMediaFetcher, HttpTransport, WebhookTransport};
 use wagate_whatsapp_live::{LiveConfig, LiveWhatsApp, SKIPS_CERT_CHAIN_VERIFY, parse_version};
 use wagate_whatsapp_port::{FakeWhatsApp, Fixtures, WhatsAppPort};
 
@@ -34,6 +34,9 @@ pub struct Services {
     /// The live WhatsApp adapter, when it is the one in use (to close its
     /// clients on shutdown).
     pub live: Option<Arc<LiveWhatsApp>>,
+    /// The fake WhatsApp adapter, when it is the one in use (tests have
+    /// its contacts write to a session).
+    pub fake: Option<Arc<FakeWhatsApp>>,
     /// Sends webhook deliveries (`webhooks.timeout`, the SSRF rule of
     /// `webhooks.allow_private_targets` at delivery time).
     pub webhook_transport: Arc<dyn WebhookTransport>,
@@ -85,23 +88,27 @@ impl Services {
 
         // Every request looks its session up: serve those reads from memory.
         let sessions: Arc<dyn SessionRegistry> = Arc::new(SessionCache::new(store.clone()));
-        let recorder = Arc::new(SessionEventRecorder::new(sessions.clone(), clock.clone()));
-        let (whatsapp, live): (Arc<dyn WhatsAppPort>, _) = match config.whatsapp.adapter {
+        let messaging = config.messages.settings()?;
+        let recorder = Arc::new(SessionEventRecorder::new(
+            sessions.clone(),
+            store.clone(),
+            clock.clone(),
+        ));
+        let (whatsapp, live, fake): (Arc<dyn WhatsAppPort>, _, _) = match config.whatsapp.adapter {
             AdapterKind::Fake => {
                 let world = match &config.whatsapp.fake.fixtures {
                     Some(path) => Fixtures::from_file(path).context("whatsapp.fake.fixtures")?,
                     None => Fixtures::builtin(),
                 };
-                (
-                    Arc::new(FakeWhatsApp::new(world, recorder, clock.clone())),
-                    None,
-                )
+                let fake = Arc::new(FakeWhatsApp::new(world, recorder.clone(), clock.clone()));
+                (fake.clone(), None, Some(fake))
             }
             AdapterKind::Live => {
-                let live = LiveWhatsApp::start(live_config(config)?, recorder, clock.clone())
-                    .await
-                    .context("starting the live WhatsApp adapter")?;
-                (live.clone(), Some(live))
+                let live =
+                    LiveWhatsApp::start(live_config(config)?, recorder.clone(), clock.clone())
+                        .await
+                        .context("starting the live WhatsApp adapter")?;
+                (live.clone(), Some(live), None)
             }
         };
 
@@ -134,7 +141,19 @@ impl Services {
             webhooks: store.clone(),
             webhook_targets: Arc::new(AddressPolicy::new(config.webhooks.allow_private_targets)),
             bus,
+            messages: store.clone(),
+            // Media URLs are held to the webhooks' SSRF rule.
+            media_fetcher: Arc::new(
+                HttpMediaFetcher::new(
+                    AddressPolicy::new(config.webhooks.allow_private_targets),
+                    config.messages.media_fetch_timeout.0,
+                )
+                .context("building the media download client")?,
+            ),
+            messaging,
         }));
+        // Reconnects resume the session's sending.
+        recorder.set_outbox(gateway.outbox());
         let webhook_transport = Arc::new(
             HttpTransport::new(
                 AddressPolicy::new(config.webhooks.allow_private_targets),
@@ -148,6 +167,7 @@ impl Services {
             authenticator,
             jwt,
             live,
+            fake,
             webhook_transport,
             delivery,
             retention,

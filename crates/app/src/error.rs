@@ -45,6 +45,12 @@ pub enum AppError {
         /// How long until the call would be allowed.
         retry_after: std::time::Duration,
     },
+    /// A body (or media) larger than allowed.
+    #[error("payload too large")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// A cursor older than what the event log keeps.
     #[error("the cursor is older than the events kept")]
     Gone,

@@ -1,7 +1,6 @@
 //! The event log and webhooks, as use cases: reading events (pull and
 //! stream), and managing the organization's webhooks.
 
-use time::OffsetDateTime;
 use tokio::sync::watch;
 use wagate_domain::{
     Capability, Delivery, Event, EventCursor, EventData, EventFilter, EventId, EventPattern, OrgId,
@@ -333,13 +332,19 @@ impl Gateway {
             .ok_or_else(webhook_not_found)
     }
 
-    /// Removes events older than `retention` (for the pruning task).
+    /// Removes events older than `retention` and idempotency keys past
+    /// their 24 hours (for the pruning task).
     ///
     /// # Errors
     ///
     /// Store errors.
     pub async fn prune_events(&self, retention: time::Duration) -> Result<u64, AppError> {
-        let before: OffsetDateTime = self.now() - retention;
-        Ok(self.deps.events.prune_events(before).await?)
+        let now = self.now();
+        // Idempotency keys are answered for 24 h; older rows are dead weight.
+        self.deps
+            .messages
+            .prune_idempotency_keys(now - crate::IDEMPOTENCY_WINDOW)
+            .await?;
+        Ok(self.deps.events.prune_events(now - retention).await?)
     }
 }

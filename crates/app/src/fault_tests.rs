@@ -121,6 +121,41 @@ impl WhatsAppPort for Switchboard {
     async fn blocklist(&self, s: &SessionId) -> Result<Vec<BlocklistEntry>, WhatsAppError> {
         self.fake.blocklist(s).await
     }
+    async fn send_message(
+        &self,
+        s: &SessionId,
+        m: &wagate_whatsapp_port::OutgoingMessage,
+    ) -> Result<(), WhatsAppError> {
+        self.fake.send_message(s, m).await
+    }
+    async fn send_reaction(
+        &self,
+        s: &SessionId,
+        chat: &Jid,
+        target: &wagate_domain::MessageId,
+        from_me: bool,
+        emoji: &str,
+    ) -> Result<(), WhatsAppError> {
+        self.fake
+            .send_reaction(s, chat, target, from_me, emoji)
+            .await
+    }
+    async fn mark_read(
+        &self,
+        s: &SessionId,
+        chat: &Jid,
+        sender: &Jid,
+        ids: &[wagate_domain::MessageId],
+    ) -> Result<(), WhatsAppError> {
+        self.fake.mark_read(s, chat, sender, ids).await
+    }
+    async fn download_media(
+        &self,
+        s: &SessionId,
+        media: &wagate_whatsapp_port::MediaRef,
+    ) -> Result<Vec<u8>, WhatsAppError> {
+        self.fake.download_media(s, media).await
+    }
 }
 
 /// The store, failing `record_observed` (adapter events) while
@@ -201,7 +236,7 @@ async fn world_with(request_timeout: Duration, pacing: Option<RateLimit>) -> Wor
     let clock = Arc::new(SystemClock);
     // Quick retries: the tests wait for them for real.
     let recorder: Arc<dyn SessionEventSink> = Arc::new(
-        SessionEventRecorder::new(registry.clone(), clock.clone())
+        SessionEventRecorder::new(registry.clone(), store.clone(), clock.clone())
             .with_retries(5, Duration::from_millis(1)),
     );
     let wa = Arc::new(Switchboard {
@@ -226,6 +261,15 @@ async fn world_with(request_timeout: Duration, pacing: Option<RateLimit>) -> Wor
         webhooks: store.clone(),
         webhook_targets: Arc::new(wagate_webhooks::AddressPolicy::new(true)),
         bus: Arc::default(),
+        messages: store.clone(),
+        media_fetcher: Arc::new(
+            wagate_webhooks::HttpMediaFetcher::new(
+                wagate_webhooks::AddressPolicy::new(true),
+                Duration::from_secs(5),
+            )
+            .unwrap(),
+        ),
+        messaging: crate::MessagingSettings::default(),
     });
     World {
         gateway,

@@ -9,13 +9,14 @@ use wagate_domain::{
     TokenBucket, since_unix_epoch,
 };
 use wagate_store::{
-    ApiKeyCache, ApiKeyStore, Entropy, EventLog, SessionPatch, SessionRegistry, WebhookStore,
+    ApiKeyCache, ApiKeyStore, Entropy, EventLog, MessageStore, SessionPatch, SessionRegistry,
+    WebhookStore,
 };
-use wagate_webhooks::WebhookTargets;
+use wagate_webhooks::{MediaFetcher, WebhookTargets};
 use wagate_whatsapp_port::{WhatsAppError, WhatsAppPort};
 
-use crate::AppError;
 use crate::lifecycle::{Lifecycle, offline_status};
+use crate::{AppError, MessagingSettings, Outbox};
 
 /// What a [`Gateway`] is built from: the ports, and the few settings the use
 /// cases need.
@@ -46,6 +47,12 @@ pub struct GatewayDeps {
     /// Pace of live WhatsApp calls per session
     /// (`limits.whatsapp_calls_per_minute`); `None`: unpaced.
     pub whatsapp_pacing: Option<RateLimit>,
+    /// Messages, the send queue and idempotency keys.
+    pub messages: Arc<dyn MessageStore>,
+    /// Downloads media given by URL (under the webhooks' SSRF rule).
+    pub media_fetcher: Arc<dyn MediaFetcher>,
+    /// `messages.*`.
+    pub messaging: MessagingSettings,
 }
 
 /// All of wagate's use cases. Cheap to share (`Arc<Gateway>`); every
@@ -60,6 +67,8 @@ pub struct Gateway {
     /// One bucket per session that made live WhatsApp calls lately, under
     /// `deps.whatsapp_pacing` (full buckets are forgotten).
     pacing: Mutex<HashMap<SessionId, TokenBucket>>,
+    /// Sends accepted messages.
+    pub(crate) outbox: Arc<Outbox>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -91,12 +100,36 @@ impl Gateway {
             deps.clock.clone(),
             deps.request_timeout,
         );
+        let outbox = Arc::new(Outbox::new(
+            deps.messages.clone(),
+            deps.whatsapp.clone(),
+            deps.clock.clone(),
+            deps.entropy.clone(),
+            deps.messaging.clone(),
+        ));
         Self {
             deps,
             ids: Mutex::new(ulid::Generator::new()),
             lifecycle,
             pacing: Mutex::new(HashMap::new()),
+            outbox,
         }
+    }
+
+    /// The outbox that sends accepted messages (give it to the
+    /// [`crate::SessionEventRecorder`], so reconnects resume sending).
+    pub fn outbox(&self) -> Arc<Outbox> {
+        self.outbox.clone()
+    }
+
+    /// After a restart, once serving: sends again every pending message
+    /// (under its id). How many sessions have some.
+    ///
+    /// # Errors
+    ///
+    /// `Unavailable` when the database does not answer.
+    pub async fn resume_outbox(&self) -> Result<usize, AppError> {
+        self.outbox.resume().await
     }
 
     pub(crate) fn now(&self) -> OffsetDateTime {
@@ -350,6 +383,10 @@ pub(crate) fn adapter_error(e: WhatsAppError, ctx: AdapterContext) -> AppError {
             ),
         },
         WhatsAppError::InvalidTarget(m) => AppError::InvalidArgument(DomainError::new("jid", m)),
+        WhatsAppError::NotOnWhatsApp => AppError::InvalidArgument(DomainError::new(
+            "jid",
+            "the number has no WhatsApp account",
+        )),
         WhatsAppError::Timeout => AppError::Timeout,
         WhatsAppError::Unavailable(m) => AppError::Unavailable(m),
         WhatsAppError::Internal(m) => AppError::Internal(m),

@@ -23,6 +23,8 @@ mod error;
 mod events;
 mod gateway;
 mod lifecycle;
+mod messages;
+mod outbox;
 mod recorder;
 mod sessions;
 
@@ -34,11 +36,18 @@ pub use delivery::{
 pub use error::AppError;
 pub use events::{CreatedWebhook, EventBus, EventQuery, NewWebhook, SECRET_OVERLAP};
 pub use gateway::{DEFAULT_RESUME_RATE, Gateway, GatewayDeps, RESUME_IN_FLIGHT, RESUME_SLACK};
+pub use messages::{
+    IDEMPOTENCY_WINDOW, MAX_READ_IDS, MediaContent, MediaInput, SendContent, SendOutcome,
+    SendRequest,
+};
+pub use outbox::{MessagingSettings, Outbox};
 pub use recorder::SessionEventRecorder;
-pub use wagate_store::{EventPage, WebhookPatch};
+pub use wagate_store::{EventPage, MessagePage, WebhookPatch};
 
 #[cfg(test)]
 mod fault_tests;
+#[cfg(test)]
+mod outbox_tests;
 #[cfg(test)]
 mod tests;
 

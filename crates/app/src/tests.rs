@@ -71,6 +71,39 @@ impl WhatsAppPort for StuckWhatsApp {
     async fn blocklist(&self, _: &SessionId) -> Result<Vec<BlocklistEntry>, WhatsAppError> {
         std::future::pending().await
     }
+    async fn send_message(
+        &self,
+        _: &SessionId,
+        _: &wagate_whatsapp_port::OutgoingMessage,
+    ) -> Result<(), WhatsAppError> {
+        std::future::pending().await
+    }
+    async fn send_reaction(
+        &self,
+        _: &SessionId,
+        _: &Jid,
+        _: &wagate_domain::MessageId,
+        _: bool,
+        _: &str,
+    ) -> Result<(), WhatsAppError> {
+        std::future::pending().await
+    }
+    async fn mark_read(
+        &self,
+        _: &SessionId,
+        _: &Jid,
+        _: &Jid,
+        _: &[wagate_domain::MessageId],
+    ) -> Result<(), WhatsAppError> {
+        std::future::pending().await
+    }
+    async fn download_media(
+        &self,
+        _: &SessionId,
+        _: &wagate_whatsapp_port::MediaRef,
+    ) -> Result<Vec<u8>, WhatsAppError> {
+        std::future::pending().await
+    }
 }
 
 async fn gateway(whatsapp: Arc<dyn WhatsAppPort>) -> (Gateway, Arc<SqliteStore>) {
@@ -96,6 +129,15 @@ async fn gateway_with_deadline(
         webhooks: store.clone(),
         webhook_targets: Arc::new(wagate_webhooks::AddressPolicy::new(true)),
         bus: Arc::default(),
+        messages: store.clone(),
+        media_fetcher: Arc::new(
+            wagate_webhooks::HttpMediaFetcher::new(
+                wagate_webhooks::AddressPolicy::new(true),
+                Duration::from_secs(5),
+            )
+            .unwrap(),
+        ),
+        messaging: crate::MessagingSettings::default(),
     });
     (gateway, store)
 }

@@ -5,7 +5,11 @@ use std::fmt;
 
 use time::OffsetDateTime;
 
-use crate::{DomainError, EventId, LastError, OrgId, SessionId, SessionStatus, WebhookId};
+use crate::message::rfc3339;
+use crate::{
+    DomainError, EventId, Jid, LastError, Message, MessageError, MessageId, MessageSource,
+    MessageStatus, OrgId, SessionId, SessionStatus, WebhookId,
+};
 
 /// Where an event sits in its organization's log: events of one
 /// organization are totally ordered by it. Opaque to clients (its text is a
@@ -60,15 +64,27 @@ pub enum EventType {
     SessionDeleted,
     /// A test delivery to one webhook (never in the log).
     WebhookTest,
+    /// A contact's message arrived.
+    MessageReceived,
+    /// A message left this account (through the API or from a device).
+    MessageSent,
+    /// An outgoing message's status changed.
+    MessageStatus,
+    /// Someone reacted to a message.
+    MessageReaction,
 }
 
 impl EventType {
     /// Every type.
-    pub const ALL: [EventType; 4] = [
+    pub const ALL: [EventType; 8] = [
         EventType::SessionStatus,
         EventType::SessionQr,
         EventType::SessionDeleted,
         EventType::WebhookTest,
+        EventType::MessageReceived,
+        EventType::MessageSent,
+        EventType::MessageStatus,
+        EventType::MessageReaction,
     ];
 
     /// The type's name (`session.status`, …).
@@ -78,6 +94,10 @@ impl EventType {
             EventType::SessionQr => "session.qr",
             EventType::SessionDeleted => "session.deleted",
             EventType::WebhookTest => "webhook.test",
+            EventType::MessageReceived => "message.received",
+            EventType::MessageSent => "message.sent",
+            EventType::MessageStatus => "message.status",
+            EventType::MessageReaction => "message.reaction",
         }
     }
 
@@ -120,6 +140,39 @@ pub enum EventData {
         /// The webhook tested.
         webhook_id: WebhookId,
     },
+    /// `message.received`: the message object.
+    MessageReceived(Box<Message>),
+    /// `message.sent`: the message object and where it was sent from.
+    MessageSent {
+        /// The message.
+        message: Box<Message>,
+        /// Through the API, or from one of the account's devices.
+        source: MessageSource,
+    },
+    /// `message.status`.
+    MessageStatus {
+        /// The message.
+        id: MessageId,
+        /// Its chat.
+        chat: Jid,
+        /// The new status.
+        status: MessageStatus,
+        /// When it was reached.
+        at: OffsetDateTime,
+        /// Why it failed (`failed`).
+        error: Option<MessageError>,
+    },
+    /// `message.reaction` (`emoji` empty: the reaction was taken back).
+    MessageReaction {
+        /// The message reacted to.
+        id: MessageId,
+        /// Its chat.
+        chat: Jid,
+        /// Who reacted.
+        from: Jid,
+        /// The emoji.
+        emoji: String,
+    },
 }
 
 impl EventData {
@@ -130,6 +183,10 @@ impl EventData {
             EventData::SessionQr { .. } => EventType::SessionQr,
             EventData::SessionDeleted => EventType::SessionDeleted,
             EventData::WebhookTest { .. } => EventType::WebhookTest,
+            EventData::MessageReceived(_) => EventType::MessageReceived,
+            EventData::MessageSent { .. } => EventType::MessageSent,
+            EventData::MessageStatus { .. } => EventType::MessageStatus,
+            EventData::MessageReaction { .. } => EventType::MessageReaction,
         }
     }
 }
@@ -154,6 +211,38 @@ impl EventData {
             }),
             EventData::SessionDeleted => json!({}),
             EventData::WebhookTest { webhook_id } => json!({ "webhookId": webhook_id.to_string() }),
+            EventData::MessageReceived(message) => message.to_json(),
+            EventData::MessageSent { message, source } => {
+                let mut v = message.to_json();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("source".into(), source.as_str().into());
+                }
+                v
+            }
+            EventData::MessageStatus {
+                id,
+                chat,
+                status,
+                at,
+                error,
+            } => json!({
+                "id": id.as_str(),
+                "chat": chat.to_string(),
+                "status": status.as_str(),
+                "at": rfc3339(*at),
+                "error": error.as_ref().map(MessageError::to_json),
+            }),
+            EventData::MessageReaction {
+                id,
+                chat,
+                from,
+                emoji,
+            } => json!({
+                "id": id.as_str(),
+                "chat": chat.to_string(),
+                "from": from.to_string(),
+                "emoji": emoji,
+            }),
         }
     }
 
@@ -198,17 +287,39 @@ impl EventData {
             EventType::WebhookTest => EventData::WebhookTest {
                 webhook_id: WebhookId::parse(text("webhookId")?)?,
             },
+            EventType::MessageReceived => {
+                EventData::MessageReceived(Box::new(Message::from_json(v)?))
+            }
+            EventType::MessageSent => EventData::MessageSent {
+                message: Box::new(Message::from_json(v)?),
+                source: match text("source")? {
+                    "api" => MessageSource::Api,
+                    "device" => MessageSource::Device,
+                    _ => return Err(bad()),
+                },
+            },
+            EventType::MessageStatus => EventData::MessageStatus {
+                id: MessageId::parse(text("id")?)?,
+                chat: Jid::parse(text("chat")?)?,
+                status: MessageStatus::parse(text("status")?)?,
+                at: OffsetDateTime::parse(
+                    text("at")?,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map_err(|_| bad())?,
+                error: match v.get("error") {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(e) => Some(MessageError::from_json(e).ok_or_else(bad)?),
+                },
+            },
+            EventType::MessageReaction => EventData::MessageReaction {
+                id: MessageId::parse(text("id")?)?,
+                chat: Jid::parse(text("chat")?)?,
+                from: Jid::parse(text("from")?)?,
+                emoji: text("emoji")?.to_owned(),
+            },
         })
     }
-}
-
-/// RFC 3339 in UTC with milliseconds, as every time in the API.
-fn rfc3339(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    t.format(&format).unwrap_or_default()
 }
 
 impl Event {
@@ -329,7 +440,8 @@ mod tests {
         assert!(!p("session.*").matches(EventType::WebhookTest));
         assert!(p("session.qr").matches(EventType::SessionQr));
         assert!(!p("session.qr").matches(EventType::SessionStatus));
-        for bad in ["", "session", "sess.*", ".*", "message.*", "session.qr.*"] {
+        assert!(p("message.*").matches(EventType::MessageStatus));
+        for bad in ["", "session", "sess.*", ".*", "messages.*", "session.qr.*"] {
             assert!(EventPattern::parse(bad, "types").is_err(), "{bad}");
         }
     }
@@ -364,6 +476,19 @@ mod tests {
                 expires_at: time::macros::datetime!(2026-11-28 10:00:00.123 UTC),
             },
             EventData::SessionDeleted,
+            EventData::MessageStatus {
+                id: MessageId::parse("3EB0AA").unwrap(),
+                chat: Jid::parse("14155550123@s.whatsapp.net").unwrap(),
+                status: MessageStatus::Failed,
+                at: time::macros::datetime!(2026-11-28 10:00:00.123 UTC),
+                error: Some(MessageError::new(crate::MessageErrorCode::Expired, None)),
+            },
+            EventData::MessageReaction {
+                id: MessageId::parse("3EB0AA").unwrap(),
+                chat: Jid::parse("14155550123@s.whatsapp.net").unwrap(),
+                from: Jid::parse("14155550123@s.whatsapp.net").unwrap(),
+                emoji: "👍".into(),
+            },
             EventData::WebhookTest {
                 webhook_id: WebhookId::parse("wh_01JBZ5T0Q4M6Y8V2K3N7R9S1WX").unwrap(),
             },

@@ -28,6 +28,7 @@ mod error;
 mod event;
 mod ids;
 mod jid;
+mod message;
 mod rate;
 mod session;
 mod webhook;
@@ -59,6 +60,10 @@ pub use error::DomainError;
 pub use event::{Event, EventCursor, EventData, EventFilter, EventPattern, EventType};
 pub use ids::{ApiKeyId, EventId, OrgId, SessionId, WebhookId};
 pub use jid::{Jid, JidKind};
+pub use message::{
+    IdempotencyKey, MAX_CAPTION_CHARS, MAX_TEXT_CHARS, MediaInfo, Message, MessageError,
+    MessageErrorCode, MessageId, MessageSource, MessageStatus, MessageType, StatusTimes,
+};
 pub use rate::{RateLimit, TokenBucket, retry_after_secs, since_unix_epoch};
 pub use session::{
     LastError, Page, PageRequest, PendingLifecycle, Session, SessionErrorCode, SessionName,

@@ -9,11 +9,16 @@ use utoipa::openapi::schema::{Array, ArrayBuilder, ObjectBuilder, Schema, Type};
 use wagate_domain::{About, ApiKey, BlocklistEntry, Capability, ProfilePicture, QrCode, Session};
 
 mod events;
+mod messages;
 pub(crate) use events::event_pattern_regex;
 pub use events::{
     CreateWebhookRequest, CreatedWebhookBody, DeliveryBody, DeliveryList, EventBody, EventList,
     ReplayBody, ReplayRequest, SessionQrData, SessionStatusData, UpdateWebhookRequest, WebhookBody,
     WebhookList, WebhookSecretBody, WebhookTestBody, WebhookTestData,
+};
+pub use messages::{
+    MediaBody, MessageBody, MessageErrorBody, MessageList, ReactionRequest, ReadRequest,
+    SendMediaRequest, SendMessageRequest, StatusAtBody,
 };
 
 /// A session.

@@ -233,6 +233,12 @@ impl From<AppError> for ApiError {
                 "too many WhatsApp calls on this session",
                 crate::rate_limit::whole_seconds(retry_after),
             ),
+            AppError::PayloadTooLarge { limit } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the media is larger than {limit} bytes (messages.max_media_bytes)"),
+            )
+            .detail("limit", limit),
             AppError::Gone => Self::new(
                 StatusCode::GONE,
                 "gone",

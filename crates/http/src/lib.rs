@@ -126,7 +126,14 @@ impl AppState {
 /// Wrap the app in the edge middleware (as [`server`] does) to get request
 /// ids, metrics and the envelope on answers actix makes itself.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
-    use routes::{api_keys, contacts, events, ops, sessions, webhooks};
+    use routes::{api_keys, contacts, events, messages, ops, sessions, webhooks};
+
+    // A send body carries media up to `messages.max_media_bytes`, base64
+    // (4/3 as large), plus the rest of the JSON.
+    let max_media = state.gateway.outbox().settings().max_media_bytes;
+    let send_limit = usize::try_from(max_media / 3 * 4 + 4)
+        .unwrap_or(usize::MAX)
+        .saturating_add(MAX_BODY);
 
     // Routes are named by their full pattern, so metrics label them without
     // allocating: `api!` names a route of the /api/v1 scope, `op!` an
@@ -183,6 +190,26 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .route(web::post().to(contacts::unblock)),
         )
         .service(api!("/sessions/{sessionId}/blocklist").route(web::get().to(contacts::blocklist)))
+        .service(
+            api!("/sessions/{sessionId}/messages")
+                .app_data(web::PayloadConfig::new(send_limit))
+                .route(web::post().to(messages::send))
+                .route(web::get().to(messages::list)),
+        )
+        .service(
+            api!("/sessions/{sessionId}/messages/{messageId}").route(web::get().to(messages::get)),
+        )
+        .service(
+            api!("/sessions/{sessionId}/messages/{messageId}/media")
+                .route(web::get().to(messages::media)),
+        )
+        .service(
+            api!("/sessions/{sessionId}/messages/{messageId}/reaction")
+                .route(web::post().to(messages::react)),
+        )
+        .service(
+            api!("/sessions/{sessionId}/chats/{jid}/read").route(web::post().to(messages::read)),
+        )
         .service(
             api!("/api-keys")
                 .route(web::post().to(api_keys::create))

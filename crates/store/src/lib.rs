@@ -27,11 +27,16 @@ use wagate_domain::{
 };
 
 mod cached;
+mod messages;
 mod secrets;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub use cached::SessionCache;
+pub use messages::{
+    Accepted, IdempotencyClaim, InboundBody, InboundRecord, MediaSource, MessagePage, MessageStore,
+    PendingMessage, StatusChange,
+};
 pub use secrets::{ApiKeyCache, Entropy, OsEntropy, hash_secret, mint_api_key};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;

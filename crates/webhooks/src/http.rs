@@ -41,8 +41,15 @@ pub const MAX_ANSWER_BODY: usize = 64 * 1024;
 /// Resolves names with the system resolver and lets through only addresses
 /// the policy allows.
 #[derive(Debug, Clone, Copy)]
-struct PolicyResolver {
+pub(crate) struct PolicyResolver {
     policy: AddressPolicy,
+}
+
+impl PolicyResolver {
+    /// A resolver under `policy`.
+    pub(crate) fn new(policy: AddressPolicy) -> Self {
+        Self { policy }
+    }
 }
 
 impl Resolve for PolicyResolver {
@@ -113,7 +120,7 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The policy's refusal inside `e`, if that is what failed.
-fn refusal(e: &(dyn std::error::Error + 'static)) -> Option<TargetRefused> {
+pub(crate) fn refusal(e: &(dyn std::error::Error + 'static)) -> Option<TargetRefused> {
     let mut source = Some(e);
     while let Some(s) = source {
         if let Some(r) = s.downcast_ref::<TargetRefused>() {

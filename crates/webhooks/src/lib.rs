@@ -12,10 +12,12 @@ use thiserror::Error;
 use wagate_domain::WebhookUrl;
 
 mod http;
+mod media;
 mod signing;
 mod targets;
 
 pub use http::{HttpTransport, MAX_ANSWER_BODY};
+pub use media::{FetchError, HttpMediaFetcher, MediaFetcher};
 pub use signing::{
     HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, SigningError, sign_one, signature,
     signed_headers,

@@ -70,6 +70,31 @@
 //!   remembered). Block and unblock learn a phone number's LID (or a LID's
 //!   phone number) with a usync query first when the client does not know
 //!   it. The blocklist gives each entry's phone-number JID when known.
+//! - **Messaging.** `send_message` builds the protobuf message (text as
+//!   `conversation`, or `extendedTextMessage` with a context naming the
+//!   quoted id for a reply; media encrypted and uploaded with the client's
+//!   `upload`, then an image, video, audio — `ptt` for a voice note — or
+//!   document message) and sends it with `SendOptions::with_message_id`, so
+//!   a retry reuses the id. A phone number the client knows no LID for is
+//!   checked once with a usync existence query (`NotOnWhatsApp`).
+//!   Reactions go through `Client::send_reaction`, read receipts through
+//!   `mark_as_read`, downloads through `download_from_params` on the
+//!   decoded [`wagate_whatsapp_port::MediaRef`] (version 1: `[1, kind,
+//!   file length u64 LE]` then direct path, media key, file enc SHA-256,
+//!   file SHA-256, each `u16` LE length-prefixed; a 404/410/401/403 from the
+//!   media server is `NotFound`). Inbound: each client has an
+//!   `InboundDurabilityHook` that converts the batch (text, the four media
+//!   kinds, reactions; `from_me` for the account's own sends from its
+//!   phone; groups, broadcasts, status and protocol messages skipped) and
+//!   awaits `record_messages`; an error withholds the acks, so WhatsApp
+//!   delivers the batch again on the next connect. Server acks of
+//!   `message` stanzas become `MessageStatus` `Sent` (or `Failed` with the
+//!   nack code), contacts' delivery/read/played receipts `Delivered`/
+//!   `Read`/`Played` (chats by phone number when the client knows it).
+//!   All sessions share one HTTP client (one connection pool); against a
+//!   custom server reached over `ws://` (or any custom server with the
+//!   `simulator` feature) media requests go to that server instead of
+//!   WhatsApp's CDN hosts.
 //!
 //! ## Features
 //!
@@ -80,8 +105,11 @@
 
 mod config;
 mod devices;
+mod inbound;
 mod live;
 mod mapping;
+mod media;
+mod messages;
 mod runner;
 mod store;
 mod transport;

@@ -10,11 +10,12 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use wagate_domain::{
-    About, BlocklistEntry, Clock, Jid, JidKind, PairingCode, PhoneNumber, PictureType,
+    About, BlocklistEntry, Clock, Jid, JidKind, MessageId, PairingCode, PhoneNumber, PictureType,
     ProfilePicture, QrCode, SessionErrorCode, SessionId,
 };
 use wagate_whatsapp_port::{
-    SessionEvent, SessionEventKind, SessionEventSink, WhatsAppError, WhatsAppPort,
+    MediaRef, OutgoingContent, OutgoingMessage, SessionEvent, SessionEventKind, SessionEventSink,
+    WhatsAppError, WhatsAppPort,
 };
 use whatsapp_rust::Client;
 use whatsapp_rust::bot::Bot;
@@ -26,10 +27,14 @@ use whatsapp_rust::wacore::iq::contacts::{ProfilePictureSpec, ProfilePictureType
 use whatsapp_rust::wacore::iq::tctoken::{TcTokenConfig, is_tc_token_expired_with};
 use whatsapp_rust::wacore::store::device::DevicePropsOverride;
 use whatsapp_rust::wacore_binary::JidExt as _;
+use whatsapp_rust::{SendOptions, UploadOptions};
 
 use crate::config::{LiveConfig, LiveOptions};
 use crate::devices::DeviceDirectory;
+use crate::inbound::RecordingHook;
 use crate::mapping::{self, iq_error};
+use crate::media::MediaHttp;
+use crate::messages::{self, MediaHandle};
 use crate::runner::{Forwarder, Runner, RunnerHandle, StopReason};
 use crate::transport::{TransportProbe, WatchedTransport};
 use crate::version::{VersionResolver, WebVersionSource};
@@ -48,6 +53,8 @@ pub(crate) struct Shared {
     pub versions: VersionResolver,
     pub devices: DeviceDirectory,
     pub options: LiveOptions,
+    /// The one HTTP client (media) every session's client uses.
+    pub media_http: MediaHttp,
 }
 
 /// One session's place in the adapter.
@@ -160,6 +167,7 @@ impl LiveWhatsApp {
             .await
             .map_err(WhatsAppError::Internal)?;
         let versions = VersionResolver::new(config.version, version_source, clock.clone());
+        let media_http = MediaHttp::new(config.url.as_deref());
         let url_text = config
             .url
             .clone()
@@ -174,6 +182,7 @@ impl LiveWhatsApp {
                 versions,
                 devices,
                 options,
+                media_http,
             }),
             slots: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),
@@ -291,7 +300,7 @@ impl LiveWhatsApp {
         if !matches!(self.shared.devices.linked_as(device).await, Ok(Some(_))) {
             return;
         }
-        let (bot, mut events, _probe) = match self.build(device).await {
+        let (bot, mut events, _probe) = match self.build(session, device).await {
             Ok(built) => built,
             Err(e) => {
                 tracing::warn!(session = %session, error = %e, "cannot unlink the device from WhatsApp");
@@ -370,6 +379,7 @@ impl LiveWhatsApp {
     /// Builds the session's client on its device store.
     async fn build(
         &self,
+        session: &SessionId,
         device: i32,
     ) -> Result<
         (
@@ -388,6 +398,11 @@ impl LiveWhatsApp {
                 self.shared.url.as_deref(),
                 probe.clone(),
             ))
+            .with_http_client(self.shared.media_http.clone())
+            .with_inbound_durability_hook(RecordingHook {
+                session: *session,
+                sink: self.shared.events.clone(),
+            })
             .with_event_handler(Forwarder { tx })
             .with_device_props(DevicePropsOverride::new().with_os("wagate"))
             .skip_history_sync();
@@ -439,6 +454,32 @@ impl LiveWhatsApp {
                 format!("{jid} is not on WhatsApp")
             },
         ))
+    }
+
+    /// Fails with `NotOnWhatsApp` when `to` is a phone number WhatsApp says
+    /// has no account. Asked only while the client knows no LID for it (a
+    /// known LID means the number is registered), so once per contact.
+    async fn check_registered(
+        &self,
+        client: &Client,
+        to: &whatsapp_rust::Jid,
+    ) -> Result<(), WhatsAppError> {
+        if !to.is_pn() || matches!(client.get_lid_pn_entry(to).await, Ok(Some(_))) {
+            return Ok(());
+        }
+        let results = client
+            .contacts()
+            .is_on_whatsapp(std::slice::from_ref(to))
+            .await
+            .map_err(|e| match e {
+                whatsapp_rust::ContactError::Iq(iq) => iq_error(&iq),
+                other => WhatsAppError::InvalidTarget(other.to_string()),
+            })?;
+        if results.iter().any(|r| r.is_registered) {
+            Ok(())
+        } else {
+            Err(WhatsAppError::NotOnWhatsApp)
+        }
     }
 
     /// A stored, unexpired trusted-contact token for `jid`, the way
@@ -590,7 +631,7 @@ impl WhatsAppPort for LiveWhatsApp {
             }
             _ => {}
         }
-        let (bot, events, probe) = self.build(device).await?;
+        let (bot, events, probe) = self.build(session, device).await?;
         let client = bot.client();
         let (stop_tx, stop_rx) = watch::channel(None);
         let kick = Arc::new(tokio::sync::Notify::new());
@@ -826,6 +867,88 @@ impl WhatsAppPort for LiveWhatsApp {
         }
         Ok(out)
     }
+
+    async fn send_message(
+        &self,
+        session: &SessionId,
+        message: &OutgoingMessage,
+    ) -> Result<(), WhatsAppError> {
+        person(&message.to)?;
+        let client = self.online(session)?;
+        let to = mapping::to_wa_jid(&message.to);
+        self.check_registered(&client, &to).await?;
+        let body = match &message.content {
+            OutgoingContent::Text(text) => messages::text_message(text, message.reply_to.as_ref()),
+            OutgoingContent::Media(media) => {
+                let kind = messages::media_type(media.kind)?;
+                let upload = client
+                    .upload(media.data.clone(), kind, UploadOptions::new())
+                    .await
+                    .map_err(|e| messages::media_error(false, &e))?;
+                messages::media_message(media, upload, message.reply_to.as_ref())?
+            }
+        };
+        client
+            .send_message_with_options(
+                to,
+                body,
+                SendOptions::default().with_message_id(message.id.as_str()),
+            )
+            .await
+            .map_err(|e| messages::send_error(&e))?;
+        Ok(())
+    }
+
+    async fn send_reaction(
+        &self,
+        session: &SessionId,
+        chat: &Jid,
+        target: &MessageId,
+        target_from_me: bool,
+        emoji: &str,
+    ) -> Result<(), WhatsAppError> {
+        person(chat)?;
+        let client = self.online(session)?;
+        let key = messages::reaction_key(chat, target, target_from_me);
+        client
+            .send_reaction(mapping::to_wa_jid(chat), key, emoji)
+            .await
+            .map_err(|e| messages::send_error(&e))?;
+        Ok(())
+    }
+
+    async fn mark_read(
+        &self,
+        session: &SessionId,
+        chat: &Jid,
+        _sender: &Jid,
+        ids: &[MessageId],
+    ) -> Result<(), WhatsAppError> {
+        person(chat)?;
+        let client = self.online(session)?;
+        let ids: Vec<&str> = ids.iter().map(MessageId::as_str).collect();
+        // One-to-one chats only: the receipt names no participant.
+        client
+            .mark_as_read(&mapping::to_wa_jid(chat), None, &ids)
+            .await
+            .map_err(|e| messages::receipt_error(&e))
+    }
+
+    async fn download_media(
+        &self,
+        session: &SessionId,
+        media: &MediaRef,
+    ) -> Result<Vec<u8>, WhatsAppError> {
+        let handle = MediaHandle::decode(media).ok_or(WhatsAppError::NotFound(None))?;
+        let params = handle
+            .download_params()
+            .ok_or(WhatsAppError::NotFound(None))?;
+        let client = self.online(session)?;
+        client
+            .download_from_params(&params)
+            .await
+            .map_err(|e| messages::media_error(true, &e))
+    }
 }
 
 #[cfg(test)]
@@ -870,6 +993,14 @@ mod tests {
         async fn publish(&self, event: SessionEvent) {
             self.events.lock().unwrap().push(event);
             self.notify.notify_waiters();
+        }
+
+        async fn record_messages(
+            &self,
+            _session: &SessionId,
+            _messages: &[wagate_whatsapp_port::InboundMessage],
+        ) -> Result<(), wagate_whatsapp_port::NotRecorded> {
+            Ok(())
         }
     }
 

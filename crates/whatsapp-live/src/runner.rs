@@ -19,11 +19,14 @@ use wagate_domain::{LastError, QrCode, SessionErrorCode, SessionId};
 use wagate_whatsapp_port::{SessionEvent, SessionEventKind};
 use whatsapp_rust::Client;
 use whatsapp_rust::bot::Bot;
-use whatsapp_rust::types::events::{Event, EventHandler, EventInterest, EventKind};
+use whatsapp_rust::types::events::{
+    Event, EventHandler, EventInterest, EventKind, Receipt, ServerAck,
+};
 
 use crate::live::{Shared, Slot};
 use crate::mapping::{self, Next, Observed, Pass};
 use crate::transport::TransportProbe;
+use crate::{media, messages};
 
 /// Why a runner is asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +76,8 @@ impl EventHandler for Forwarder {
             EventKind::StreamReplaced,
             EventKind::ConnectFailure,
             EventKind::StreamError,
+            EventKind::Receipt,
+            EventKind::ServerAck,
         ])
     }
 }
@@ -264,6 +269,11 @@ impl Runner {
         if pass.ending.is_some() {
             return;
         }
+        match event {
+            Event::Receipt(receipt) => return self.on_receipt(receipt).await,
+            Event::ServerAck(ack) => return self.on_ack(ack).await,
+            _ => {}
+        }
         let Some(observed) = mapping::observe(event) else {
             return;
         };
@@ -343,6 +353,29 @@ impl Runner {
                 });
                 pass.ending = Some(ending);
             }
+        }
+    }
+
+    /// A contact's receipt: `MessageStatus` for the messages it names.
+    async fn on_receipt(&self, receipt: &Receipt) {
+        let own = media::own(&self.client);
+        let alternates =
+            media::alternates(&self.client, messages::receipt_chat_to_learn(receipt)).await;
+        if let Some(update) = messages::receipt_status(receipt, &own, &alternates) {
+            self.publish(SessionEventKind::MessageStatus(update)).await;
+        }
+    }
+
+    /// The server's ack (or nack) of a message this account sent.
+    async fn on_ack(&self, ack: &ServerAck) {
+        let own = media::own(&self.client);
+        let alternates = media::alternates(&self.client, messages::ack_chat_to_learn(ack)).await;
+        let now = self.shared.clock.now();
+        if let Some(update) = messages::ack_status(ack, &own, &alternates, now) {
+            if update.error_code.is_some() {
+                tracing::warn!(session = %self.session, id = %ack.id, code = ?update.error_code, "WhatsApp refused a message");
+            }
+            self.publish(SessionEventKind::MessageStatus(update)).await;
         }
     }
 

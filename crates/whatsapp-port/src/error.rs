@@ -17,6 +17,9 @@ pub enum WhatsAppError {
     /// The JID is of a kind this call does not take (e.g. blocking a group).
     #[error("invalid target: {0}")]
     InvalidTarget(String),
+    /// The phone number has no WhatsApp account.
+    #[error("not on WhatsApp")]
+    NotOnWhatsApp,
     /// WhatsApp did not answer in time.
     #[error("WhatsApp did not answer in time")]
     Timeout,

@@ -3,6 +3,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use wagate_domain::{Jid, LastError, QrCode, SessionId};
 
+use crate::{InboundMessage, NotRecorded, StatusUpdate};
+
 /// Something that happened to a session on the WhatsApp side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionEvent {
@@ -41,6 +43,8 @@ pub enum SessionEventKind {
         /// Why, when it was not asked for.
         error: Option<LastError>,
     },
+    /// Outgoing messages' status changed (server ack, receipt, nack).
+    MessageStatus(StatusUpdate),
 }
 
 /// Receives [`SessionEvent`]s from an adapter.
@@ -52,18 +56,39 @@ pub enum SessionEventKind {
 pub trait SessionEventSink: Send + Sync + std::fmt::Debug {
     /// Records one event. Must not fail: a sink logs its own problems.
     async fn publish(&self, event: SessionEvent);
+
+    /// Durably records messages that arrived for `session`, all or none, in
+    /// order, before the adapter acknowledges them to WhatsApp. Idempotent:
+    /// a message already recorded (same session, chat, sender and id, as
+    /// after a crash between the commit and the ack) is skipped.
+    ///
+    /// # Errors
+    ///
+    /// [`NotRecorded`] when they could not be committed: the adapter must
+    /// not acknowledge them, so that WhatsApp delivers them again.
+    async fn record_messages(
+        &self,
+        session: &SessionId,
+        messages: &[InboundMessage],
+    ) -> Result<(), NotRecorded>;
 }
 
 /// A sink that keeps every event in memory, for tests and examples.
 #[derive(Debug, Default)]
 pub struct RecordingSink {
     events: Mutex<Vec<SessionEvent>>,
+    messages: Mutex<Vec<(SessionId, InboundMessage)>>,
 }
 
 impl RecordingSink {
     /// Every event published so far, oldest first.
     pub fn events(&self) -> Vec<SessionEvent> {
         self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// Every message recorded so far, oldest first.
+    pub fn messages(&self) -> Vec<(SessionId, InboundMessage)> {
+        self.messages.lock().map(|m| m.clone()).unwrap_or_default()
     }
 }
 
@@ -73,5 +98,28 @@ impl SessionEventSink for RecordingSink {
         if let Ok(mut events) = self.events.lock() {
             events.push(event);
         }
+    }
+
+    async fn record_messages(
+        &self,
+        session: &SessionId,
+        messages: &[InboundMessage],
+    ) -> Result<(), NotRecorded> {
+        let mut recorded = self
+            .messages
+            .lock()
+            .map_err(|_| NotRecorded("poisoned".into()))?;
+        for message in messages {
+            let seen = recorded.iter().any(|(s, m)| {
+                s == session
+                    && m.id == message.id
+                    && m.chat == message.chat
+                    && m.sender == message.sender
+            });
+            if !seen {
+                recorded.push((*session, message.clone()));
+            }
+        }
+        Ok(())
     }
 }

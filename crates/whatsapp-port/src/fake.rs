@@ -1,6 +1,6 @@
 //! The fake adapter: a deterministic in-memory WhatsApp.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -10,11 +10,14 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 use time::{Duration, OffsetDateTime};
 use wagate_domain::{
-    About, Absence, BlocklistEntry, Clock, Jid, JidKind, PairingCode, PhoneNumber, PictureType,
-    ProfilePicture, QrCode, SessionId,
+    About, Absence, BlocklistEntry, Clock, Jid, JidKind, MediaInfo, MessageId, MessageStatus,
+    PairingCode, PhoneNumber, PictureType, ProfilePicture, QrCode, SessionId,
 };
 
-use crate::{SessionEvent, SessionEventKind, SessionEventSink, WhatsAppError, WhatsAppPort};
+use crate::{
+    InboundContent, InboundMessage, MediaRef, OutgoingContent, OutgoingMessage, SessionEvent,
+    SessionEventKind, SessionEventSink, StatusUpdate, WhatsAppError, WhatsAppPort,
+};
 
 /// How long a fake QR code is valid (WhatsApp's first code lives 60 s).
 const QR_TTL: Duration = Duration::seconds(60);
@@ -44,6 +47,19 @@ pub const BUILTIN_WORLD: &str = r#"{
     "120363025246125486@g.us": {
       "picture": { "id": "1699999999", "url": "https://pps.whatsapp.net/v/t61/group.jpg" }
     }
+  }
+}"#;
+
+/// Contacts only the fake adapter knows, added to [`BUILTIN_WORLD`] by
+/// [`Fixtures::builtin`] (the simulator serves [`BUILTIN_WORLD`] alone):
+/// `14155550142` answers every message it is sent (`replies`) and reads
+/// it (`readsAfterMs`), so the demo and the contract tests can receive
+/// messages over HTTP alone.
+pub const BUILTIN_FAKE_CONTACTS: &str = r#"{
+  "14155550142@s.whatsapp.net": {
+    "about": { "text": "I answer everything", "setAt": null },
+    "readsAfterMs": 0,
+    "replies": true
   }
 }"#;
 
@@ -115,6 +131,14 @@ pub struct ContactFixture {
     /// documented format: `["picture", "about"]`).
     #[serde(default)]
     hidden: Vec<Hideable>,
+    /// The contact reads what it is sent (the simulator waits this long;
+    /// the fake reads at once).
+    #[serde(default)]
+    reads_after_ms: Option<u64>,
+    /// The contact answers every message it is sent (fake only): a text
+    /// with `You said: <text>`, a media message with the same media.
+    #[serde(default)]
+    replies: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,7 +165,16 @@ impl Fixtures {
     /// The built-in world (see docs/configuration.md).
     pub fn builtin() -> Self {
         // The built-in JSON is a constant covered by a unit test.
-        Self::from_json(BUILTIN_WORLD).unwrap_or_else(|e| unreachable!("built-in fixtures: {e}"))
+        let mut world = Self::from_json(BUILTIN_WORLD)
+            .unwrap_or_else(|e| unreachable!("built-in fixtures: {e}"));
+        let extra: BTreeMap<String, ContactFixture> = serde_json::from_str(BUILTIN_FAKE_CONTACTS)
+            .unwrap_or_else(|e| unreachable!("built-in fake contacts: {e}"));
+        for (key, contact) in extra {
+            if let Ok(jid) = Jid::parse(&key) {
+                world.contacts.insert(jid, contact);
+            }
+        }
+        world
     }
 
     /// Reads a world from a JSON file in the documented format.
@@ -217,6 +250,39 @@ struct FakeSession {
     qr_count: u32,
     /// Keyed by the JID WhatsApp would list: the LID when known.
     blocked: BTreeMap<String, BlocklistEntry>,
+    /// Ids of the messages sent (a second send of one id sends nothing).
+    sent: HashSet<MessageId>,
+    /// Messages for the account the gateway has not recorded yet: kept
+    /// and delivered again on the next connect (at least once).
+    undelivered: Vec<InboundMessage>,
+}
+
+/// What the fake did on WhatsApp for a session, for tests to inspect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FakeAction {
+    /// A message went out (its id and recipient).
+    Sent {
+        /// The message id.
+        id: MessageId,
+        /// The recipient.
+        to: Jid,
+    },
+    /// A reaction went out.
+    Reacted {
+        /// The chat.
+        chat: Jid,
+        /// The message reacted to.
+        target: MessageId,
+        /// The emoji (empty: removed).
+        emoji: String,
+    },
+    /// Read receipts went out.
+    MarkedRead {
+        /// The chat.
+        chat: Jid,
+        /// The messages.
+        ids: Vec<MessageId>,
+    },
 }
 
 /// A deterministic in-memory WhatsApp implementing [`WhatsAppPort`].
@@ -234,6 +300,12 @@ pub struct FakeWhatsApp {
     sessions: Mutex<HashMap<SessionId, FakeSession>>,
     events: Arc<dyn SessionEventSink>,
     clock: Arc<dyn Clock>,
+    /// Media by the SHA-256 of its bytes (the `MediaRef` the fake hands out).
+    media: Mutex<HashMap<Vec<u8>, Arc<Vec<u8>>>>,
+    /// Everything done on WhatsApp, per session, oldest first.
+    actions: Mutex<HashMap<SessionId, Vec<FakeAction>>>,
+    /// How many messages [`FakeWhatsApp::deliver_from`] made (their ids).
+    written: Mutex<u64>,
 }
 
 impl FakeWhatsApp {
@@ -244,7 +316,177 @@ impl FakeWhatsApp {
             sessions: Mutex::new(HashMap::new()),
             events,
             clock,
+            media: Mutex::new(HashMap::new()),
+            actions: Mutex::new(HashMap::new()),
+            written: Mutex::new(0),
         }
+    }
+
+    /// What the fake sent on WhatsApp for `session` (messages, reactions,
+    /// read receipts), oldest first.
+    pub fn actions(&self, session: &SessionId) -> Vec<FakeAction> {
+        lock(&self.actions)
+            .get(session)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn act(&self, session: &SessionId, action: FakeAction) {
+        lock(&self.actions)
+            .entry(*session)
+            .or_default()
+            .push(action);
+    }
+
+    /// Hands `messages` to the gateway; what it could not record is kept
+    /// for the next connect.
+    async fn deliver(&self, session: &SessionId, messages: Vec<InboundMessage>) {
+        if messages.is_empty() {
+            return;
+        }
+        // Not recorded: not acknowledged, so WhatsApp keeps it (the gateway
+        // logs why).
+        if self
+            .events
+            .record_messages(session, &messages)
+            .await
+            .is_err()
+            && let Some(s) = self.sessions().get_mut(session)
+        {
+            s.undelivered.extend(messages);
+        }
+    }
+
+    /// Delivers again what the gateway could not record before.
+    async fn redeliver(&self, session: &SessionId) {
+        let pending = self
+            .sessions()
+            .get_mut(session)
+            .map(|s| std::mem::take(&mut s.undelivered))
+            .unwrap_or_default();
+        self.deliver(session, pending).await;
+    }
+
+    /// The contact's answer to `message`, if it answers.
+    fn reply_to(&self, message: &OutgoingMessage) -> Option<InboundMessage> {
+        let contact = self.world.contact(&message.to)?;
+        if !contact.replies {
+            return None;
+        }
+        let seed = digest(&[b"reply", message.id.as_str().as_bytes()]);
+        let content = match &message.content {
+            OutgoingContent::Text(text) => OutgoingContent::Text(format!("You said: {text}")),
+            media @ OutgoingContent::Media(_) => media.clone(),
+        };
+        Some(self.written_by(&message.to, seed, content, Some(message.id.clone())))
+    }
+
+    /// A message the contact `from` writes to the account: its id drawn
+    /// from `seed`, its media (if any) kept for download.
+    fn written_by(
+        &self,
+        from: &Jid,
+        seed: [u8; 32],
+        content: OutgoingContent,
+        reply_to: Option<MessageId>,
+    ) -> InboundMessage {
+        let (lid, phone) = self.world.identities(from);
+        let mut random = [0u8; 9];
+        random.copy_from_slice(&seed[..9]);
+        let content = match content {
+            OutgoingContent::Text(text) => InboundContent::Text(text),
+            OutgoingContent::Media(m) => {
+                let sha = Sha256::digest(&m.data).to_vec();
+                let size = m.data.len() as u64;
+                lock(&self.media).insert(sha.clone(), Arc::new(m.data));
+                InboundContent::Media {
+                    kind: m.kind,
+                    info: MediaInfo {
+                        mimetype: m.mimetype,
+                        filename: m.filename,
+                        size,
+                        sha256: hex(&sha),
+                    },
+                    caption: m.caption,
+                    voice_note: m.voice_note,
+                    media: MediaRef(sha),
+                }
+            }
+        };
+        let chat = phone.clone().unwrap_or_else(|| from.clone());
+        InboundMessage {
+            id: MessageId::from_random(random),
+            sender: chat.clone(),
+            chat,
+            sender_pn: phone,
+            sender_lid: lid,
+            from_me: false,
+            timestamp: self.clock.now(),
+            content,
+            reply_to,
+        }
+    }
+
+    /// The world contact `from` writes `content` to the account linked as
+    /// `session`, as the simulator's `POST /admin/accounts/{phone}/messages`
+    /// does: handed to the gateway like the echo contact's answers (kept
+    /// for the next connect while the session is offline or the gateway
+    /// cannot record it). Returns the message id (deterministic: the n-th
+    /// message of a fake).
+    ///
+    /// # Errors
+    ///
+    /// [`WhatsAppError::InvalidTarget`] when `from` is not a person,
+    /// [`WhatsAppError::NotFound`] when the world has no such contact,
+    /// [`WhatsAppError::NotConnected`] when `session` was never linked.
+    pub async fn deliver_from(
+        &self,
+        session: &SessionId,
+        from: &Jid,
+        content: OutgoingContent,
+    ) -> Result<MessageId, WhatsAppError> {
+        Self::person(from)?;
+        if self.world.contact(from).is_none() {
+            return Err(WhatsAppError::NotFound(None));
+        }
+        let count = {
+            let mut n = lock(&self.written);
+            *n += 1;
+            *n
+        };
+        let id = session.to_string();
+        let seed = digest(&[b"written", id.as_bytes(), &count.to_be_bytes()]);
+        let message = self.written_by(from, seed, content, None);
+        let message_id = message.id.clone();
+        let online = {
+            let mut sessions = self.sessions();
+            let s = sessions
+                .get_mut(session)
+                .filter(|s| s.linked_as.is_some())
+                .ok_or(WhatsAppError::NotConnected)?;
+            if !s.connected {
+                s.undelivered.push(message.clone());
+            }
+            s.connected
+        };
+        if online {
+            self.deliver(session, vec![message]).await;
+        }
+        Ok(message_id)
+    }
+
+    async fn status(&self, session: &SessionId, chat: &Jid, id: &MessageId, status: MessageStatus) {
+        self.publish(
+            session,
+            SessionEventKind::MessageStatus(StatusUpdate {
+                ids: vec![id.clone()],
+                chat: chat.clone(),
+                status,
+                at: self.clock.now(),
+                error_code: None,
+            }),
+        )
+        .await;
     }
 
     fn sessions(&self) -> MutexGuard<'_, HashMap<SessionId, FakeSession>> {
@@ -301,6 +543,11 @@ impl FakeWhatsApp {
             ))
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update under these locks is a single insert or push.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn digest(parts: &[&[u8]]) -> [u8; 32] {
@@ -366,11 +613,112 @@ impl WhatsAppPort for FakeWhatsApp {
                 }
             }
         };
+        let online = matches!(event, SessionEventKind::Connected { .. });
         self.publish(session, event).await;
         if let Some(qr) = shown {
             self.publish(session, SessionEventKind::QrShown(qr)).await;
         }
+        if online {
+            self.redeliver(session).await;
+        }
         Ok(())
+    }
+
+    async fn send_message(
+        &self,
+        session: &SessionId,
+        message: &OutgoingMessage,
+    ) -> Result<(), WhatsAppError> {
+        Self::person(&message.to)?;
+        self.live(session, Some(&message.to))?;
+        let contact = self
+            .world
+            .contact(&message.to)
+            .ok_or(WhatsAppError::NotOnWhatsApp)?;
+        let reads = contact.reads_after_ms.is_some();
+        let first = self
+            .sessions()
+            .get_mut(session)
+            .is_some_and(|s| s.sent.insert(message.id.clone()));
+        if first {
+            self.act(
+                session,
+                FakeAction::Sent {
+                    id: message.id.clone(),
+                    to: message.to.clone(),
+                },
+            );
+        }
+        // The server ack and the contact's receipts (again for a repeated
+        // send: the gateway may have missed them; statuses only move forward).
+        let chat = &message.to;
+        self.status(session, chat, &message.id, MessageStatus::Sent)
+            .await;
+        self.status(session, chat, &message.id, MessageStatus::Delivered)
+            .await;
+        if reads {
+            self.status(session, chat, &message.id, MessageStatus::Read)
+                .await;
+        }
+        if first && let Some(reply) = self.reply_to(message) {
+            self.deliver(session, vec![reply]).await;
+        }
+        Ok(())
+    }
+
+    async fn send_reaction(
+        &self,
+        session: &SessionId,
+        chat: &Jid,
+        target: &MessageId,
+        _target_from_me: bool,
+        emoji: &str,
+    ) -> Result<(), WhatsAppError> {
+        Self::person(chat)?;
+        self.live(session, Some(chat))?;
+        if self.world.contact(chat).is_none() {
+            return Err(WhatsAppError::NotOnWhatsApp);
+        }
+        self.act(
+            session,
+            FakeAction::Reacted {
+                chat: chat.clone(),
+                target: target.clone(),
+                emoji: emoji.to_owned(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn mark_read(
+        &self,
+        session: &SessionId,
+        chat: &Jid,
+        _sender: &Jid,
+        ids: &[MessageId],
+    ) -> Result<(), WhatsAppError> {
+        Self::person(chat)?;
+        self.live(session, Some(chat))?;
+        self.act(
+            session,
+            FakeAction::MarkedRead {
+                chat: chat.clone(),
+                ids: ids.to_vec(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn download_media(
+        &self,
+        session: &SessionId,
+        media: &MediaRef,
+    ) -> Result<Vec<u8>, WhatsAppError> {
+        self.live(session, None)?;
+        lock(&self.media)
+            .get(&media.0)
+            .map(|bytes| bytes.as_ref().clone())
+            .ok_or(WhatsAppError::NotFound(None))
     }
 
     async fn disconnect(&self, session: &SessionId) -> Result<(), WhatsAppError> {
@@ -671,6 +1019,163 @@ mod tests {
             .unwrap();
         fake.block(&s, &alice).await.unwrap();
         assert!(fake.blocklist(&other).await.unwrap().is_empty());
+    }
+
+    /// A sink whose `record_messages` fails while `failing` is set.
+    #[derive(Debug, Default)]
+    struct Flaky {
+        inner: RecordingSink,
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl SessionEventSink for Flaky {
+        async fn publish(&self, event: SessionEvent) {
+            self.inner.publish(event).await;
+        }
+        async fn record_messages(
+            &self,
+            session: &SessionId,
+            messages: &[InboundMessage],
+        ) -> Result<(), crate::NotRecorded> {
+            if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(crate::NotRecorded("down".into()));
+            }
+            self.inner.record_messages(session, messages).await
+        }
+    }
+
+    fn text_to(to: &str, id: u8) -> OutgoingMessage {
+        OutgoingMessage {
+            id: MessageId::from_random([id; 9]),
+            to: jid(to),
+            content: OutgoingContent::Text("hi".into()),
+            reply_to: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn sends_publish_statuses_and_the_echo_contact_answers_at_least_once() {
+        let sink = Arc::new(Flaky::default());
+        let fake = FakeWhatsApp::new(Fixtures::builtin(), sink.clone(), Arc::new(SystemClock));
+        let s = sid(6);
+        let m = text_to("14155550142@s.whatsapp.net", 1);
+        assert_eq!(
+            fake.send_message(&s, &m).await,
+            Err(WhatsAppError::NotConnected)
+        );
+        fake.connect(&s, Some(jid("15550001111@s.whatsapp.net")))
+            .await
+            .unwrap();
+        assert_eq!(
+            fake.send_message(&s, &text_to("14155550177@s.whatsapp.net", 2))
+                .await,
+            Err(WhatsAppError::NotOnWhatsApp)
+        );
+        assert!(matches!(
+            fake.send_message(&s, &text_to("120363025246125486@g.us", 3))
+                .await,
+            Err(WhatsAppError::InvalidTarget(_))
+        ));
+        // The gateway cannot record the answer: it is kept …
+        sink.failing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        fake.send_message(&s, &m).await.unwrap();
+        let statuses: Vec<_> = sink
+            .inner
+            .events()
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                SessionEventKind::MessageStatus(u) => Some(u.status),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                MessageStatus::Sent,
+                MessageStatus::Delivered,
+                MessageStatus::Read
+            ]
+        );
+        assert!(sink.inner.messages().is_empty());
+        // … and delivered again on the next connect; a repeated send of the
+        // same id makes no second message and no second answer.
+        sink.failing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        fake.send_message(&s, &m).await.unwrap();
+        fake.disconnect(&s).await.unwrap();
+        fake.connect(&s, None).await.unwrap();
+        let got = sink.inner.messages();
+        assert_eq!(got.len(), 1);
+        assert!(matches!(&got[0].1.content, InboundContent::Text(t) if t == "You said: hi"));
+        assert_eq!(got[0].1.reply_to, Some(m.id.clone()));
+        assert_eq!(
+            fake.actions(&s),
+            vec![FakeAction::Sent {
+                id: m.id.clone(),
+                to: m.to.clone()
+            }]
+        );
+        assert_eq!(
+            fake.download_media(&s, &MediaRef(vec![1, 2])).await,
+            Err(WhatsAppError::NotFound(None))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_contact_writes_through_the_same_path_as_the_echo_contact() {
+        let sink = Arc::new(Flaky::default());
+        let fake = FakeWhatsApp::new(Fixtures::builtin(), sink.clone(), Arc::new(SystemClock));
+        let s = sid(7);
+        let alice = jid("14155550123@s.whatsapp.net");
+        let text = |t: &str| OutgoingContent::Text(t.into());
+        assert_eq!(
+            fake.deliver_from(&s, &alice, text("hi")).await,
+            Err(WhatsAppError::NotConnected)
+        );
+        fake.connect(&s, Some(jid("15550001111@s.whatsapp.net")))
+            .await
+            .unwrap();
+        assert_eq!(
+            fake.deliver_from(&s, &jid("14155550177@s.whatsapp.net"), text("hi"))
+                .await,
+            Err(WhatsAppError::NotFound(None))
+        );
+        assert!(matches!(
+            fake.deliver_from(&s, &jid("120363025246125486@g.us"), text("hi"))
+                .await,
+            Err(WhatsAppError::InvalidTarget(_))
+        ));
+        let first = fake.deliver_from(&s, &alice, text("hi")).await.unwrap();
+        let got = sink.inner.messages();
+        assert_eq!(got.len(), 1);
+        let m = &got[0].1;
+        assert_eq!(m.id, first);
+        assert_eq!((m.chat.clone(), m.from_me), (alice.clone(), false));
+        assert_eq!(m.sender_lid, Some(jid("123456789012345@lid")));
+        assert!(matches!(&m.content, InboundContent::Text(t) if t == "hi"));
+        // Offline: kept, and delivered (under a new id) on the next connect.
+        fake.disconnect(&s).await.unwrap();
+        let image = OutgoingContent::Media(crate::OutgoingMedia {
+            kind: wagate_domain::MessageType::Image,
+            mimetype: "image/png".into(),
+            filename: None,
+            caption: Some("look".into()),
+            voice_note: false,
+            data: vec![1, 2, 3],
+        });
+        let second = fake.deliver_from(&s, &alice, image).await.unwrap();
+        assert_ne!(second, first);
+        assert_eq!(sink.inner.messages().len(), 1);
+        fake.connect(&s, None).await.unwrap();
+        let got = sink.inner.messages();
+        assert_eq!(got.len(), 2);
+        let InboundContent::Media { media, info, .. } = &got[1].1.content else {
+            panic!("not media");
+        };
+        assert_eq!(info.size, 3);
+        assert_eq!(fake.download_media(&s, media).await.unwrap(), vec![1, 2, 3]);
     }
 
     #[test]

@@ -35,11 +35,19 @@
 mod error;
 mod events;
 mod fake;
+mod messages;
 mod port;
 
 pub use error::WhatsAppError;
 pub use events::{RecordingSink, SessionEvent, SessionEventKind, SessionEventSink};
-pub use fake::{BUILTIN_WORLD, ContactFixture, FailMode, FakeWhatsApp, Fixtures, FixturesError};
+pub use fake::{
+    BUILTIN_FAKE_CONTACTS, BUILTIN_WORLD, ContactFixture, FailMode, FakeAction, FakeWhatsApp,
+    Fixtures, FixturesError,
+};
+pub use messages::{
+    InboundContent, InboundMessage, MediaRef, NotRecorded, OutgoingContent, OutgoingMedia,
+    OutgoingMessage, StatusUpdate,
+};
 #[cfg(feature = "mock")]
 pub use port::MockWhatsAppPort;
 pub use port::WhatsAppPort;

@@ -1,10 +1,10 @@
 use async_trait::async_trait;
 use wagate_domain::{
-    About, BlocklistEntry, Jid, PairingCode, PhoneNumber, PictureType, ProfilePicture, QrCode,
-    SessionId,
+    About, BlocklistEntry, Jid, MessageId, PairingCode, PhoneNumber, PictureType, ProfilePicture,
+    QrCode, SessionId,
 };
 
-use crate::WhatsAppError;
+use crate::{MediaRef, OutgoingMessage, WhatsAppError};
 
 /// Everything wagate asks of WhatsApp, for many sessions at once.
 ///
@@ -129,4 +129,63 @@ pub trait WhatsAppPort: Send + Sync + std::fmt::Debug {
     ///
     /// The common errors.
     async fn blocklist(&self, session: &SessionId) -> Result<Vec<BlocklistEntry>, WhatsAppError>;
+
+    /// Encrypts `message` and puts it on the wire under `message.id`. `Ok`
+    /// means WhatsApp has been handed it; its server ack and the contact's
+    /// receipts arrive later as [`crate::SessionEventKind::MessageStatus`].
+    /// Sending the same id again (after a restart, a reconnect or a lost
+    /// answer) never makes a second message for the contact. Media is
+    /// encrypted and uploaded first.
+    ///
+    /// # Errors
+    ///
+    /// [`WhatsAppError::InvalidTarget`] when `to` is not a person;
+    /// [`WhatsAppError::NotOnWhatsApp`] when the number has no WhatsApp
+    /// account; the common errors ([`WhatsAppError::NotConnected`] while
+    /// offline: the caller keeps the message and tries again later).
+    async fn send_message(
+        &self,
+        session: &SessionId,
+        message: &OutgoingMessage,
+    ) -> Result<(), WhatsAppError>;
+
+    /// Reacts to a message of `chat` (`emoji` empty: takes the reaction
+    /// back). `target_from_me` says whether the account wrote the target.
+    ///
+    /// # Errors
+    ///
+    /// As [`WhatsAppPort::send_message`].
+    async fn send_reaction(
+        &self,
+        session: &SessionId,
+        chat: &Jid,
+        target: &MessageId,
+        target_from_me: bool,
+        emoji: &str,
+    ) -> Result<(), WhatsAppError>;
+
+    /// Sends read receipts for messages `sender` wrote in `chat`.
+    ///
+    /// # Errors
+    ///
+    /// The common errors.
+    async fn mark_read(
+        &self,
+        session: &SessionId,
+        chat: &Jid,
+        sender: &Jid,
+        ids: &[MessageId],
+    ) -> Result<(), WhatsAppError>;
+
+    /// Downloads and decrypts a received message's media.
+    ///
+    /// # Errors
+    ///
+    /// [`WhatsAppError::NotFound`] when WhatsApp no longer has it (or `media`
+    /// is not this adapter's); the common errors.
+    async fn download_media(
+        &self,
+        session: &SessionId,
+        media: &MediaRef,
+    ) -> Result<Vec<u8>, WhatsAppError>;
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::extract::{Path, Query, State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -269,6 +269,39 @@ impl Admin {
         self.sim.persist().await
     }
 
+    /// The world contact `body.from` sends the account `phone` a message
+    /// (`{"from", "text"}` or `{"from", "image": {"data", "mimetype"},
+    /// "caption"}`, as `POST /admin/accounts/{phone}/messages`): encrypted
+    /// to each of the account's companions, delivered to those connected
+    /// and queued for the others until they acknowledge it. Returns the
+    /// message id once the queues are saved.
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError::BadRequest`] for a malformed body,
+    /// [`AdminError::NotFound`] for an unknown account or contact.
+    pub async fn send_message(
+        &self,
+        phone: &str,
+        body: &serde_json::Value,
+    ) -> Result<String, AdminError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| AdminError::BadRequest(e.to_string()))?;
+        crate::messaging::post(&self.sim, phone, &bytes).await
+    }
+
+    /// What the account `phone`'s devices sent the contact `peer` (oldest
+    /// first) and the receipts they sent it, as `GET
+    /// /admin/accounts/{phone}/messages?peer=…`: `{"data": […],
+    /// "receipts": […]}`.
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError::BadRequest`] for a malformed peer,
+    /// [`AdminError::NotFound`] for an unknown account.
+    pub fn messages(&self, phone: &str, peer: &str) -> Result<serde_json::Value, AdminError> {
+        crate::messaging::chat_json(&self.sim, phone, Some(peer))
+    }
+
     /// Connection and account counts, outage and state-file status, and
     /// the per-device login counts (`overlaps`, `max_per_device`).
     pub fn health(&self) -> Health {
@@ -401,6 +434,41 @@ pub(crate) fn router(sim: Arc<Sim>) -> axum::Router {
             ),
         )
         .route(
+            "/admin/accounts/{phone}/messages",
+            post(
+                |State(a): State<Admin>, Path(phone): Path<String>, body: axum::body::Bytes| async move {
+                    let id = crate::messaging::post(&a.sim, &phone, &body).await?;
+                    Ok::<_, AdminError>(Json(serde_json::json!({ "id": id })))
+                },
+            )
+            .get(
+                |State(a): State<Admin>,
+                 Path(phone): Path<String>,
+                 Query(q): Query<std::collections::HashMap<String, String>>| async move {
+                    crate::messaging::chat_json(&a.sim, &phone, q.get("peer").map(String::as_str))
+                        .map(Json)
+                },
+            ),
+        )
+        .route(
+            "/mms/{kind}/{token}",
+            post(
+                |State(a): State<Admin>,
+                 Path((kind, token)): Path<(String, String)>,
+                 body: axum::body::Bytes| async move {
+                    crate::messaging::media_upload(&a.sim, &kind, &token, body.to_vec())
+                },
+            ),
+        )
+        .route(
+            "/v/{*path}",
+            get(
+                |State(a): State<Admin>, Path(path): Path<String>| async move {
+                    crate::messaging::media_download(&a.sim, &path)
+                },
+            ),
+        )
+        .route(
             "/admin/outage",
             post(
                 |State(a): State<Admin>, body: axum::body::Bytes| async move {
@@ -414,7 +482,11 @@ pub(crate) fn router(sim: Arc<Sim>) -> axum::Router {
             ),
         )
         .with_state(admin)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
+
+/// The largest request body (a media upload, an admin-posted image).
+const MAX_BODY_BYTES: usize = 64 << 20;
 
 #[cfg(test)]
 mod tests {

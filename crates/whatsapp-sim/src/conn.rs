@@ -148,6 +148,7 @@ pub(crate) async fn serve(ws: WebSocket, sim: Arc<Sim>) {
                 login: None,
                 device: None,
                 pending_link: None,
+                ready: false,
             },
         );
     }

@@ -133,7 +133,38 @@ impl Session {
         tracing::trace!(conn = self.conn, "← {}", show(node));
         match node.tag.as_ref() {
             "iq" => self.handle_iq(node),
-            "receipt" | "message" | "notification" | "call" => {
+            "message" => {
+                let me = self.me();
+                let ack = me.and_then(|(phone, dev)| {
+                    crate::messaging::client_message(&self.sim, (&phone, dev), node)
+                });
+                match ack {
+                    Some(ack) => self.out.push(ack),
+                    None => self.ack_like_server(node),
+                }
+            }
+            "receipt" => {
+                if let Some((phone, dev)) = self.me() {
+                    crate::messaging::client_receipt(&self.sim, (&phone, dev), node);
+                }
+                self.ack_like_server(node);
+            }
+            "ack" => {
+                if let Some((phone, dev)) = self.me() {
+                    crate::messaging::client_ack(&self.sim, (&phone, dev), node);
+                }
+            }
+            "notification" | "call" => self.ack_like_server(node),
+            "presence" | "ib" | "chatstate" => {}
+            other => tracing::debug!(conn = self.conn, "ignoring <{other}>: {}", show(node)),
+        }
+    }
+
+    /// Acknowledges a stanza like the server does, so the client stops
+    /// resending it.
+    fn ack_like_server(&mut self, node: &NodeRef<'_>) {
+        {
+            {
                 // Acknowledge like the server does, so the client stops resending.
                 if let Some(id) = attr(node, "id") {
                     let mut b = NodeBuilder::new("ack")
@@ -149,8 +180,6 @@ impl Session {
                     self.out.push(b.build());
                 }
             }
-            "presence" | "ack" | "ib" | "chatstate" => {}
-            other => tracing::debug!(conn = self.conn, "ignoring <{other}>: {}", show(node)),
         }
     }
 
@@ -169,6 +198,12 @@ impl Session {
             ("passive", "set", "active") => {
                 let r = result(&id, vec![]);
                 self.out.push(r);
+                let queued = match self.me() {
+                    Some((phone, dev)) => {
+                        crate::messaging::ready(&self.sim, self.conn, &phone, dev)
+                    }
+                    None => Vec::new(),
+                };
                 if !self.offline_sent {
                     self.offline_sent = true;
                     self.out.push(
@@ -178,6 +213,9 @@ impl Session {
                             .build(),
                     );
                 }
+                // Messages that waited for this device go out live, after
+                // the (empty) offline queue.
+                self.out.extend(queued);
                 None
             }
             ("passive", "set", _) => Some(result(&id, vec![])),
@@ -211,6 +249,22 @@ impl Session {
             ("w:profile:picture", "get", "picture") => child.and_then(|c| self.picture(&id, iq, c)),
             ("urn:xmpp:whatsapp:dirty", "set", _) => Some(result(&id, vec![])),
             ("md", "set", "remove-companion-device") => Some(self.remove_self(&id)),
+            ("w:m", "set", "media_conn") => Some(result(
+                &id,
+                vec![
+                    NodeBuilder::new("media_conn")
+                        .attrs([
+                            ("auth", "sim".to_owned()),
+                            ("ttl", "3600".to_owned()),
+                            ("auth_ttl", "3600".to_owned()),
+                            ("max_buckets", "12".to_owned()),
+                        ])
+                        .children([NodeBuilder::new("host")
+                            .attr("hostname", self.sim.media_host())
+                            .build()])
+                        .build(),
+                ],
+            )),
             ("md", "set", "link_code_companion_reg") => {
                 child.map(|c| crate::pairing::link_code_iq(&self.sim, self.conn, &id, c))
             }
@@ -471,8 +525,9 @@ impl Session {
         result(id, vec![digest])
     }
 
-    /// Pre-key bundles of companion devices the simulator knows. The phones
-    /// themselves (device 0) have no bundle here.
+    /// Pre-key bundles of companion devices the simulator knows, and of the
+    /// world's contacts (device 0). The accounts' phones (device 0) have no
+    /// bundle here.
     fn fetch_prekeys(&self, id: &str, iq: &NodeRef<'_>) -> Node {
         let users: Vec<String> = iq
             .get_optional_child("key")
@@ -503,6 +558,14 @@ impl Session {
                     .get(p)
                     .is_some_and(|a| a.devices.contains_key(&device))
             });
+            // A world contact's device 0: its own bundle.
+            if known.is_none()
+                && let Some(bundle) =
+                    crate::messaging::contact_bundle(&mut g, &self.sim.world, &jid)
+            {
+                out.push(bundle);
+                continue;
+            }
             // Known devices only: handing out a one-time key is a change.
             let dev = known.and_then(|p| {
                 g.accounts_mut()

@@ -5,9 +5,12 @@
 //! simulator's Noise certificate is not WhatsApp's) can pair by QR code or
 //! pairing code, log in, stay connected, and look up and block contacts of
 //! a [`World`]. An [`Admin`] API plays the phones: scanning codes, unlinking
-//! companions, cutting connections, simulating outages. With a state file
-//! ([`SimulatorBuilder::state_file`]) accounts, linked devices and blocklists
-//! survive a restart. See `docs/simulator.md`.
+//! companions, cutting connections, simulating outages, and the world's
+//! contacts, each a Signal user with one device, who receive, decrypt and
+//! receipt the client's messages and send it their own (text or image,
+//! served by the simulator's media host). With a state file
+//! ([`SimulatorBuilder::state_file`]) accounts, linked devices, blocklists,
+//! contacts' Signal sessions and messages survive a restart. See `docs/simulator.md`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,7 +26,9 @@
 
 mod admin;
 mod conn;
+mod contact;
 mod iq;
+mod messaging;
 mod noise;
 mod pairing;
 mod persist;
@@ -151,6 +156,7 @@ impl SimulatorBuilder {
         let local = listener
             .local_addr()
             .map_err(|source| SimError::Bind { addr, source })?;
+        sim.set_addr(local);
         let app = admin::router(sim.clone());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

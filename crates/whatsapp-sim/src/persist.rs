@@ -41,6 +41,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 use wacore::libsignal::protocol::{KeyPair, PrivateKey};
 
+use crate::messaging::Messaging;
 use crate::noise::ServerKeys;
 use crate::signal::AppStateKey;
 use crate::state::{Account, BlockedContact, Device, Registration, SignedPreKey};
@@ -80,7 +81,7 @@ pub enum StateError {
 
 /// Bytes, as base64 text in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct B64(Vec<u8>);
+pub(crate) struct B64(pub Vec<u8>);
 
 impl Serialize for B64 {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -180,6 +181,10 @@ pub(crate) struct StateFile {
     server: ServerFile,
     #[serde(default)]
     accounts: Vec<AccountFile>,
+    /// Contacts' Signal state, message logs, receipts and undelivered
+    /// messages (added later: a default keeps older files readable).
+    #[serde(default)]
+    messaging: Messaging,
 }
 
 /// Just the version, read first so a newer file gets a clear message.
@@ -230,7 +235,11 @@ fn parse(bytes: &[u8]) -> Result<StateFile, String> {
 
 impl StateFile {
     /// A snapshot of the persistent state (taken under the state lock).
-    pub(crate) fn capture(accounts: &BTreeMap<String, Account>, keys: &ServerKeys) -> Self {
+    pub(crate) fn capture(
+        accounts: &BTreeMap<String, Account>,
+        messaging: &Messaging,
+        keys: &ServerKeys,
+    ) -> Self {
         let (noise_key, cert_chain) = keys.saved();
         Self {
             version: STATE_VERSION,
@@ -239,6 +248,7 @@ impl StateFile {
                 cert_chain: B64(cert_chain),
             },
             accounts: accounts.values().map(AccountFile::capture).collect(),
+            messaging: messaging.clone(),
         }
     }
 
@@ -247,7 +257,9 @@ impl StateFile {
     /// # Errors
     ///
     /// The first inconsistency found, as text.
-    pub(crate) fn restore(self) -> Result<(ServerKeys, BTreeMap<String, Account>), String> {
+    pub(crate) fn restore(
+        self,
+    ) -> Result<(ServerKeys, BTreeMap<String, Account>, Messaging), String> {
         let keys = ServerKeys::from_saved(&self.server.noise_key.0, self.server.cert_chain.0)?;
         let mut accounts = BTreeMap::new();
         for file in self.accounts {
@@ -259,7 +271,8 @@ impl StateFile {
                 return Err(format!("account {phone} appears twice"));
             }
         }
-        Ok((keys, accounts))
+        self.messaging.validate()?;
+        Ok((keys, accounts, self.messaging))
     }
 
     /// Writes the file atomically and durably.
@@ -503,7 +516,9 @@ mod tests {
             .into_iter()
             .collect();
         let path = dir.join("state.json");
-        StateFile::capture(&accounts, &keys).write(&path).unwrap();
+        StateFile::capture(&accounts, &Messaging::default(), &keys)
+            .write(&path)
+            .unwrap();
         (path, keys, accounts)
     }
 
@@ -511,7 +526,7 @@ mod tests {
     fn round_trip_keeps_accounts_devices_keys_and_blocklists() {
         let dir = tempfile::tempdir().unwrap();
         let (path, keys, originals) = saved(dir.path());
-        let (keys2, accounts) = load(&path).unwrap().unwrap().restore().unwrap();
+        let (keys2, accounts, _) = load(&path).unwrap().unwrap().restore().unwrap();
         assert_eq!(keys2.saved(), keys.saved(), "same server identity");
         let original = originals.get("15550001111").unwrap();
         let a = accounts.get("15550001111").unwrap();
@@ -548,7 +563,9 @@ mod tests {
 
         // Saving what was loaded gives the same file.
         let again = dir.path().join("again.json");
-        StateFile::capture(&accounts, &keys2).write(&again).unwrap();
+        StateFile::capture(&accounts, &Messaging::default(), &keys2)
+            .write(&again)
+            .unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             std::fs::read_to_string(&again).unwrap()

@@ -19,6 +19,7 @@ use wacore::libsignal::protocol::KeyPair;
 use wacore_binary::Node;
 
 use crate::SimError;
+use crate::messaging::{MediaStore, Messaging};
 use crate::noise::ServerKeys;
 use crate::persist::{self, StateError, StateFile};
 use crate::signal::AppStateKey;
@@ -189,6 +190,9 @@ pub(crate) struct Conn {
     /// (even once replaced): what [`Inner::per_device`] counts.
     pub device: Option<(String, u16)>,
     pub pending_link: Option<PendingLink>,
+    /// Set once the logged-in client said `<active/>`: messages are
+    /// delivered to it from then on.
+    pub ready: bool,
 }
 
 #[derive(Debug, Default)]
@@ -197,7 +201,10 @@ pub(crate) struct Inner {
     /// [`Inner::accounts_mut`] / [`Inner::account_mut`] so the change is
     /// counted.
     accounts: BTreeMap<String, Account>,
-    /// Counts (possible) changes of `accounts`; the state file is rewritten
+    /// Contacts as Signal users, message logs and queues: read with
+    /// [`Inner::messaging`], change with [`Inner::messaging_mut`].
+    messaging: Messaging,
+    /// Counts (possible) changes of `accounts` and `messaging`; the state file is rewritten
     /// when it moved since the last write.
     version: u64,
     /// Pairing ref → connection showing it.
@@ -229,6 +236,27 @@ impl Inner {
     pub(crate) fn accounts_mut(&mut self) -> &mut BTreeMap<String, Account> {
         self.version = self.version.wrapping_add(1);
         &mut self.accounts
+    }
+
+    /// The messaging state, read-only.
+    pub(crate) fn messaging(&self) -> &Messaging {
+        &self.messaging
+    }
+
+    /// The messaging state, to change: counts as a change of the
+    /// persistent state.
+    pub(crate) fn messaging_mut(&mut self) -> &mut Messaging {
+        self.version = self.version.wrapping_add(1);
+        &mut self.messaging
+    }
+
+    /// The accounts (read-only) and the messaging state (to change) at
+    /// once.
+    pub(crate) fn accounts_and_messaging_mut(
+        &mut self,
+    ) -> (&mut BTreeMap<String, Account>, &mut Messaging) {
+        self.version = self.version.wrapping_add(1);
+        (&mut self.accounts, &mut self.messaging)
     }
 
     /// The account of `phone`, created if missing (a change of the
@@ -341,6 +369,10 @@ pub(crate) struct Sim {
     store: Option<Store>,
     /// Notified when the persistent state changed.
     pub changed: Notify,
+    /// Encrypted media the media host serves.
+    pub media: MediaStore,
+    /// The address it listens on (the media host).
+    addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -359,22 +391,24 @@ impl Sim {
             Some(path) => persist::load(path)?,
             None => None,
         };
-        let (keys, mut accounts) = match (saved, &state) {
+        let (keys, mut accounts, messaging) = match (saved, &state) {
             (Some(file), Some(path)) => {
-                let (keys, accounts) = file.restore().map_err(|reason| StateError::Corrupt {
-                    path: path.display().to_string(),
-                    reason,
-                })?;
+                let (keys, accounts, messaging) =
+                    file.restore().map_err(|reason| StateError::Corrupt {
+                        path: path.display().to_string(),
+                        reason,
+                    })?;
                 tracing::info!(
                     path = %path.display(),
                     accounts = accounts.len(),
                     "state loaded"
                 );
-                (keys, accounts)
+                (keys, accounts, messaging)
             }
             _ => (
                 ServerKeys::generate().map_err(|e| SimError::Init(e.to_string()))?,
                 BTreeMap::new(),
+                Messaging::default(),
             ),
         };
         for seed in world.accounts() {
@@ -384,6 +418,7 @@ impl Sim {
         }
         let inner = Inner {
             accounts,
+            messaging,
             // Differs from `saved` (0): the first persist writes the file.
             version: 1,
             ..Inner::default()
@@ -401,7 +436,22 @@ impl Sim {
                 error: Mutex::new(None),
             }),
             changed: Notify::new(),
+            media: MediaStore::default(),
+            addr: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Records the address it listens on.
+    pub(crate) fn set_addr(&self, addr: std::net::SocketAddr) {
+        let _ = self.addr.set(addr);
+    }
+
+    /// The media host clients are told about (`media_conn`): the
+    /// simulator's own `host:port`.
+    pub(crate) fn media_host(&self) -> String {
+        self.addr
+            .get()
+            .map_or_else(|| "127.0.0.1".to_owned(), ToString::to_string)
     }
 
     /// The state, locked. Never held across an `.await`.
@@ -456,7 +506,10 @@ impl Sim {
             if g.version == store.saved.load(Ordering::Acquire) {
                 return Ok(()); // another writer saved it meanwhile
             }
-            (g.version, StateFile::capture(&g.accounts, &self.keys))
+            (
+                g.version,
+                StateFile::capture(&g.accounts, &g.messaging, &self.keys),
+            )
         };
         let path = store.path.clone();
         let written = tokio::task::spawn_blocking(move || file.write(&path))
@@ -543,6 +596,7 @@ mod tests {
             Conn {
                 tx,
                 registration: None,
+                ready: false,
                 login: None,
                 device: None,
                 pending_link: None,

@@ -2,8 +2,11 @@
 //!
 //! It is read from the same JSON shape as the fake adapter's fixtures
 //! (`phone`, `pushName`, `contacts` with `picture`, `about`, `lid`, `fail`,
-//! `hidden`), plus one simulator extension: `accounts`, a list of extra
-//! accounts (`{"phone", "lid", "pushName"}`) that exist before anyone pairs.
+//! `hidden`), plus simulator extensions: `accounts`, a list of extra
+//! accounts (`{"phone", "lid", "pushName"}`) that exist before anyone pairs;
+//! `receiptDelayMs` (top level, default 20), the delay of contacts'
+//! delivery receipts; and per contact `readsAfterMs` (read receipts that
+//! long after delivery) and `pushName` (`notify` on its messages).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -76,6 +79,12 @@ struct ContactFile {
     fail: Option<FailMode>,
     #[serde(default)]
     hidden: Vec<Hideable>,
+    /// Simulator only: read receipts this long after delivery.
+    #[serde(default)]
+    reads_after_ms: Option<u64>,
+    /// Simulator only: the contact's push name (`notify` on its messages).
+    #[serde(default)]
+    push_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -99,6 +108,9 @@ struct WorldFile {
     contacts: BTreeMap<String, ContactFile>,
     #[serde(default)]
     accounts: Vec<AccountFile>,
+    /// Simulator only: delay of contacts' delivery receipts.
+    #[serde(default)]
+    receipt_delay_ms: Option<u64>,
 }
 
 /// A profile picture of a contact.
@@ -142,6 +154,11 @@ pub struct Contact {
     pub about_hidden: bool,
     /// Whether actions on this contact fail on purpose.
     pub fail: Option<FailMode>,
+    /// When set, the contact reads what it receives: a read receipt this
+    /// many milliseconds after the delivery receipt.
+    pub reads_after_ms: Option<u64>,
+    /// The contact's push name, sent as `notify` on its messages.
+    pub push_name: Option<String>,
 }
 
 /// An account that exists before anyone pairs.
@@ -159,11 +176,16 @@ pub struct AccountSeed {
 #[derive(Debug, Clone, Default)]
 pub struct World {
     accounts: Vec<AccountSeed>,
+    /// Delay of contacts' delivery receipts (ms); `None` is the default.
+    receipt_delay_ms: Option<u64>,
     /// Keyed by phone number (persons) or group id (groups).
     contacts: HashMap<String, Contact>,
     /// LID user → phone number.
     lids: HashMap<String, String>,
 }
+
+/// The default `receiptDelayMs`.
+pub const DEFAULT_RECEIPT_DELAY_MS: u64 = 20;
 
 /// The phone number digits of `s` (a leading `+` is allowed), if it is one.
 pub(crate) fn phone_digits(s: &str) -> Option<String> {
@@ -255,7 +277,10 @@ impl World {
     pub fn from_json(text: &str) -> Result<Self, WorldError> {
         let file: WorldFile =
             serde_json::from_str(text).map_err(|e| WorldError::Invalid(e.to_string()))?;
-        let mut world = World::default();
+        let mut world = World {
+            receipt_delay_ms: file.receipt_delay_ms,
+            ..World::default()
+        };
         let mut seeds = Vec::new();
         if let Some(phone) = &file.phone {
             seeds.push(AccountFile {
@@ -335,6 +360,8 @@ impl World {
                 picture_hidden: c.hidden.contains(&Hideable::Picture),
                 about_hidden: c.hidden.contains(&Hideable::About),
                 fail: c.fail,
+                reads_after_ms: c.reads_after_ms,
+                push_name: c.push_name,
             };
             if let Some(lid) = lid {
                 world.lids.insert(lid, user.clone());
@@ -342,6 +369,12 @@ impl World {
             world.contacts.insert(user, contact);
         }
         Ok(world)
+    }
+
+    /// How long after a message a contact's delivery receipt comes
+    /// (`receiptDelayMs`, default 20 ms).
+    pub fn receipt_delay(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.receipt_delay_ms.unwrap_or(DEFAULT_RECEIPT_DELAY_MS))
     }
 
     /// The accounts that exist from the start.
@@ -414,6 +447,28 @@ mod tests {
         assert_eq!(w.accounts().len(), 1);
         assert!(w.contact("14155550123").is_some());
         wagate_whatsapp_port::Fixtures::from_json(text).unwrap();
+    }
+
+    #[test]
+    fn reads_the_simulator_messaging_fields() {
+        let w = World::from_json(
+            r#"{"receiptDelayMs": 5, "contacts": {
+              "14155550123@s.whatsapp.net": {"readsAfterMs": 200, "pushName": "Ann"},
+              "14155550199@s.whatsapp.net": {}}}"#,
+        )
+        .unwrap();
+        assert_eq!(w.receipt_delay(), std::time::Duration::from_millis(5));
+        let c = w.contact("14155550123").unwrap();
+        assert_eq!(
+            (c.reads_after_ms, c.push_name.as_deref()),
+            (Some(200), Some("Ann"))
+        );
+        assert_eq!(w.contact("14155550199").unwrap().reads_after_ms, None);
+        assert_eq!(
+            World::empty().receipt_delay(),
+            std::time::Duration::from_millis(DEFAULT_RECEIPT_DELAY_MS)
+        );
+        assert!(World::from_json(r#"{"receiptDelayMs": -1}"#).is_err());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use wagate_domain::{
 use crate::{ApiKeyStore, SessionPatch, SessionRegistry, StoreError};
 
 mod events;
+mod messages;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use wagate_domain::{SessionErrorCode, SessionId, SystemClock};
 use wagate_whatsapp_live::{Jitter, LiveConfig, LiveOptions, LiveWhatsApp, ReconnectPolicy};
-use wagate_whatsapp_port::{SessionEvent, SessionEventKind, SessionEventSink};
+use wagate_whatsapp_port::{
+    InboundMessage, NotRecorded, SessionEvent, SessionEventKind, SessionEventSink,
+};
 
 /// The version the simulator (and offline tests) are pinned to.
 pub const VERSION: (u32, u32, u32) = (2, 3000, 1042742319);
@@ -23,9 +25,90 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 pub struct WaitingSink {
     events: Mutex<Vec<SessionEvent>>,
     notify: Notify,
+    /// Every message recorded (deduplicated like a real sink), and how many
+    /// record calls saw each (session, chat, sender, id) again.
+    messages: Mutex<Vec<(SessionId, InboundMessage)>>,
+    /// How many record calls were made.
+    record_calls: std::sync::atomic::AtomicUsize,
+    /// How many of the next record calls fail.
+    failing: std::sync::atomic::AtomicUsize,
+    /// The id of every message offered to a record call that succeeded,
+    /// duplicates included.
+    offered: Mutex<Vec<String>>,
 }
 
 impl WaitingSink {
+    pub fn messages(&self) -> Vec<(SessionId, InboundMessage)> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    /// How many successful record calls offered message `id`.
+    pub fn times_offered(&self, id: &str) -> usize {
+        self.offered
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|o| *o == id)
+            .count()
+    }
+
+    pub fn record_calls(&self) -> usize {
+        self.record_calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Makes the next `n` record calls fail (as a database that is down).
+    pub fn fail_next_records(&self, n: usize) {
+        self.failing.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Waits until a recorded message matches `want`.
+    pub async fn wait_message(
+        &self,
+        what: &str,
+        want: impl Fn(&InboundMessage) -> bool,
+    ) -> InboundMessage {
+        let found = tokio::time::timeout(PATIENCE, async {
+            loop {
+                let notified = self.notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if let Some((_, m)) = self.messages.lock().unwrap().iter().find(|(_, m)| want(m)) {
+                    return m.clone();
+                }
+                notified.await;
+            }
+        })
+        .await;
+        match found {
+            Ok(m) => m,
+            Err(_) => panic!(
+                "no {what} message recorded within {PATIENCE:?}; got {:#?}",
+                self.messages()
+            ),
+        }
+    }
+
+    /// Waits until `cond` holds of the sink (checked on every event or record).
+    pub async fn wait_until(&self, what: &str, cond: impl Fn(&Self) -> bool) {
+        let ok = tokio::time::timeout(PATIENCE, async {
+            loop {
+                let notified = self.notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if cond(self) {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        assert!(
+            ok.is_ok(),
+            "{what} did not happen within {PATIENCE:?}; events {:#?}",
+            self.events()
+        );
+    }
+
     pub fn events(&self) -> Vec<SessionEvent> {
         self.events.lock().unwrap().clone()
     }
@@ -79,6 +162,37 @@ impl SessionEventSink for WaitingSink {
     async fn publish(&self, event: SessionEvent) {
         self.events.lock().unwrap().push(event);
         self.notify.notify_waiters();
+    }
+
+    async fn record_messages(
+        &self,
+        session: &SessionId,
+        messages: &[InboundMessage],
+    ) -> Result<(), NotRecorded> {
+        use std::sync::atomic::Ordering;
+        self.record_calls.fetch_add(1, Ordering::SeqCst);
+        let failing = self
+            .failing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if failing.is_ok() {
+            self.notify.notify_waiters();
+            return Err(NotRecorded("the test database is down".into()));
+        }
+        {
+            let mut recorded = self.messages.lock().unwrap();
+            let mut offered = self.offered.lock().unwrap();
+            for m in messages {
+                offered.push(m.id.to_string());
+                let seen = recorded.iter().any(|(s, r)| {
+                    s == session && r.id == m.id && r.chat == m.chat && r.sender == m.sender
+                });
+                if !seen {
+                    recorded.push((*session, m.clone()));
+                }
+            }
+        }
+        self.notify.notify_waiters();
+        Ok(())
     }
 }
 

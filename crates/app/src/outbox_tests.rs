@@ -1,0 +1,235 @@
+//! The outbox on a real store and the fake adapter: waiting while offline,
+//! resuming on reconnect and after a restart under the same id, expiry.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use wagate_domain::{
+    Clock, Jid, MessageErrorCode, MessageId, MessageStatus, OrgId, Session, SessionId,
+    SessionStatus,
+};
+use wagate_store::{MessageStore, OsEntropy, SessionRegistry, SqliteStore};
+use wagate_whatsapp_port::{FakeAction, FakeWhatsApp, Fixtures, WhatsAppPort};
+
+use crate::tests::{NoCache, principal};
+use crate::{
+    Gateway, GatewayDeps, MessagingSettings, SendContent, SendRequest, SessionEventRecorder,
+};
+
+/// A clock the test moves.
+#[derive(Debug)]
+struct StepClock(Mutex<OffsetDateTime>);
+
+impl Clock for StepClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+impl StepClock {
+    fn advance(&self, by: time::Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+struct World {
+    gateway: Gateway,
+    fake: Arc<FakeWhatsApp>,
+}
+
+/// A gateway (unpaced) on `store` with a fresh fake, as after a start.
+async fn world(store: &Arc<SqliteStore>, clock: Arc<StepClock>) -> World {
+    let recorder = Arc::new(SessionEventRecorder::new(
+        store.clone(),
+        store.clone(),
+        clock.clone(),
+    ));
+    let fake = Arc::new(FakeWhatsApp::new(
+        Fixtures::builtin(),
+        recorder.clone(),
+        clock.clone(),
+    ));
+    let gateway = Gateway::new(GatewayDeps {
+        sessions: store.clone(),
+        api_keys: store.clone(),
+        whatsapp: fake.clone(),
+        api_key_cache: Arc::new(NoCache),
+        entropy: Arc::new(OsEntropy),
+        clock,
+        request_timeout: Duration::from_secs(5),
+        whatsapp_pacing: None,
+        events: store.clone(),
+        webhooks: store.clone(),
+        webhook_targets: Arc::new(wagate_webhooks::AddressPolicy::new(true)),
+        bus: Arc::default(),
+        messages: store.clone(),
+        media_fetcher: Arc::new(
+            wagate_webhooks::HttpMediaFetcher::new(
+                wagate_webhooks::AddressPolicy::new(true),
+                Duration::from_secs(5),
+            )
+            .unwrap(),
+        ),
+        messaging: MessagingSettings {
+            send_rate: 0,
+            retry_first: Duration::from_millis(5),
+            ..MessagingSettings::default()
+        },
+    });
+    recorder.set_outbox(gateway.outbox());
+    World { gateway, fake }
+}
+
+const ME: &str = "15550001111@s.whatsapp.net";
+
+/// A session the store says is connected (the adapter may not agree).
+async fn session(store: &SqliteStore, now: OffsetDateTime) -> SessionId {
+    let id = SessionId::parse("sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX").unwrap();
+    store
+        .insert(&Session {
+            id,
+            org: OrgId::parse("acme").unwrap(),
+            name: None,
+            status: SessionStatus::Connected,
+            jid: Some(Jid::parse(ME).unwrap()),
+            push_name: None,
+            keep_connected: true,
+            created_at: now,
+            updated_at: now,
+            last_connected_at: Some(now),
+            last_error: None,
+            pending: None,
+            revision: 0,
+        })
+        .await
+        .unwrap();
+    id
+}
+
+async fn send(gateway: &Gateway, session: &SessionId) -> MessageId {
+    gateway
+        .send_message(
+            &principal("send"),
+            session,
+            SendRequest {
+                to: Jid::parse("14155550199@s.whatsapp.net").unwrap(),
+                content: SendContent::Text("hi".into()),
+                reply_to: None,
+                idempotency_key: None,
+            },
+        )
+        .await
+        .unwrap()
+        .message
+        .id
+}
+
+/// Waits until message `id` has `status` (the outbox works in the background).
+async fn status_becomes(
+    store: &SqliteStore,
+    session: &SessionId,
+    id: &MessageId,
+    status: MessageStatus,
+) {
+    let org = OrgId::parse("acme").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = store.get_message(&org, session, id).await.unwrap().unwrap();
+        if m.status == status {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stuck at {:?}",
+            m.status
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn store() -> (Arc<SqliteStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::connect(&format!("sqlite://{}/w.db", dir.path().display()))
+            .await
+            .unwrap(),
+    );
+    store.migrate().await.unwrap();
+    (store, dir)
+}
+
+#[tokio::test]
+async fn an_offline_session_keeps_its_messages_until_it_reconnects() {
+    let (store, _dir) = store().await;
+    let clock = Arc::new(StepClock(Mutex::new(OffsetDateTime::now_utc())));
+    let w = world(&store, clock.clone()).await;
+    let s = session(&store, clock.now()).await;
+    // The adapter is not connected yet: the message waits, pending.
+    let id = send(&w.gateway, &s).await;
+    assert!(w.fake.actions(&s).is_empty());
+    assert!(w.gateway.outbox().is_running(&s));
+    // The reconnect (its `Connected` event) wakes the session's task.
+    w.fake
+        .connect(&s, Some(Jid::parse(ME).unwrap()))
+        .await
+        .unwrap();
+    status_becomes(&store, &s, &id, MessageStatus::Delivered).await;
+    assert_eq!(
+        w.fake.actions(&s),
+        vec![FakeAction::Sent {
+            id: id.clone(),
+            to: Jid::parse("14155550199@s.whatsapp.net").unwrap()
+        }]
+    );
+}
+
+#[tokio::test]
+async fn after_a_restart_pending_messages_go_out_under_their_ids() {
+    let (store, _dir) = store().await;
+    let clock = Arc::new(StepClock(Mutex::new(OffsetDateTime::now_utc())));
+    let before = world(&store, clock.clone()).await;
+    let s = session(&store, clock.now()).await;
+    let first = send(&before.gateway, &s).await;
+    let second = send(&before.gateway, &s).await;
+    // A new process: a new adapter, connected; the outbox resumes.
+    let after = world(&store, clock.clone()).await;
+    after
+        .fake
+        .connect(&s, Some(Jid::parse(ME).unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(after.gateway.resume_outbox().await.unwrap(), 1);
+    status_becomes(&store, &s, &second, MessageStatus::Delivered).await;
+    status_becomes(&store, &s, &first, MessageStatus::Delivered).await;
+    let sent: Vec<MessageId> = after
+        .fake
+        .actions(&s)
+        .into_iter()
+        .filter_map(|a| match a {
+            FakeAction::Sent { id, .. } => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, vec![first, second], "oldest first, the stored ids");
+}
+
+#[tokio::test]
+async fn a_message_pending_too_long_expires() {
+    let (store, _dir) = store().await;
+    let clock = Arc::new(StepClock(Mutex::new(OffsetDateTime::now_utc())));
+    let w = world(&store, clock.clone()).await;
+    let s = session(&store, clock.now()).await;
+    let id = send(&w.gateway, &s).await;
+    clock.advance(time::Duration::hours(25));
+    w.gateway.outbox().wake(&s);
+    status_becomes(&store, &s, &id, MessageStatus::Failed).await;
+    let m = store
+        .get_message(&OrgId::parse("acme").unwrap(), &s, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.error.map(|e| e.code), Some(MessageErrorCode::Expired));
+    assert!(w.fake.actions(&s).is_empty());
+}

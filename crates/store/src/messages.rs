@@ -1,0 +1,326 @@
+//! The message store: what a session sent and received, the send queue,
+//! and `Idempotency-Key` answers.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use wagate_domain::{
+    IdempotencyKey, Jid, MediaInfo, Message, MessageError, MessageId, MessageStatus, MessageType,
+    OrgId, SessionId,
+};
+
+use crate::StoreError;
+
+/// An `Idempotency-Key` to remember with an accepted message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    /// The key.
+    pub key: IdempotencyKey,
+    /// SHA-256 of the request (what makes "the same request").
+    pub request_hash: [u8; 32],
+    /// Keys stored before this are forgotten (24 h ago).
+    pub not_before: OffsetDateTime,
+}
+
+/// What [`MessageStore::accept_outgoing`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// Stored, `pending`.
+    New(Message),
+    /// The key was used for the same request: its message, nothing stored.
+    Replayed(Message),
+    /// The key was used for a different request: nothing stored.
+    KeyConflict,
+    /// The session already has `max_queue` pending messages: nothing stored.
+    QueueFull,
+}
+
+/// A pending message with what sending it needs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PendingMessage {
+    /// The stored message.
+    pub message: Message,
+    /// Its media's bytes (media messages).
+    pub media_data: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for PendingMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingMessage")
+            .field("message", &self.message)
+            .field("media_bytes", &self.media_data.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+/// What an inbound message carries, as the store keeps it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum InboundBody {
+    /// Text.
+    Text(String),
+    /// Media, with the adapter's handle to download it.
+    Media {
+        /// Image, video, audio or document.
+        kind: MessageType,
+        /// What is known of it.
+        info: MediaInfo,
+        /// The caption.
+        caption: Option<String>,
+        /// A voice note.
+        voice_note: bool,
+        /// The adapter's opaque download handle.
+        media_ref: Vec<u8>,
+    },
+    /// A reaction to `target` (`emoji` empty: taken back).
+    Reaction {
+        /// The message reacted to.
+        target: MessageId,
+        /// The emoji.
+        emoji: String,
+    },
+}
+
+impl fmt::Debug for InboundBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InboundBody::Text(_) => f.write_str("Text(..)"),
+            InboundBody::Media { kind, .. } => write!(f, "Media({kind})"),
+            InboundBody::Reaction { target, .. } => write!(f, "Reaction({target})"),
+        }
+    }
+}
+
+/// A message that arrived for a session (from a contact, or written by the
+/// account on another device: `from_me`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundRecord {
+    /// WhatsApp's id.
+    pub id: MessageId,
+    /// The chat.
+    pub chat: Jid,
+    /// Who wrote it.
+    pub sender: Jid,
+    /// The writer's phone-number JID.
+    pub sender_pn: Option<Jid>,
+    /// The writer's LID.
+    pub sender_lid: Option<Jid>,
+    /// Written by the account itself.
+    pub from_me: bool,
+    /// When it was written.
+    pub timestamp: OffsetDateTime,
+    /// What it carries.
+    pub body: InboundBody,
+    /// The message it answers.
+    pub reply_to: Option<MessageId>,
+}
+
+/// A status change of outgoing messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    /// The new status.
+    pub status: MessageStatus,
+    /// When it happened.
+    pub at: OffsetDateTime,
+    /// Why (`failed`).
+    pub error: Option<MessageError>,
+}
+
+/// Where a message's media is.
+#[derive(Clone, PartialEq, Eq)]
+pub enum MediaSource {
+    /// The bytes are here (an outgoing message not sent yet).
+    Bytes(Vec<u8>),
+    /// The adapter can download it with this handle (an inbound message).
+    Remote(Vec<u8>),
+    /// Nothing is kept any more (an outgoing message once sent).
+    Gone,
+}
+
+impl fmt::Debug for MediaSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MediaSource::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            MediaSource::Remote(_) => f.write_str("Remote(..)"),
+            MediaSource::Gone => f.write_str("Gone"),
+        }
+    }
+}
+
+/// One page of a session's messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessagePage {
+    /// Newest first.
+    pub items: Vec<Message>,
+    /// Pass as `before` for the next page; `None` on the last.
+    pub next: Option<u64>,
+}
+
+/// Messages, sent and received, and the send queue. Reads a request reaches
+/// take the caller's organization; another organization's messages do not
+/// exist. Every write that an event reports writes the event in the same
+/// transaction (`message.received`, `message.sent`, `message.status`,
+/// `message.reaction`), with its webhook deliveries.
+#[async_trait]
+pub trait MessageStore: Send + Sync + std::fmt::Debug {
+    /// Stores `message` (status `pending`, with `media_data` for media) in
+    /// `org`'s session, unless `idempotency` names a key already used since
+    /// its `not_before` (then the first answer, or a conflict) or the
+    /// session already has `max_queue` pending messages; all decided and
+    /// written atomically. The key is remembered with the message.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`] when a message with the same id exists;
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn accept_outgoing(
+        &self,
+        org: &OrgId,
+        message: &Message,
+        media_data: Option<&[u8]>,
+        idempotency: Option<&IdempotencyClaim>,
+        max_queue: u32,
+    ) -> Result<Accepted, StoreError>;
+
+    /// Up to `limit` pending messages of `session` not handed to WhatsApp
+    /// yet ([`MessageStore::mark_handed`]), oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn pending(
+        &self,
+        session: &SessionId,
+        limit: u32,
+    ) -> Result<Vec<PendingMessage>, StoreError>;
+
+    /// Records that pending message `id` of `session` was handed to
+    /// WhatsApp at `at` (its ack has not come yet): [`MessageStore::pending`]
+    /// skips it until [`MessageStore::requeue_handed`].
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn mark_handed(
+        &self,
+        session: &SessionId,
+        id: &MessageId,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// Makes the pending messages handed to WhatsApp without an ack due
+    /// again (of `session`, or of every session): after a reconnect or a
+    /// restart they are sent again, under the same id. How many.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn requeue_handed(&self, session: Option<&SessionId>) -> Result<u64, StoreError>;
+
+    /// Every session with a pending message (after a restart).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn sessions_with_pending(&self) -> Result<Vec<SessionId>, StoreError>;
+
+    /// Records messages that arrived for `session`, all or none, in one
+    /// transaction with their events: `message.received` (from a contact),
+    /// `message.sent` with source `device` (`from_me`), `message.reaction`
+    /// (a reaction). A message already recorded (same session, chat, sender
+    /// and id) is skipped: no second row, no second event. How many were
+    /// new; 0 when the session does not exist (deleted).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]: nothing was recorded.
+    async fn record_inbound(
+        &self,
+        session: &SessionId,
+        messages: &[InboundRecord],
+        now: OffsetDateTime,
+    ) -> Result<u32, StoreError>;
+
+    /// Moves the outgoing messages `ids` of `session` to `change.status`
+    /// where that is forward ([`MessageStatus::advances_to`]), each with a
+    /// `message.status` event, and a `message.sent` (source `api`) event
+    /// for each that leaves `pending` for anything but `failed`; media bytes
+    /// are dropped once a message left `pending`. Outgoing messages are
+    /// matched by session and id (a receipt may name the chat by LID or by
+    /// phone number). The messages changed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn update_status(
+        &self,
+        session: &SessionId,
+        ids: &[MessageId],
+        change: &StatusChange,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Message>, StoreError>;
+
+    /// Marks `org`'s received messages `ids` of `chat` `read` (a read
+    /// receipt was sent); how many changed. No event (events report what
+    /// WhatsApp did, and the caller knows what it asked).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn mark_received_read(
+        &self,
+        org: &OrgId,
+        session: &SessionId,
+        chat: &Jid,
+        ids: &[MessageId],
+        at: OffsetDateTime,
+    ) -> Result<u64, StoreError>;
+
+    /// Message `id` of `org`'s session (the newest when ids repeat across
+    /// chats or senders), or `None`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn get_message(
+        &self,
+        org: &OrgId,
+        session: &SessionId,
+        id: &MessageId,
+    ) -> Result<Option<Message>, StoreError>;
+
+    /// Up to `limit` messages of `org`'s session (of `chat`, when given)
+    /// before `before` (a page's `next`), newest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn list_messages(
+        &self,
+        org: &OrgId,
+        session: &SessionId,
+        chat: Option<&Jid>,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<MessagePage, StoreError>;
+
+    /// Message `id`'s media and where to get it; `None` when there is no
+    /// such message or it has no media.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn media(
+        &self,
+        org: &OrgId,
+        session: &SessionId,
+        id: &MessageId,
+    ) -> Result<Option<(MediaInfo, MediaSource)>, StoreError>;
+
+    /// Forgets `Idempotency-Key`s stored before `before`; how many.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn prune_idempotency_keys(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,1310 @@
+//! Pure translations for messaging: the protobuf messages the adapter sends,
+//! what arrives (whatsapp-rust's decrypted messages, receipts and server
+//! acks) as the port's values, the [`MediaRef`] encoding, and send and media
+//! errors as [`WhatsAppError`]. Nothing here does I/O; what needs the client
+//! (a LID ↔ phone-number lookup) is done by the caller and handed in.
+
+use std::collections::HashMap;
+
+use time::OffsetDateTime;
+use wagate_domain::{Jid, JidKind, MediaInfo, MessageId, MessageStatus, MessageType};
+use wagate_whatsapp_port::{
+    InboundContent, InboundMessage, MediaRef, OutgoingMedia, StatusUpdate, WhatsAppError,
+};
+use whatsapp_rust::buffa::MessageField;
+use whatsapp_rust::download::{DownloadParams, MediaType};
+use whatsapp_rust::types::events::{Receipt, ServerAck};
+use whatsapp_rust::types::message::MessageInfo;
+use whatsapp_rust::types::presence::ReceiptType;
+use whatsapp_rust::upload::UploadResponse;
+use whatsapp_rust::wacore::proto_helpers::MessageExt as _;
+use whatsapp_rust::waproto::whatsapp as wa;
+use whatsapp_rust::{ClientError, ErrorChainExt as _, SendError, Server};
+
+use crate::mapping::{from_wa_jid, iq_error};
+
+// ---------------------------------------------------------------- outgoing
+
+/// The reply context of an outgoing message: the quoted message's id (the
+/// port knows no more of it, so no quoted copy nor author is attached).
+fn reply_context(reply_to: Option<&MessageId>) -> MessageField<wa::ContextInfo> {
+    match reply_to {
+        Some(id) => MessageField::some(wa::ContextInfo {
+            stanza_id: Some(id.as_str().to_owned()),
+            ..Default::default()
+        }),
+        None => MessageField::none(),
+    }
+}
+
+/// A text message: a plain `conversation`, or an `extendedTextMessage` when
+/// it answers another message (only that one carries a context).
+pub(crate) fn text_message(text: &str, reply_to: Option<&MessageId>) -> wa::Message {
+    match reply_to {
+        None => wa::Message {
+            conversation: Some(text.to_owned()),
+            ..Default::default()
+        },
+        Some(_) => wa::Message {
+            extended_text_message: MessageField::some(wa::message::ExtendedTextMessage {
+                text: Some(text.to_owned()),
+                context_info: reply_context(reply_to),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    }
+}
+
+/// The media type an outgoing kind is encrypted and uploaded as.
+///
+/// # Errors
+///
+/// [`WhatsAppError::Internal`] for text (not media).
+pub(crate) fn media_type(kind: MessageType) -> Result<MediaType, WhatsAppError> {
+    match kind {
+        MessageType::Image => Ok(MediaType::Image),
+        MessageType::Video => Ok(MediaType::Video),
+        MessageType::Audio => Ok(MediaType::Audio),
+        MessageType::Document => Ok(MediaType::Document),
+        MessageType::Text => Err(WhatsAppError::Internal(
+            "text is not media; nothing to upload".into(),
+        )),
+    }
+}
+
+/// The message that carries uploaded media.
+///
+/// # Errors
+///
+/// [`WhatsAppError::Internal`] for text (not media).
+pub(crate) fn media_message(
+    media: &OutgoingMedia,
+    upload: UploadResponse,
+    reply_to: Option<&MessageId>,
+) -> Result<wa::Message, WhatsAppError> {
+    let context_info = reply_context(reply_to);
+    let mimetype = Some(media.mimetype.clone());
+    let caption = media.caption.clone();
+    let message = match media.kind {
+        MessageType::Image => wa::Message {
+            image_message: MessageField::some(wa::message::ImageMessage {
+                url: Some(upload.url),
+                direct_path: Some(upload.direct_path),
+                media_key: Some(upload.media_key.to_vec()),
+                file_sha256: Some(upload.file_sha256.to_vec()),
+                file_enc_sha256: Some(upload.file_enc_sha256.to_vec()),
+                file_length: Some(upload.file_length),
+                media_key_timestamp: Some(upload.media_key_timestamp),
+                mimetype,
+                caption,
+                context_info,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        MessageType::Video => wa::Message {
+            video_message: MessageField::some(wa::message::VideoMessage {
+                url: Some(upload.url),
+                direct_path: Some(upload.direct_path),
+                media_key: Some(upload.media_key.to_vec()),
+                file_sha256: Some(upload.file_sha256.to_vec()),
+                file_enc_sha256: Some(upload.file_enc_sha256.to_vec()),
+                file_length: Some(upload.file_length),
+                media_key_timestamp: Some(upload.media_key_timestamp),
+                streaming_sidecar: upload.streaming_sidecar,
+                mimetype,
+                caption,
+                context_info,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        MessageType::Audio => wa::Message {
+            audio_message: MessageField::some(wa::message::AudioMessage {
+                url: Some(upload.url),
+                direct_path: Some(upload.direct_path),
+                media_key: Some(upload.media_key.to_vec()),
+                file_sha256: Some(upload.file_sha256.to_vec()),
+                file_enc_sha256: Some(upload.file_enc_sha256.to_vec()),
+                file_length: Some(upload.file_length),
+                media_key_timestamp: Some(upload.media_key_timestamp),
+                streaming_sidecar: upload.streaming_sidecar,
+                mimetype,
+                ptt: Some(media.voice_note),
+                context_info,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        MessageType::Document => wa::Message {
+            document_message: MessageField::some(wa::message::DocumentMessage {
+                url: Some(upload.url),
+                direct_path: Some(upload.direct_path),
+                media_key: Some(upload.media_key.to_vec()),
+                file_sha256: Some(upload.file_sha256.to_vec()),
+                file_enc_sha256: Some(upload.file_enc_sha256.to_vec()),
+                file_length: Some(upload.file_length),
+                media_key_timestamp: Some(upload.media_key_timestamp),
+                mimetype,
+                title: media.filename.clone(),
+                file_name: media.filename.clone(),
+                caption,
+                context_info,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        MessageType::Text => {
+            return Err(WhatsAppError::Internal(
+                "text is not media; nothing to send as media".into(),
+            ));
+        }
+    };
+    Ok(message)
+}
+
+/// The key of a message reacted to in a one-to-one chat.
+pub(crate) fn reaction_key(chat: &Jid, target: &MessageId, target_from_me: bool) -> wa::MessageKey {
+    wa::MessageKey {
+        remote_jid: Some(chat.to_string()),
+        from_me: Some(target_from_me),
+        id: Some(target.as_str().to_owned()),
+        participant: None,
+    }
+}
+
+/// A failed send as the port's error.
+pub(crate) fn send_error(e: &SendError) -> WhatsAppError {
+    match e {
+        SendError::NotLoggedIn => WhatsAppError::NotConnected,
+        SendError::Client(c) => client_error(c),
+        SendError::Iq(iq) => iq_error(iq),
+        SendError::InvalidRequest(m) => WhatsAppError::InvalidTarget(m.clone()),
+        SendError::Internal(inner) => anyhow_error("sending failed", inner),
+        other => WhatsAppError::Internal(format!("sending failed: {other}")),
+    }
+}
+
+fn client_error(e: &ClientError) -> WhatsAppError {
+    match e {
+        ClientError::NotConnected | ClientError::NotLoggedIn => WhatsAppError::NotConnected,
+        ClientError::Iq(iq) => iq_error(iq),
+        ClientError::Socket(_) | ClientError::EncryptSend(_) => {
+            WhatsAppError::Unavailable(format!("the connection failed: {e}"))
+        }
+        ClientError::Internal(inner) => anyhow_error("sending failed", inner),
+        other => WhatsAppError::Internal(format!("sending failed: {other}")),
+    }
+}
+
+/// An `anyhow` error from the library: a client or IQ error inside it keeps
+/// its meaning, anything else is internal.
+fn anyhow_error(what: &str, e: &whatsapp_rust::anyhow::Error) -> WhatsAppError {
+    for cause in e.chain() {
+        if let Some(c) = cause.downcast_ref::<ClientError>() {
+            return client_error(c);
+        }
+        if let Some(iq) = cause.downcast_ref::<whatsapp_rust::IqError>() {
+            return iq_error(iq);
+        }
+    }
+    WhatsAppError::Internal(format!("{what}: {e:#}"))
+}
+
+/// A read receipt that could not be sent (the library keeps only the text
+/// of why): the connection failed.
+pub(crate) fn receipt_error(e: &whatsapp_rust::anyhow::Error) -> WhatsAppError {
+    match anyhow_error("sending read receipts failed", e) {
+        WhatsAppError::Internal(m) if m.to_ascii_lowercase().contains("not connected") => {
+            WhatsAppError::NotConnected
+        }
+        WhatsAppError::Internal(m) => WhatsAppError::Unavailable(m),
+        other => other,
+    }
+}
+
+/// A failed media upload or download. `download`: a 404/410 from the media
+/// server means the media is gone ([`WhatsAppError::NotFound`]).
+pub(crate) fn media_error(download: bool, e: &whatsapp_rust::anyhow::Error) -> WhatsAppError {
+    let what = if download {
+        "media download failed"
+    } else {
+        "media upload failed"
+    };
+    match e.http_status() {
+        Some(404 | 410) if download => WhatsAppError::NotFound(None),
+        Some(401 | 403) if download => WhatsAppError::NotFound(None),
+        Some(408 | 504) => WhatsAppError::Timeout,
+        Some(status @ (429 | 500..=599)) => {
+            WhatsAppError::Unavailable(format!("{what}: the media server answered {status}"))
+        }
+        Some(status) => {
+            WhatsAppError::Internal(format!("{what}: the media server answered {status}"))
+        }
+        None => match anyhow_error(what, e) {
+            // No HTTP answer at all (a refused connection, a reset): transient.
+            WhatsAppError::Internal(m) if is_transport(e) => WhatsAppError::Unavailable(m),
+            other => other,
+        },
+    }
+}
+
+fn is_transport(e: &whatsapp_rust::anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.downcast_ref::<std::io::Error>().is_some())
+        || {
+            let text = format!("{e:#}").to_ascii_lowercase();
+            [
+                "connect",
+                "timed out",
+                "timeout",
+                "reset",
+                "refused",
+                "dns",
+                "io error",
+            ]
+            .iter()
+            .any(|w| text.contains(w))
+        }
+}
+
+// ---------------------------------------------------------------- MediaRef
+
+/// The first byte of every [`MediaRef`] this adapter writes.
+const MEDIA_REF_V1: u8 = 1;
+
+/// What the adapter needs to download a message's media again: the
+/// decrypted [`MediaRef`]. Holds the media key: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct MediaHandle {
+    pub kind: MessageType,
+    pub direct_path: String,
+    pub media_key: Vec<u8>,
+    pub file_enc_sha256: Vec<u8>,
+    pub file_sha256: Vec<u8>,
+    pub file_length: u64,
+}
+
+impl std::fmt::Debug for MediaHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaHandle")
+            .field("kind", &self.kind)
+            .field("file_length", &self.file_length)
+            .finish_non_exhaustive()
+    }
+}
+
+fn kind_code(kind: MessageType) -> u8 {
+    match kind {
+        MessageType::Text => 0,
+        MessageType::Image => 1,
+        MessageType::Video => 2,
+        MessageType::Audio => 3,
+        MessageType::Document => 4,
+    }
+}
+
+impl MediaHandle {
+    /// Version 1: `[1, kind, file_length: u64 LE]`, then direct path, media
+    /// key, file enc SHA-256 and file SHA-256, each as a `u16` LE length and
+    /// its bytes. Kinds: 1 image, 2 video, 3 audio, 4 document.
+    pub(crate) fn encode(&self) -> MediaRef {
+        let fields: [&[u8]; 4] = [
+            self.direct_path.as_bytes(),
+            &self.media_key,
+            &self.file_enc_sha256,
+            &self.file_sha256,
+        ];
+        let mut out = Vec::with_capacity(10 + fields.iter().map(|f| 2 + f.len()).sum::<usize>());
+        out.push(MEDIA_REF_V1);
+        out.push(kind_code(self.kind));
+        out.extend_from_slice(&self.file_length.to_le_bytes());
+        for field in fields {
+            // Every field is far below 64 KiB (a path, keys, hashes); a longer
+            // one is cut, which makes the reference fail to download, never
+            // to decode wrongly.
+            let len = u16::try_from(field.len()).unwrap_or(u16::MAX);
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(&field[..usize::from(len)]);
+        }
+        MediaRef(out)
+    }
+
+    /// Reads a [`MediaRef`] written by [`MediaHandle::encode`]; `None` when
+    /// it is not one (another version, another adapter's, truncated).
+    pub(crate) fn decode(media: &MediaRef) -> Option<Self> {
+        let bytes = media.0.as_slice();
+        let (&version, rest) = bytes.split_first()?;
+        if version != MEDIA_REF_V1 {
+            return None;
+        }
+        let (&kind, rest) = rest.split_first()?;
+        let kind = match kind {
+            1 => MessageType::Image,
+            2 => MessageType::Video,
+            3 => MessageType::Audio,
+            4 => MessageType::Document,
+            _ => return None,
+        };
+        let (length, mut rest) = rest.split_at_checked(8)?;
+        let file_length = u64::from_le_bytes(length.try_into().ok()?);
+        let mut next = || -> Option<Vec<u8>> {
+            let (len, tail) = rest.split_at_checked(2)?;
+            let len = usize::from(u16::from_le_bytes(len.try_into().ok()?));
+            let (field, tail) = tail.split_at_checked(len)?;
+            rest = tail;
+            Some(field.to_vec())
+        };
+        let direct_path = String::from_utf8(next()?).ok()?;
+        let media_key = next()?;
+        let file_enc_sha256 = next()?;
+        let file_sha256 = next()?;
+        if !rest.is_empty() {
+            return None;
+        }
+        Some(Self {
+            kind,
+            direct_path,
+            media_key,
+            file_enc_sha256,
+            file_sha256,
+            file_length,
+        })
+    }
+
+    /// The download parameters, or `None` when the message did not carry
+    /// enough to fetch it (then WhatsApp cannot give it to us either).
+    pub(crate) fn download_params(&self) -> Option<DownloadParams> {
+        if self.direct_path.is_empty()
+            || self.media_key.len() != 32
+            || self.file_enc_sha256.len() != 32
+            || self.file_sha256.len() != 32
+        {
+            return None;
+        }
+        Some(DownloadParams::encrypted(
+            self.direct_path.clone(),
+            &self.media_key,
+            &self.file_sha256,
+            &self.file_enc_sha256,
+            self.file_length,
+            media_type(self.kind).ok()?,
+        ))
+    }
+}
+
+// ---------------------------------------------------------------- incoming
+
+/// The account's own identity, to tell its messages and receipts apart.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Own {
+    /// Its phone-number JID (bare), when known.
+    pub pn: Option<whatsapp_rust::Jid>,
+    /// Its LID (bare), when known.
+    pub lid: Option<whatsapp_rust::Jid>,
+}
+
+impl Own {
+    fn is_me(&self, jid: &whatsapp_rust::Jid) -> bool {
+        [&self.pn, &self.lid]
+            .into_iter()
+            .flatten()
+            .any(|me| me.user == jid.user && me.server == jid.server)
+    }
+}
+
+/// What the client knows of LID ↔ phone-number pairs, looked up by the
+/// caller for the JIDs a conversion asks about ([`identities_to_learn`]):
+/// bare JID text → its other form.
+pub(crate) type Alternates = HashMap<String, whatsapp_rust::Jid>;
+
+fn is_person(jid: &whatsapp_rust::Jid) -> bool {
+    matches!(jid.server, Server::Pn | Server::Lid)
+}
+
+/// The bare JIDs of people in `info` whose other form the message itself
+/// does not give (look them up before [`inbound_message`]).
+pub(crate) fn identities_to_learn(info: &MessageInfo) -> Vec<whatsapp_rust::Jid> {
+    let source = &info.source;
+    let mut out = Vec::new();
+    if source.is_from_me {
+        let chat = source.chat.to_non_ad();
+        if chat.server == Server::Lid && info.peer_recipient_pn.is_none() {
+            out.push(chat);
+        }
+    } else if source.sender_alt.is_none() {
+        let sender = source.sender.to_non_ad();
+        if is_person(&sender) {
+            out.push(sender);
+        }
+    }
+    out
+}
+
+/// The pair (phone number, LID) of a person, from one JID and maybe its
+/// other form.
+fn pn_and_lid(
+    jid: &whatsapp_rust::Jid,
+    alt: Option<&whatsapp_rust::Jid>,
+) -> (Option<Jid>, Option<Jid>) {
+    let forms = [Some(jid), alt];
+    let find = |server: Server| {
+        forms
+            .iter()
+            .flatten()
+            .find(|j| j.server == server)
+            .and_then(|j| from_wa_jid(&j.to_non_ad()))
+    };
+    (find(Server::Pn), find(Server::Lid))
+}
+
+fn timestamp(t: whatsapp_rust::chrono::DateTime<whatsapp_rust::chrono::Utc>) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(t.timestamp()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    s
+}
+
+fn reply_of(context: &MessageField<wa::ContextInfo>) -> Option<MessageId> {
+    context
+        .as_option()
+        .and_then(|c| c.stanza_id.as_deref())
+        .and_then(|id| MessageId::parse(id).ok())
+}
+
+/// The media fields every media message has, read through one shape.
+struct MediaFields<'a> {
+    kind: MessageType,
+    mimetype: Option<&'a str>,
+    filename: Option<&'a str>,
+    caption: Option<&'a str>,
+    voice_note: bool,
+    direct_path: Option<&'a str>,
+    media_key: Option<&'a [u8]>,
+    file_enc_sha256: Option<&'a [u8]>,
+    file_sha256: Option<&'a [u8]>,
+    file_length: Option<u64>,
+    context: &'a MessageField<wa::ContextInfo>,
+}
+
+fn media_content(m: MediaFields<'_>) -> (InboundContent, Option<MessageId>) {
+    let default_mime = match m.kind {
+        MessageType::Image => "image/jpeg",
+        MessageType::Video => "video/mp4",
+        MessageType::Audio => "audio/ogg",
+        _ => "application/octet-stream",
+    };
+    let file_sha256 = m.file_sha256.unwrap_or_default();
+    let handle = MediaHandle {
+        kind: m.kind,
+        direct_path: m.direct_path.unwrap_or_default().to_owned(),
+        media_key: m.media_key.unwrap_or_default().to_vec(),
+        file_enc_sha256: m.file_enc_sha256.unwrap_or_default().to_vec(),
+        file_sha256: file_sha256.to_vec(),
+        file_length: m.file_length.unwrap_or(0),
+    };
+    let content = InboundContent::Media {
+        kind: m.kind,
+        info: MediaInfo {
+            mimetype: m
+                .mimetype
+                .filter(|s| !s.is_empty())
+                .unwrap_or(default_mime)
+                .to_owned(),
+            filename: m.filename.filter(|s| !s.is_empty()).map(str::to_owned),
+            size: m.file_length.unwrap_or(0),
+            sha256: hex(file_sha256),
+        },
+        caption: m.caption.filter(|s| !s.is_empty()).map(str::to_owned),
+        voice_note: m.voice_note,
+        media: handle.encode(),
+    };
+    (content, reply_of(m.context))
+}
+
+/// What a message carries, when it is of a kind wagate records: text, the
+/// four media kinds, reactions. `None` for the rest (protocol messages,
+/// stickers, polls, edits, …).
+fn content(message: &wa::Message) -> Option<(InboundContent, Option<MessageId>)> {
+    let m = message.get_base_message();
+    if let Some(text) = m.conversation.as_deref() {
+        return Some((InboundContent::Text(text.to_owned()), None));
+    }
+    if let Some(ext) = m.extended_text_message.as_option()
+        && let Some(text) = ext.text.as_deref()
+    {
+        return Some((
+            InboundContent::Text(text.to_owned()),
+            reply_of(&ext.context_info),
+        ));
+    }
+    if let Some(i) = m.image_message.as_option() {
+        return Some(media_content(MediaFields {
+            kind: MessageType::Image,
+            mimetype: i.mimetype.as_deref(),
+            filename: None,
+            caption: i.caption.as_deref(),
+            voice_note: false,
+            direct_path: i.direct_path.as_deref(),
+            media_key: i.media_key.as_deref(),
+            file_enc_sha256: i.file_enc_sha256.as_deref(),
+            file_sha256: i.file_sha256.as_deref(),
+            file_length: i.file_length,
+            context: &i.context_info,
+        }));
+    }
+    if let Some(v) = m.video_message.as_option() {
+        return Some(media_content(MediaFields {
+            kind: MessageType::Video,
+            mimetype: v.mimetype.as_deref(),
+            filename: None,
+            caption: v.caption.as_deref(),
+            voice_note: false,
+            direct_path: v.direct_path.as_deref(),
+            media_key: v.media_key.as_deref(),
+            file_enc_sha256: v.file_enc_sha256.as_deref(),
+            file_sha256: v.file_sha256.as_deref(),
+            file_length: v.file_length,
+            context: &v.context_info,
+        }));
+    }
+    if let Some(a) = m.audio_message.as_option() {
+        return Some(media_content(MediaFields {
+            kind: MessageType::Audio,
+            mimetype: a.mimetype.as_deref(),
+            filename: None,
+            caption: None,
+            voice_note: a.ptt.unwrap_or(false),
+            direct_path: a.direct_path.as_deref(),
+            media_key: a.media_key.as_deref(),
+            file_enc_sha256: a.file_enc_sha256.as_deref(),
+            file_sha256: a.file_sha256.as_deref(),
+            file_length: a.file_length,
+            context: &a.context_info,
+        }));
+    }
+    if let Some(d) = m.document_message.as_option() {
+        return Some(media_content(MediaFields {
+            kind: MessageType::Document,
+            mimetype: d.mimetype.as_deref(),
+            filename: d.file_name.as_deref().or(d.title.as_deref()),
+            caption: d.caption.as_deref(),
+            voice_note: false,
+            direct_path: d.direct_path.as_deref(),
+            media_key: d.media_key.as_deref(),
+            file_enc_sha256: d.file_enc_sha256.as_deref(),
+            file_sha256: d.file_sha256.as_deref(),
+            file_length: d.file_length,
+            context: &d.context_info,
+        }));
+    }
+    if let Some(r) = m.reaction_message.as_option() {
+        let target = r
+            .key
+            .as_option()
+            .and_then(|k| k.id.as_deref())
+            .and_then(|id| MessageId::parse(id).ok())?;
+        let emoji = r.text.clone().unwrap_or_default();
+        return Some((InboundContent::Reaction { target, emoji }, None));
+    }
+    None
+}
+
+/// Why an arrived message is not recorded (for a debug log line; never
+/// its content).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Skipped {
+    /// A group, broadcast list, status or channel message.
+    NotOneToOne,
+    /// Of a kind wagate does not record (protocol message, sticker, …).
+    Unsupported,
+    /// Its id or JIDs are not of a form wagate accepts.
+    Malformed,
+}
+
+/// A decrypted message as the port's, or why it is skipped. `alternates`
+/// holds what the caller looked up for [`identities_to_learn`].
+pub(crate) fn inbound_message(
+    message: &wa::Message,
+    info: &MessageInfo,
+    own: &Own,
+    alternates: &Alternates,
+) -> Result<InboundMessage, Skipped> {
+    let source = &info.source;
+    let chat = source.chat.to_non_ad();
+    if source.is_group || !is_person(&chat) {
+        return Err(Skipped::NotOneToOne);
+    }
+    let (content, reply_to) = content(message).ok_or(Skipped::Unsupported)?;
+    let id = MessageId::parse(&info.id).map_err(|_| Skipped::Malformed)?;
+    let (chat, sender, sender_pn, sender_lid) = if source.is_from_me {
+        // Written by the account (its phone or another device): the chat is
+        // the person it went to, by phone number when known.
+        let chat_pn = match chat.server {
+            Server::Pn => Some(chat.clone()),
+            _ => info
+                .peer_recipient_pn
+                .as_ref()
+                .map(|j| j.to_non_ad())
+                .or_else(|| alternates.get(&chat.to_string()).cloned()),
+        };
+        let chat = from_wa_jid(chat_pn.as_ref().unwrap_or(&chat)).ok_or(Skipped::Malformed)?;
+        let me = source.sender.to_non_ad();
+        let (pn, lid) = (
+            own.pn.as_ref().and_then(from_wa_jid),
+            own.lid.as_ref().and_then(from_wa_jid),
+        );
+        let sender = pn
+            .clone()
+            .or_else(|| lid.clone())
+            .or_else(|| from_wa_jid(&me))
+            .ok_or(Skipped::Malformed)?;
+        (chat, sender, pn, lid)
+    } else {
+        let from = source.sender.to_non_ad();
+        if !is_person(&from) {
+            return Err(Skipped::NotOneToOne);
+        }
+        let alt = source
+            .sender_alt
+            .as_ref()
+            .map(|j| j.to_non_ad())
+            .filter(is_person)
+            .or_else(|| alternates.get(&from.to_string()).cloned());
+        let (pn, lid) = pn_and_lid(&from, alt.as_ref());
+        let sender = from_wa_jid(&from).ok_or(Skipped::Malformed)?;
+        let chat = pn.clone().unwrap_or_else(|| sender.clone());
+        (chat, sender, pn, lid)
+    };
+    if !matches!(chat.kind(), JidKind::User | JidKind::Lid) {
+        return Err(Skipped::NotOneToOne);
+    }
+    Ok(InboundMessage {
+        id,
+        chat,
+        sender,
+        sender_pn,
+        sender_lid,
+        from_me: source.is_from_me,
+        timestamp: timestamp(info.timestamp),
+        content,
+        reply_to,
+    })
+}
+
+// ---------------------------------------------------------------- statuses
+
+/// The JID a receipt or ack names its chat by, when it needs looking up
+/// (a LID whose phone number the event does not carry).
+pub(crate) fn receipt_chat_to_learn(receipt: &Receipt) -> Option<whatsapp_rust::Jid> {
+    let chat = receipt.source.chat.to_non_ad();
+    (chat.server == Server::Lid).then_some(chat)
+}
+
+/// A contact's receipt as a status change of the messages it names:
+/// delivered, read or played. `None` for receipts of other kinds (retries,
+/// our own devices' read-self, …), from groups, or from the account itself
+/// (those are about messages it received, not sent).
+pub(crate) fn receipt_status(
+    receipt: &Receipt,
+    own: &Own,
+    alternates: &Alternates,
+) -> Option<StatusUpdate> {
+    let status = match receipt.r#type {
+        ReceiptType::Delivered => MessageStatus::Delivered,
+        ReceiptType::Read => MessageStatus::Read,
+        ReceiptType::Played => MessageStatus::Played,
+        _ => return None,
+    };
+    let chat = receipt.source.chat.to_non_ad();
+    if receipt.source.is_group || !is_person(&chat) || own.is_me(&chat) {
+        return None;
+    }
+    let sender = receipt.source.sender.to_non_ad();
+    if own.is_me(&sender) {
+        return None;
+    }
+    let chat = person_by_phone(&chat, receipt.source.sender_alt.as_ref(), alternates)?;
+    let ids: Vec<MessageId> = receipt
+        .message_ids
+        .iter()
+        .filter_map(|id| MessageId::parse(id).ok())
+        .collect();
+    if ids.is_empty() {
+        return None;
+    }
+    Some(StatusUpdate {
+        ids,
+        chat,
+        status,
+        at: timestamp(receipt.timestamp),
+        error_code: None,
+    })
+}
+
+/// A person by phone number when known, else as named.
+fn person_by_phone(
+    jid: &whatsapp_rust::Jid,
+    alt: Option<&whatsapp_rust::Jid>,
+    alternates: &Alternates,
+) -> Option<Jid> {
+    let alt = alt
+        .map(|j| j.to_non_ad())
+        .filter(|j| j.server == Server::Pn)
+        .or_else(|| alternates.get(&jid.to_string()).cloned());
+    let (pn, _) = pn_and_lid(jid, alt.as_ref());
+    pn.or_else(|| from_wa_jid(jid))
+}
+
+/// The server's ack of a message this account sent: `Sent`, or `Failed`
+/// with the nack code. `None` for acks of other stanzas (receipts,
+/// notifications, …), of group or own-device traffic, or without a chat.
+pub(crate) fn ack_status(
+    ack: &ServerAck,
+    own: &Own,
+    alternates: &Alternates,
+    now: OffsetDateTime,
+) -> Option<StatusUpdate> {
+    if ack.class.as_deref() != Some("message") {
+        return None;
+    }
+    let chat = ack.from.as_ref()?.to_non_ad();
+    if !is_person(&chat) || own.is_me(&chat) {
+        return None;
+    }
+    let id = MessageId::parse(&ack.id).ok()?;
+    let chat = person_by_phone(&chat, None, alternates)?;
+    let (status, error_code) = match ack.error.as_deref() {
+        None => (MessageStatus::Sent, None),
+        Some(code) => (
+            MessageStatus::Failed,
+            Some(code.trim().parse().unwrap_or(0)),
+        ),
+    };
+    Some(StatusUpdate {
+        ids: vec![id],
+        chat,
+        status,
+        at: ack.timestamp.map(timestamp).unwrap_or(now),
+        error_code,
+    })
+}
+
+/// The chat of an ack, when it needs looking up.
+pub(crate) fn ack_chat_to_learn(ack: &ServerAck) -> Option<whatsapp_rust::Jid> {
+    let chat = ack.from.as_ref()?.to_non_ad();
+    (chat.server == Server::Lid).then_some(chat)
+}
+
+#[cfg(test)]
+mod tests {
+    use whatsapp_rust::types::message::MessageSource;
+
+    use super::*;
+
+    fn wa_jid(s: &str) -> whatsapp_rust::Jid {
+        s.parse().unwrap()
+    }
+
+    fn jid(s: &str) -> Jid {
+        Jid::parse(s).unwrap()
+    }
+
+    fn own() -> Own {
+        Own {
+            pn: Some(wa_jid("15550001111@s.whatsapp.net")),
+            lid: Some(wa_jid("100000000000001@lid")),
+        }
+    }
+
+    fn info(source: MessageSource) -> MessageInfo {
+        MessageInfo {
+            id: "3EB0AAAA".into(),
+            source,
+            timestamp: whatsapp_rust::chrono::DateTime::from_timestamp(1_704_067_200, 0).unwrap(),
+            ..Default::default()
+        }
+    }
+
+    fn from_contact() -> MessageSource {
+        MessageSource {
+            chat: wa_jid("123456789012345@lid"),
+            sender: wa_jid("123456789012345:0@lid"),
+            sender_alt: Some(wa_jid("14155550123@s.whatsapp.net")),
+            addressing_mode: None,
+            ..Default::default()
+        }
+    }
+
+    fn text(s: &str) -> wa::Message {
+        wa::Message {
+            conversation: Some(s.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn text_from_a_contact_known_by_both_forms() {
+        let m = inbound_message(
+            &text("hi"),
+            &info(from_contact()),
+            &own(),
+            &Alternates::new(),
+        )
+        .unwrap();
+        assert_eq!(m.id.as_str(), "3EB0AAAA");
+        assert_eq!(m.chat, jid("14155550123@s.whatsapp.net"), "by phone number");
+        assert_eq!(m.sender, jid("123456789012345@lid"), "as addressed");
+        assert_eq!(m.sender_pn, Some(jid("14155550123@s.whatsapp.net")));
+        assert_eq!(m.sender_lid, Some(jid("123456789012345@lid")));
+        assert!(!m.from_me);
+        assert_eq!(m.timestamp.unix_timestamp(), 1_704_067_200);
+        assert_eq!(m.content, InboundContent::Text("hi".into()));
+        assert_eq!(m.reply_to, None);
+        assert!(!format!("{m:?}").contains("hi\""), "no text in Debug");
+    }
+
+    #[test]
+    fn the_lid_is_looked_up_when_the_stanza_has_none() {
+        let source = MessageSource {
+            chat: wa_jid("14155550123@s.whatsapp.net"),
+            sender: wa_jid("14155550123:3@s.whatsapp.net"),
+            ..Default::default()
+        };
+        let info = info(source);
+        let wanted = identities_to_learn(&info);
+        assert_eq!(wanted, vec![wa_jid("14155550123@s.whatsapp.net")]);
+        let none = inbound_message(&text("x"), &info, &own(), &Alternates::new()).unwrap();
+        assert_eq!(none.sender_lid, None);
+        assert_eq!(none.chat, jid("14155550123@s.whatsapp.net"));
+        let known = Alternates::from([(
+            "14155550123@s.whatsapp.net".to_owned(),
+            wa_jid("123456789012345@lid"),
+        )]);
+        let m = inbound_message(&text("x"), &info, &own(), &known).unwrap();
+        assert_eq!(m.sender, jid("14155550123@s.whatsapp.net"));
+        assert_eq!(m.sender_lid, Some(jid("123456789012345@lid")));
+    }
+
+    #[test]
+    fn own_messages_from_the_phone_go_to_the_recipients_chat() {
+        let source = MessageSource {
+            chat: wa_jid("123456789012345@lid"),
+            sender: wa_jid("100000000000001:0@lid"),
+            is_from_me: true,
+            recipient: Some(wa_jid("123456789012345@lid")),
+            ..Default::default()
+        };
+        let mut info = info(source);
+        assert_eq!(
+            identities_to_learn(&info),
+            vec![wa_jid("123456789012345@lid")]
+        );
+        info.peer_recipient_pn = Some(wa_jid("14155550123@s.whatsapp.net"));
+        assert!(identities_to_learn(&info).is_empty());
+        let m = inbound_message(&text("from my phone"), &info, &own(), &Alternates::new()).unwrap();
+        assert!(m.from_me);
+        assert_eq!(m.chat, jid("14155550123@s.whatsapp.net"));
+        assert_eq!(m.sender, jid("15550001111@s.whatsapp.net"));
+        assert_eq!(m.sender_pn, Some(jid("15550001111@s.whatsapp.net")));
+        assert_eq!(m.sender_lid, Some(jid("100000000000001@lid")));
+    }
+
+    #[test]
+    fn groups_broadcasts_and_protocol_messages_are_skipped() {
+        let group = MessageSource {
+            chat: wa_jid("120363025246125486@g.us"),
+            sender: wa_jid("14155550123@s.whatsapp.net"),
+            is_group: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            inbound_message(&text("x"), &info(group), &own(), &Alternates::new()),
+            Err(Skipped::NotOneToOne)
+        );
+        let status = MessageSource {
+            chat: wa_jid("status@broadcast"),
+            sender: wa_jid("14155550123@s.whatsapp.net"),
+            ..Default::default()
+        };
+        assert_eq!(
+            inbound_message(&text("x"), &info(status), &own(), &Alternates::new()),
+            Err(Skipped::NotOneToOne)
+        );
+        let protocol = wa::Message {
+            protocol_message: MessageField::some(wa::message::ProtocolMessage::default()),
+            ..Default::default()
+        };
+        assert_eq!(
+            inbound_message(&protocol, &info(from_contact()), &own(), &Alternates::new()),
+            Err(Skipped::Unsupported)
+        );
+        let mut bad_id = info(from_contact());
+        bad_id.id = "not an id".into();
+        assert_eq!(
+            inbound_message(&text("x"), &bad_id, &own(), &Alternates::new()),
+            Err(Skipped::Malformed)
+        );
+    }
+
+    #[test]
+    fn replies_reactions_and_wrappers() {
+        let reply = wa::Message {
+            ephemeral_message: MessageField::some(wa::message::FutureProofMessage {
+                message: MessageField::some(text_message(
+                    "yes",
+                    Some(&MessageId::parse("3EB0QQ").unwrap()),
+                )),
+            }),
+            ..Default::default()
+        };
+        let m = inbound_message(&reply, &info(from_contact()), &own(), &Alternates::new()).unwrap();
+        assert_eq!(m.content, InboundContent::Text("yes".into()));
+        assert_eq!(m.reply_to.map(|r| r.to_string()).as_deref(), Some("3EB0QQ"));
+
+        let reaction = wa::Message {
+            reaction_message: MessageField::some(wa::message::ReactionMessage {
+                key: MessageField::some(reaction_key(
+                    &jid("14155550123@s.whatsapp.net"),
+                    &MessageId::parse("3EB0MINE").unwrap(),
+                    true,
+                )),
+                text: Some("👍".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let m =
+            inbound_message(&reaction, &info(from_contact()), &own(), &Alternates::new()).unwrap();
+        assert_eq!(
+            m.content,
+            InboundContent::Reaction {
+                target: MessageId::parse("3EB0MINE").unwrap(),
+                emoji: "👍".into()
+            }
+        );
+    }
+
+    #[test]
+    fn outgoing_text_and_replies() {
+        let plain = text_message("hello", None);
+        assert_eq!(plain.conversation.as_deref(), Some("hello"));
+        assert!(plain.extended_text_message.is_unset());
+        let id = MessageId::parse("3EB0QUOTED").unwrap();
+        let reply = text_message("hello", Some(&id));
+        let ext = reply.extended_text_message.as_option().unwrap();
+        assert_eq!(ext.text.as_deref(), Some("hello"));
+        assert_eq!(
+            ext.context_info.as_option().unwrap().stanza_id.as_deref(),
+            Some("3EB0QUOTED")
+        );
+    }
+
+    #[test]
+    fn outgoing_media_and_incoming_media_round_trip() {
+        let media = OutgoingMedia {
+            kind: MessageType::Audio,
+            mimetype: "audio/ogg; codecs=opus".into(),
+            filename: None,
+            caption: None,
+            voice_note: true,
+            data: b"opus".to_vec(),
+        };
+        let handle = MediaHandle {
+            kind: MessageType::Audio,
+            direct_path: "/v/t62.7117-24/abc.enc?ccb=11".into(),
+            media_key: vec![7; 32],
+            file_enc_sha256: vec![8; 32],
+            file_sha256: vec![9; 32],
+            file_length: 4,
+        };
+        let wire = wa::Message {
+            audio_message: MessageField::some(wa::message::AudioMessage {
+                direct_path: Some(handle.direct_path.clone()),
+                media_key: Some(handle.media_key.clone()),
+                file_enc_sha256: Some(handle.file_enc_sha256.clone()),
+                file_sha256: Some(handle.file_sha256.clone()),
+                file_length: Some(4),
+                mimetype: Some(media.mimetype.clone()),
+                ptt: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let m = inbound_message(&wire, &info(from_contact()), &own(), &Alternates::new()).unwrap();
+        let InboundContent::Media {
+            kind,
+            info,
+            caption,
+            voice_note,
+            media: media_ref,
+        } = m.content
+        else {
+            panic!("media");
+        };
+        assert_eq!(kind, MessageType::Audio);
+        assert!(voice_note);
+        assert_eq!(caption, None);
+        assert_eq!(info.size, 4);
+        assert_eq!(info.sha256, "09".repeat(32));
+        assert_eq!(info.mimetype, "audio/ogg; codecs=opus");
+        assert_eq!(MediaHandle::decode(&media_ref), Some(handle.clone()));
+        assert!(handle.download_params().is_some());
+        assert_eq!(
+            format!("{media_ref:?}"),
+            format!("MediaRef({} bytes)", media_ref.0.len())
+        );
+        assert!(!format!("{handle:?}").contains("7, 7"), "no key in Debug");
+    }
+
+    #[test]
+    fn media_refs_refuse_what_they_did_not_write() {
+        let handle = MediaHandle {
+            kind: MessageType::Document,
+            direct_path: "/v/x".into(),
+            media_key: vec![1; 32],
+            file_enc_sha256: vec![2; 32],
+            file_sha256: vec![3; 32],
+            file_length: 10,
+        };
+        let good = handle.encode();
+        assert_eq!(good.0[0], 1, "versioned");
+        assert_eq!(MediaHandle::decode(&good), Some(handle.clone()));
+        for bad in [
+            vec![],
+            vec![2],
+            vec![1, 9],
+            good.0[..good.0.len() - 1].to_vec(),
+            [good.0.clone(), vec![0]].concat(),
+        ] {
+            assert_eq!(MediaHandle::decode(&MediaRef(bad.clone())), None, "{bad:?}");
+        }
+        let incomplete = MediaHandle {
+            media_key: vec![],
+            ..handle
+        };
+        assert!(incomplete.download_params().is_none());
+    }
+
+    fn receipt(kind: ReceiptType, chat: &str, sender: &str) -> Receipt {
+        Receipt::builder()
+            .source(MessageSource {
+                chat: wa_jid(chat),
+                sender: wa_jid(sender),
+                ..Default::default()
+            })
+            .message_ids(vec!["3EB0A".into(), "3EB0B".into()])
+            .timestamp(whatsapp_rust::chrono::DateTime::from_timestamp(1_704_067_300, 0).unwrap())
+            .r#type(kind)
+            .offline(false)
+            .build()
+    }
+
+    #[test]
+    fn receipts_become_statuses_of_sent_messages() {
+        let r = receipt(
+            ReceiptType::Delivered,
+            "14155550123@s.whatsapp.net",
+            "14155550123@s.whatsapp.net",
+        );
+        let s = receipt_status(&r, &own(), &Alternates::new()).unwrap();
+        assert_eq!(s.status, MessageStatus::Delivered);
+        assert_eq!(s.chat, jid("14155550123@s.whatsapp.net"));
+        assert_eq!(s.ids.len(), 2);
+        assert_eq!(s.at.unix_timestamp(), 1_704_067_300);
+        for (kind, status) in [
+            (ReceiptType::Read, MessageStatus::Read),
+            (ReceiptType::Played, MessageStatus::Played),
+        ] {
+            let r = receipt(
+                kind,
+                "14155550123@s.whatsapp.net",
+                "14155550123@s.whatsapp.net",
+            );
+            assert_eq!(
+                receipt_status(&r, &own(), &Alternates::new())
+                    .unwrap()
+                    .status,
+                status
+            );
+        }
+        // A LID chat is named by its phone number when known.
+        let r = receipt(
+            ReceiptType::Read,
+            "123456789012345:2@lid",
+            "123456789012345:2@lid",
+        );
+        assert_eq!(
+            receipt_chat_to_learn(&r),
+            Some(wa_jid("123456789012345@lid"))
+        );
+        let known = Alternates::from([(
+            "123456789012345@lid".to_owned(),
+            wa_jid("14155550123@s.whatsapp.net"),
+        )]);
+        assert_eq!(
+            receipt_status(&r, &own(), &known).unwrap().chat,
+            jid("14155550123@s.whatsapp.net")
+        );
+        assert_eq!(
+            receipt_status(&r, &own(), &Alternates::new()).unwrap().chat,
+            jid("123456789012345@lid")
+        );
+        // Not about messages we sent, or not a status.
+        for r in [
+            receipt(
+                ReceiptType::ReadSelf,
+                "14155550123@s.whatsapp.net",
+                "15550001111:2@s.whatsapp.net",
+            ),
+            receipt(
+                ReceiptType::Delivered,
+                "15550001111@s.whatsapp.net",
+                "15550001111:0@s.whatsapp.net",
+            ),
+            receipt(
+                ReceiptType::Retry,
+                "14155550123@s.whatsapp.net",
+                "14155550123@s.whatsapp.net",
+            ),
+            receipt(
+                ReceiptType::Delivered,
+                "120363025246125486@g.us",
+                "14155550123@s.whatsapp.net",
+            ),
+        ] {
+            assert_eq!(
+                receipt_status(&r, &own(), &Alternates::new()),
+                None,
+                "{:?}",
+                r.r#type
+            );
+        }
+    }
+
+    fn ack(class: Option<&str>, from: Option<&str>, error: Option<&str>) -> ServerAck {
+        ServerAck::builder()
+            .id("3EB0ACK".into())
+            .maybe_class(class.map(str::to_owned))
+            .maybe_from(from.map(wa_jid))
+            .maybe_timestamp(whatsapp_rust::chrono::DateTime::from_timestamp(
+                1_704_067_400,
+                0,
+            ))
+            .maybe_error(error.map(str::to_owned))
+            .build()
+    }
+
+    #[test]
+    fn server_acks_are_sent_or_failed() {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let sent = ack_status(
+            &ack(Some("message"), Some("14155550123@s.whatsapp.net"), None),
+            &own(),
+            &Alternates::new(),
+            now,
+        )
+        .unwrap();
+        assert_eq!(sent.status, MessageStatus::Sent);
+        assert_eq!(sent.ids, vec![MessageId::parse("3EB0ACK").unwrap()]);
+        assert_eq!(sent.at.unix_timestamp(), 1_704_067_400);
+        assert_eq!(sent.error_code, None);
+        let failed = ack_status(
+            &ack(
+                Some("message"),
+                Some("14155550123@s.whatsapp.net"),
+                Some("479"),
+            ),
+            &own(),
+            &Alternates::new(),
+            now,
+        )
+        .unwrap();
+        assert_eq!(failed.status, MessageStatus::Failed);
+        assert_eq!(failed.error_code, Some(479));
+        for a in [
+            ack(Some("receipt"), Some("14155550123@s.whatsapp.net"), None),
+            ack(None, Some("14155550123@s.whatsapp.net"), None),
+            ack(Some("message"), None, None),
+            ack(Some("message"), Some("15550001111@s.whatsapp.net"), None),
+            ack(Some("message"), Some("120363025246125486@g.us"), None),
+        ] {
+            assert_eq!(
+                ack_status(&a, &own(), &Alternates::new(), now),
+                None,
+                "{a:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn send_errors_never_leak_the_library() {
+        assert_eq!(
+            send_error(&SendError::NotLoggedIn),
+            WhatsAppError::NotConnected
+        );
+        assert_eq!(
+            send_error(&SendError::Client(ClientError::NotConnected)),
+            WhatsAppError::NotConnected
+        );
+        assert_eq!(
+            send_error(&SendError::Iq(whatsapp_rust::IqError::Timeout)),
+            WhatsAppError::Timeout
+        );
+        assert!(matches!(
+            send_error(&SendError::InvalidRequest("bad".into())),
+            WhatsAppError::InvalidTarget(_)
+        ));
+        let wrapped = whatsapp_rust::anyhow::Error::new(ClientError::NotLoggedIn).context("x");
+        assert_eq!(
+            send_error(&SendError::Internal(wrapped)),
+            WhatsAppError::NotConnected
+        );
+        assert!(matches!(
+            send_error(&SendError::Internal(whatsapp_rust::anyhow::anyhow!(
+                "encrypt"
+            ))),
+            WhatsAppError::Internal(_)
+        ));
+    }
+
+    #[test]
+    fn media_errors() {
+        let status = |s: u16| {
+            whatsapp_rust::anyhow::Error::new(whatsapp_rust::http::HttpStatusError { status: s })
+                .context("download")
+        };
+        assert_eq!(
+            media_error(true, &status(404)),
+            WhatsAppError::NotFound(None)
+        );
+        assert_eq!(
+            media_error(true, &status(410)),
+            WhatsAppError::NotFound(None)
+        );
+        assert!(matches!(
+            media_error(false, &status(404)),
+            WhatsAppError::Internal(_)
+        ));
+        assert!(matches!(
+            media_error(true, &status(503)),
+            WhatsAppError::Unavailable(_)
+        ));
+        assert!(matches!(
+            media_error(true, &whatsapp_rust::anyhow::anyhow!("Connection refused")),
+            WhatsAppError::Unavailable(_)
+        ));
+        assert!(matches!(
+            media_error(true, &whatsapp_rust::anyhow::anyhow!("bad mac")),
+            WhatsAppError::Internal(_)
+        ));
+    }
+}

@@ -1,0 +1,204 @@
+//! The messages that cross the port: what the gateway sends, what arrives.
+
+use std::fmt;
+
+use time::OffsetDateTime;
+use wagate_domain::{Jid, MediaInfo, MessageId, MessageStatus, MessageType};
+
+/// A message to send to one person.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    /// The id it is sent under, chosen (and stored) before the first try:
+    /// sending again under the same id never makes a second message.
+    pub id: MessageId,
+    /// The person (phone number or LID JID).
+    pub to: Jid,
+    /// What it says or carries.
+    pub content: OutgoingContent,
+    /// The message it answers (quotes), if any.
+    pub reply_to: Option<MessageId>,
+}
+
+/// What an [`OutgoingMessage`] carries.
+#[derive(Clone, PartialEq, Eq)]
+pub enum OutgoingContent {
+    /// Text.
+    Text(String),
+    /// A picture, video, audio or document, its bytes in hand.
+    Media(OutgoingMedia),
+}
+
+/// Media to upload and send.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OutgoingMedia {
+    /// Image, video, audio or document (never text).
+    pub kind: MessageType,
+    /// Its MIME type.
+    pub mimetype: String,
+    /// The file name (documents).
+    pub filename: Option<String>,
+    /// The caption (images, videos, documents).
+    pub caption: Option<String>,
+    /// Audio sent as a voice note (push-to-talk).
+    pub voice_note: bool,
+    /// The plain bytes; the adapter encrypts and uploads them.
+    pub data: Vec<u8>,
+}
+
+// Message text and media are customers' conversations: never in a log line.
+impl fmt::Debug for OutgoingMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.content {
+            OutgoingContent::Text(_) => MessageType::Text,
+            OutgoingContent::Media(m) => m.kind,
+        };
+        f.debug_struct("OutgoingMessage")
+            .field("id", &self.id)
+            .field("to", &self.to)
+            .field("type", &kind)
+            .field("reply_to", &self.reply_to)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for OutgoingContent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutgoingContent::Text(_) => f.write_str("Text(..)"),
+            OutgoingContent::Media(m) => m.fmt(f),
+        }
+    }
+}
+
+impl fmt::Debug for OutgoingMedia {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutgoingMedia")
+            .field("kind", &self.kind)
+            .field("mimetype", &self.mimetype)
+            .field("bytes", &self.data.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A message that arrived for the account: from a contact, or sent by the
+/// account itself from its phone or another device (`from_me`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct InboundMessage {
+    /// WhatsApp's id for it; with `chat` and `sender` it names the message.
+    pub id: MessageId,
+    /// The conversation: the other person, by phone number when known.
+    pub chat: Jid,
+    /// Who wrote it (the account's own JID when `from_me`).
+    pub sender: Jid,
+    /// The sender's phone-number JID, when known.
+    pub sender_pn: Option<Jid>,
+    /// The sender's LID, when known.
+    pub sender_lid: Option<Jid>,
+    /// Written by the account itself (its phone or another device).
+    pub from_me: bool,
+    /// When the sender sent it.
+    pub timestamp: OffsetDateTime,
+    /// What it carries.
+    pub content: InboundContent,
+    /// The message it answers, if any.
+    pub reply_to: Option<MessageId>,
+}
+
+/// What an [`InboundMessage`] carries.
+#[derive(Clone, PartialEq, Eq)]
+pub enum InboundContent {
+    /// Text.
+    Text(String),
+    /// Media, not downloaded: `media` is what the adapter needs to fetch it
+    /// later ([`crate::WhatsAppPort::download_media`]).
+    Media {
+        /// Image, video, audio or document.
+        kind: MessageType,
+        /// What is known of it.
+        info: MediaInfo,
+        /// The caption, if any.
+        caption: Option<String>,
+        /// A voice note.
+        voice_note: bool,
+        /// The adapter's handle to download it.
+        media: MediaRef,
+    },
+    /// A reaction to an earlier message (`emoji` empty: removed).
+    Reaction {
+        /// The message reacted to.
+        target: MessageId,
+        /// The emoji, or empty when the reaction was taken back.
+        emoji: String,
+    },
+}
+
+impl fmt::Debug for InboundMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.content {
+            InboundContent::Text(_) => "text",
+            InboundContent::Media { kind, .. } => kind.as_str(),
+            InboundContent::Reaction { .. } => "reaction",
+        };
+        f.debug_struct("InboundMessage")
+            .field("id", &self.id)
+            .field("chat", &self.chat)
+            .field("sender", &self.sender)
+            .field("from_me", &self.from_me)
+            .field("type", &kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for InboundContent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InboundContent::Text(_) => f.write_str("Text(..)"),
+            InboundContent::Media { kind, info, .. } => f
+                .debug_struct("Media")
+                .field("kind", kind)
+                .field("mimetype", &info.mimetype)
+                .field("size", &info.size)
+                .finish_non_exhaustive(),
+            InboundContent::Reaction { target, .. } => f
+                .debug_struct("Reaction")
+                .field("target", target)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// An adapter's opaque handle to download a message's media later (for the
+/// live adapter: the direct path, media key and hashes, serialized). The
+/// gateway stores it with the message and hands it back unchanged. It holds
+/// the key that decrypts the media, so it never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MediaRef(pub Vec<u8>);
+
+impl fmt::Debug for MediaRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MediaRef({} bytes)", self.0.len())
+    }
+}
+
+/// An outgoing message's status changed on WhatsApp's side: the server's
+/// ack (`Sent`), or a receipt from the contact (`Delivered`, `Read`,
+/// `Played`), or the server refused it (`Failed`, with its code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusUpdate {
+    /// The messages it is about (a receipt may name several).
+    pub ids: Vec<MessageId>,
+    /// Their chat.
+    pub chat: Jid,
+    /// The new status.
+    pub status: MessageStatus,
+    /// When WhatsApp says it happened.
+    pub at: OffsetDateTime,
+    /// WhatsApp's error code when `status` is `Failed` (a nack).
+    pub error_code: Option<u32>,
+}
+
+/// A [`crate::SessionEventSink`] could not record received messages; the
+/// adapter must not acknowledge them, so WhatsApp delivers them again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("received messages were not recorded: {0}")]
+pub struct NotRecorded(pub String);

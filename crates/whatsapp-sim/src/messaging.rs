@@ -1,0 +1,849 @@
+//! One-to-one messages between the accounts' devices and the world's
+//! contacts (each a Signal user with one device, see `contact.rs`).
+//!
+//! - **Client → contact.** A `<message to=contact>` is decrypted with the
+//!   contact's session, logged per (account, contact), answered with the
+//!   server `<ack class="message">`, then after `receiptDelayMs` the
+//!   contact's delivery `<receipt>`, and `readsAfterMs` later its read
+//!   receipt when the world says so.
+//! - **Contact → account** (`POST /admin/accounts/{phone}/messages`). The
+//!   contact encrypts the message to every companion of the account; each
+//!   copy waits in that device's queue until the device acknowledges it (a
+//!   `<receipt>` or an `<ack class="message">` for its id), and is sent
+//!   again on each new login until then.
+//! - Receipts the account's devices send for those messages are logged.
+//!
+//! Everything here but the media blobs is saved in the state file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use buffa::Message as _;
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+use wacore_binary::builder::NodeBuilder;
+use wacore_binary::{Node, NodeRef};
+use waproto::whatsapp as wa;
+
+use crate::admin::AdminError;
+use crate::contact::{CompanionBundle, ContactUser, peer_key};
+use crate::persist::B64;
+use crate::state::{Inner, Outbound, Sim};
+use crate::world::{Contact, World, phone_digits};
+
+/// The most bytes an admin-posted image may have.
+const MAX_MEDIA_BYTES: usize = 16 << 20;
+
+/// A message an account's device sent a contact, decrypted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct LoggedMessage {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
+    caption: Option<String>,
+    media: Option<MediaInfo>,
+    at: String,
+}
+
+/// The media of a logged message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct MediaInfo {
+    mimetype: Option<String>,
+    size: u64,
+    /// SHA-256 of the decrypted bytes, lower-case hex.
+    sha256: String,
+}
+
+/// A receipt an account's device sent a contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct LoggedReceipt {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    at: String,
+}
+
+/// What one account and one contact exchanged.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct Chat {
+    #[serde(default)]
+    data: Vec<LoggedMessage>,
+    #[serde(default)]
+    receipts: Vec<LoggedReceipt>,
+}
+
+/// A contact's message waiting for one device's acknowledgement.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct Pending {
+    id: String,
+    /// The contact's phone-number JID.
+    from: String,
+    sender_lid: Option<String>,
+    notify: Option<String>,
+    t: i64,
+    /// `text` or `media`.
+    kind: String,
+    /// `pkmsg` or `msg`.
+    enc_type: String,
+    mediatype: Option<String>,
+    ciphertext: B64,
+    /// The connection it was last sent on (not saved: a restart resends).
+    #[serde(skip)]
+    sent_on: Option<u64>,
+}
+
+impl Pending {
+    fn node(&self) -> Node {
+        let mut b = NodeBuilder::new("message")
+            .attr("from", self.from.clone())
+            .attr("id", self.id.clone())
+            .attr("type", self.kind.clone())
+            .attr("t", self.t.to_string());
+        if let Some(n) = &self.notify {
+            b = b.attr("notify", n.clone());
+        }
+        if let Some(l) = &self.sender_lid {
+            b = b.attr("sender_lid", l.clone());
+        }
+        let mut enc = NodeBuilder::new("enc")
+            .attr("v", "2")
+            .attr("type", self.enc_type.clone());
+        if let Some(m) = &self.mediatype {
+            enc = enc.attr("mediatype", m.clone());
+        }
+        b.children([enc.bytes(self.ciphertext.0.clone()).build()])
+            .build()
+    }
+}
+
+/// The messaging part of the simulator's persistent state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct Messaging {
+    /// Contact phone → its Signal user.
+    #[serde(default)]
+    contacts: BTreeMap<String, ContactUser>,
+    /// `"{account}/{contact}"` → what they exchanged.
+    #[serde(default)]
+    chats: BTreeMap<String, Chat>,
+    /// `"{account}.{device}"` → messages that device has not acknowledged.
+    #[serde(default)]
+    pending: BTreeMap<String, Vec<Pending>>,
+}
+
+impl Messaging {
+    /// Checks a restored state.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        for (phone, c) in &self.contacts {
+            c.validate().map_err(|e| format!("contact {phone}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The Signal user of contact `phone`, made on first use.
+    fn contact(&mut self, phone: &str) -> anyhow::Result<&mut ContactUser> {
+        if !self.contacts.contains_key(phone) {
+            self.contacts
+                .insert(phone.to_owned(), ContactUser::generate()?);
+        }
+        self.contacts
+            .get_mut(phone)
+            .ok_or_else(|| anyhow::anyhow!("contact {phone} vanished"))
+    }
+
+    fn chat(&mut self, account: &str, contact: &str) -> &mut Chat {
+        self.chats
+            .entry(format!("{account}/{contact}"))
+            .or_default()
+    }
+}
+
+/// Encrypted media the simulator's media host serves, by path (in memory
+/// only).
+#[derive(Debug, Default)]
+pub(crate) struct MediaStore {
+    blobs: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+}
+
+impl MediaStore {
+    pub(crate) fn put(&self, path: String, data: Vec<u8>) {
+        self.blobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(path, Arc::new(data));
+    }
+
+    pub(crate) fn get(&self, path: &str) -> Option<Arc<Vec<u8>>> {
+        self.blobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(path)
+            .cloned()
+    }
+}
+
+/// Now as RFC 3339 (UTC, milliseconds).
+fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let now = now
+        .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
+        .unwrap_or(now);
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fresh message id in WhatsApp's style.
+pub(crate) fn new_message_id() -> String {
+    let bytes: [u8; 9] = rand_010::random();
+    format!("3EB0{}", hex(&bytes).to_uppercase())
+}
+
+/// `user@server` split, device and agent dropped.
+fn split_jid(jid: &str) -> Option<(&str, &str, u16)> {
+    let (user, server) = jid.split_once('@')?;
+    let (user, device) = match user.split_once(':') {
+        Some((u, d)) => (u, d.parse().ok()?),
+        None => (user, 0),
+    };
+    let user = user.split('_').next().unwrap_or(user);
+    Some((user, server, device))
+}
+
+/// The world contact (a person) a JID names, by phone number or LID.
+fn contact_of<'w>(world: &'w World, jid: &str) -> Option<&'w Contact> {
+    let (user, server, _) = split_jid(jid)?;
+    let c = match server {
+        "lid" => world.contact_by_lid(user),
+        "s.whatsapp.net" | "c.us" => world.contact(&phone_digits(user)?),
+        _ => None,
+    }?;
+    (!c.is_group).then_some(c)
+}
+
+/// The `encrypt get key` answer for a contact's device 0, if `jid` names
+/// one: its bundle, one one-time pre-key handed out.
+pub(crate) fn contact_bundle(g: &mut Inner, world: &World, jid: &str) -> Option<Node> {
+    let (_, _, device) = split_jid(jid)?;
+    let contact = contact_of(world, jid)?;
+    if device != 0 {
+        return None;
+    }
+    let bundle = g
+        .messaging_mut()
+        .contact(&contact.user)
+        .and_then(|c| c.bundle_node(jid));
+    match bundle {
+        Ok(n) => Some(n),
+        Err(e) => {
+            tracing::warn!("no bundle for {jid}: {e:#}");
+            None
+        }
+    }
+}
+
+/// What a decrypted message is, for the log.
+fn summarize(id: &str, m: &wa::Message) -> Option<LoggedMessage> {
+    let media = |mimetype: &Option<String>, len: Option<u64>, sha: &Option<Vec<u8>>| {
+        Some(MediaInfo {
+            mimetype: mimetype.clone(),
+            size: len.unwrap_or(0),
+            sha256: sha.as_deref().map(hex).unwrap_or_default(),
+        })
+    };
+    let entry = |kind: &str, text: Option<String>, caption: Option<String>, media| LoggedMessage {
+        id: id.to_owned(),
+        kind: kind.to_owned(),
+        text,
+        caption,
+        media,
+        at: now_rfc3339(),
+    };
+    if let Some(t) = &m.conversation {
+        return Some(entry("text", Some(t.clone()), None, None));
+    }
+    if let Some(x) = m.extended_text_message.as_option() {
+        return Some(entry("text", x.text.clone(), None, None));
+    }
+    if let Some(x) = m.image_message.as_option() {
+        let info = media(&x.mimetype, x.file_length, &x.file_sha256);
+        return Some(entry("image", None, x.caption.clone(), info));
+    }
+    if let Some(x) = m.video_message.as_option() {
+        let info = media(&x.mimetype, x.file_length, &x.file_sha256);
+        return Some(entry("video", None, x.caption.clone(), info));
+    }
+    if let Some(x) = m.audio_message.as_option() {
+        let info = media(&x.mimetype, x.file_length, &x.file_sha256);
+        return Some(entry("audio", None, None, info));
+    }
+    if let Some(x) = m.document_message.as_option() {
+        let info = media(&x.mimetype, x.file_length, &x.file_sha256);
+        return Some(entry("document", None, x.caption.clone(), info));
+    }
+    if let Some(x) = m.sticker_message.as_option() {
+        let info = media(&x.mimetype, x.file_length, &x.file_sha256);
+        return Some(entry("sticker", None, None, info));
+    }
+    if let Some(x) = m.reaction_message.as_option() {
+        return Some(entry("reaction", x.text.clone(), None, None));
+    }
+    if m.protocol_message.is_set() || m.sender_key_distribution_message.is_set() {
+        return None; // plumbing, not a message
+    }
+    Some(entry("unknown", None, None, None))
+}
+
+/// The `<enc>` meant for the contact's device 0 in a client's message:
+/// inside `<participants><to jid>` (per device) or directly under it.
+fn enc_for_contact<'a, 'b>(message: &'b NodeRef<'a>, contact: &Contact) -> Option<&'b NodeRef<'a>> {
+    if let Some(parts) = message.get_optional_child("participants") {
+        for to in parts.get_children_by_tag("to") {
+            let jid = to
+                .get_attr("jid")
+                .map(|v| v.as_str().into_owned())
+                .unwrap_or_default();
+            let Some((user, server, device)) = split_jid(&jid) else {
+                continue;
+            };
+            let matches = match server {
+                "lid" => contact.lid.as_deref() == Some(user),
+                _ => user == contact.user,
+            };
+            if matches && device == 0 {
+                return to.get_optional_child("enc");
+            }
+        }
+        return None;
+    }
+    message.get_optional_child("enc")
+}
+
+/// A client's `<message>`: when it is to a world contact, decrypts the
+/// contact's copy, logs it, schedules the contact's receipts and returns
+/// the server ack. `None` when it is not to a contact (the caller acks it
+/// as before).
+pub(crate) fn client_message(sim: &Arc<Sim>, me: (&str, u16), node: &NodeRef<'_>) -> Option<Node> {
+    let to = node.get_attr("to")?.as_str().into_owned();
+    let id = node.get_attr("id")?.as_str().into_owned();
+    let contact = contact_of(&sim.world, &to)?.clone();
+    let (account, device) = me;
+    let ack = NodeBuilder::new("ack")
+        .attr("class", "message")
+        .attr("id", id.clone())
+        .attr("from", to.clone())
+        .attr("t", wacore::time::now_secs().to_string())
+        .build();
+    let Some(enc) = enc_for_contact(node, &contact) else {
+        tracing::warn!(
+            account,
+            device,
+            id,
+            "message to {to} without a copy for its device 0"
+        );
+        return Some(ack);
+    };
+    let kind = enc
+        .get_attr("type")
+        .map(|v| v.as_str().into_owned())
+        .unwrap_or_default();
+    let version: u8 = enc
+        .get_attr("v")
+        .and_then(|v| v.as_str().parse().ok())
+        .unwrap_or(2);
+    let ciphertext = enc.content_bytes().unwrap_or_default();
+    let logged = {
+        let mut g = sim.lock();
+        let decrypted = g
+            .messaging_mut()
+            .contact(&contact.user)
+            .and_then(|c| c.decrypt(&peer_key(account, device), &kind, ciphertext))
+            .and_then(|padded| wacore::messages::decode_plaintext(&padded, version));
+        match decrypted {
+            Ok(message) => {
+                let entry = summarize(&id, &message);
+                if let Some(entry) = &entry {
+                    let chat = g.messaging_mut().chat(account, &contact.user);
+                    if !chat.data.iter().any(|m| m.id == entry.id) {
+                        chat.data.push(entry.clone());
+                    }
+                }
+                entry
+            }
+            Err(e) => {
+                tracing::warn!(account, device, id, "cannot decrypt message to {to}: {e:#}");
+                None
+            }
+        }
+    };
+    if logged.is_some() {
+        tracing::debug!(account, device, id, "message to {to} decrypted");
+        let reads_after = contact.reads_after_ms.map(Duration::from_millis);
+        schedule_receipts(
+            sim.clone(),
+            account.to_owned(),
+            to,
+            id,
+            sim.world.receipt_delay(),
+            reads_after,
+        );
+    }
+    Some(ack)
+}
+
+/// The contact's delivery receipt after `delay`, and its read receipt
+/// `reads_after` later, to every logged-in device of the account.
+fn schedule_receipts(
+    sim: Arc<Sim>,
+    account: String,
+    from: String,
+    id: String,
+    delay: Duration,
+    reads_after: Option<Duration>,
+) {
+    tokio::spawn(async move {
+        let receipt = |kind: Option<&str>| {
+            let mut b = NodeBuilder::new("receipt")
+                .attr("from", from.clone())
+                .attr("id", id.clone())
+                .attr("t", wacore::time::now_secs().to_string());
+            if let Some(k) = kind {
+                b = b.attr("type", k);
+            }
+            b.build()
+        };
+        tokio::time::sleep(delay).await;
+        let node = receipt(None);
+        crate::iq::broadcast(&sim, &account, || Outbound::Node(node.clone()));
+        if let Some(after) = reads_after {
+            tokio::time::sleep(after).await;
+            let node = receipt(Some("read"));
+            crate::iq::broadcast(&sim, &account, || Outbound::Node(node.clone()));
+        }
+    });
+}
+
+/// A client's `<receipt>`: when it is to a contact, the messages it names
+/// are acknowledged by this device and the receipt is logged.
+pub(crate) fn client_receipt(sim: &Sim, me: (&str, u16), node: &NodeRef<'_>) {
+    let Some(to) = node.get_attr("to").map(|v| v.as_str().into_owned()) else {
+        return;
+    };
+    let Some(contact) = contact_of(&sim.world, &to) else {
+        return;
+    };
+    let mut ids: Vec<String> = node
+        .get_attr("id")
+        .map(|v| vec![v.as_str().into_owned()])
+        .unwrap_or_default();
+    if let Some(list) = node.get_optional_child("list") {
+        ids.extend(
+            list.get_children_by_tag("item")
+                .filter_map(|i| i.get_attr("id").map(|v| v.as_str().into_owned())),
+        );
+    }
+    let ty = node.get_attr("type").map(|v| v.as_str().into_owned());
+    let logged = match ty.as_deref() {
+        None | Some("inactive" | "delivery") => Some("delivered"),
+        Some("read" | "read-self" | "played") => Some("read"),
+        _ => None,
+    };
+    let (account, device) = me;
+    let mut g = sim.lock();
+    let messaging = g.messaging_mut();
+    if ty.as_deref() != Some("retry") {
+        acknowledge(messaging, account, device, &ids);
+    } else {
+        tracing::warn!(
+            account,
+            device,
+            ?ids,
+            "the client could not decrypt a message (retry receipt)"
+        );
+    }
+    if let Some(kind) = logged {
+        let chat = messaging.chat(account, &contact.user);
+        for id in ids {
+            if !chat.receipts.iter().any(|r| r.id == id && r.kind == kind) {
+                chat.receipts.push(LoggedReceipt {
+                    id,
+                    kind: kind.to_owned(),
+                    at: now_rfc3339(),
+                });
+            }
+        }
+    }
+}
+
+/// A client's `<ack class="message">`: the message is acknowledged.
+pub(crate) fn client_ack(sim: &Sim, me: (&str, u16), node: &NodeRef<'_>) {
+    let class = node.get_attr("class").map(|v| v.as_str().into_owned());
+    if class.as_deref() != Some("message") {
+        return;
+    }
+    let Some(id) = node.get_attr("id").map(|v| v.as_str().into_owned()) else {
+        return;
+    };
+    let (account, device) = me;
+    let mut g = sim.lock();
+    let key = peer_key(account, device);
+    if g.messaging()
+        .pending
+        .get(&key)
+        .is_some_and(|p| p.iter().any(|m| m.id == id))
+    {
+        acknowledge(g.messaging_mut(), account, device, &[id]);
+    }
+}
+
+fn acknowledge(messaging: &mut Messaging, account: &str, device: u16, ids: &[String]) {
+    let key = peer_key(account, device);
+    if let Some(queue) = messaging.pending.get_mut(&key) {
+        queue.retain(|m| !ids.contains(&m.id));
+        if queue.is_empty() {
+            messaging.pending.remove(&key);
+        }
+    }
+}
+
+/// The connection `conn` of `account`'s `device` is ready (`<active/>`):
+/// the messages waiting for that device, to send it now.
+pub(crate) fn ready(sim: &Sim, conn: u64, account: &str, device: u16) -> Vec<Node> {
+    let mut g = sim.lock();
+    if let Some(c) = g.conns.get_mut(&conn) {
+        c.ready = true;
+    }
+    let key = peer_key(account, device);
+    if !g.messaging().pending.contains_key(&key) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    if let Some(queue) = g.messaging_mut().pending.get_mut(&key) {
+        for m in queue.iter_mut().filter(|m| m.sent_on != Some(conn)) {
+            m.sent_on = Some(conn);
+            out.push(m.node());
+        }
+    }
+    if !out.is_empty() {
+        tracing::debug!(account, device, n = out.len(), "delivering queued messages");
+    }
+    out
+}
+
+/// `POST /admin/accounts/{phone}/messages`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostBody {
+    from: String,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    image: Option<ImageBody>,
+    #[serde(default)]
+    caption: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImageBody {
+    data: String,
+    mimetype: String,
+}
+
+/// The message a contact sends, before encryption.
+fn build_message(sim: &Sim, body: PostBody) -> Result<(wa::Message, &'static str), AdminError> {
+    match (body.text, body.image) {
+        (Some(text), None) => {
+            if body.caption.is_some() {
+                return Err(AdminError::BadRequest(
+                    "\"caption\" goes with \"image\", not \"text\"".into(),
+                ));
+            }
+            if text.is_empty() {
+                return Err(AdminError::BadRequest("\"text\" is empty".into()));
+            }
+            Ok((
+                wa::Message {
+                    conversation: Some(text),
+                    ..Default::default()
+                },
+                "text",
+            ))
+        }
+        (None, Some(image)) => {
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(image.data.as_bytes())
+                .map_err(|e| AdminError::BadRequest(format!("image.data is not base64: {e}")))?;
+            if data.is_empty() || data.len() > MAX_MEDIA_BYTES {
+                return Err(AdminError::BadRequest(format!(
+                    "image.data must be 1 to {MAX_MEDIA_BYTES} bytes"
+                )));
+            }
+            if !image.mimetype.contains('/') {
+                return Err(AdminError::BadRequest(
+                    "image.mimetype must be a MIME type such as image/jpeg".into(),
+                ));
+            }
+            let image = upload_image(sim, &data, image.mimetype, body.caption)?;
+            Ok((
+                wa::Message {
+                    image_message: buffa::MessageField::some(image),
+                    ..Default::default()
+                },
+                "media",
+            ))
+        }
+        _ => Err(AdminError::BadRequest(
+            "give exactly one of \"text\" and \"image\"".into(),
+        )),
+    }
+}
+
+/// Encrypts `data` as WhatsApp image media (media key, HKDF, AES-CBC and
+/// HMAC), puts it on the simulator's media host and returns the message.
+fn upload_image(
+    sim: &Sim,
+    data: &[u8],
+    mimetype: String,
+    caption: Option<String>,
+) -> Result<wa::message::ImageMessage, AdminError> {
+    let enc = wacore::upload::encrypt_media(data, wacore::download::MediaType::Image)
+        .map_err(|e| AdminError::Failed(format!("media encryption: {e}")))?;
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(enc.file_enc_sha256);
+    let direct_path = format!("/v/t62.7118-24/sim/{}.enc", hex(&enc.file_enc_sha256));
+    sim.media.put(direct_path.clone(), enc.data_to_upload);
+    Ok(wa::message::ImageMessage {
+        url: Some(format!(
+            "https://{}{direct_path}?token={token}",
+            sim.media_host()
+        )),
+        mimetype: Some(mimetype),
+        caption,
+        file_sha256: Some(enc.file_sha256.to_vec()),
+        file_length: Some(data.len() as u64),
+        media_key: Some(enc.media_key.to_vec()),
+        file_enc_sha256: Some(enc.file_enc_sha256.to_vec()),
+        direct_path: Some(direct_path),
+        media_key_timestamp: Some(wacore::time::now_secs()),
+        ..Default::default()
+    })
+}
+
+/// The contact `from` sends `account` a message: encrypted to each of its
+/// companions, queued per device, sent to those connected. Returns the id.
+pub(crate) async fn post(sim: &Arc<Sim>, account: &str, body: &[u8]) -> Result<String, AdminError> {
+    let body: PostBody = serde_json::from_slice(body).map_err(|e| {
+        AdminError::BadRequest(format!(
+            "the body must be {{\"from\", \"text\"}} or {{\"from\", \"image\": {{\"data\", \"mimetype\"}}, \"caption\"}}: {e}"
+        ))
+    })?;
+    let from = phone_digits(body.from.split('@').next().unwrap_or_default()).ok_or_else(|| {
+        AdminError::BadRequest(format!("\"from\" '{}' is not a phone number", body.from))
+    })?;
+    let contact = sim
+        .world
+        .contact(&from)
+        .filter(|c| !c.is_group)
+        .cloned()
+        .ok_or_else(|| AdminError::NotFound(format!("{from} is not a contact of the world")))?;
+    if !sim.lock().accounts().contains_key(account) {
+        return Err(AdminError::NotFound(format!("no account {account}")));
+    }
+    let (message, kind) = build_message(sim, body)?;
+    let mediatype = (kind == "media").then(|| "image".to_owned());
+    let plaintext = wacore::messages::MessageUtils::pad_message_v2(message.encode_to_vec());
+    let id = new_message_id();
+    let t = wacore::time::now_secs();
+    let mut sends = Vec::new();
+    {
+        let mut g = sim.lock();
+        let (accounts, messaging) = g.accounts_and_messaging_mut();
+        let Some(acc) = accounts.get_mut(account) else {
+            return Err(AdminError::NotFound(format!("no account {account}")));
+        };
+        let user = messaging
+            .contact(&from)
+            .map_err(|e| AdminError::Failed(e.to_string()))?;
+        let mut queued = Vec::new();
+        for (dev_id, dev) in acc.devices.iter_mut() {
+            let peer = peer_key(account, *dev_id);
+            let bundle = (!user.has_session(&peer)).then(|| CompanionBundle {
+                registration_id: dev.reg.registration_id,
+                device: *dev_id,
+                identity: dev.reg.identity_pub.to_vec(),
+                signed_pre_key: (
+                    dev.reg.signed_pre_key.id,
+                    dev.reg.signed_pre_key.public.clone(),
+                    dev.reg.signed_pre_key.signature.clone(),
+                ),
+                one_time: dev.pre_keys.pop_first(),
+            });
+            match user.encrypt(&peer, bundle, &plaintext) {
+                Ok((enc_type, ciphertext)) => queued.push((
+                    peer,
+                    Pending {
+                        id: id.clone(),
+                        from: format!("{from}@s.whatsapp.net"),
+                        sender_lid: contact.lid.as_ref().map(|l| format!("{l}@lid")),
+                        notify: contact.push_name.clone(),
+                        t,
+                        kind: kind.to_owned(),
+                        enc_type: enc_type.to_owned(),
+                        mediatype: mediatype.clone(),
+                        ciphertext: B64(ciphertext),
+                        sent_on: None,
+                    },
+                )),
+                Err(e) => {
+                    tracing::warn!(account, device = dev_id, "cannot encrypt to it: {e:#}");
+                }
+            }
+        }
+        for (peer, p) in queued {
+            messaging.pending.entry(peer).or_default().push(p);
+        }
+        // Devices connected and ready get it now.
+        let targets: Vec<(u64, u16, _)> = g
+            .conns
+            .iter()
+            .filter(|(_, c)| c.ready)
+            .filter_map(|(id, c)| match &c.login {
+                Some((p, d)) if p == account => Some((*id, *d, c.tx.clone())),
+                _ => None,
+            })
+            .collect();
+        for (conn, dev, tx) in targets {
+            let key = peer_key(account, dev);
+            if let Some(m) = g
+                .messaging_mut()
+                .pending
+                .get_mut(&key)
+                .and_then(|q| q.iter_mut().find(|m| m.id == id))
+            {
+                m.sent_on = Some(conn);
+                sends.push((tx, m.node()));
+            }
+        }
+    }
+    // On disk before it is on the wire (a counter is never reused).
+    let _ = sim.persist().await;
+    for (tx, node) in sends {
+        let _ = tx.send(Outbound::Node(node));
+    }
+    tracing::debug!(account, from, id, "contact sent a message");
+    Ok(id)
+}
+
+/// `GET /admin/accounts/{phone}/messages?peer=…`.
+pub(crate) fn chat_json(
+    sim: &Sim,
+    account: &str,
+    peer: Option<&str>,
+) -> Result<serde_json::Value, AdminError> {
+    let peer =
+        peer.ok_or_else(|| AdminError::BadRequest("the query needs ?peer=<phone>".into()))?;
+    let user = peer.split('@').next().unwrap_or_default();
+    let phone = phone_digits(user)
+        .ok_or_else(|| AdminError::BadRequest(format!("peer '{peer}' is not a phone number")))?;
+    let g = sim.lock();
+    if !g.accounts().contains_key(account) {
+        return Err(AdminError::NotFound(format!("no account {account}")));
+    }
+    let chat = g
+        .messaging()
+        .chats
+        .get(&format!("{account}/{phone}"))
+        .cloned()
+        .unwrap_or_default();
+    Ok(serde_json::json!({ "data": chat.data, "receipts": chat.receipts }))
+}
+
+/// `POST /mms/{kind}/{token}`: a client uploads encrypted media; it is
+/// kept (in memory) and served at the direct path returned.
+pub(crate) fn media_upload(
+    sim: &Sim,
+    kind: &str,
+    token: &str,
+    data: Vec<u8>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let ok_kind = !kind.is_empty() && kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !ok_kind || data.is_empty() {
+        return AdminError::BadRequest("an upload is POST /mms/{type}/{token} with a body".into())
+            .into_response();
+    }
+    let digest = sha2::Sha256::digest(&data);
+    let direct_path = format!("/v/t62.7118-24/sim/{kind}/{}.enc", hex(&digest));
+    tracing::debug!(kind, token, len = data.len(), direct_path, "media uploaded");
+    sim.media.put(direct_path.clone(), data);
+    let url = format!("https://{}{direct_path}", sim.media_host());
+    axum::Json(serde_json::json!({ "url": url, "direct_path": direct_path })).into_response()
+}
+
+/// `GET /v/…`: media a client or the simulator uploaded.
+pub(crate) fn media_download(sim: &Sim, path: &str) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match sim.media.get(&format!("/v/{path}")) {
+        Some(data) => (
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            data.as_ref().clone(),
+        )
+            .into_response(),
+        None => AdminError::NotFound(format!("no media at /v/{path}")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn summaries_name_the_kind() {
+        let text = wa::Message {
+            conversation: Some("hi".into()),
+            ..Default::default()
+        };
+        let s = summarize("1", &text).unwrap();
+        assert_eq!((s.kind.as_str(), s.text.as_deref()), ("text", Some("hi")));
+        let image = wa::Message {
+            image_message: buffa::MessageField::some(wa::message::ImageMessage {
+                mimetype: Some("image/png".into()),
+                caption: Some("c".into()),
+                file_length: Some(3),
+                file_sha256: Some(vec![0xab, 0x01]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let s = summarize("2", &image).unwrap();
+        assert_eq!(s.kind, "image");
+        assert_eq!(s.caption.as_deref(), Some("c"));
+        let m = s.media.unwrap();
+        assert_eq!((m.size, m.sha256.as_str()), (3, "ab01"));
+        assert!(s.at.ends_with('Z'), "{}", s.at);
+    }
+
+    #[test]
+    fn jids_split() {
+        assert_eq!(split_jid("1:2@lid"), Some(("1", "lid", 2)));
+        assert_eq!(
+            split_jid("1@s.whatsapp.net"),
+            Some(("1", "s.whatsapp.net", 0))
+        );
+        assert_eq!(split_jid("1:x@lid"), None);
+        assert_eq!(split_jid("nothing"), None);
+        assert!(new_message_id().starts_with("3EB0"));
+    }
+}
