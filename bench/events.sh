@@ -59,12 +59,14 @@
 # SKIP_BUILD=1, GATEWAY_BIN (another binary), KEEP=1 (keep the work folder:
 # database, logs). WAGATE__SERVER__WORKERS passes through.
 #
+# Shared setup (work folder, cleanup, free ports, waiting for HTTP): bench/lib.sh.
+#
 # Needs: cargo, python3 (standard library only), curl, wrk (installed with
 # apt-get when missing and run as root).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
+BENCH=events
+. "$(dirname "$0")/lib.sh"
 
 RATE=${RATE:-200}
 PACE_SECONDS=${PACE_SECONDS:-30}
@@ -80,12 +82,7 @@ RETRY_SCHEDULE=${RETRY_SCHEDULE:-0s,1s,1s,1s,1s,1s,1s,1s}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-900}
 ORG=bench
 
-log() { printf '>> %s\n' "$*" >&2; }
-die() { printf 'bench/events.sh: %s\n' "$*" >&2; exit 1; }
-
-for tool in cargo python3 curl; do
-    command -v "$tool" >/dev/null || die "$tool is required"
-done
+need_tools cargo python3 curl
 if ! command -v wrk >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         log "installing wrk (apt-get)"
@@ -98,7 +95,6 @@ fi
 [ "$SESSIONS" -ge $((2 * CHURN_CONNECTIONS)) ] \
     || die "SESSIONS ($SESSIONS) must be at least 2 x CHURN_CONNECTIONS ($CHURN_CONNECTIONS)"
 
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 if [ "${SKIP_BUILD:-0}" != 1 ] && [ -z "${GATEWAY_BIN:-}" ]; then
     log "building the release gateway"
     cargo build --release -p wagate >&2
@@ -106,16 +102,7 @@ fi
 SOURCE_BIN=${GATEWAY_BIN:-$TARGET_DIR/release/wagate}
 [ -x "$SOURCE_BIN" ] || die "$SOURCE_BIN missing (build without SKIP_BUILD=1)"
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/wagate-events.XXXXXX")
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    if [ "${KEEP:-0}" = 1 ]; then log "work folder kept: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_work
 
 # The tree the binary was (presumably) built from, read now: others may commit meanwhile.
 REV=$(git rev-parse --short HEAD 2>/dev/null || echo '?')
@@ -128,21 +115,6 @@ cp "$SOURCE_BIN" "$GW_BIN"
 DRIVER=$ROOT/bench/events/driver.py
 RECEIVER=$ROOT/bench/events/receiver.py
 driver() { python3 "$DRIVER" "$@"; }
-jget() { python3 -c 'import json, sys; v = json.load(sys.stdin)[sys.argv[1]]; print("" if v is None else v)' "$1"; }
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_http() { # URL NAME
-    local i
-    for i in $(seq 1 200); do
-        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-        sleep 0.05
-    done
-    tail -n 20 "$WORK"/*.log >&2 2>/dev/null || true
-    die "$2 did not answer at $1"
-}
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }

@@ -41,11 +41,13 @@
 # open-files limit to the hard one (wa-sim inherits it; the gateway raises
 # its own at start).
 #
+# Shared setup (work folder, cleanup, free ports, waiting for HTTP): bench/lib.sh.
+#
 # Needs: cargo, python3 (standard library only), curl.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
+BENCH=sessions
+. "$(dirname "$0")/lib.sh"
 
 PARALLEL=${PARALLEL:-16}
 SETTLE=${SETTLE:-5}
@@ -57,58 +59,19 @@ RESUME_RATE=${RESUME_RATE:-500}
 PROBE_RATE=${PROBE_RATE:-100}
 PROBE_JID=14155550123@s.whatsapp.net
 ORG=bench
-VERSION=2.3000.1042742319
 if [ $# -gt 0 ]; then SIZES=("$@"); else SIZES=(100 500 1000); fi
 
-log() { printf '>> %s\n' "$*" >&2; }
-die() { printf 'bench/sessions.sh: %s\n' "$*" >&2; exit 1; }
-
-for tool in cargo python3 curl; do
-    command -v "$tool" >/dev/null || die "$tool is required"
-done
+need_tools cargo python3 curl
 for n in "${SIZES[@]}"; do
     [[ "$n" =~ ^[1-9][0-9]*$ ]] && [ "$n" -le 100000 ] || die "N must be 1..100000 (got '$n')"
 done
 ulimit -n "$(ulimit -Hn)"
 
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    log "building release binaries (wa-sim, wagate with the simulator feature)"
-    cargo build --release -p wa-sim -p wagate --features wagate/simulator >&2
-fi
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/wagate-sessions.XXXXXX")
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    if [ "${KEEP:-0}" = 1 ]; then log "work folder kept: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
+build_sim_gateway
+bench_work
 # Private copies: a rebuild of target/release (say, without the simulator
 # feature) during the run must not change the binary restarted below.
-for bin in wa-sim wagate; do
-    [ -x "$TARGET_DIR/release/$bin" ] || die "$TARGET_DIR/release/$bin missing (build without SKIP_BUILD=1)"
-    cp "$TARGET_DIR/release/$bin" "$WORK/$bin"
-done
-SIM_BIN=$WORK/wa-sim
-GW_BIN=$WORK/wagate
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_http() { # URL NAME
-    local i
-    for i in $(seq 1 400); do
-        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-        sleep 0.05
-    done
-    die "$2 did not answer at $1 (logs in $WORK)"
-}
+copy_binaries
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
@@ -347,7 +310,6 @@ if __name__ == "__main__":
      "probe": probe}[sys.argv[1]](sys.argv[2:])
 EOF
 driver() { python3 "$WORK/driver.py" "$@"; }
-jget() { python3 -c 'import json, sys; v = json.load(sys.stdin)[sys.argv[1]]; print("" if v is None else v)' "$1"; }
 # jget2 KEY SUB: a number from a nested object, "-" when absent.
 jget2() { python3 -c 'import json, sys; v = json.load(sys.stdin).get(sys.argv[1]) or {}; v = v.get(sys.argv[2]); print("-" if v is None else (round(v, 3) if isinstance(v, float) else v))' "$1" "$2"; }
 fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
@@ -367,7 +329,7 @@ run_size() { # N
     export WAGATE__DATABASE__URL=sqlite://$dir/wagate.db
     export WAGATE__WHATSAPP__ADAPTER=live
     export WAGATE__WHATSAPP__LIVE__URL=ws://$sim/ws/chat
-    export WAGATE__WHATSAPP__LIVE__VERSION=$VERSION
+    export WAGATE__WHATSAPP__LIVE__VERSION=$WA_VERSION
     export WAGATE__LOG__LEVEL=warn
     export WAGATE__LIMITS__REQUESTS_PER_SECOND=0
     export WAGATE__LIMITS__WHATSAPP_CALLS_PER_MINUTE=0

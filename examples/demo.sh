@@ -10,8 +10,11 @@
 # contact routes, then shows the session's events: a local webhook receiver
 # on 127.0.0.1:8099 (python3 http.server) gets them as the session is
 # disconnected and connected again, and the same events are pulled from
-# /api/v1/events and followed on /api/v1/events/stream. Everything it
-# started is stopped on exit. Needs curl and python3.
+# /api/v1/events and followed on /api/v1/events/stream. Last, messaging: it
+# sends a text to the world contact 14155550123, shows that the contact
+# (wa-sim) decrypted it and that its status moved to delivered, then the
+# contact replies and the receiver gets the message.received event.
+# Everything it started is stopped on exit. Needs curl and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -92,8 +95,12 @@ class Receiver(BaseHTTPRequestHandler):
     def do_POST(self):
         event = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         # A real receiver checks webhook-signature first: see docs/events.md.
-        status = event["data"].get("status", "-")
-        print(f"  webhook-id {self.headers['webhook-id']}  {event['type']:<15} status={status}", flush=True)
+        data = event["data"]
+        if event["type"] == "message.received":
+            detail = f"from={data['from']} text={data.get('text')!r}"
+        else:
+            detail = f"status={data.get('status', '-')}"
+        print(f"  webhook-id {self.headers['webhook-id']}  {event['type']:<16} {detail}", flush=True)
         self.send_response(204)
         self.end_headers()
 
@@ -136,5 +143,50 @@ FROM=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["data"][
 step "And followed: curl -N /api/v1/events/stream with Last-Event-ID: $FROM (1 s, then it stops)"
 curl -s -N --max-time 1 "http://$GW/api/v1/events/stream?sessionId=$SESSION" -H "$AUTH" -H "Last-Event-ID: $FROM" \
   | awk '{ print (length($0) > 150 ? substr($0, 1, 150) "…" : $0) }' || true
+
+CONTACT=14155550123
+M="http://$GW/api/v1/sessions/$SESSION/messages"
+step "Messaging: send a text to the world contact $CONTACT (202: stored \"pending\" before the answer)"
+curl -sf -X POST "$M" -H "$AUTH" -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-hello-1' \
+  -D "$work/send.headers" -o "$work/send.json" \
+  -d "{\"to\": \"$CONTACT@s.whatsapp.net\", \"type\": \"text\", \"text\": \"Hello from wagate\"}"
+grep -i '^location:' "$work/send.headers" | tr -d '\r'
+cat "$work/send.json"; echo
+MSG=$(json "['id']" <"$work/send.json")
+
+step "The contact has it, decrypted (wa-sim: GET /admin/accounts/$PHONE/messages?peer=$CONTACT)"
+got=""
+for _ in $(seq 1 100); do
+  got=$(curl -sf "http://$SIM/admin/accounts/$PHONE/messages?peer=$CONTACT" \
+    | python3 -c 'import json, sys; print("".join(json.dumps(m) for m in json.load(sys.stdin)["data"] if m["id"] == sys.argv[1]))' "$MSG")
+  [ -n "$got" ] && break; sleep 0.1
+done
+[ -n "$got" ] || { echo "the contact did not get message $MSG" >&2; exit 1; }
+echo "$got"
+
+step "Its status moves to delivered once the contact's receipt comes in (GET …/messages/$MSG)"
+for _ in $(seq 1 100); do
+  curl -sf "$M/$MSG" -H "$AUTH" >"$work/message.json"
+  status=$(json "['status']" <"$work/message.json")
+  case "$status" in delivered|read) break ;; esac; sleep 0.1
+done
+case "$status" in delivered|read) ;; *) echo "message $MSG is still $status" >&2; exit 1 ;; esac
+python3 -c 'import json, sys; m = json.load(open(sys.argv[1])); print("status:", m["status"], " statusAt:", json.dumps(m["statusAt"]))' "$work/message.json"
+
+step "A webhook for message.received pointing at the same receiver"
+curl -sf -X POST "http://$GW/api/v1/webhooks" -H "$AUTH" -H 'Content-Type: application/json' \
+  -d "{\"url\": \"http://$HOOK/hooks/wagate\", \"events\": [\"message.received\"], \"description\": \"demo messages\"}" \
+  | json "['id']"
+
+step "The contact replies (wa-sim: POST /admin/accounts/$PHONE/messages): the receiver gets message.received"
+curl -sf -X POST "http://$SIM/admin/accounts/$PHONE/messages" -H 'Content-Type: application/json' \
+  -d "{\"from\": \"$CONTACT\", \"text\": \"Hi! Got your message.\"}"; echo
+for _ in $(seq 1 100); do grep -q 'message.received' "$work/receiver.log" && break; sleep 0.1; done
+grep -q 'message.received' "$work/receiver.log" || { echo "no message.received delivery arrived" >&2; exit 1; }
+echo "the receiver got:"
+grep 'message.received' "$work/receiver.log"
+echo "the conversation (GET …/messages?chat=$CONTACT@s.whatsapp.net, newest first):"
+curl -sf "$M?chat=$CONTACT@s.whatsapp.net" -H "$AUTH" \
+  | python3 -c 'import json, sys; [print("  %-8s fromMe=%-5s %-9s %r" % (m["id"][:8] + "…", m["fromMe"], m["status"], m["text"])) for m in json.load(sys.stdin)["data"]]'
 
 step "Done: the simulator, the gateway and the receiver stop now"

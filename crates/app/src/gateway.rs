@@ -313,6 +313,34 @@ pub const RESUME_IN_FLIGHT: usize = 64;
 /// granularity); later, the schedule moves on.
 pub const RESUME_SLACK: Duration = Duration::from_millis(10);
 
+/// Longest the runtime may take to come back to a task that yielded before
+/// the next resume starts: past this, live traffic (API calls, running
+/// clients) is waiting behind logins, and the resume waits for it.
+pub const RESUME_MAX_LAG: Duration = Duration::from_millis(2);
+
+/// How late the runtime is: yields, and measures how long the scheduler
+/// takes to come back to this task.
+async fn scheduler_lag() -> Duration {
+    let asked = tokio::time::Instant::now();
+    tokio::task::yield_now().await;
+    asked.elapsed()
+}
+
+/// Waits until `lag` reports the runtime is not behind (see
+/// [`RESUME_MAX_LAG`]), pausing 5 ms between measures, for at most ~1 s.
+async fn when_runtime_keeps_up<L, LF>(lag: &mut L)
+where
+    L: FnMut() -> LF,
+    LF: Future<Output = Duration>,
+{
+    for _ in 0..200 {
+        if lag().await <= RESUME_MAX_LAG {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// The time between two starts at `per_second`, `None` when unpaced.
 fn resume_period(per_second: u32) -> Option<Duration> {
     (per_second > 0).then(|| Duration::from_secs(1) / per_second)
@@ -323,11 +351,30 @@ fn resume_period(per_second: u32) -> Option<Duration> {
 /// [`RESUME_IN_FLIGHT`] (and at most `per_second`) running at once. Starts
 /// keep a fixed schedule, one every `1/per_second` s, unless one is later
 /// than [`RESUME_SLACK`]: then the schedule moves on from it rather than
-/// catching up in a burst. Returns the sum of what the tasks return.
-async fn paced<T, F, Fut>(items: Vec<T>, per_second: u32, mut start: F) -> usize
+/// catching up in a burst. A start also waits while the runtime is behind
+/// ([`RESUME_MAX_LAG`]), so that a mass resume takes the CPU that live
+/// traffic leaves, not the other way round. Returns the sum of what the
+/// tasks return.
+async fn paced<T, F, Fut>(items: Vec<T>, per_second: u32, start: F) -> usize
 where
     F: FnMut(T) -> Fut,
     Fut: Future<Output = usize> + Send + 'static,
+{
+    paced_by(items, per_second, start, scheduler_lag).await
+}
+
+/// [`paced`], measuring the runtime's lag with `lag`.
+async fn paced_by<T, F, Fut, L, LF>(
+    items: Vec<T>,
+    per_second: u32,
+    mut start: F,
+    mut lag: L,
+) -> usize
+where
+    F: FnMut(T) -> Fut,
+    Fut: Future<Output = usize> + Send + 'static,
+    L: FnMut() -> LF,
+    LF: Future<Output = Duration>,
 {
     let period = resume_period(per_second);
     let in_flight = match per_second {
@@ -353,6 +400,7 @@ where
             let now = tokio::time::Instant::now();
             next = next.max(now.checked_sub(RESUME_SLACK).unwrap_or(now)) + period;
         }
+        when_runtime_keeps_up(&mut lag).await;
         let task = start(item);
         running.spawn(async move {
             let _slot = slot;
@@ -431,6 +479,58 @@ mod paced_tests {
         })
         .await;
         (seen, total, begin.elapsed())
+    }
+
+    /// A runtime that is behind holds starts back: while the lag measured
+    /// is over [`RESUME_MAX_LAG`], nothing starts; once it is back under,
+    /// the rest start.
+    #[tokio::test(start_paused = true)]
+    async fn a_runtime_that_is_behind_holds_starts_back() {
+        let measures = Arc::new(AtomicUsize::new(0));
+        let begin = Instant::now();
+        let lag = {
+            let measures = measures.clone();
+            move || {
+                // Behind for the first 10 measures, then keeping up.
+                let n = measures.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n < 10 {
+                        RESUME_MAX_LAG * 3
+                    } else {
+                        Duration::ZERO
+                    }
+                }
+            }
+        };
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let total = paced_by(
+            (0..5).collect::<Vec<usize>>(),
+            0,
+            |_| {
+                let started = started.clone();
+                async move {
+                    started
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(Instant::now() - begin);
+                    1
+                }
+            },
+            lag,
+        )
+        .await;
+        assert_eq!(total, 5);
+        let started = started
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        // Ten measures behind, 5 ms apart, before the first start.
+        assert_eq!(started.len(), 5);
+        assert!(
+            started.iter().all(|at| *at >= Duration::from_millis(50)),
+            "{started:?}"
+        );
+        assert_eq!(measures.load(Ordering::SeqCst), 15);
     }
 
     fn starts(seen: &Seen) -> Vec<(usize, Instant)> {

@@ -888,6 +888,7 @@ impl WhatsAppPort for LiveWhatsApp {
                 messages::media_message(media, upload, message.reply_to.as_ref())?
             }
         };
+        settle_signal_state(&client).await?;
         client
             .send_message_with_options(
                 to,
@@ -910,6 +911,7 @@ impl WhatsAppPort for LiveWhatsApp {
         person(chat)?;
         let client = self.online(session)?;
         let key = messages::reaction_key(chat, target, target_from_me);
+        settle_signal_state(&client).await?;
         client
             .send_reaction(mapping::to_wa_jid(chat), key, emoji)
             .await
@@ -949,6 +951,23 @@ impl WhatsAppPort for LiveWhatsApp {
             .await
             .map_err(|e| messages::media_error(true, &e))
     }
+}
+
+/// Writes the Signal state the client holds only in memory before a send
+/// puts any of it on the wire. whatsapp-rust writes receive-side ratchet
+/// steps behind (a 25 ms window) and flushes before a send only when the
+/// send raises a counter lease; but a send right after a receive carries
+/// the new ratchet key made by that receive. Killed inside the window, the
+/// gateway would restart without the key the contact now answers to, and
+/// every later message from that contact would fail to decrypt (found by
+/// `bench/messages.sh`'s kill -9 run). A receive landing between this flush
+/// and the send's encryption still has the window; the fix for that is in
+/// whatsapp-rust's send path.
+async fn settle_signal_state(client: &Client) -> Result<(), WhatsAppError> {
+    client.flush_pending_signal_state().await.map_err(|e| {
+        tracing::warn!(error = %e, "cannot write the Signal state before a send");
+        WhatsAppError::Unavailable("the device store cannot be written".into())
+    })
 }
 
 #[cfg(test)]

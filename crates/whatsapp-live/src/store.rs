@@ -55,6 +55,10 @@ const CACHE_KIB: u32 = 16 * 1024;
 /// readers, shared by every device.
 pub(crate) struct KeyStore {
     base: SqliteStore,
+    /// A reader of its own for the lookups an API call makes (privacy
+    /// tokens), so that they never queue behind the reads of thousands of
+    /// sessions logging in after a restart.
+    interactive: SqliteStore,
 }
 
 impl fmt::Debug for KeyStore {
@@ -72,7 +76,16 @@ impl KeyStore {
             ..SqliteStoreConfig::default()
         };
         let base = SqliteStore::with_config(url, config).await?;
-        Ok(Self { base })
+        let interactive = SqliteStore::with_config(
+            url,
+            SqliteStoreConfig {
+                read_pool_size: 1,
+                cache_size_kib: CACHE_KIB / 8,
+                ..SqliteStoreConfig::default()
+            },
+        )
+        .await?;
+        Ok(Self { base, interactive })
     }
 
     /// The store itself: its per-device calls, and (through `shared()`,
@@ -1109,17 +1122,23 @@ impl ProtocolStore for DeviceHandle {
     }
 
     async fn get_tc_token(&self, jid: &str) -> Result<Option<TcTokenEntry>> {
-        let jid = jid.to_owned();
-        self.read(move |conn, device| {
-            tc_token(conn, device, &jid).map(|r| {
-                r.map(|r| TcTokenEntry {
-                    token: r.token,
-                    token_timestamp: r.token_timestamp,
-                    sender_timestamp: r.sender_timestamp,
-                })
+        let (jid, device) = (jid.to_owned(), self.device);
+        // On the interactive reader: a contact lookup's one read.
+        self.keys
+            .interactive
+            .shared()
+            .read(move |conn| {
+                tc_token(conn, device, &jid)
+                    .map(|r| {
+                        r.map(|r| TcTokenEntry {
+                            token: r.token,
+                            token_timestamp: r.token_timestamp,
+                            sender_timestamp: r.sender_timestamp,
+                        })
+                    })
+                    .map_err(db)
             })
-        })
-        .await
+            .await
     }
 
     async fn put_tc_token(&self, jid: &str, entry: &TcTokenEntry) -> Result<()> {
@@ -1939,7 +1958,8 @@ mod tests {
             );
             assert!(h.load().await.unwrap().is_some());
         }
-        // One writer and its readers, whatever the number of devices: the
+        // One writer and its readers, plus the interactive reader's store
+        // (its writer and reader), whatever the number of devices: the
         // file is open a handful of times, not once per device.
         let open = std::fs::read_dir("/proc/self/fd")
             .map(|fds| {
@@ -1949,7 +1969,7 @@ mod tests {
             })
             .unwrap_or(0);
         assert!(
-            open <= 2 * (1 + READERS as usize) + 1,
+            open <= 2 * (1 + READERS as usize + 2) + 1,
             "{open} descriptors on the key store"
         );
     }
