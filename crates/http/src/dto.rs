@@ -13,8 +13,9 @@ mod messages;
 pub(crate) use events::event_pattern_regex;
 pub use events::{
     CreateWebhookRequest, CreatedWebhookBody, DeliveryBody, DeliveryList, EventBody, EventList,
-    ReplayBody, ReplayRequest, SessionQrData, SessionStatusData, UpdateWebhookRequest, WebhookBody,
-    WebhookList, WebhookSecretBody, WebhookTestBody, WebhookTestData,
+    MessageReactionData, MessageSentData, MessageStatusData, ReplayBody, ReplayRequest,
+    SessionQrData, SessionStatusData, UpdateWebhookRequest, WebhookBody, WebhookList,
+    WebhookSecretBody, WebhookTestBody, WebhookTestData,
 };
 pub use messages::{
     MediaBody, MessageBody, MessageErrorBody, MessageList, ReactionRequest, ReadRequest,

@@ -105,6 +105,7 @@ impl Modify for RateLimited {
         dto::BlockedBody, dto::CreateApiKeyRequest, dto::ApiKeyBody, dto::CreatedApiKeyBody, dto::ApiKeyList,
         dto::ErrorEnvelope, dto::ErrorBody,
         dto::EventBody, dto::EventList, dto::SessionStatusData, dto::SessionQrData, dto::WebhookTestData,
+        dto::MessageSentData, dto::MessageStatusData, dto::MessageReactionData,
         dto::CreateWebhookRequest, dto::UpdateWebhookRequest, dto::WebhookBody, dto::CreatedWebhookBody,
         dto::WebhookList, dto::WebhookSecretBody, dto::WebhookTestBody, dto::ReplayRequest, dto::ReplayBody,
         dto::DeliveryBody, dto::DeliveryList, events::EventStreamMessage,
@@ -481,6 +482,26 @@ mod tests {
         let body = &doc["components"]["schemas"]["EventBody"];
         for field in body["required"].as_array().unwrap() {
             assert!(example.get(field.as_str().unwrap()).is_some(), "{field}");
+        }
+        // Every type's `data` has its schema, and each one is in the document.
+        let shapes: Vec<&str> = body["properties"]["data"]["anyOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["$ref"].as_str())
+            .collect();
+        for name in [
+            "SessionStatusData",
+            "SessionQrData",
+            "WebhookTestData",
+            "MessageBody",
+            "MessageSentData",
+            "MessageStatusData",
+            "MessageReactionData",
+        ] {
+            let r = format!("#/components/schemas/{name}");
+            assert!(shapes.contains(&r.as_str()), "{name} not in {shapes:?}");
+            assert!(doc["components"]["schemas"].get(name).is_some(), "{name}");
         }
         for (path, method, status) in [
             ("/api/v1/events", "get", "410"),

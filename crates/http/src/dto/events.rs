@@ -54,8 +54,10 @@ pub struct EventBody {
     /// as `after` (or `Last-Event-ID`) to continue after this event.
     #[schema(example = "42")]
     pub cursor: String,
-    /// `session.status`, `session.qr`, `session.deleted` or `webhook.test`
-    /// (more types will come: ignore those you do not know).
+    /// `session.status`, `session.qr`, `session.deleted`, `webhook.test`,
+    /// `message.received`, `message.sent`, `message.status` or
+    /// `message.reaction` (more types will come: ignore those you do not
+    /// know).
     #[serde(rename = "type")]
     #[schema(example = "session.status")]
     pub kind: String,
@@ -70,7 +72,10 @@ pub struct EventBody {
     pub occurred_at: String,
     /// By type: `session.status` → `{status, previous, lastError}`;
     /// `session.qr` → `{code, expiresAt}`; `session.deleted` → `{}`;
-    /// `webhook.test` → `{webhookId}`.
+    /// `webhook.test` → `{webhookId}`; `message.received` → the message;
+    /// `message.sent` → the message and `source`; `message.status` →
+    /// `{id, chat, status, at, error}`; `message.reaction` → `{id, chat,
+    /// from, emoji}`.
     #[schema(schema_with = event_data)]
     pub data: Value,
 }
@@ -82,6 +87,12 @@ fn event_data() -> utoipa::openapi::schema::Schema {
         .item(utoipa::openapi::Ref::from_schema_name("SessionStatusData"))
         .item(utoipa::openapi::Ref::from_schema_name("SessionQrData"))
         .item(utoipa::openapi::Ref::from_schema_name("WebhookTestData"))
+        .item(utoipa::openapi::Ref::from_schema_name("MessageBody"))
+        .item(utoipa::openapi::Ref::from_schema_name("MessageSentData"))
+        .item(utoipa::openapi::Ref::from_schema_name("MessageStatusData"))
+        .item(utoipa::openapi::Ref::from_schema_name(
+            "MessageReactionData",
+        ))
         .item(
             ObjectBuilder::new()
                 .schema_type(Type::Object)
@@ -89,7 +100,10 @@ fn event_data() -> utoipa::openapi::schema::Schema {
         )
         .description(Some(
             "By type: `session.status` → `{status, previous, lastError}`; `session.qr` → \
-             `{code, expiresAt}`; `session.deleted` → `{}`; `webhook.test` → `{webhookId}`.",
+             `{code, expiresAt}`; `session.deleted` → `{}`; `webhook.test` → `{webhookId}`; \
+             `message.received` → the message; `message.sent` → the message and `source`; \
+             `message.status` → `{id, chat, status, at, error}`; `message.reaction` → \
+             `{id, chat, from, emoji}`.",
         ))
         .build()
         .into()
@@ -131,6 +145,61 @@ pub struct WebhookTestData {
     /// The webhook tested.
     #[schema(example = "wh_01JBZ5T0Q4M6Y8V2K3N7R9S1WX")]
     pub webhook_id: String,
+}
+
+/// `data` of a `message.sent` event: the message object (see
+/// `MessageBody`) and where it was sent from.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct MessageSentData {
+    /// The message.
+    #[serde(flatten)]
+    pub message: crate::dto::MessageBody,
+    /// `api` (through this gateway) or `device` (the account's phone or
+    /// another of its devices).
+    #[schema(example = "api")]
+    pub source: String,
+}
+
+/// `data` of a `message.status` event.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct MessageStatusData {
+    /// The message's id.
+    #[schema(example = "3EB0C431C26A1916E0F6A2")]
+    pub id: String,
+    /// Its chat.
+    #[schema(example = "14155550123@s.whatsapp.net")]
+    pub chat: String,
+    /// `sent`, `delivered`, `read`, `played` or `failed`.
+    #[schema(example = "delivered")]
+    pub status: String,
+    /// When WhatsApp says it happened.
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// Why, when `failed`.
+    pub error: Option<crate::dto::MessageErrorBody>,
+}
+
+/// `data` of a `message.reaction` event.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct MessageReactionData {
+    /// The message reacted to.
+    #[schema(example = "3EB0C431C26A1916E0F6A2")]
+    pub id: String,
+    /// Its chat.
+    #[schema(example = "14155550123@s.whatsapp.net")]
+    pub chat: String,
+    /// Who reacted.
+    #[schema(example = "14155550123@s.whatsapp.net")]
+    pub from: String,
+    /// The emoji; empty when the reaction was taken back.
+    #[schema(example = "👍")]
+    pub emoji: String,
 }
 
 /// A page of the event log, in cursor order.
