@@ -506,7 +506,10 @@ impl MessageStore for SqliteStore {
                 }
                 let mut next = current.clone();
                 next.status = change.status;
-                next.status_at.reach(change.status, change.at);
+                // WhatsApp's times are whole seconds: an ack in the second
+                // the message was accepted would read as before it.
+                next.status_at
+                    .reach(change.status, change.at.max(current.created_at));
                 next.error = if change.status == MessageStatus::Failed {
                     change.error.clone()
                 } else {
@@ -839,6 +842,36 @@ mod tests {
         // A deleted session records nothing and fails nothing.
         store.delete(&s.org, &s.id).await.unwrap();
         assert_eq!(store.record_inbound(&s.id, &batch, now).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_status_is_never_before_the_message() {
+        let (store, _dir) = store().await;
+        let now = OffsetDateTime::now_utc();
+        let s = session("acme", 1, now);
+        store.insert(&s).await.unwrap();
+        let m = outgoing(&s.id, "OUT2", now);
+        store
+            .accept_outgoing(&s.org, &m, None, None, 10)
+            .await
+            .unwrap();
+        // WhatsApp's ack names the whole second, before the accept's instant.
+        let acked_at = now.replace_nanosecond(0).unwrap() - time::Duration::milliseconds(1);
+        let sent = store
+            .update_status(
+                &s.id,
+                std::slice::from_ref(&m.id),
+                &StatusChange {
+                    status: MessageStatus::Sent,
+                    at: acked_at,
+                    error: None,
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(sent[0].status_at.sent, Some(sent[0].created_at));
+        assert!(sent[0].status_at.sent >= Some(m.created_at.replace_nanosecond(0).unwrap()));
     }
 
     #[tokio::test]
