@@ -9,7 +9,7 @@ use wagate_domain::{
     MessageStatus, MessageType, OrgId, SessionId, StatusTimes,
 };
 
-use super::{SqliteStore, corrupt, db_err, events, parse_opt_ts, parse_ts, ts};
+use super::{SqliteStore, corrupt, db_err, parse_opt_ts, parse_ts, ts};
 use crate::StoreError;
 use crate::messages::{
     Accepted, IdempotencyClaim, InboundBody, InboundRecord, MediaSource, MessagePage, MessageStore,
@@ -473,9 +473,8 @@ impl MessageStore for SqliteStore {
                 });
             }
         }
-        let queued = events::append(&mut tx, &org, Some(session), &events, now).await?;
-        tx.commit().await.map_err(db_err)?;
-        self.notify(&org, !events.is_empty(), queued);
+        self.commit_with_events(tx, &org, Some(session), &events, now)
+            .await?;
         Ok(recorded)
     }
 
@@ -508,8 +507,8 @@ impl MessageStore for SqliteStore {
                 next.status = change.status;
                 // WhatsApp's times are whole seconds: an ack in the second
                 // the message was accepted would read as before it.
-                next.status_at
-                    .reach(change.status, change.at.max(current.created_at));
+                let at = change.at.max(current.created_at);
+                next.status_at.reach(change.status, at);
                 next.error = if change.status == MessageStatus::Failed {
                     change.error.clone()
                 } else {
@@ -543,15 +542,14 @@ impl MessageStore for SqliteStore {
                     id: next.id.clone(),
                     chat: next.chat.clone(),
                     status: next.status,
-                    at: change.at,
+                    at,
                     error: next.error.clone(),
                 });
                 changed.push(next);
             }
         }
-        let queued = events::append(&mut tx, &org, Some(session), &events, now).await?;
-        tx.commit().await.map_err(db_err)?;
-        self.notify(&org, !events.is_empty(), queued);
+        self.commit_with_events(tx, &org, Some(session), &events, now)
+            .await?;
         Ok(changed)
     }
 

@@ -376,12 +376,11 @@ impl SqliteStore {
             }
         }
         events.extend(patch.event.clone());
-        let queued = events::append(&mut tx, &current.org, Some(id), &events, now).await?;
-        tx.commit().await.map_err(db_err)?;
+        self.commit_with_events(tx, &current.org, Some(id), &events, now)
+            .await?;
         if let Some(next) = &next {
             self.counts.moved(Some(current.status), Some(next.status));
         }
-        self.notify(&current.org, !events.is_empty(), queued);
         Ok(Some(next.unwrap_or(current)))
     }
 
@@ -390,6 +389,23 @@ impl SqliteStore {
         if events && let Some(listener) = self.listener.get() {
             listener.committed(org, deliveries);
         }
+    }
+
+    /// Appends `events` of `org` (and their webhook deliveries) to the
+    /// transaction, commits it, then tells the commit listener: the one way
+    /// a state change and the events reporting it are written.
+    pub(crate) async fn commit_with_events(
+        &self,
+        mut tx: sqlx::Transaction<'_, Sqlite>,
+        org: &OrgId,
+        session: Option<&SessionId>,
+        events: &[EventData],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let queued = events::append(&mut tx, org, session, events, now).await?;
+        tx.commit().await.map_err(db_err)?;
+        self.notify(org, !events.is_empty(), queued);
+        Ok(())
     }
 
     /// Sets who is told when events commit (once; later calls are ignored).
@@ -509,11 +525,9 @@ impl SessionRegistry for SqliteStore {
         };
         let status: String = row.try_get("status").map_err(corrupt("status"))?;
         let now = OffsetDateTime::now_utc();
-        let queued =
-            events::append(&mut tx, org, Some(id), &[EventData::SessionDeleted], now).await?;
-        tx.commit().await.map_err(db_err)?;
+        self.commit_with_events(tx, org, Some(id), &[EventData::SessionDeleted], now)
+            .await?;
         self.counts.moved(SessionStatus::from_name(&status), None);
-        self.notify(org, true, queued);
         Ok(true)
     }
 
