@@ -1,18 +1,27 @@
 //! # wagate-store
 //!
 //! Where wagate keeps what must survive a restart: the [`SessionRegistry`]
-//! (sessions, scoped by organization) and the [`ApiKeyStore`] (API keys,
-//! kept only as hashes). The traits are the contract the rest of wagate
-//! codes against; [`SqliteStore`] (feature `sqlite`, on by default) is the
-//! implementation on SQLite through sqlx, with migrations embedded in the
-//! binary and applied on start. Nothing outside this crate knows sqlx.
+//! (sessions, scoped by organization), the [`ApiKeyStore`] (API keys, kept
+//! only as hashes), the [`EventLog`], the [`WebhookStore`] (webhooks and
+//! their deliveries) and the [`MessageStore`]. The traits are the contract
+//! the rest of wagate codes against; [`open`] gives all of them as one
+//! [`Store`] on the database a URL names:
+//!
+//! - [`SqliteStore`] (feature `sqlite`): one file, one gateway; the default.
+//! - [`PgStore`] (feature `postgres`): PostgreSQL, which several gateway
+//!   processes can share (row locks, claims with `SKIP LOCKED`, commits
+//!   announced to every process with `LISTEN`/`NOTIFY`).
+//!
+//! Both run the same statements (`conn`) and map rows the same way
+//! (`rows`); the traits are implemented once for both (`impls`), and the
+//! same contract tests run on both. Migrations are embedded in the binary
+//! and applied on start. Nothing outside this crate knows sqlx.
 //!
 //! ```no_run
-//! use wagate_store::{SessionRegistry, SqliteStore};
+//! use wagate_store::SessionRegistry;
 //!
 //! # async fn demo() -> Result<(), wagate_store::StoreError> {
-//! let store = SqliteStore::connect("sqlite://data/wagate.db").await?; // creates file and folder
-//! store.migrate().await?;
+//! let store = wagate_store::open("sqlite://data/wagate.db").await?; // creates file and folder, migrates
 //! store.ping().await?;
 //! # Ok(()) }
 //! ```
@@ -27,7 +36,17 @@ use wagate_domain::{
 };
 
 mod cached;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod conn;
+#[cfg(all(test, feature = "sqlite", feature = "postgres"))]
+mod contract;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod impls;
 mod messages;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod rows;
 mod secrets;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -37,9 +56,75 @@ pub use messages::{
     Accepted, IdempotencyClaim, InboundBody, InboundRecord, MediaSource, MessagePage, MessageStore,
     PendingMessage, StatusChange,
 };
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
 pub use secrets::{ApiKeyCache, Entropy, OsEntropy, hash_secret, mint_api_key};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+
+/// Everything wagate keeps, on one database: what [`open`] returns.
+#[async_trait]
+pub trait Store: SessionRegistry + ApiKeyStore + EventLog + WebhookStore + MessageStore {
+    /// Sets who is told when events commit (once; later calls are ignored).
+    /// On PostgreSQL that includes the commits of other processes sharing
+    /// the database.
+    fn set_commit_listener(&self, listener: std::sync::Arc<dyn CommitListener>);
+
+    /// Closes every connection; later calls fail.
+    async fn close(&self);
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `sqlite:…`: one file (or memory), one gateway.
+    Sqlite,
+    /// `postgres://…` or `postgresql://…`.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend of `url`, or `None` for another scheme.
+    pub fn of(url: &str) -> Option<Self> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => Some(Backend::Sqlite),
+            "postgres" | "postgresql" => Some(Backend::Postgres),
+            _ => None,
+        }
+    }
+}
+
+/// Opens the database at `url` (`sqlite:…`, or `postgres://…` with the
+/// `postgres` feature) and applies its migrations.
+///
+/// # Errors
+///
+/// [`StoreError::Setup`] for a URL of another kind (or of a backend this
+/// build lacks), or when opening or migrating fails.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    match Backend::of(url) {
+        #[cfg(feature = "sqlite")]
+        Some(Backend::Sqlite) => {
+            let store = SqliteStore::connect(url).await?;
+            store.migrate().await?;
+            Ok(std::sync::Arc::new(store))
+        }
+        #[cfg(feature = "postgres")]
+        Some(Backend::Postgres) => {
+            let store = PgStore::connect(url).await?;
+            store.migrate().await?;
+            Ok(std::sync::Arc::new(store))
+        }
+        #[allow(unreachable_patterns)]
+        Some(backend) => Err(StoreError::Setup(format!(
+            "this build has no {backend:?} support"
+        ))),
+        None => Err(StoreError::Setup(
+            "database.url must start with sqlite: or postgres://".into(),
+        )),
+    }
+}
 
 /// What a store call can fail with.
 #[derive(Debug, Error)]
@@ -171,6 +256,24 @@ impl SessionPatch {
         next.updated_at = now;
         next.revision = current.revision.wrapping_add(1);
         Ok(Some(next))
+    }
+
+    /// The events a patch records as it turns `current` into `next` (`None`:
+    /// nothing changed): `session.status` when the status moved, then the
+    /// patch's own.
+    pub(crate) fn events(&self, current: &Session, next: Option<&Session>) -> Vec<EventData> {
+        let mut events = Vec::new();
+        if let Some(next) = next
+            && next.status != current.status
+        {
+            events.push(EventData::SessionStatus {
+                status: next.status,
+                previous: current.status,
+                last_error: next.last_error.clone(),
+            });
+        }
+        events.extend(self.event.clone());
+        events
     }
 }
 
@@ -375,6 +478,31 @@ pub struct WebhookPatch {
     pub description: Option<WebhookDescription>,
     /// Enable or disable (enabling clears `disabled_reason`).
     pub enabled: Option<bool>,
+}
+
+impl WebhookPatch {
+    /// Applies the patch to `w` at `now`.
+    pub fn apply(&self, w: &mut Webhook, now: OffsetDateTime) {
+        if let Some(url) = &self.url {
+            w.url = url.clone();
+        }
+        if let Some(events) = &self.events {
+            w.events.clone_from(events);
+        }
+        if let Some(ids) = &self.session_ids {
+            w.session_ids.clone_from(ids);
+        }
+        if let Some(d) = &self.description {
+            w.description = d.clone();
+        }
+        if let Some(enabled) = self.enabled {
+            if enabled {
+                w.disabled_reason = None;
+            }
+            w.enabled = enabled;
+        }
+        w.updated_at = now;
+    }
 }
 
 /// One due delivery, with what sending it needs.

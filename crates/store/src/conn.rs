@@ -1,0 +1,1261 @@
+//! The writes both databases make the same way, written once: on a
+//! [`Conn`] (a SQLite or a PostgreSQL connection, usually inside the
+//! caller's transaction), with `$n` parameters both understand. Each store
+//! begins and commits its transactions its own way (SQLite's one writer,
+//! PostgreSQL's row locks) and calls these for what happens inside.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use wagate_domain::{
+    ApiKey, ApiKeyId, Delivery, Event, EventCursor, EventData, EventFilter, EventType, Jid,
+    MediaInfo, Message, MessageId, NewApiKey, OrgId, Page, PageRequest, Session, SessionId,
+    SessionStatus, Webhook, WebhookId, WebhookSecret,
+};
+
+use crate::messages::{
+    Accepted, IdempotencyClaim, InboundBody, InboundRecord, MediaSource, MessagePage,
+    PendingMessage, StatusChange, advance, inbound_event, inbound_message,
+};
+use crate::rows::{
+    Columns, DELIVERY_FINISH, EVENT_INSERT, KEY_INSERT, MESSAGE_INSERT, MESSAGE_STATUS_UPDATE,
+    SESSION_COUNTS, SESSION_INSERT, SESSION_UPDATE, Value, WEBHOOK_INSERT, WEBHOOK_UPDATE,
+    attempt_values, bind_values, db_err, delivery_from_row, due_deliveries, event_from_row,
+    event_id, event_values, failing_too_long, hook_filter, hook_target, key_columns, key_from_row,
+    key_values, media_info, media_source, message_columns, message_from_row, message_status_values,
+    message_values, ms, seq_i64, seq_u64, session_columns, session_from_row, session_values,
+    status_counts, ts, webhook_columns, webhook_from_row, webhook_update_values, webhook_values,
+};
+use crate::{DueDelivery, EventPage, FinishedAttempt, SessionPatch, StoreError, WebhookPatch};
+
+/// A connection the shared writes run on.
+#[async_trait]
+pub(crate) trait Conn: Send {
+    /// Its rows.
+    type Row: Columns + Send + Sync;
+    /// Appended to a `SELECT` that reads a row the transaction will write:
+    /// ` FOR NO KEY UPDATE` on PostgreSQL (the row lock an `UPDATE` of
+    /// non-key columns takes; inserts referencing the row still proceed),
+    /// nothing on SQLite (whose write transactions hold the one writer
+    /// lock from their start).
+    const FOR_UPDATE: &'static str;
+    /// Appended to a sub-select of rows to claim: `… SKIP LOCKED` on
+    /// PostgreSQL, so concurrent claimers take different rows.
+    const SKIP_LOCKED: &'static str;
+    /// The larger of two values: SQLite's two-argument `MAX`, PostgreSQL's
+    /// `GREATEST`.
+    const GREATEST: &'static str;
+
+    /// Runs `sql` with `values`; how many rows it changed.
+    async fn run(&mut self, sql: &str, values: Vec<Value>) -> Result<u64, StoreError>;
+    /// The rows `sql` returns.
+    async fn all(&mut self, sql: &str, values: Vec<Value>) -> Result<Vec<Self::Row>, StoreError>;
+    /// The first row `sql` returns, if any.
+    async fn one(&mut self, sql: &str, values: Vec<Value>)
+    -> Result<Option<Self::Row>, StoreError>;
+}
+
+macro_rules! conn_for {
+    ($conn:ty, $row:ty, $for_update:expr, $skip_locked:expr, $greatest:expr) => {
+        #[async_trait]
+        impl Conn for $conn {
+            type Row = $row;
+            const FOR_UPDATE: &'static str = $for_update;
+            const SKIP_LOCKED: &'static str = $skip_locked;
+            const GREATEST: &'static str = $greatest;
+
+            async fn run(&mut self, sql: &str, values: Vec<Value>) -> Result<u64, StoreError> {
+                let q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
+                let done = bind_values(q, values)
+                    .execute(&mut *self)
+                    .await
+                    .map_err(db_err)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn all(
+                &mut self,
+                sql: &str,
+                values: Vec<Value>,
+            ) -> Result<Vec<Self::Row>, StoreError> {
+                let q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
+                bind_values(q, values)
+                    .fetch_all(&mut *self)
+                    .await
+                    .map_err(db_err)
+            }
+
+            async fn one(
+                &mut self,
+                sql: &str,
+                values: Vec<Value>,
+            ) -> Result<Option<Self::Row>, StoreError> {
+                let q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
+                bind_values(q, values)
+                    .fetch_optional(&mut *self)
+                    .await
+                    .map_err(db_err)
+            }
+        }
+    };
+}
+
+#[cfg(feature = "sqlite")]
+conn_for!(
+    sqlx::SqliteConnection,
+    sqlx::sqlite::SqliteRow,
+    "",
+    "",
+    "MAX"
+);
+#[cfg(feature = "postgres")]
+conn_for!(
+    sqlx::PgConnection,
+    sqlx::postgres::PgRow,
+    " FOR NO KEY UPDATE",
+    " FOR NO KEY UPDATE SKIP LOCKED",
+    "GREATEST"
+);
+
+fn text(s: impl Into<String>) -> Value {
+    Value::Text(Some(s.into()))
+}
+
+fn int(i: i64) -> Value {
+    Value::Int(Some(i))
+}
+
+/// Session `id` (of `org`, when given); `lock`: to be written by this
+/// transaction.
+pub(crate) async fn fetch_session<C: Conn>(
+    conn: &mut C,
+    org: Option<&OrgId>,
+    id: &SessionId,
+    lock: bool,
+) -> Result<Option<Session>, StoreError> {
+    let sql = format!(
+        "{}{}",
+        concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE id = $1"
+        ),
+        if lock { C::FOR_UPDATE } else { "" }
+    );
+    let row = conn.one(&sql, vec![text(id.to_string())]).await?;
+    let session = row.as_ref().map(session_from_row).transpose()?;
+    Ok(session.filter(|s| org.is_none_or(|org| s.org == *org)))
+}
+
+/// A patch written: the session before, after (`None`: unchanged), and the
+/// events to record with it.
+pub(crate) type Patched = (Session, Option<Session>, Vec<EventData>);
+
+/// Reads session `id` (locked), applies `patch` ([`SessionPatch::apply`])
+/// and writes the result; `None` when there is no such session. The
+/// caller records the events and commits.
+pub(crate) async fn patch_session<C: Conn>(
+    conn: &mut C,
+    org: Option<&OrgId>,
+    id: &SessionId,
+    patch: &SessionPatch,
+    now: OffsetDateTime,
+) -> Result<Option<Patched>, StoreError> {
+    let Some(current) = fetch_session(conn, org, id, true).await? else {
+        return Ok(None);
+    };
+    let next = patch.apply(&current, now)?;
+    if let Some(next) = &next {
+        conn.run(SESSION_UPDATE, session_values(next)?).await?;
+    }
+    let events = patch.events(&current, next.as_ref());
+    Ok(Some((current, next, events)))
+}
+
+/// Appends `events` to `org`'s log in the caller's transaction, and queues
+/// a delivery of each to every enabled webhook of `org` that wants it.
+/// Whether deliveries were queued.
+pub(crate) async fn append<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+    session: Option<&SessionId>,
+    events: &[EventData],
+    now: OffsetDateTime,
+) -> Result<bool, StoreError> {
+    if events.is_empty() {
+        return Ok(false);
+    }
+    let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
+    // The organization's counter: taken here, and held (SQLite's writer
+    // lock, PostgreSQL's row lock) until the transaction ends, so no reader
+    // sees seq N+1 before N is committed.
+    let counter = conn
+        .one(
+            "INSERT INTO event_logs (org_id, last_seq) VALUES ($1, $2) \
+             ON CONFLICT (org_id) DO UPDATE SET last_seq = event_logs.last_seq + excluded.last_seq \
+             RETURNING last_seq",
+            vec![text(org.as_str()), int(n)],
+        )
+        .await?
+        .ok_or_else(|| StoreError::Unavailable("the event counter returned no row".into()))?;
+    let last = counter.need_int("last_seq")?;
+    let hooks = enabled_webhooks(conn, org).await?;
+    let mut queued = false;
+    for (i, data) in events.iter().enumerate() {
+        let seq = last - n + 1 + i64::try_from(i).unwrap_or(0);
+        let event = Event {
+            id: event_id(now),
+            cursor: EventCursor::from_seq(seq_u64(seq)),
+            org: org.clone(),
+            session: session.copied(),
+            occurred_at: now,
+            data: data.clone(),
+        };
+        conn.run(EVENT_INSERT, event_values(&event, seq)).await?;
+        let body = event.to_json().to_string();
+        for (hook, filter) in &hooks {
+            if filter.matches(data.event_type(), session) {
+                queue(conn, hook, org, &event, &body, now).await?;
+                queued = true;
+            }
+        }
+    }
+    Ok(queued)
+}
+
+/// Queues (or queues again) `event` for webhook `hook`.
+pub(crate) async fn queue<C: Conn>(
+    conn: &mut C,
+    hook: &WebhookId,
+    org: &OrgId,
+    event: &Event,
+    body: &str,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let in_log = event.data.event_type() != EventType::WebhookTest;
+    conn.run(
+        "INSERT INTO deliveries (webhook_id, org_id, event_id, event_seq, body, state, attempt, next_ms, at) \
+         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7) \
+         ON CONFLICT (webhook_id, event_id) DO UPDATE SET state = 'pending', attempt = 0, \
+         next_ms = excluded.next_ms, claimed_until = NULL, response_status = NULL, error = NULL, \
+         at = excluded.at, duration_ms = NULL",
+        vec![
+            text(hook.to_string()),
+            text(org.as_str()),
+            text(event.id.to_string()),
+            Value::Int(in_log.then(|| seq_i64(event.cursor.seq()))),
+            text(body),
+            int(ms(now)),
+            text(ts(now)),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn enabled_webhooks<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+) -> Result<Vec<(WebhookId, EventFilter)>, StoreError> {
+    let rows = conn
+        .all(
+            "SELECT id, events, session_ids FROM webhooks WHERE org_id = $1 AND enabled = TRUE",
+            vec![text(org.as_str())],
+        )
+        .await?;
+    rows.iter().map(hook_filter).collect()
+}
+
+/// Claims up to `limit` due deliveries of webhook `id` (see
+/// [`WebhookStore::claim_due`](crate::WebhookStore::claim_due)) in the
+/// caller's transaction. The webhook's row is read for update, so two
+/// claimers of one webhook take turns, and the second sees the first's
+/// claim.
+pub(crate) async fn claim_due<C: Conn>(
+    conn: &mut C,
+    id: &WebhookId,
+    now: OffsetDateTime,
+    hold_until: OffsetDateTime,
+    limit: u32,
+) -> Result<Vec<DueDelivery>, StoreError> {
+    let sql = format!(
+        "SELECT org_id, url, secret, previous_secret, previous_secret_until, enabled \
+         FROM webhooks WHERE id = $1{}",
+        C::FOR_UPDATE
+    );
+    let Some(hook) = conn.one(&sql, vec![text(id.to_string())]).await? else {
+        return Ok(Vec::new());
+    };
+    if !hook.flag("enabled")? {
+        return Ok(Vec::new());
+    }
+    let target = hook_target(&hook, now)?;
+    let sql = format!(
+        "UPDATE deliveries SET claimed_until = $1 WHERE seq IN (SELECT seq FROM deliveries \
+         WHERE webhook_id = $2 AND state = 'pending' AND next_ms <= $3 \
+         AND (claimed_until IS NULL OR claimed_until <= $3) ORDER BY next_ms, seq LIMIT $4{}) \
+         AND NOT EXISTS (SELECT 1 FROM deliveries h WHERE h.webhook_id = $2 \
+           AND h.state = 'pending' AND h.claimed_until > $3) \
+         RETURNING seq, next_ms, event_id, body, attempt",
+        C::SKIP_LOCKED
+    );
+    let rows = conn
+        .all(
+            &sql,
+            vec![
+                int(ms(hold_until)),
+                text(id.to_string()),
+                int(ms(now)),
+                int(i64::from(limit)),
+            ],
+        )
+        .await?;
+    due_deliveries(&rows, id, &target)
+}
+
+/// Records one attempt inside the caller's transaction.
+pub(crate) async fn finish_one<C: Conn>(
+    conn: &mut C,
+    attempt: &FinishedAttempt,
+    now: OffsetDateTime,
+    disable_after: time::Duration,
+) -> Result<(), StoreError> {
+    let row = conn
+        .one(DELIVERY_FINISH, attempt_values(attempt, now))
+        .await?;
+    let Some(hook) = row.map(|r| r.need("webhook_id")).transpose()? else {
+        return Ok(()); // the webhook was deleted meanwhile
+    };
+    let disable = match &attempt.outcome {
+        crate::AttemptOutcome::Delivered { .. } => {
+            conn.run(
+                "UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL",
+                vec![text(hook.as_str())],
+            )
+            .await?;
+            None
+        }
+        crate::AttemptOutcome::Gone => Some("the receiver answered 410 Gone".to_owned()),
+        crate::AttemptOutcome::Retry { .. } | crate::AttemptOutcome::Failed { .. } => {
+            let since = conn
+                .one(
+                    "UPDATE webhooks SET failing_since = COALESCE(failing_since, $1) WHERE id = $2 \
+                     RETURNING failing_since",
+                    vec![int(ms(now)), text(hook.as_str())],
+                )
+                .await?
+                .map(|r| r.need_int("failing_since"))
+                .transpose()?
+                .unwrap_or(ms(now));
+            failing_too_long(since, now, disable_after)
+        }
+    };
+    if let Some(reason) = disable {
+        conn.run(
+            "UPDATE webhooks SET enabled = FALSE, disabled_reason = $1, updated_at = $2 WHERE id = $3",
+            vec![text(reason.as_str()), text(ts(now)), text(hook.as_str())],
+        )
+        .await?;
+        conn.run(
+            "UPDATE deliveries SET state = 'failed', error = $1, next_ms = NULL, claimed_until = NULL \
+             WHERE webhook_id = $2 AND state = 'pending'",
+            vec![text(format!("not sent: {reason}")), text(hook.as_str())],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Inserts `m` unless a message with its (session, chat, sender, id)
+/// exists; whether it was inserted.
+pub(crate) async fn insert_message<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+    m: &Message,
+    media_ref: Option<&[u8]>,
+    media_data: Option<&[u8]>,
+) -> Result<bool, StoreError> {
+    let n = conn
+        .run(
+            MESSAGE_INSERT,
+            message_values(org, m, media_ref, media_data),
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// The organization and own JID of session `id`; `lock`: the session's
+/// row is held until the transaction ends (writes of one session's
+/// messages take turns).
+pub(crate) async fn session_owner<C: Conn>(
+    conn: &mut C,
+    id: &SessionId,
+    lock: bool,
+) -> Result<Option<(OrgId, Option<Jid>)>, StoreError> {
+    let sql = format!(
+        "SELECT org_id, jid FROM sessions WHERE id = $1{}",
+        if lock { C::FOR_UPDATE } else { "" }
+    );
+    let Some(row) = conn.one(&sql, vec![text(id.to_string())]).await? else {
+        return Ok(None);
+    };
+    Ok(Some((
+        row.parsed("org_id", OrgId::parse)?,
+        row.opt_parsed("jid", Jid::parse)?,
+    )))
+}
+
+/// The outgoing messages `id` of `session`, newest first, with their `seq`.
+pub(crate) async fn outgoing<C: Conn>(
+    conn: &mut C,
+    session: &SessionId,
+    id: &str,
+) -> Result<Vec<(u64, Message)>, StoreError> {
+    let sql = concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE session_id = $1 AND id = $2 AND from_me = TRUE ORDER BY seq DESC"
+    );
+    let rows = conn
+        .all(sql, vec![text(session.to_string()), text(id)])
+        .await?;
+    rows.iter().map(message_from_row).collect()
+}
+
+/// Decides and writes [`MessageStore::accept_outgoing`](crate::MessageStore::accept_outgoing)
+/// in the caller's transaction (the caller commits on [`Accepted::New`]).
+pub(crate) async fn accept_outgoing<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+    message: &Message,
+    media_data: Option<&[u8]>,
+    idempotency: Option<&IdempotencyClaim>,
+    max_queue: u32,
+) -> Result<Accepted, StoreError> {
+    // One accept of a session at a time: the key check and the queue
+    // bound are decided on what the previous one wrote.
+    session_owner(conn, &message.session, true).await?;
+    let session = message.session.to_string();
+    if let Some(claim) = idempotency {
+        let key = || {
+            vec![
+                text(org.as_str()),
+                text(session.as_str()),
+                text(claim.key.as_str()),
+            ]
+        };
+        let row = conn
+            .one(
+                "SELECT request_hash, message_id, created_ms FROM idempotency_keys \
+                 WHERE org_id = $1 AND session_id = $2 AND key = $3",
+                key(),
+            )
+            .await?;
+        if let Some(row) = row {
+            let hash = row.bytes("request_hash")?.unwrap_or_default();
+            let id = row.need("message_id")?;
+            if row.need_int("created_ms")? >= ms(claim.not_before) {
+                if hash != claim.request_hash {
+                    return Ok(Accepted::KeyConflict);
+                }
+                if let Some((_, first)) = outgoing(conn, &message.session, &id)
+                    .await?
+                    .into_iter()
+                    .next()
+                {
+                    return Ok(Accepted::Replayed(first));
+                }
+            }
+            // Expired, or its message is gone: the key is free again.
+            conn.run(
+                "DELETE FROM idempotency_keys WHERE org_id = $1 AND session_id = $2 AND key = $3",
+                key(),
+            )
+            .await?;
+        }
+    }
+    let queued = conn
+        .one(
+            "SELECT COUNT(*) AS n FROM messages WHERE session_id = $1 AND status = 'pending'",
+            vec![text(session.as_str())],
+        )
+        .await?
+        .map(|r| r.need_int("n"))
+        .transpose()?
+        .unwrap_or(0);
+    if queued >= i64::from(max_queue) {
+        return Ok(Accepted::QueueFull);
+    }
+    if !insert_message(conn, org, message, None, media_data).await? {
+        return Err(StoreError::Conflict(format!(
+            "message {} exists",
+            message.id
+        )));
+    }
+    if let Some(claim) = idempotency {
+        conn.run(
+            "INSERT INTO idempotency_keys (org_id, session_id, key, request_hash, message_id, \
+             created_at, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            vec![
+                text(org.as_str()),
+                text(session.as_str()),
+                text(claim.key.as_str()),
+                Value::Bytes(Some(claim.request_hash.to_vec())),
+                text(message.id.as_str()),
+                text(ts(message.created_at)),
+                int(ms(message.created_at)),
+            ],
+        )
+        .await?;
+    }
+    Ok(Accepted::New(message.clone()))
+}
+
+/// Inbound messages recorded: the session's organization, how many were
+/// new, and their events.
+pub(crate) type Recorded = (OrgId, u32, Vec<EventData>);
+
+/// Writes [`MessageStore::record_inbound`](crate::MessageStore::record_inbound)
+/// in the caller's transaction; `None` when the session does not exist.
+pub(crate) async fn record_inbound<C: Conn>(
+    conn: &mut C,
+    session: &SessionId,
+    messages: &[InboundRecord],
+    now: OffsetDateTime,
+) -> Result<Option<Recorded>, StoreError> {
+    let Some((org, own)) = session_owner(conn, session, true).await? else {
+        return Ok(None);
+    };
+    let mut recorded = 0;
+    let mut events = Vec::new();
+    for r in messages {
+        if let InboundBody::Reaction { target, emoji } = &r.body {
+            let n = conn
+                .run(
+                    "INSERT INTO message_reactions (session_id, chat, sender, id, target, emoji, at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (session_id, chat, sender, id) DO NOTHING",
+                    vec![
+                        text(session.to_string()),
+                        text(r.chat.to_string()),
+                        text(r.sender.to_string()),
+                        text(r.id.as_str()),
+                        text(target.as_str()),
+                        text(emoji.as_str()),
+                        text(ts(r.timestamp)),
+                    ],
+                )
+                .await?;
+            if n == 1 {
+                recorded += 1;
+                events.push(EventData::MessageReaction {
+                    id: target.clone(),
+                    chat: r.chat.clone(),
+                    from: r.sender.clone(),
+                    emoji: emoji.clone(),
+                });
+            }
+            continue;
+        }
+        let message = inbound_message(session, own.as_ref(), r, now);
+        let media_ref = match &r.body {
+            InboundBody::Media { media_ref, .. } => Some(media_ref.as_slice()),
+            _ => None,
+        };
+        if insert_message(conn, &org, &message, media_ref, None).await? {
+            recorded += 1;
+            events.push(inbound_event(r, message));
+        }
+    }
+    Ok(Some((org, recorded, events)))
+}
+
+/// Status changes written: the session's organization, the messages
+/// changed, and their events.
+pub(crate) type StatusesMoved = (OrgId, Vec<Message>, Vec<EventData>);
+
+/// Writes [`MessageStore::update_status`](crate::MessageStore::update_status)
+/// in the caller's transaction; `None` when the session does not exist.
+pub(crate) async fn update_status<C: Conn>(
+    conn: &mut C,
+    session: &SessionId,
+    ids: &[MessageId],
+    change: &StatusChange,
+) -> Result<Option<StatusesMoved>, StoreError> {
+    let Some((org, _)) = session_owner(conn, session, true).await? else {
+        return Ok(None);
+    };
+    let mut changed = Vec::new();
+    let mut events = Vec::new();
+    for id in ids {
+        for (seq, current) in outgoing(conn, session, id.as_str()).await? {
+            let Some((next, moved)) = advance(&current, change) else {
+                continue;
+            };
+            let mut values = message_status_values(&next);
+            values.push(int(seq_i64(seq)));
+            conn.run(MESSAGE_STATUS_UPDATE, values).await?;
+            events.extend(moved);
+            changed.push(next);
+        }
+    }
+    Ok(Some((org, changed, events)))
+}
+
+/// A statement built piece by piece, its parameters numbered as they are
+/// bound.
+#[derive(Debug, Default)]
+pub(crate) struct Sql {
+    text: String,
+    values: Vec<Value>,
+}
+
+impl Sql {
+    pub(crate) fn new(text: &str) -> Self {
+        Self {
+            text: text.to_owned(),
+            values: Vec::new(),
+        }
+    }
+
+    /// Appends SQL text.
+    pub(crate) fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends the next parameter, bound to `value`.
+    pub(crate) fn bind(&mut self, value: Value) -> &mut Self {
+        self.values.push(value);
+        self.text.push_str(&format!("${}", self.values.len()));
+        self
+    }
+
+    /// Appends `(p1, p2, …)` bound to `values` (at least one).
+    pub(crate) fn bind_list(&mut self, values: impl IntoIterator<Item = Value>) -> &mut Self {
+        self.text.push('(');
+        for (i, v) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.text.push_str(", ");
+            }
+            self.bind(v);
+        }
+        self.text.push(')');
+        self
+    }
+
+    pub(crate) async fn run<C: Conn>(self, conn: &mut C) -> Result<u64, StoreError> {
+        conn.run(&self.text, self.values).await
+    }
+
+    pub(crate) async fn all<C: Conn>(self, conn: &mut C) -> Result<Vec<C::Row>, StoreError> {
+        conn.all(&self.text, self.values).await
+    }
+
+    pub(crate) async fn one<C: Conn>(self, conn: &mut C) -> Result<Option<C::Row>, StoreError> {
+        conn.one(&self.text, self.values).await
+    }
+}
+
+// ---- Sessions and API keys.
+
+pub(crate) async fn insert_session<C: Conn>(conn: &mut C, s: &Session) -> Result<(), StoreError> {
+    conn.run(SESSION_INSERT, session_values(s)?).await?;
+    Ok(())
+}
+
+pub(crate) async fn list_sessions<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+    page: PageRequest,
+) -> Result<Page<Session>, StoreError> {
+    let mut q = Sql::new(concat!(
+        "SELECT ",
+        session_columns!(),
+        " FROM sessions WHERE org_id = "
+    ));
+    q.bind(text(org.as_str()));
+    if let Some(after) = page.after {
+        q.push(" AND id < ").bind(text(after.to_string()));
+    }
+    // One extra row tells whether another page follows.
+    q.push(" ORDER BY id DESC LIMIT ")
+        .bind(int(i64::from(page.limit()) + 1));
+    let rows = q.all(conn).await?;
+    let mut items = rows
+        .iter()
+        .map(session_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let more = items.len() > page.limit() as usize;
+    items.truncate(page.limit() as usize);
+    let next_cursor = if more {
+        items.last().map(|s| s.id)
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
+/// Deletes session `id` of `org`; the status it had, or `None` when there
+/// was no such session. The caller records `session.deleted` and commits.
+pub(crate) async fn delete_session<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+    id: &SessionId,
+) -> Result<Option<Option<SessionStatus>>, StoreError> {
+    let row = conn
+        .one(
+            "DELETE FROM sessions WHERE id = $1 AND org_id = $2 RETURNING status",
+            vec![text(id.to_string()), text(org.as_str())],
+        )
+        .await?;
+    row.map(|r| Ok(SessionStatus::from_name(&r.need("status")?)))
+        .transpose()
+}
+
+pub(crate) async fn count_sessions<C: Conn>(
+    conn: &mut C,
+) -> Result<Vec<(SessionStatus, u64)>, StoreError> {
+    status_counts(&conn.all(SESSION_COUNTS, Vec::new()).await?)
+}
+
+pub(crate) async fn insert_key<C: Conn>(conn: &mut C, new: &NewApiKey) -> Result<(), StoreError> {
+    conn.run(KEY_INSERT, key_values(new)).await?;
+    Ok(())
+}
+
+pub(crate) async fn find_key<C: Conn>(
+    conn: &mut C,
+    hash: &[u8; 32],
+) -> Result<Option<ApiKey>, StoreError> {
+    let sql = concat!(
+        "SELECT ",
+        key_columns!(),
+        " FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL"
+    );
+    let row = conn
+        .one(sql, vec![Value::Bytes(Some(hash.to_vec()))])
+        .await?;
+    row.as_ref().map(key_from_row).transpose()
+}
+
+pub(crate) async fn list_keys<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+) -> Result<Vec<ApiKey>, StoreError> {
+    let sql = concat!(
+        "SELECT ",
+        key_columns!(),
+        " FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL ORDER BY id"
+    );
+    let rows = conn.all(sql, vec![text(org.as_str())]).await?;
+    rows.iter().map(key_from_row).collect()
+}
+
+pub(crate) async fn revoke_key<C: Conn>(
+    conn: &mut C,
+    org: Option<&OrgId>,
+    id: &ApiKeyId,
+    now: OffsetDateTime,
+) -> Result<Option<ApiKey>, StoreError> {
+    let mut q = Sql::new("UPDATE api_keys SET revoked_at = ");
+    q.bind(text(ts(now)))
+        .push(" WHERE revoked_at IS NULL AND id = ")
+        .bind(text(id.to_string()));
+    if let Some(org) = org {
+        q.push(" AND org_id = ").bind(text(org.as_str()));
+    }
+    q.push(concat!(" RETURNING ", key_columns!()));
+    let row = q.one(conn).await?;
+    row.as_ref().map(key_from_row).transpose()
+}
+
+pub(crate) async fn touch_key<C: Conn>(
+    conn: &mut C,
+    id: &ApiKeyId,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    conn.run(
+        "UPDATE api_keys SET last_used_at = $1 WHERE id = $2",
+        vec![text(ts(at)), text(id.to_string())],
+    )
+    .await?;
+    Ok(())
+}
+
+// ---- The event log and webhooks.
+
+/// The last seq pruned from `org`'s log (0: none).
+pub(crate) async fn pruned_through<C: Conn>(conn: &mut C, org: &OrgId) -> Result<u64, StoreError> {
+    let row = conn
+        .one(
+            "SELECT pruned_through FROM event_logs WHERE org_id = $1",
+            vec![text(org.as_str())],
+        )
+        .await?;
+    Ok(seq_u64(
+        row.map(|r| r.need_int("pruned_through"))
+            .transpose()?
+            .unwrap_or(0),
+    ))
+}
+
+pub(crate) async fn read_events<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+    after: EventCursor,
+    filter: &EventFilter,
+    limit: u32,
+) -> Result<EventPage, StoreError> {
+    if after.seq() < pruned_through(conn, org).await? {
+        return Err(StoreError::Gone);
+    }
+    let mut q =
+        Sql::new("SELECT seq, id, type, session_id, occurred_at, data FROM events WHERE org_id = ");
+    q.bind(text(org.as_str()))
+        .push(" AND seq > ")
+        .bind(int(seq_i64(after.seq())));
+    if !filter.types.is_empty() {
+        q.push(" AND type IN ").bind_list(
+            EventType::ALL
+                .into_iter()
+                .filter(|t| filter.types.iter().any(|p| p.matches(*t)))
+                .map(|t| text(t.as_str())),
+        );
+    }
+    if let Some(ids) = &filter.sessions {
+        q.push(" AND session_id IN ")
+            .bind_list(std::iter::once(text("")).chain(ids.iter().map(|id| text(id.to_string()))));
+    }
+    q.push(" ORDER BY seq LIMIT ").bind(int(i64::from(limit)));
+    let rows = q.all(conn).await?;
+    let events = rows
+        .iter()
+        .map(|r| event_from_row(org, r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = events.last().map_or(after, |e| e.cursor);
+    Ok(EventPage { events, next })
+}
+
+pub(crate) async fn insert_webhook<C: Conn>(
+    conn: &mut C,
+    w: &Webhook,
+    secret: &WebhookSecret,
+) -> Result<(), StoreError> {
+    conn.run(WEBHOOK_INSERT, webhook_values(w, secret)).await?;
+    Ok(())
+}
+
+/// Webhook `id` of `org`; `lock`: to be written by this transaction.
+pub(crate) async fn get_webhook<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+    id: &WebhookId,
+    lock: bool,
+) -> Result<Option<Webhook>, StoreError> {
+    let sql = format!(
+        "{}{}",
+        concat!(
+            "SELECT ",
+            webhook_columns!(),
+            " FROM webhooks WHERE id = $1 AND org_id = $2"
+        ),
+        if lock { C::FOR_UPDATE } else { "" }
+    );
+    let row = conn
+        .one(&sql, vec![text(id.to_string()), text(org.as_str())])
+        .await?;
+    row.as_ref().map(webhook_from_row).transpose()
+}
+
+pub(crate) async fn list_webhooks<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+) -> Result<Vec<Webhook>, StoreError> {
+    let sql = concat!(
+        "SELECT ",
+        webhook_columns!(),
+        " FROM webhooks WHERE org_id = $1 ORDER BY id"
+    );
+    let rows = conn.all(sql, vec![text(org.as_str())]).await?;
+    rows.iter().map(webhook_from_row).collect()
+}
+
+/// Reads (locked), patches and writes webhook `id` of `org` in the
+/// caller's transaction; a disabled webhook's pending deliveries fail.
+pub(crate) async fn update_webhook<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+    id: &WebhookId,
+    patch: &WebhookPatch,
+    now: OffsetDateTime,
+) -> Result<Option<Webhook>, StoreError> {
+    let Some(mut w) = get_webhook(conn, org, id, true).await? else {
+        return Ok(None);
+    };
+    patch.apply(&mut w, now);
+    conn.run(
+        WEBHOOK_UPDATE,
+        webhook_update_values(&w, patch.enabled == Some(true)),
+    )
+    .await?;
+    if !w.enabled {
+        // A disabled webhook is sent nothing more.
+        conn.run(
+            "UPDATE deliveries SET state = 'failed', error = 'the webhook was disabled', \
+             next_ms = NULL WHERE webhook_id = $1 AND state = 'pending'",
+            vec![text(id.to_string())],
+        )
+        .await?;
+    }
+    Ok(Some(w))
+}
+
+pub(crate) async fn delete_webhook<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+    id: &WebhookId,
+) -> Result<bool, StoreError> {
+    // Deliveries go with it (ON DELETE CASCADE).
+    let n = conn
+        .run(
+            "DELETE FROM webhooks WHERE id = $1 AND org_id = $2",
+            vec![text(id.to_string()), text(org.as_str())],
+        )
+        .await?;
+    Ok(n > 0)
+}
+
+pub(crate) async fn rotate_secret<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+    id: &WebhookId,
+    secret: &WebhookSecret,
+    old_until: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<bool, StoreError> {
+    let n = conn
+        .run(
+            "UPDATE webhooks SET previous_secret = secret, previous_secret_until = $1, secret = $2, \
+             updated_at = $3 WHERE id = $4 AND org_id = $5",
+            vec![
+                int(ms(old_until)),
+                text(secret.expose()),
+                text(ts(now)),
+                text(id.to_string()),
+                text(org.as_str()),
+            ],
+        )
+        .await?;
+    Ok(n > 0)
+}
+
+/// Queues test `event` for webhook `id` of `org` alone; whether it exists.
+pub(crate) async fn queue_test<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+    id: &WebhookId,
+    event: &Event,
+) -> Result<bool, StoreError> {
+    if get_webhook(conn, org, id, false).await?.is_none() {
+        return Ok(false);
+    }
+    let body = event.to_json().to_string();
+    queue(conn, id, org, event, &body, event.occurred_at).await?;
+    Ok(true)
+}
+
+pub(crate) async fn deliveries<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+    id: &WebhookId,
+    before: Option<u64>,
+    limit: u32,
+) -> Result<Vec<Delivery>, StoreError> {
+    let rows = conn
+        .all(
+            "SELECT seq, event_id, event_seq, attempt, state, response_status, error, at, duration_ms \
+             FROM deliveries WHERE webhook_id = $1 AND org_id = $2 AND seq < $3 \
+             ORDER BY seq DESC LIMIT $4",
+            vec![
+                text(id.to_string()),
+                text(org.as_str()),
+                int(before.map_or(i64::MAX, seq_i64)),
+                int(i64::from(limit)),
+            ],
+        )
+        .await?;
+    rows.iter().map(delivery_from_row).collect()
+}
+
+// ---- Messages.
+
+pub(crate) async fn pending<C: Conn>(
+    conn: &mut C,
+    session: &SessionId,
+    limit: u32,
+) -> Result<Vec<PendingMessage>, StoreError> {
+    let sql = concat!(
+        "SELECT ",
+        message_columns!(),
+        ", media_data FROM messages WHERE session_id = $1 AND status = 'pending' \
+         AND handed_at IS NULL ORDER BY seq LIMIT $2"
+    );
+    let rows = conn
+        .all(sql, vec![text(session.to_string()), int(i64::from(limit))])
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let (_, message) = message_from_row(row)?;
+            Ok(PendingMessage {
+                message,
+                media_data: row.bytes("media_data")?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn mark_handed<C: Conn>(
+    conn: &mut C,
+    session: &SessionId,
+    id: &MessageId,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    conn.run(
+        "UPDATE messages SET handed_at = $1 WHERE session_id = $2 AND id = $3 AND from_me = TRUE \
+         AND status = 'pending'",
+        vec![text(ts(at)), text(session.to_string()), text(id.as_str())],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn requeue_handed<C: Conn>(
+    conn: &mut C,
+    session: Option<&SessionId>,
+) -> Result<u64, StoreError> {
+    let mut q = Sql::new(
+        "UPDATE messages SET handed_at = NULL WHERE status = 'pending' AND handed_at IS NOT NULL",
+    );
+    if let Some(session) = session {
+        q.push(" AND session_id = ").bind(text(session.to_string()));
+    }
+    q.run(conn).await
+}
+
+pub(crate) async fn sessions_with_pending<C: Conn>(
+    conn: &mut C,
+) -> Result<Vec<SessionId>, StoreError> {
+    let rows = conn
+        .all(
+            "SELECT DISTINCT session_id FROM messages WHERE status = 'pending' ORDER BY session_id",
+            Vec::new(),
+        )
+        .await?;
+    rows.iter()
+        .map(|r| r.parsed("session_id", SessionId::parse))
+        .collect()
+}
+
+pub(crate) async fn mark_received_read<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+    session: &SessionId,
+    chat: &Jid,
+    ids: &[MessageId],
+    at: OffsetDateTime,
+) -> Result<u64, StoreError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut q = Sql::new("UPDATE messages SET status = 'read', read_at = ");
+    q.bind(text(ts(at)))
+        .push(" WHERE org_id = ")
+        .bind(text(org.as_str()))
+        .push(" AND session_id = ")
+        .bind(text(session.to_string()))
+        .push(" AND chat = ")
+        .bind(text(chat.to_string()))
+        .push(" AND from_me = FALSE AND status = 'received' AND id IN ")
+        .bind_list(ids.iter().map(|id| text(id.as_str())));
+    q.run(conn).await
+}
+
+pub(crate) async fn get_message<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+    session: &SessionId,
+    id: &MessageId,
+) -> Result<Option<Message>, StoreError> {
+    let sql = concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE org_id = $1 AND session_id = $2 AND id = $3 ORDER BY seq DESC LIMIT 1"
+    );
+    let row = conn
+        .one(
+            sql,
+            vec![
+                text(org.as_str()),
+                text(session.to_string()),
+                text(id.as_str()),
+            ],
+        )
+        .await?;
+    Ok(row
+        .as_ref()
+        .map(message_from_row)
+        .transpose()?
+        .map(|(_, m)| m))
+}
+
+pub(crate) async fn list_messages<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+    session: &SessionId,
+    chat: Option<&Jid>,
+    before: Option<u64>,
+    limit: u32,
+) -> Result<MessagePage, StoreError> {
+    let mut q = Sql::new(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE org_id = "
+    ));
+    q.bind(text(org.as_str()))
+        .push(" AND session_id = ")
+        .bind(text(session.to_string()));
+    if let Some(chat) = chat {
+        q.push(" AND chat = ").bind(text(chat.to_string()));
+    }
+    if let Some(before) = before {
+        q.push(" AND seq < ").bind(int(seq_i64(before)));
+    }
+    q.push(" ORDER BY seq DESC LIMIT ")
+        .bind(int(i64::from(limit) + 1));
+    let rows = q.all(conn).await?;
+    let mut items = rows
+        .iter()
+        .map(message_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next = if more {
+        items.last().map(|(seq, _)| *seq)
+    } else {
+        None
+    };
+    Ok(MessagePage {
+        items: items.into_iter().map(|(_, m)| m).collect(),
+        next,
+    })
+}
+
+pub(crate) async fn media<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+    session: &SessionId,
+    id: &MessageId,
+) -> Result<Option<(MediaInfo, MediaSource)>, StoreError> {
+    let row = conn
+        .one(
+            "SELECT media_mimetype, media_filename, media_size, media_sha256, media_ref, media_data \
+             FROM messages WHERE org_id = $1 AND session_id = $2 AND id = $3 \
+             AND media_mimetype IS NOT NULL ORDER BY seq DESC LIMIT 1",
+            vec![text(org.as_str()), text(session.to_string()), text(id.as_str())],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let Some(info) = media_info(&row)? else {
+        return Ok(None);
+    };
+    Ok(Some((info, media_source(&row)?)))
+}
+
+pub(crate) async fn prune_idempotency_keys<C: Conn>(
+    conn: &mut C,
+    before: OffsetDateTime,
+) -> Result<u64, StoreError> {
+    conn.run(
+        "DELETE FROM idempotency_keys WHERE created_ms < $1",
+        vec![int(ms(before))],
+    )
+    .await
+}
+
+/// Queues again, for webhook `id`, the page of `org`'s retained events
+/// after `after` that `filter` wants; how many, and the cursor to go on
+/// from (0: the replay is done).
+pub(crate) async fn replay_page<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+    id: &WebhookId,
+    filter: &EventFilter,
+    after: EventCursor,
+    now: OffsetDateTime,
+) -> Result<(u64, EventCursor), StoreError> {
+    let page = read_events(conn, org, after, filter, 500).await?;
+    for e in &page.events {
+        queue(conn, id, org, e, &e.to_json().to_string(), now).await?;
+    }
+    Ok((page.events.len() as u64, page.next))
+}
+
+/// Checks that the database answers.
+pub(crate) async fn ping<C: Conn>(conn: &mut C) -> Result<(), StoreError> {
+    conn.run("SELECT 1", Vec::new()).await?;
+    Ok(())
+}
+
+/// Locks, in one order, the webhooks whose attempts are about to be
+/// recorded: every transaction that writes a webhook and its deliveries
+/// takes the webhook first, so two of them never wait on each other.
+/// Nothing to do where write transactions are serial (SQLite).
+pub(crate) async fn lock_webhooks_of<C: Conn>(
+    conn: &mut C,
+    attempts: &[FinishedAttempt],
+) -> Result<(), StoreError> {
+    if C::FOR_UPDATE.is_empty() {
+        return Ok(());
+    }
+    let mut q = Sql::new(
+        "SELECT id FROM webhooks WHERE id IN (SELECT webhook_id FROM deliveries WHERE seq IN ",
+    );
+    q.bind_list(attempts.iter().map(|a| int(seq_i64(a.seq))))
+        .push(") ORDER BY id")
+        .push(C::FOR_UPDATE);
+    q.all(conn).await?;
+    Ok(())
+}
+
+/// Removes the events that occurred before `before` (and the finished
+/// deliveries of pruned events) in the caller's transaction; how many
+/// events went.
+pub(crate) async fn prune_events<C: Conn>(
+    conn: &mut C,
+    before: OffsetDateTime,
+) -> Result<u64, StoreError> {
+    let sql = format!(
+        "UPDATE event_logs SET pruned_through = {}(pruned_through, \
+           COALESCE((SELECT MAX(seq) FROM events e WHERE e.org_id = event_logs.org_id \
+             AND e.occurred_ms < $1), 0))",
+        C::GREATEST
+    );
+    conn.run(&sql, vec![int(ms(before))]).await?;
+    let gone = conn
+        .run(
+            "DELETE FROM events WHERE occurred_ms < $1",
+            vec![int(ms(before))],
+        )
+        .await?;
+    // Finished deliveries go with their events; pending ones carry their
+    // body and are kept until they finish.
+    conn.run(
+        "DELETE FROM deliveries WHERE state != 'pending' AND (event_seq IS NULL OR event_seq <= \
+           (SELECT pruned_through FROM event_logs l WHERE l.org_id = deliveries.org_id))",
+        Vec::new(),
+    )
+    .await?;
+    Ok(gone)
+}

@@ -1,0 +1,839 @@
+//! The stores' contract: every test here runs on SQLite and on PostgreSQL
+//! (a throwaway server, [`wagate_test_postgres`]; skipped with a message
+//! when PostgreSQL is not installed), through the [`Store`] traits only.
+
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use wagate_domain::{
+    ApiKey, ApiKeyId, ApiKeyName, ApiKeySecret, Capability, CapabilitySet, DeliveryState,
+    EventCursor, EventData, EventFilter, EventPattern, EventType, IdempotencyKey, Jid, LastError,
+    MediaInfo, Message, MessageId, MessageStatus, MessageType, NewApiKey, OrgId, PageRequest,
+    SessionErrorCode, SessionId, SessionStatus, StatusTimes, Webhook, WebhookDescription,
+    WebhookId, WebhookSecret, WebhookUrl,
+};
+
+use crate::rows::{ms, patterns};
+use crate::test_support::session;
+use crate::{
+    Accepted, AttemptOutcome, FinishedAttempt, IdempotencyClaim, InboundBody, InboundRecord,
+    MediaSource, SessionPatch, StatusChange, Store, StoreError, WebhookPatch,
+};
+
+/// Defines each test twice, `sqlite::name` and `postgres::name`, each on a
+/// fresh database of its own.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (store, _dir) = super::sqlite().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(store) = super::postgres().await else {
+                        return; // skipped: wagate_test_postgres said why
+                    };
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    sessions_are_scoped_by_org_and_paged_newest_first,
+    patches_change_only_their_fields,
+    api_keys_by_hash_list_revoke_touch,
+    a_write_that_changes_nothing_keeps_updated_at_and_revision,
+    a_patch_naming_an_old_revision_is_refused,
+    a_status_change_and_its_event_are_one_write,
+    pruned_cursors_are_gone,
+    deliveries_are_queued_with_the_event_claimed_in_order_and_finished,
+    inbound_messages_are_recorded_once_with_one_event_each,
+    a_status_is_never_before_the_message,
+    outgoing_statuses_only_move_forward_with_their_events,
+    idempotency_keys_and_the_queue_bound,
+);
+
+async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/nested/wagate.db", dir.path().display());
+    (crate::open(&url).await.unwrap(), dir)
+}
+
+async fn postgres() -> Option<Arc<dyn Store>> {
+    let server = wagate_test_postgres::shared()?;
+    Some(crate::open(&server.fresh_database()).await.unwrap())
+}
+
+fn org(s: &str) -> OrgId {
+    OrgId::parse(s).unwrap()
+}
+
+async fn sessions_are_scoped_by_org_and_paged_newest_first(store: Arc<dyn Store>) {
+    let now = OffsetDateTime::now_utc();
+    for n in 1..=5 {
+        store.insert(&session("acme", n, now)).await.unwrap();
+    }
+    store.insert(&session("other", 6, now)).await.unwrap();
+    let s1 = session("acme", 1, now);
+    assert_eq!(
+        store.get(&org("acme"), &s1.id).await.unwrap(),
+        Some(s1.clone())
+    );
+    assert_eq!(store.get(&org("other"), &s1.id).await.unwrap(), None);
+    assert!(matches!(
+        store.insert(&s1).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let p1 = store
+        .list(&org("acme"), PageRequest::new(Some(2), None).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        p1.items
+            .iter()
+            .map(|s| s.id.to_string())
+            .collect::<Vec<_>>(),
+        vec![format!("sess_{:026}", 5), format!("sess_{:026}", 4)]
+    );
+    let p2 = store
+        .list(
+            &org("acme"),
+            PageRequest::new(Some(2), p1.next_cursor).unwrap(),
+        )
+        .await
+        .unwrap();
+    let p3 = store
+        .list(
+            &org("acme"),
+            PageRequest::new(Some(2), p2.next_cursor).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p3.items.len(), 1);
+    assert_eq!(p3.next_cursor, None);
+
+    assert!(!store.delete(&org("other"), &s1.id).await.unwrap());
+    assert!(store.delete(&org("acme"), &s1.id).await.unwrap());
+    assert_eq!(store.get(&org("acme"), &s1.id).await.unwrap(), None);
+}
+
+async fn patches_change_only_their_fields(store: Arc<dyn Store>) {
+    let now = OffsetDateTime::now_utc();
+    let s = session("acme", 1, now);
+    store.insert(&s).await.unwrap();
+    let later = now + time::Duration::seconds(5);
+    let jid = Jid::parse("15550001111@s.whatsapp.net").unwrap();
+    let patch = SessionPatch {
+        status: Some(SessionStatus::Connected),
+        status_if_unlinked: None,
+        status_unless: Vec::new(),
+        jid: Some(Some(jid.clone())),
+        push_name: Some(Some("Acme".into())),
+        keep_connected: Some(true),
+        last_connected_at: Some(later),
+        last_error: Some(Some(LastError {
+            code: SessionErrorCode::Unreachable,
+            message: "x".into(),
+        })),
+        ..SessionPatch::default()
+    };
+    assert!(
+        store
+            .update(&org("other"), &s.id, &patch, later)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let updated = store
+        .update(&org("acme"), &s.id, &patch, later)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.jid, Some(jid));
+    assert_eq!(updated.updated_at, later);
+    assert_eq!(
+        updated.last_error.as_ref().unwrap().code,
+        SessionErrorCode::Unreachable
+    );
+    assert_eq!(store.to_resume().await.unwrap().len(), 1);
+    let cleared = store
+        .record_observed(
+            &s.id,
+            &SessionPatch {
+                jid: Some(None),
+                last_error: Some(None),
+                ..SessionPatch::status(SessionStatus::LoggedOut)
+            },
+            later,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            cleared.jid,
+            cleared.last_error,
+            cleared.push_name.as_deref()
+        ),
+        (None, None, Some("Acme"))
+    );
+    let counts = store.count_by_status().await.unwrap();
+    assert_eq!(
+        counts.iter().filter(|(_, n)| *n > 0).collect::<Vec<_>>(),
+        vec![&(SessionStatus::LoggedOut, 1)]
+    );
+}
+
+async fn api_keys_by_hash_list_revoke_touch(store: Arc<dyn Store>) {
+    let now = OffsetDateTime::now_utc();
+    let secret = ApiKeySecret::from_random_bytes([7; 32]);
+    let key = ApiKey {
+        id: ApiKeyId::parse(&format!("key_{:026}", 1)).unwrap(),
+        org: org("acme"),
+        name: ApiKeyName::parse("ci").unwrap(),
+        capabilities: CapabilitySet::of([Capability::Read, Capability::Send]),
+        prefix: secret.display_prefix().to_owned(),
+        created_at: now,
+        expires_at: None,
+        last_used_at: None,
+    };
+    let hash = [9u8; 32];
+    store
+        .insert_key(&NewApiKey {
+            key: key.clone(),
+            secret_hash: hash,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.find_by_hash(&hash).await.unwrap(), Some(key.clone()));
+    assert_eq!(store.list_keys(&org("acme")).await.unwrap().len(), 1);
+    assert!(store.list_keys(&org("other")).await.unwrap().is_empty());
+    store.touch_key(&key.id, now).await.unwrap();
+    assert_eq!(
+        store
+            .find_by_hash(&hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at,
+        Some(now)
+    );
+    assert!(
+        store
+            .revoke_key(Some(&org("other")), &key.id, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .revoke_key(Some(&org("acme")), &key.id, now)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .revoke_key(None, &key.id, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.find_by_hash(&hash).await.unwrap(), None);
+}
+
+async fn a_write_that_changes_nothing_keeps_updated_at_and_revision(store: Arc<dyn Store>) {
+    let t0 = OffsetDateTime::now_utc();
+    let s = session("acme", 1, t0);
+    store.insert(&s).await.unwrap();
+    let later = t0 + time::Duration::minutes(5);
+    let same = store
+        .update(
+            &org("acme"),
+            &s.id,
+            &SessionPatch::status(SessionStatus::New),
+            later,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((same.updated_at, same.revision), (s.updated_at, 0));
+    let moved = store
+        .update(
+            &org("acme"),
+            &s.id,
+            &SessionPatch::status(SessionStatus::Pairing),
+            later,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((moved.updated_at, moved.revision), (later, 1));
+}
+
+async fn a_patch_naming_an_old_revision_is_refused(store: Arc<dyn Store>) {
+    let now = OffsetDateTime::now_utc();
+    let s = session("acme", 1, now);
+    store.insert(&s).await.unwrap();
+    // An event lands after the caller read revision 0 …
+    store
+        .record_observed(&s.id, &SessionPatch::status(SessionStatus::Connected), now)
+        .await
+        .unwrap();
+    // … so the caller's write decided on revision 0 must not apply.
+    let stale = SessionPatch {
+        expected_revision: Some(0),
+        ..SessionPatch::status(SessionStatus::Disconnected)
+    };
+    assert!(matches!(
+        store.update(&org("acme"), &s.id, &stale, now).await,
+        Err(StoreError::Changed)
+    ));
+    let row = store.get(&org("acme"), &s.id).await.unwrap().unwrap();
+    assert_eq!((row.status, row.revision), (SessionStatus::Connected, 1));
+}
+
+fn acme() -> OrgId {
+    OrgId::parse("acme").unwrap()
+}
+
+fn webhook(n: u32, events: &str, now: OffsetDateTime) -> Webhook {
+    Webhook {
+        id: WebhookId::parse(&format!("wh_{n:026}")).unwrap(),
+        org: acme(),
+        url: WebhookUrl::parse("http://127.0.0.1:9/hook").unwrap(),
+        events: patterns(events).unwrap(),
+        session_ids: None,
+        description: WebhookDescription::default(),
+        enabled: true,
+        disabled_reason: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+async fn a_status_change_and_its_event_are_one_write(store: Arc<dyn Store>) {
+    let now = OffsetDateTime::now_utc();
+    let s = session("acme", 1, now);
+    store.insert(&s).await.unwrap();
+    let all = EventFilter::default();
+    assert!(
+        store
+            .read_events(&acme(), EventCursor::START, &all, 10)
+            .await
+            .unwrap()
+            .events
+            .is_empty()
+    );
+    store
+        .record_observed(&s.id, &SessionPatch::status(SessionStatus::Pairing), now)
+        .await
+        .unwrap();
+    // No change, no event.
+    store
+        .record_observed(&s.id, &SessionPatch::status(SessionStatus::Pairing), now)
+        .await
+        .unwrap();
+    store.delete(&acme(), &s.id).await.unwrap();
+    let page = store
+        .read_events(&acme(), EventCursor::START, &all, 10)
+        .await
+        .unwrap();
+    let kinds: Vec<_> = page.events.iter().map(|e| e.data.clone()).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            EventData::SessionStatus {
+                status: SessionStatus::Pairing,
+                previous: SessionStatus::New,
+                last_error: None
+            },
+            EventData::SessionDeleted
+        ]
+    );
+    assert_eq!(page.next, page.events[1].cursor);
+    assert!(page.events[0].cursor < page.events[1].cursor);
+    // Another organization sees nothing; a filter narrows.
+    let other = OrgId::parse("other").unwrap();
+    assert!(
+        store
+            .read_events(&other, EventCursor::START, &all, 10)
+            .await
+            .unwrap()
+            .events
+            .is_empty()
+    );
+    let deleted = EventFilter {
+        types: vec![EventPattern::parse("session.deleted", "types").unwrap()],
+        sessions: None,
+    };
+    let page = store
+        .read_events(&acme(), EventCursor::START, &deleted, 10)
+        .await
+        .unwrap();
+    assert_eq!(page.events.len(), 1);
+}
+
+async fn pruned_cursors_are_gone(store: Arc<dyn Store>) {
+    let then = OffsetDateTime::now_utc() - time::Duration::days(8);
+    let s = session("acme", 1, then);
+    store.insert(&s).await.unwrap();
+    store
+        .record_observed(&s.id, &SessionPatch::status(SessionStatus::Pairing), then)
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    store
+        .record_observed(&s.id, &SessionPatch::status(SessionStatus::Connected), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .prune_events(now - time::Duration::days(7))
+            .await
+            .unwrap(),
+        1
+    );
+    let all = EventFilter::default();
+    assert!(matches!(
+        store
+            .read_events(&acme(), EventCursor::START, &all, 10)
+            .await,
+        Err(StoreError::Gone)
+    ));
+    let oldest = store.oldest_cursor(&acme()).await.unwrap();
+    let page = store.read_events(&acme(), oldest, &all, 10).await.unwrap();
+    assert_eq!(page.events.len(), 1);
+}
+
+async fn deliveries_are_queued_with_the_event_claimed_in_order_and_finished(store: Arc<dyn Store>) {
+    let now = OffsetDateTime::now_utc();
+    let hook = webhook(1, "session.status", now);
+    let secret = WebhookSecret::from_text("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+    store.insert_webhook(&hook, &secret).await.unwrap();
+    store
+        .insert_webhook(&webhook(2, "session.qr", now), &secret)
+        .await
+        .unwrap();
+    let s = session("acme", 1, now);
+    store.insert(&s).await.unwrap();
+    for status in [SessionStatus::Pairing, SessionStatus::Connected] {
+        store
+            .record_observed(&s.id, &SessionPatch::status(status), now)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.webhooks_due(now).await.unwrap(), vec![hook.id]);
+    let due = store
+        .claim_due(&hook.id, now, now + time::Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 2);
+    assert!(due[0].body.contains("\"pairing\"") && due[1].body.contains("\"connected\""));
+    // Claimed: nobody else takes them, nor anything after them of this
+    // webhook (first attempts stay in cursor order even when the holder
+    // died: the next holder waits for its claim to lapse).
+    store
+        .record_observed(
+            &s.id,
+            &SessionPatch::status(SessionStatus::Disconnected),
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_due(&hook.id, now, now, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let later = now + time::Duration::seconds(5);
+    // Both attempts of the batch in one write.
+    store
+        .finish_attempts(
+            &[
+                FinishedAttempt {
+                    seq: due[0].seq,
+                    outcome: AttemptOutcome::Delivered { status: 200 },
+                    duration_ms: 3,
+                },
+                FinishedAttempt {
+                    seq: due[1].seq,
+                    outcome: AttemptOutcome::Retry {
+                        status: Some(500),
+                        error: "HTTP 500".into(),
+                        next_at: later,
+                    },
+                    duration_ms: 3,
+                },
+            ],
+            now,
+            time::Duration::days(5),
+        )
+        .await
+        .unwrap();
+    let log = store.deliveries(&acme(), &hook.id, None, 10).await.unwrap();
+    assert_eq!(
+        log.iter().map(|d| (d.state, d.attempt)).collect::<Vec<_>>(),
+        vec![
+            (DeliveryState::Pending, 0),
+            (DeliveryState::Pending, 1),
+            (DeliveryState::Succeeded, 1)
+        ]
+    );
+    // The disconnect's delivery is due now; the retry at `later`.
+    assert_eq!(store.next_due().await.unwrap().map(ms), Some(ms(now)));
+    // 410 disables the webhook and fails what is pending.
+    let again = store.claim_due(&hook.id, later, later, 10).await.unwrap();
+    store
+        .finish_attempts(
+            &[FinishedAttempt {
+                seq: again[0].seq,
+                outcome: AttemptOutcome::Gone,
+                duration_ms: 1,
+            }],
+            later,
+            time::Duration::days(5),
+        )
+        .await
+        .unwrap();
+    let w = store.get_webhook(&acme(), &hook.id).await.unwrap().unwrap();
+    assert!(!w.enabled && w.disabled_reason.is_some());
+    // Replay queues the retained events again, same ids.
+    store
+        .update_webhook(
+            &acme(),
+            &hook.id,
+            &WebhookPatch {
+                enabled: Some(true),
+                ..WebhookPatch::default()
+            },
+            later,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .replay(&acme(), &hook.id, EventCursor::START, later)
+            .await
+            .unwrap(),
+        Some(3)
+    );
+    let redo = store.claim_due(&hook.id, later, later, 10).await.unwrap();
+    assert_eq!(
+        redo.iter().take(2).map(|d| d.event_id).collect::<Vec<_>>(),
+        due.iter().map(|d| d.event_id).collect::<Vec<_>>()
+    );
+    // Another organization cannot see or touch it.
+    let other = OrgId::parse("other").unwrap();
+    assert!(store.get_webhook(&other, &hook.id).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .replay(&other, &hook.id, EventCursor::START, later)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(store.delete_webhook(&acme(), &hook.id).await.unwrap());
+    assert!(
+        store
+            .webhooks_due(later + time::Duration::hours(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+fn jid(s: &str) -> Jid {
+    Jid::parse(s).unwrap()
+}
+
+async fn types(store: &dyn Store, org: &OrgId) -> Vec<EventType> {
+    store
+        .read_events(org, EventCursor::START, &EventFilter::default(), 100)
+        .await
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e.data.event_type())
+        .collect()
+}
+
+fn inbound(id: &str, body: InboundBody, from_me: bool) -> InboundRecord {
+    let alice = jid("14155550123@s.whatsapp.net");
+    InboundRecord {
+        id: MessageId::parse(id).unwrap(),
+        chat: alice.clone(),
+        sender: if from_me {
+            jid("15550001111@s.whatsapp.net")
+        } else {
+            alice.clone()
+        },
+        sender_pn: Some(alice),
+        sender_lid: None,
+        from_me,
+        timestamp: OffsetDateTime::now_utc(),
+        body,
+        reply_to: None,
+    }
+}
+
+fn outgoing(s: &SessionId, id: &str, now: OffsetDateTime) -> Message {
+    Message {
+        id: MessageId::parse(id).unwrap(),
+        session: *s,
+        chat: jid("14155550123@s.whatsapp.net"),
+        from_me: true,
+        from: jid("15550001111@s.whatsapp.net"),
+        from_pn: None,
+        from_lid: None,
+        to: jid("14155550123@s.whatsapp.net"),
+        kind: MessageType::Image,
+        text: None,
+        caption: None,
+        media: Some(MediaInfo {
+            mimetype: "image/png".into(),
+            filename: None,
+            size: 3,
+            sha256: "x".into(),
+        }),
+        voice_note: false,
+        reply_to: None,
+        status: MessageStatus::Pending,
+        status_at: StatusTimes::default(),
+        error: None,
+        timestamp: now,
+        created_at: now,
+    }
+}
+
+async fn inbound_messages_are_recorded_once_with_one_event_each(store: Arc<dyn Store>) {
+    let now = OffsetDateTime::now_utc();
+    let s = session("acme", 1, now);
+    store.insert(&s).await.unwrap();
+    let batch = vec![
+        inbound("IN1", InboundBody::Text("hi".into()), false),
+        inbound("IN2", InboundBody::Text("from my phone".into()), true),
+        inbound(
+            "IN3",
+            InboundBody::Reaction {
+                target: MessageId::parse("IN2").unwrap(),
+                emoji: "👍".into(),
+            },
+            false,
+        ),
+    ];
+    assert_eq!(store.record_inbound(&s.id, &batch, now).await.unwrap(), 3);
+    // Redelivered (a crash between commit and ack): nothing new.
+    assert_eq!(store.record_inbound(&s.id, &batch, now).await.unwrap(), 0);
+    assert_eq!(
+        types(&*store, &s.org).await,
+        vec![
+            EventType::MessageReceived,
+            EventType::MessageSent,
+            EventType::MessageReaction
+        ]
+    );
+    let page = store
+        .list_messages(&s.org, &s.id, None, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 2, "reactions are not messages");
+    assert_eq!(page.items[0].status, MessageStatus::Sent);
+    assert_eq!(page.items[1].status, MessageStatus::Received);
+    assert_eq!(
+        page.items[1].to,
+        jid("14155550123@s.whatsapp.net"),
+        "no own JID yet: the chat"
+    );
+    // Another organization sees nothing.
+    let other = OrgId::parse("other").unwrap();
+    assert!(
+        store
+            .list_messages(&other, &s.id, None, None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    // A deleted session records nothing and fails nothing.
+    store.delete(&s.org, &s.id).await.unwrap();
+    assert_eq!(store.record_inbound(&s.id, &batch, now).await.unwrap(), 0);
+}
+
+async fn a_status_is_never_before_the_message(store: Arc<dyn Store>) {
+    let now = OffsetDateTime::now_utc();
+    let s = session("acme", 1, now);
+    store.insert(&s).await.unwrap();
+    let m = outgoing(&s.id, "OUT2", now);
+    store
+        .accept_outgoing(&s.org, &m, None, None, 10)
+        .await
+        .unwrap();
+    // WhatsApp's ack names the whole second, before the accept's instant.
+    let acked_at = now.replace_nanosecond(0).unwrap() - time::Duration::milliseconds(1);
+    let sent = store
+        .update_status(
+            &s.id,
+            std::slice::from_ref(&m.id),
+            &StatusChange {
+                status: MessageStatus::Sent,
+                at: acked_at,
+                error: None,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent[0].status_at.sent, Some(sent[0].created_at));
+    assert!(sent[0].status_at.sent >= Some(m.created_at.replace_nanosecond(0).unwrap()));
+}
+
+async fn outgoing_statuses_only_move_forward_with_their_events(store: Arc<dyn Store>) {
+    let now = OffsetDateTime::now_utc();
+    let s = session("acme", 1, now);
+    store.insert(&s).await.unwrap();
+    let m = outgoing(&s.id, "OUT1", now);
+    assert_eq!(
+        store
+            .accept_outgoing(&s.org, &m, Some(b"png"), None, 10)
+            .await
+            .unwrap(),
+        Accepted::New(m.clone())
+    );
+    let pending = store.pending(&s.id, 10).await.unwrap();
+    assert_eq!(pending[0].media_data.as_deref(), Some(&b"png"[..]));
+    assert!(
+        types(&*store, &s.org).await.is_empty(),
+        "accepting emits nothing"
+    );
+    let change = |status| StatusChange {
+        status,
+        at: now,
+        error: None,
+    };
+    let ids = [m.id.clone()];
+    let sent = store
+        .update_status(&s.id, &ids, &change(MessageStatus::Sent), now)
+        .await
+        .unwrap();
+    assert_eq!(sent[0].status_at.sent, Some(now));
+    store
+        .update_status(&s.id, &ids, &change(MessageStatus::Read), now)
+        .await
+        .unwrap();
+    // Late or repeated receipts change nothing.
+    for late in [
+        MessageStatus::Delivered,
+        MessageStatus::Read,
+        MessageStatus::Failed,
+    ] {
+        assert!(
+            store
+                .update_status(&s.id, &ids, &change(late), now)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    assert_eq!(
+        types(&*store, &s.org).await,
+        vec![
+            EventType::MessageSent,
+            EventType::MessageStatus,
+            EventType::MessageStatus
+        ]
+    );
+    let got = store
+        .get_message(&s.org, &s.id, &m.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (got.status, got.status_at.delivered),
+        (MessageStatus::Read, Some(now))
+    );
+    // Its bytes are gone once sent.
+    let (_, source) = store.media(&s.org, &s.id, &m.id).await.unwrap().unwrap();
+    assert_eq!(source, MediaSource::Gone);
+    assert!(store.pending(&s.id, 10).await.unwrap().is_empty());
+}
+
+async fn idempotency_keys_and_the_queue_bound(store: Arc<dyn Store>) {
+    let now = OffsetDateTime::now_utc();
+    let s = session("acme", 1, now);
+    store.insert(&s).await.unwrap();
+    let claim = |hash: u8, not_before| IdempotencyClaim {
+        key: IdempotencyKey::parse("k1").unwrap(),
+        request_hash: [hash; 32],
+        not_before,
+    };
+    let day_ago = now - time::Duration::hours(24);
+    let first = outgoing(&s.id, "A1", now);
+    assert!(matches!(
+        store
+            .accept_outgoing(&s.org, &first, None, Some(&claim(1, day_ago)), 2)
+            .await
+            .unwrap(),
+        Accepted::New(_)
+    ));
+    let retry = outgoing(&s.id, "A2", now);
+    assert_eq!(
+        store
+            .accept_outgoing(&s.org, &retry, None, Some(&claim(1, day_ago)), 2)
+            .await
+            .unwrap(),
+        Accepted::Replayed(first.clone())
+    );
+    assert_eq!(
+        store
+            .accept_outgoing(&s.org, &retry, None, Some(&claim(2, day_ago)), 2)
+            .await
+            .unwrap(),
+        Accepted::KeyConflict
+    );
+    // Past the window the key is free again.
+    let later = now + time::Duration::seconds(1);
+    assert!(matches!(
+        store
+            .accept_outgoing(&s.org, &retry, None, Some(&claim(2, later)), 2)
+            .await
+            .unwrap(),
+        Accepted::New(_)
+    ));
+    // Two pending now: the queue (of 2) is full.
+    assert_eq!(
+        store
+            .accept_outgoing(&s.org, &outgoing(&s.id, "A3", now), None, None, 2)
+            .await
+            .unwrap(),
+        Accepted::QueueFull
+    );
+    // Handed to WhatsApp: not due until requeued.
+    store.mark_handed(&s.id, &first.id, now).await.unwrap();
+    assert_eq!(store.pending(&s.id, 10).await.unwrap().len(), 1);
+    assert_eq!(store.sessions_with_pending().await.unwrap(), vec![s.id]);
+    assert_eq!(store.requeue_handed(Some(&s.id)).await.unwrap(), 1);
+    assert_eq!(store.pending(&s.id, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .prune_idempotency_keys(later + time::Duration::seconds(1))
+            .await
+            .unwrap(),
+        1
+    );
+}
