@@ -48,6 +48,41 @@ async fn openapi_document_and_docs_page() {
 }
 
 #[tokio::test]
+async fn the_dashboard_is_served_from_the_binary_under_a_strict_policy() {
+    let app = TestApp::spawn().await;
+    let res = app.get("/", "").await;
+    assert_eq!(res.status(), StatusCode::FOUND);
+    assert_eq!(res.headers()["location"], "/ui");
+    let res = app
+        .req(reqwest::Method::GET, "/ui", "")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let csp = res.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'self'"), "{csp}");
+    assert!(!csp.contains("unsafe"), "{csp}");
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    let page = app.get("/ui/", "").await.text().await.unwrap();
+    // Everything the page loads comes from here.
+    for file in ["app.js", "app.css", "icon.svg"] {
+        assert!(page.contains(&format!("/ui/{file}")), "{file}");
+        let res = app.get(&format!("/ui/{file}"), "").await;
+        assert_eq!(res.status(), StatusCode::OK, "{file}");
+        assert!(res.headers().get("etag").is_some());
+    }
+    // The dashboard calls the API: it has no route of its own.
+    crate::support::assert_error(app.get("/ui/api/v1/sessions", "").await, 404, "not_found").await;
+    let res = app
+        .req(reqwest::Method::POST, "/ui", "")
+        .send()
+        .await
+        .unwrap();
+    crate::support::assert_error(res, 405, "method_not_allowed").await;
+}
+
+#[tokio::test]
 async fn metrics_count_requests_and_sessions() {
     let app = TestApp::spawn().await;
     let key = app.key("acme", "read,manage").await;

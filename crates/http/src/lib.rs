@@ -7,7 +7,8 @@
 //! `X-Request-Id` on every answer, a request limit per credential (a
 //! [`RateLimit`], by default [`DEFAULT_REQUEST_LIMIT`]; 429 over it),
 //! Prometheus [`Metrics`], the OpenAPI document ([`openapi::json`]) and
-//! Swagger UI over it at `/docs/`.
+//! Swagger UI over it at `/docs/`, and the dashboard at `/ui` (embedded
+//! static files; a client of the API, with no route of its own).
 //!
 //! The handlers are thin: they parse the request into domain values, call
 //! one use case of [`wagate_app::Gateway`], and turn its answer into JSON.
@@ -32,6 +33,7 @@ mod qr;
 mod rate_limit;
 mod routes;
 mod stream;
+mod ui;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -258,6 +260,23 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .route(web::get().to(ops::docs_file)),
         )
         .service(op!("/metrics").route(web::get().to(ops::metrics)))
+        // The dashboard: static files only (it calls the API above).
+        .service(op!("/").route(web::get().to(ui::root)))
+        .service(
+            web::scope(ui::UI_PATH)
+                .wrap(actix_web::middleware::Compress::default())
+                .service(web::resource("").name("/ui").route(web::get().to(ui::page)))
+                .service(
+                    web::resource("/")
+                        .name("/ui/")
+                        .route(web::get().to(ui::page)),
+                )
+                .service(
+                    web::resource("/{file}")
+                        .name("/ui/{file}")
+                        .route(web::get().to(ui::file)),
+                ),
+        )
         .default_service(web::to(|| async {
             Err::<actix_web::HttpResponse, _>(ApiError::new(
                 actix_web::http::StatusCode::NOT_FOUND,

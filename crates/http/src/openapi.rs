@@ -98,6 +98,7 @@ impl Modify for RateLimited {
         webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
         webhooks::rotate_secret, webhooks::test, webhooks::deliveries, webhooks::replay,
         ops::healthz, ops::readyz, ops::openapi, ops::docs, ops::docs_file, ops::metrics,
+        crate::ui::root, crate::ui::page, crate::ui::file,
     ),
     components(schemas(
         dto::SessionBody, dto::LastErrorBody, dto::SessionList, dto::CreateSessionRequest, dto::QrBody,

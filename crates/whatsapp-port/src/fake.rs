@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -306,6 +307,8 @@ pub struct FakeWhatsApp {
     actions: Mutex<HashMap<SessionId, Vec<FakeAction>>>,
     /// How many messages [`FakeWhatsApp::deliver_from`] made (their ids).
     written: Mutex<u64>,
+    /// The phone scans a QR code only when told ([`FakeWhatsApp::scan_qr`]).
+    scans_held: AtomicBool,
 }
 
 impl FakeWhatsApp {
@@ -319,6 +322,52 @@ impl FakeWhatsApp {
             media: Mutex::new(HashMap::new()),
             actions: Mutex::new(HashMap::new()),
             written: Mutex::new(0),
+            scans_held: AtomicBool::new(false),
+        }
+    }
+
+    /// With `held`, the fake phone no longer scans a QR code the moment it
+    /// is shown: the code stays on screen (as with a real phone) until
+    /// [`FakeWhatsApp::scan_qr`] scans it. For tests of what a person sees
+    /// while pairing (the dashboard's QR code).
+    pub fn hold_scans(&self, held: bool) {
+        self.scans_held.store(held, Ordering::SeqCst);
+    }
+
+    /// The phone scans `session`'s QR code and links as the fixtures'
+    /// phone; `false` when the session shows no code.
+    pub async fn scan_qr(&self, session: &SessionId) -> bool {
+        if self.sessions().get(session).is_none_or(|s| s.qr.is_none()) {
+            return false;
+        }
+        self.link(session, self.world.phone.jid()).await;
+        true
+    }
+
+    /// WhatsApp rotates `session`'s QR code: a new code replaces the shown
+    /// one (a `QrShown` event); `false` when the session shows no code.
+    pub async fn rotate_qr(&self, session: &SessionId) -> bool {
+        let qr = {
+            let mut sessions = self.sessions();
+            let Some(s) = sessions.get_mut(session).filter(|s| s.qr.is_some()) else {
+                return false;
+            };
+            let qr = Self::new_qr(session, s, self.clock.now());
+            s.qr = Some(qr.clone());
+            qr
+        };
+        self.publish(session, SessionEventKind::QrShown(qr)).await;
+        true
+    }
+
+    /// The next QR code of `s` (each one differs, deterministically).
+    fn new_qr(session: &SessionId, s: &mut FakeSession, now: OffsetDateTime) -> QrCode {
+        s.qr_count += 1;
+        let id = session.to_string();
+        let seed = digest(&[id.as_bytes(), &s.qr_count.to_be_bytes()]);
+        QrCode {
+            code: format!("2@{},{},wagate-fake", hex(&seed[..16]), hex(&seed[16..])),
+            expires_at: now + QR_TTL,
         }
     }
 
@@ -595,17 +644,7 @@ impl WhatsAppPort for FakeWhatsApp {
                         }
                     }
                     None => {
-                        s.qr_count += 1;
-                        let id = session.to_string();
-                        let seed = digest(&[id.as_bytes(), &s.qr_count.to_be_bytes()]);
-                        let qr = QrCode {
-                            code: format!(
-                                "2@{},{},wagate-fake",
-                                hex(&seed[..16]),
-                                hex(&seed[16..])
-                            ),
-                            expires_at: now + QR_TTL,
-                        };
+                        let qr = Self::new_qr(session, s, now);
                         s.qr = Some(qr.clone());
                         shown = Some(qr);
                         SessionEventKind::Pairing
@@ -746,8 +785,10 @@ impl WhatsAppPort for FakeWhatsApp {
     async fn qr(&self, session: &SessionId) -> Result<QrCode, WhatsAppError> {
         let qr = self.sessions().get(session).and_then(|s| s.qr.clone());
         let qr = qr.ok_or(WhatsAppError::NotPairing)?;
-        // The fake phone scans the code the moment it is shown.
-        self.link(session, self.world.phone.jid()).await;
+        // The fake phone scans the code the moment it is shown (unless held).
+        if !self.scans_held.load(Ordering::SeqCst) {
+            self.link(session, self.world.phone.jid()).await;
+        }
         Ok(qr)
     }
 
@@ -912,6 +953,32 @@ mod tests {
             sink.events()[3].kind,
             SessionEventKind::Connected { .. }
         ));
+    }
+
+    #[tokio::test]
+    async fn a_held_phone_scans_only_when_told_and_codes_rotate() {
+        let (fake, sink) = fake();
+        let s = sid(7);
+        fake.hold_scans(true);
+        assert!(!fake.scan_qr(&s).await, "nothing to scan before connect");
+        fake.connect(&s, None).await.unwrap();
+        let first = fake.qr(&s).await.unwrap();
+        // Shown, not scanned: the code stays.
+        assert_eq!(fake.qr(&s).await.unwrap(), first);
+        assert!(fake.rotate_qr(&s).await);
+        let second = fake.qr(&s).await.unwrap();
+        assert_ne!(second.code, first.code);
+        assert_eq!(
+            sink.events().last().unwrap().kind,
+            SessionEventKind::QrShown(second)
+        );
+        assert!(fake.scan_qr(&s).await);
+        assert!(matches!(
+            sink.events().last().unwrap().kind,
+            SessionEventKind::Connected { .. }
+        ));
+        assert_eq!(fake.qr(&s).await, Err(WhatsAppError::NotPairing));
+        assert!(!fake.rotate_qr(&s).await);
     }
 
     #[tokio::test]
