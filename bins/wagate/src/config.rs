@@ -698,17 +698,37 @@ impl LimitsConfig {
 }
 
 impl Config {
-    /// The SQLite file of the live adapter's device keys: `whatsapp.live.store`,
-    /// or `devices.db` in the folder of the gateway's SQLite database.
+    /// Where the live adapter keeps device keys: with a PostgreSQL
+    /// `database.url`, that database (its `whatsapp` schema); otherwise the
+    /// SQLite file `whatsapp.live.store`, or `devices.db` in the folder of
+    /// the gateway's SQLite database.
     ///
     /// # Errors
     ///
-    /// When it is unset and the database is not a SQLite file (in memory).
-    pub fn device_store_path(&self) -> anyhow::Result<PathBuf> {
-        if let Some(path) = &self.whatsapp.live.store {
-            return Ok(path.clone());
-        }
+    /// With PostgreSQL, when `whatsapp.live.store` is set too (device state
+    /// then lives in PostgreSQL, so every node reads the same keys); with
+    /// SQLite, when it is unset and the database is not a file (in memory).
+    pub fn device_store(&self) -> anyhow::Result<wagate_whatsapp_live::KeyStoreLocation> {
+        use wagate_whatsapp_live::KeyStoreLocation;
         let url = self.database.url.expose();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            if let Some(path) = &self.whatsapp.live.store {
+                anyhow::bail!(
+                    "whatsapp.live.store ({}) cannot be used with a PostgreSQL database.url: \
+                     device keys are kept in PostgreSQL then, so that any gateway node can \
+                     connect any session; remove whatsapp.live.store (move existing keys with \
+                     `wagate db copy`)",
+                    path.display()
+                );
+            }
+            return Ok(KeyStoreLocation::Postgres {
+                url: url.to_owned(),
+                connections: KeyStoreLocation::DEFAULT_POSTGRES_CONNECTIONS,
+            });
+        }
+        if let Some(path) = &self.whatsapp.live.store {
+            return Ok(KeyStoreLocation::Sqlite(path.clone()));
+        }
         let path = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
@@ -718,7 +738,7 @@ impl Config {
             anyhow::bail!("whatsapp.live.store must be set when the database is not a file");
         }
         let dir = Path::new(path).parent().unwrap_or(Path::new(""));
-        Ok(dir.join("devices.db"))
+        Ok(KeyStoreLocation::Sqlite(dir.join("devices.db")))
     }
 
     /// Loads the configuration: defaults, then `file` (or `wagate.toml` in
@@ -834,24 +854,20 @@ mod tests {
 
     #[test]
     fn device_store_defaults_beside_the_database() {
+        use wagate_whatsapp_live::KeyStoreLocation;
+        let sqlite = |p: &str| KeyStoreLocation::Sqlite(PathBuf::from(p));
         let c = Config::load_from(None, env(&[])).unwrap();
         assert_eq!(c.whatsapp.adapter, AdapterKind::Live);
-        assert_eq!(
-            c.device_store_path().unwrap(),
-            PathBuf::from("data/devices.db")
-        );
+        assert_eq!(c.device_store().unwrap(), sqlite("data/devices.db"));
         let c = Config::load_from(
             None,
             env(&[("WAGATE__DATABASE__URL", "sqlite:///var/lib/w/g.db?mode=rwc")]),
         )
         .unwrap();
-        assert_eq!(
-            c.device_store_path().unwrap(),
-            PathBuf::from("/var/lib/w/devices.db")
-        );
+        assert_eq!(c.device_store().unwrap(), sqlite("/var/lib/w/devices.db"));
         let c =
             Config::load_from(None, env(&[("WAGATE__DATABASE__URL", "sqlite::memory:")])).unwrap();
-        assert!(c.device_store_path().is_err());
+        assert!(c.device_store().is_err());
         let c = Config::load_from(
             None,
             env(&[
@@ -860,7 +876,33 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(c.device_store_path().unwrap(), PathBuf::from("/tmp/d.db"));
+        assert_eq!(c.device_store().unwrap(), sqlite("/tmp/d.db"));
+    }
+
+    #[test]
+    fn device_state_follows_a_postgres_database() {
+        use wagate_whatsapp_live::KeyStoreLocation;
+        let url = "postgres://u:hunter2@db/w";
+        let c = Config::load_from(None, env(&[("WAGATE__DATABASE__URL", url)])).unwrap();
+        assert_eq!(
+            c.device_store().unwrap(),
+            KeyStoreLocation::Postgres {
+                url: url.into(),
+                connections: KeyStoreLocation::DEFAULT_POSTGRES_CONNECTIONS,
+            }
+        );
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("WAGATE__DATABASE__URL", url),
+                ("WAGATE__WHATSAPP__LIVE__STORE", "/tmp/d.db"),
+            ]),
+        )
+        .unwrap();
+        let refused = c.device_store().unwrap_err().to_string();
+        assert!(refused.contains("whatsapp.live.store"), "{refused}");
+        assert!(refused.contains("PostgreSQL"), "{refused}");
+        assert!(!refused.contains("hunter2"), "{refused}");
     }
 
     #[test]

@@ -216,7 +216,7 @@ fn live_config(config: &Config) -> anyhow::Result<LiveConfig> {
     Ok(LiveConfig {
         url: live.url.clone(),
         version,
-        store_path: config.device_store_path()?,
+        store: config.device_store()?,
     })
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 /// |---|---|
 /// | `whatsapp.live.url` | [`LiveConfig::url`] |
 /// | `whatsapp.live.version` | [`LiveConfig::version`] (parse it with [`parse_version`]) |
-/// | `whatsapp.live.store` | [`LiveConfig::store_path`] |
+/// | `whatsapp.live.store`, `database.url` | [`LiveConfig::store`] |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveConfig {
     /// The WebSocket URL of the server; `None` is WhatsApp's own
@@ -24,9 +24,50 @@ pub struct LiveConfig {
     /// process from WhatsApp Web (one shared fetch, cached for a day) and
     /// handed to every client. Pin it when offline or against a simulator.
     pub version: Option<(u32, u32, u32)>,
-    /// The one SQLite file holding every session's device keys (created with
-    /// its folder if missing).
-    pub store_path: PathBuf,
+    /// Where every session's device keys live.
+    pub store: KeyStoreLocation,
+}
+
+/// Where the live adapter keeps whatsapp-rust's device state: one store per
+/// process, whichever it is.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeyStoreLocation {
+    /// One SQLite file (created with its folder if missing).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database: the device tables live in its `whatsapp`
+    /// schema (created if missing), reached through one pool.
+    Postgres {
+        /// `postgres://…` (it may carry a password: never printed).
+        url: String,
+        /// The pool's most connections.
+        connections: u32,
+    },
+}
+
+impl KeyStoreLocation {
+    /// The pool size [`KeyStoreLocation::Postgres`] is given by default.
+    pub const DEFAULT_POSTGRES_CONNECTIONS: u32 = 16;
+}
+
+/// Where it is, without a password.
+impl fmt::Display for KeyStoreLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "{}", path.display()),
+            Self::Postgres { url, .. } => {
+                // scheme://[user[:password]@]host…: keep the host and on.
+                let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+                let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                write!(f, "{scheme}://{host}")
+            }
+        }
+    }
+}
+
+impl fmt::Debug for KeyStoreLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyStoreLocation({self})")
+    }
 }
 
 /// Fine-tuning the binary normally leaves at [`LiveOptions::default`]; tests
@@ -169,6 +210,18 @@ pub(crate) fn version_text((p, s, t): (u32, u32, u32)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_postgres_location_never_shows_its_password() {
+        let at = KeyStoreLocation::Postgres {
+            url: "postgres://wagate:hunter2@db.internal:5432/wagate".into(),
+            connections: 4,
+        };
+        assert_eq!(at.to_string(), "postgres://db.internal:5432/wagate");
+        assert!(!format!("{at:?}").contains("hunter2"));
+        let sqlite = KeyStoreLocation::Sqlite(PathBuf::from("/var/lib/w/devices.db"));
+        assert_eq!(sqlite.to_string(), "/var/lib/w/devices.db");
+    }
 
     #[test]
     fn versions_parse() {

@@ -37,16 +37,21 @@
 //!   `ConnectFailure` (`Disconnected` with their codes; the link is kept),
 //!   `PairError`, `PairingQrCodesExhausted` and `QrScannedWithoutMultidevice`
 //!   (`LoggedOut { pairing_failed }`: the device was never linked).
-//! - **Keys.** One SQLite file ([`LiveConfig::store_path`]) holds every
-//!   device, opened once per process through whatsapp-rust's
-//!   `SqliteStore` (one writer connection and two WAL readers, shared by
-//!   all sessions); each client gets a thin handle, the store plus its
-//!   device id, that implements whatsapp-rust's storage traits for that
-//!   device (whatsapp-rust's own per-device calls where it has them, our
-//!   SQL over its tables where it has not; a test holds the two to the
-//!   same answers and rows). No connection, pool or migration check per
-//!   session. The session → device mapping is our own table
-//!   (`wagate_live_sessions`) in the same file rather than a function of the
+//! - **Keys.** One store ([`LiveConfig::store`]) holds every device,
+//!   opened once per process: a SQLite file through whatsapp-rust's
+//!   `SqliteStore` connections (one writer and two WAL readers, shared by
+//!   all sessions), or a PostgreSQL database (whatsapp-rust's tables in
+//!   its `whatsapp` schema, one pool), so that a session's keys are usable
+//!   from whichever process connects it next. Each client gets a thin
+//!   handle, the store plus its device id, that implements whatsapp-rust's
+//!   storage traits for that device with SQL written once for both
+//!   databases, in whatsapp-rust's own encodings (a test runs one script
+//!   against whatsapp-rust's `SqliteStore` and the handle on each database
+//!   and holds them to the same answers and rows); where a trait's default
+//!   would read, modify and write, one conditional statement does it
+//!   atomically. No connection, pool or migration check per session. The
+//!   session → device mapping is our own table (`wagate_live_sessions`) in
+//!   the same store rather than a function of the
 //!   session id: device ids are small integers, a ULID does not fit and a
 //!   hash could collide. A session gets the next free id on its first
 //!   connect and keeps it until `remove`. Erasing keys deletes the device's
@@ -111,12 +116,15 @@ mod mapping;
 mod media;
 mod messages;
 mod runner;
+mod sql;
 mod store;
 mod transport;
 mod version;
+mod wire;
 
 pub use config::{
-    InvalidVersion, Jitter, LiveConfig, LiveOptions, ReconnectPolicy, SystemJitter, parse_version,
+    InvalidVersion, Jitter, KeyStoreLocation, LiveConfig, LiveOptions, ReconnectPolicy,
+    SystemJitter, parse_version,
 };
 pub use live::LiveWhatsApp;
 

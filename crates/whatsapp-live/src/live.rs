@@ -101,7 +101,7 @@ pub(crate) struct CachedPairCode {
 }
 
 /// The live WhatsApp adapter: one whatsapp-rust client per connected
-/// session, every device's keys in one SQLite file. See the crate docs.
+/// session, every device's keys in one store (a SQLite file or PostgreSQL). See the crate docs.
 pub struct LiveWhatsApp {
     shared: Arc<Shared>,
     slots: Mutex<HashMap<SessionId, Arc<Slot>>>,
@@ -163,7 +163,7 @@ impl LiveWhatsApp {
         options: LiveOptions,
         version_source: Arc<dyn crate::version::VersionSource>,
     ) -> Result<Arc<Self>, WhatsAppError> {
-        let devices = DeviceDirectory::open(&config.store_path)
+        let devices = DeviceDirectory::open(&config.store)
             .await
             .map_err(WhatsAppError::Internal)?;
         let versions = VersionResolver::new(config.version, version_source, clock.clone());
@@ -172,7 +172,7 @@ impl LiveWhatsApp {
             .url
             .clone()
             .unwrap_or_else(|| WHATSAPP_URL.to_owned());
-        tracing::info!(url = %url_text, store = %config.store_path.display(), "live WhatsApp adapter ready");
+        tracing::info!(url = %url_text, store = %devices.place(), "live WhatsApp adapter ready");
         Ok(Arc::new(Self {
             shared: Arc::new(Shared {
                 url: config.url,
@@ -1050,7 +1050,7 @@ mod tests {
         let config = LiveConfig {
             url: Some(url),
             version: None,
-            store_path: dir.path().join("keys.db"),
+            store: crate::KeyStoreLocation::Sqlite(dir.path().join("keys.db")),
         };
         let options = LiveOptions {
             reconnect: ReconnectPolicy {

@@ -238,7 +238,7 @@ pub async fn start(
     let config = LiveConfig {
         url: Some(url),
         version: Some(VERSION),
-        store_path: store.to_path_buf(),
+        store: wagate_whatsapp_live::KeyStoreLocation::Sqlite(store.to_path_buf()),
     };
     LiveWhatsApp::start_with(config, sink, Arc::new(SystemClock), fast_options())
         .await
