@@ -92,7 +92,10 @@ impl SqliteStore {
             .map_err(|e| StoreError::Setup(format!("invalid database url: {e}")))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL: a commit is on disk before it is acknowledged. NORMAL
+            // (in WAL mode) may lose the last commits on power loss —
+            // messages already acknowledged to WhatsApp or answered 202.
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         let file = options.get_filename();
@@ -301,6 +304,22 @@ mod tests {
 
     fn org(s: &str) -> OrgId {
         OrgId::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_connection_syncs_each_commit_to_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::connect(&format!("sqlite://{}/w.db", dir.path().display()))
+            .await
+            .unwrap();
+        // 2 is FULL (1 NORMAL), on the readers and on the one writer.
+        for pool in [&store.pool, &store.writer] {
+            let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!(level, 2);
+        }
     }
 
     #[tokio::test]
