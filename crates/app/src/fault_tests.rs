@@ -153,8 +153,9 @@ impl WhatsAppPort for Switchboard {
         &self,
         s: &SessionId,
         media: &wagate_whatsapp_port::MediaRef,
-    ) -> Result<Vec<u8>, WhatsAppError> {
-        self.fake.download_media(s, media).await
+        max_bytes: u64,
+    ) -> Result<wagate_whatsapp_port::MediaDownload, WhatsAppError> {
+        self.fake.download_media(s, media, max_bytes).await
     }
 }
 
@@ -386,6 +387,43 @@ async fn a_logout_or_delete_slower_than_its_request_still_finishes() {
         (SessionStatus::LoggedOut, None, None)
     );
     assert_eq!(row(&w, &gone).await, None);
+}
+
+#[tokio::test]
+async fn another_organizations_call_on_a_busy_session_is_not_found_at_once() {
+    let w = impatient_world().await;
+    let p = principal("read,manage");
+    let id = linked(&w.store, 1, SessionStatus::Connected, true).await;
+    // The owner's disconnect holds the session's lock past its deadline.
+    w.wa.hold.store(true, Ordering::SeqCst);
+    assert_eq!(
+        w.gateway.disconnect_session(&p, &id).await,
+        Err(AppError::Timeout)
+    );
+    let stranger = wagate_domain::Principal {
+        org: OrgId::parse("umbrella").unwrap(),
+        ..principal("read,manage")
+    };
+    // Not queued behind the owner's call (that would be a 504 here, and
+    // tell the stranger the session exists): 404, as for any other id.
+    let not_found = Err(AppError::session_not_found());
+    assert_eq!(
+        w.gateway.connect_session(&stranger, &id).await.map(|_| ()),
+        not_found
+    );
+    assert_eq!(
+        w.gateway
+            .disconnect_session(&stranger, &id)
+            .await
+            .map(|_| ()),
+        not_found
+    );
+    assert_eq!(
+        w.gateway.session_qr(&stranger, &id).await.map(|_| ()),
+        not_found
+    );
+    w.wa.release();
+    settle(&w, &id).await;
 }
 
 #[tokio::test]

@@ -114,15 +114,25 @@ impl Lifecycle {
         lock.lock_owned().await
     }
 
-    /// Runs `op` on session `id` under its lock, as one task on the
-    /// gateway's runtime. The caller gets its result, or `Timeout` after
-    /// `answer_within` while the task goes on to the end.
-    pub(crate) async fn run<T, F, Fut>(&self, id: SessionId, op: F) -> Result<T, AppError>
+    /// Runs `op` on session `id` of `org` under its lock, as one task on
+    /// the gateway's runtime. The caller gets its result, or `Timeout`
+    /// after `answer_within` while the task goes on to the end.
+    ///
+    /// The session must be `org`'s before the lock is even asked for:
+    /// another organization's call is `NotFound` at once, never queued
+    /// behind (nor able to delay) the owner's calls.
+    pub(crate) async fn run<T, F, Fut>(
+        &self,
+        org: &OrgId,
+        id: SessionId,
+        op: F,
+    ) -> Result<T, AppError>
     where
         T: Send + 'static,
         F: FnOnce(Lifecycle) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, AppError>> + Send + 'static,
     {
+        self.get(org, &id).await?;
         self.spawn(id, Some(self.answer_within), op).await
     }
 

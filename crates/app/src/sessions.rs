@@ -77,7 +77,11 @@ impl Gateway {
         Self::require(p, Capability::Manage)?;
         let (org, id) = (p.org.clone(), *id);
         self.lifecycle
-            .run(id, move |l| async move { l.delete(&org, &id).await })
+            .run(
+                &p.org,
+                id,
+                move |l| async move { l.delete(&org, &id).await },
+            )
             .await
     }
 
@@ -97,7 +101,11 @@ impl Gateway {
         Self::require(p, Capability::Manage)?;
         let (org, id) = (p.org.clone(), *id);
         self.lifecycle
-            .run(id, move |l| async move { l.connect(&org, &id).await })
+            .run(
+                &p.org,
+                id,
+                move |l| async move { l.connect(&org, &id).await },
+            )
             .await
     }
 
@@ -116,7 +124,11 @@ impl Gateway {
         Self::require(p, Capability::Manage)?;
         let (org, id) = (p.org.clone(), *id);
         self.lifecycle
-            .run(id, move |l| async move { l.disconnect(&org, &id).await })
+            .run(
+                &p.org,
+                id,
+                move |l| async move { l.disconnect(&org, &id).await },
+            )
             .await
     }
 
@@ -132,7 +144,11 @@ impl Gateway {
         Self::require(p, Capability::Manage)?;
         let (org, id) = (p.org.clone(), *id);
         self.lifecycle
-            .run(id, move |l| async move { l.logout(&org, &id).await })
+            .run(
+                &p.org,
+                id,
+                move |l| async move { l.logout(&org, &id).await },
+            )
             .await
     }
 
@@ -146,7 +162,7 @@ impl Gateway {
         Self::require(p, Capability::Manage)?;
         let (org, id) = (p.org.clone(), *id);
         self.lifecycle
-            .run(id, move |l| async move {
+            .run(&p.org, id, move |l| async move {
                 let s = pairing_session(&l, &org, &id).await?;
                 l.adapter(s.status, l.whatsapp.qr(&id)).await
             })
@@ -168,7 +184,7 @@ impl Gateway {
         Self::require(p, Capability::Manage)?;
         let (org, id, phone) = (p.org.clone(), *id, phone.clone());
         self.lifecycle
-            .run(id, move |l| async move {
+            .run(&p.org, id, move |l| async move {
                 let s = pairing_session(&l, &org, &id).await?;
                 l.adapter(s.status, l.whatsapp.pairing_code(&id, &phone))
                     .await
