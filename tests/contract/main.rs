@@ -50,6 +50,7 @@ mod contacts;
 mod deliveries;
 mod envelope;
 mod events;
+mod hardening;
 mod jwt;
 mod limits;
 mod live;

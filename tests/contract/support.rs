@@ -87,8 +87,9 @@ pub fn test_config(dir: &TempDir) -> Config {
     config.database.url =
         wagate::config::Secret::new(format!("sqlite://{}/wagate.db", dir.path().display()));
     config.whatsapp.adapter = wagate::config::AdapterKind::Fake;
-    // Webhooks of the tests point at 127.0.0.1.
+    // Webhooks and media URLs of the tests point at 127.0.0.1.
     config.webhooks.allow_private_targets = true;
+    config.messages.allow_private_media_urls = true;
     config
 }
 

@@ -78,6 +78,10 @@ pub struct MessagesConfig {
     pub max_queue: u32,
     /// Longest download of a `media.url`.
     pub media_fetch_timeout: ConfigDuration,
+    /// Let a `media.url` point at loopback, private, link-local and other
+    /// non-public addresses (tests, single-host installs). Off: refused.
+    /// Independent of `webhooks.allow_private_targets`.
+    pub allow_private_media_urls: bool,
 }
 
 impl Default for MessagesConfig {
@@ -89,6 +93,7 @@ impl Default for MessagesConfig {
             send_rate: d.send_rate,
             max_queue: d.max_queue,
             media_fetch_timeout: ConfigDuration(Duration::from_secs(30)),
+            allow_private_media_urls: false,
         }
     }
 }
@@ -138,13 +143,22 @@ pub struct EventsConfig {
     /// (`GET /api/v1/events/stream`); more than 0, at most 15 (fractions
     /// allowed).
     pub stream_keep_alive_secs: f64,
+    /// Event streams one organization may have open at once (per
+    /// gateway process); one more is `429`.
+    pub max_streams_per_org: usize,
+    /// Event streams one credential (an API key; a person's login) may
+    /// have open at once (per gateway process); one more is `429`.
+    pub max_streams_per_credential: usize,
 }
 
 impl Default for EventsConfig {
     fn default() -> Self {
+        let d = wagate_http::EventStreamConfig::default();
         Self {
             retention_days: 7.0,
             stream_keep_alive_secs: 15.0,
+            max_streams_per_org: d.max_per_org,
+            max_streams_per_credential: d.max_per_credential,
         }
     }
 }
@@ -164,6 +178,26 @@ impl EventsConfig {
             );
         }
         Ok(std::time::Duration::from_secs_f64(secs))
+    }
+
+    /// How event streams behave: keep-alive and the caps on open streams.
+    ///
+    /// # Errors
+    ///
+    /// As [`EventsConfig::stream_keep_alive`]; when a cap is 0.
+    pub fn event_stream(&self) -> anyhow::Result<wagate_http::EventStreamConfig> {
+        let keep_alive = self.stream_keep_alive()?;
+        if self.max_streams_per_org == 0 || self.max_streams_per_credential == 0 {
+            anyhow::bail!(
+                "events.max_streams_per_org and events.max_streams_per_credential must be at least 1"
+            );
+        }
+        Ok(wagate_http::EventStreamConfig {
+            keep_alive,
+            max_per_org: self.max_streams_per_org,
+            max_per_credential: self.max_streams_per_credential,
+            ..wagate_http::EventStreamConfig::default()
+        })
     }
 }
 
@@ -1013,6 +1047,35 @@ mod tests {
             assert!(err.contains("limits."), "{err}");
         }
         assert!(Config::load_from(None, env(&[("WAGATE__LIMITS__BURTS", "5")])).is_err());
+    }
+
+    #[test]
+    fn stream_caps_and_media_url_rule_default_safe_and_are_read() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        let s = c.events.event_stream().unwrap();
+        assert_eq!((s.max_per_org, s.max_per_credential), (20, 5));
+        // Allowing private webhook receivers does not open media URLs.
+        let c = Config::load_from(
+            None,
+            env(&[("WAGATE__WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true")]),
+        )
+        .unwrap();
+        assert!(!c.messages.allow_private_media_urls);
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("WAGATE__EVENTS__MAX_STREAMS_PER_ORG", "50"),
+                ("WAGATE__EVENTS__MAX_STREAMS_PER_CREDENTIAL", "2"),
+                ("WAGATE__MESSAGES__ALLOW_PRIVATE_MEDIA_URLS", "true"),
+            ]),
+        )
+        .unwrap();
+        let s = c.events.event_stream().unwrap();
+        assert_eq!((s.max_per_org, s.max_per_credential), (50, 2));
+        assert!(c.messages.allow_private_media_urls);
+        let c =
+            Config::load_from(None, env(&[("WAGATE__EVENTS__MAX_STREAMS_PER_ORG", "0")])).unwrap();
+        assert!(c.events.event_stream().is_err());
     }
 
     #[test]

@@ -82,7 +82,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         // Checked before anything is opened.
         let request_limit = config.limits.request_limit()?;
-        let keep_alive = config.events.stream_keep_alive()?;
+        let event_stream = config.events.event_stream()?;
         raise_open_files_limit();
         let services = Services::build(&config).await?;
         // Before serving: statuses from before a restart must not be shown.
@@ -93,10 +93,7 @@ impl Application {
         let state =
             wagate_http::AppState::new(services.gateway.clone(), services.authenticator.clone())?
                 .with_request_limit(request_limit)
-                .with_event_stream(wagate_http::EventStreamConfig {
-                    keep_alive,
-                    ..Default::default()
-                });
+                .with_event_stream(event_stream);
         let streams = state.shutdown();
         let server = wagate_http::server(listener, state, config.server.workers)?;
         Ok(Self {

@@ -142,10 +142,16 @@ impl Services {
             webhook_targets: Arc::new(AddressPolicy::new(config.webhooks.allow_private_targets)),
             bus,
             messages: store.clone(),
-            // Media URLs are held to the webhooks' SSRF rule.
+            // Media URLs are held to the same SSRF rule as webhooks, under
+            // a switch of their own: allowing private webhook receivers
+            // must not let any sender make the gateway fetch from the
+            // private network.
             media_fetcher: Arc::new(
                 HttpMediaFetcher::new(
-                    AddressPolicy::new(config.webhooks.allow_private_targets),
+                    AddressPolicy::for_setting(
+                        config.messages.allow_private_media_urls,
+                        "messages.allow_private_media_urls",
+                    ),
                     config.messages.media_fetch_timeout.0,
                 )
                 .context("building the media download client")?,

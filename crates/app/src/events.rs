@@ -1,6 +1,9 @@
 //! The event log and webhooks, as use cases: reading events (pull and
 //! stream), and managing the organization's webhooks.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
 use tokio::sync::watch;
 use wagate_domain::{
     Capability, Delivery, Event, EventCursor, EventData, EventFilter, EventId, EventPattern, OrgId,
@@ -14,27 +17,37 @@ use crate::{AppError, Gateway};
 pub const SECRET_OVERLAP: time::Duration = time::Duration::hours(24);
 
 /// Wakes whoever waits for new events of this process's writes: the event
-/// streams and the webhook dispatcher. Implements the store's
-/// [`CommitListener`].
+/// streams (each only for its organization's commits, so a busy
+/// organization costs the others' streams nothing) and the webhook
+/// dispatcher. Implements the store's [`CommitListener`].
 #[derive(Debug)]
 pub struct EventBus {
-    events: watch::Sender<u64>,
+    /// One channel per organization with a stream open; an entry goes
+    /// when its last receiver does.
+    events: Mutex<HashMap<OrgId, watch::Sender<u64>>>,
     deliveries: watch::Sender<u64>,
 }
 
 impl Default for EventBus {
     fn default() -> Self {
         Self {
-            events: watch::channel(0).0,
+            events: Mutex::default(),
             deliveries: watch::channel(0).0,
         }
     }
 }
 
 impl EventBus {
-    /// A receiver that changes whenever events commit.
-    pub fn events(&self) -> watch::Receiver<u64> {
-        self.events.subscribe()
+    /// A receiver that changes whenever events of `org` commit.
+    pub fn events(&self, org: &OrgId) -> watch::Receiver<u64> {
+        let mut channels = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        // Subscribing is rare (a stream opens): sweep the channels nobody
+        // listens to any more here, so memory follows open streams.
+        channels.retain(|_, tx| tx.receiver_count() > 0);
+        channels
+            .entry(org.clone())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
     }
 
     /// A receiver that changes whenever deliveries are queued.
@@ -44,8 +57,13 @@ impl EventBus {
 }
 
 impl CommitListener for EventBus {
-    fn committed(&self, _org: &OrgId, deliveries: bool) {
-        self.events.send_modify(|n| *n = n.wrapping_add(1));
+    fn committed(&self, org: &OrgId, deliveries: bool) {
+        {
+            let channels = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(tx) = channels.get(org) {
+                tx.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
         if deliveries {
             self.deliveries.send_modify(|n| *n = n.wrapping_add(1));
         }
@@ -131,14 +149,15 @@ impl Gateway {
             .map_err(gone)
     }
 
-    /// Wakes up whenever events are committed by this process (for streams).
+    /// Wakes up whenever events of the caller's organization are
+    /// committed by this process (for streams).
     ///
     /// # Errors
     ///
     /// `Forbidden` without `read`.
     pub fn watch_events(&self, p: &Principal) -> Result<watch::Receiver<u64>, AppError> {
         Self::require(p, Capability::Read)?;
-        Ok(self.deps.bus.events())
+        Ok(self.deps.bus.events(&p.org))
     }
 
     /// Creates a webhook of the caller's organization.
@@ -346,5 +365,35 @@ impl Gateway {
             .prune_idempotency_keys(now - crate::IDEMPOTENCY_WINDOW)
             .await?;
         Ok(self.deps.events.prune_events(now - retention).await?)
+    }
+}
+
+#[cfg(test)]
+mod bus_tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_wakes_only_its_organizations_streams() {
+        let bus = EventBus::default();
+        let (acme, umbrella) = (
+            OrgId::parse("acme").unwrap(),
+            OrgId::parse("umbrella").unwrap(),
+        );
+        let mut a = bus.events(&acme);
+        let u = bus.events(&umbrella);
+        bus.committed(&acme, false);
+        assert!(a.has_changed().unwrap());
+        assert!(
+            !u.has_changed().unwrap(),
+            "another organization's commit woke it"
+        );
+        a.mark_unchanged();
+        bus.committed(&umbrella, false);
+        assert!(u.has_changed().unwrap());
+        assert!(!a.has_changed().unwrap());
+        // Channels nobody listens to are not kept.
+        drop((a, u));
+        let _other = bus.events(&OrgId::parse("other").unwrap());
+        assert_eq!(bus.events.lock().unwrap().len(), 1);
     }
 }

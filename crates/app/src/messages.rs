@@ -10,6 +10,7 @@ use wagate_domain::{
 };
 use wagate_store::{Accepted, IdempotencyClaim, MediaSource, MessagePage};
 use wagate_webhooks::FetchError;
+use wagate_whatsapp_port::MediaDownload;
 
 use crate::gateway::AdapterContext;
 use crate::{AppError, Gateway};
@@ -151,21 +152,13 @@ pub struct SendOutcome {
 }
 
 /// A message's media.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct MediaContent {
     /// What is known of it (its MIME type for `Content-Type`).
     pub info: MediaInfo,
-    /// The decrypted bytes.
-    pub bytes: Vec<u8>,
-}
-
-impl fmt::Debug for MediaContent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MediaContent")
-            .field("info", &self.info)
-            .field("bytes", &self.bytes.len())
-            .finish()
-    }
+    /// The decrypted bytes, as they come (a received message's media is
+    /// streamed from WhatsApp, never held whole).
+    pub bytes: MediaDownload,
 }
 
 fn check_chars(field: &'static str, text: &str, max: usize) -> Result<(), AppError> {
@@ -199,6 +192,19 @@ impl Gateway {
             return Err(AppError::NotConnected { status: s.status });
         }
         Ok(s)
+    }
+
+    /// Whether the caller may send on `session` at all (capability, and
+    /// the session is its organization's): checked before a send's body is
+    /// read, so a stranger's large upload costs nothing.
+    ///
+    /// # Errors
+    ///
+    /// `Forbidden` without `send`; `NotFound` for a session not the
+    /// caller's; `Unavailable`.
+    pub async fn check_sender(&self, p: &Principal, session: &SessionId) -> Result<(), AppError> {
+        Self::require(p, Capability::Send)?;
+        self.owned_session(&p.org, session).await.map(|_| ())
     }
 
     /// Accepts a message to send: stored `pending` before this returns,
@@ -482,7 +488,7 @@ impl Gateway {
                     reason: None,
                 })?;
         let bytes = match source {
-            MediaSource::Bytes(bytes) => bytes,
+            MediaSource::Bytes(bytes) => MediaDownload::complete(bytes),
             MediaSource::Gone => {
                 return Err(AppError::NotFound {
                     what: "media no longer available",
@@ -493,13 +499,25 @@ impl Gateway {
                 if s.status != SessionStatus::Connected {
                     return Err(AppError::NotConnected { status: s.status });
                 }
+                // What the sender declared: refused before anything is
+                // fetched. The adapter holds the download to the same
+                // limit whatever was declared.
+                let max = self.outbox.settings().max_media_bytes;
+                if info.size > max {
+                    return Err(AppError::PayloadTooLarge { limit: max });
+                }
                 let handle = wagate_whatsapp_port::MediaRef(handle);
                 let ctx = AdapterContext {
                     status: SessionStatus::Disconnected,
                     not_found: Some("media no longer available"),
                 };
-                self.whatsapp(ctx, self.deps.whatsapp.download_media(session, &handle))
-                    .await?
+                // The request deadline bounds the wait for its first
+                // bytes; the rest streams to the client.
+                self.whatsapp(
+                    ctx,
+                    self.deps.whatsapp.download_media(session, &handle, max),
+                )
+                .await?
             }
         };
         Ok(MediaContent { info, bytes })

@@ -101,7 +101,8 @@ impl WhatsAppPort for StuckWhatsApp {
         &self,
         _: &SessionId,
         _: &wagate_whatsapp_port::MediaRef,
-    ) -> Result<Vec<u8>, WhatsAppError> {
+        _: u64,
+    ) -> Result<wagate_whatsapp_port::MediaDownload, WhatsAppError> {
         std::future::pending().await
     }
 }

@@ -70,7 +70,7 @@ impl ApiError {
     }
 
     /// 429 `rate_limited` about `what`, with `Retry-After`.
-    fn too_many(what: &str, retry_after_secs: u64) -> Self {
+    pub(crate) fn too_many(what: &str, retry_after_secs: u64) -> Self {
         let retry_after_secs = retry_after_secs.max(1);
         Self::new(
             StatusCode::TOO_MANY_REQUESTS,

@@ -49,6 +49,28 @@ pub(crate) fn session_id(raw: &str) -> Result<SessionId, ApiError> {
     SessionId::parse(raw).map_err(ApiError::from)
 }
 
+/// `Ok` when the request says its body is JSON (`application/json` or
+/// `application/…+json`); 415 otherwise.
+pub(crate) fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            let m = m.trim();
+            m.eq_ignore_ascii_case("application/json")
+                || (m.starts_with("application/") && m.ends_with("+json"))
+        });
+    if json {
+        Ok(())
+    } else {
+        Err(ApiError::for_status(
+            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ))
+    }
+}
+
 /// Parses a JSON body. An empty body is `T::default()` when `empty_ok`;
 /// otherwise the body must be `application/json`, a JSON object, and valid
 /// for `T`.
@@ -60,21 +82,7 @@ pub(crate) fn json_body<T: DeserializeOwned + Default>(
     if body.is_empty() && empty_ok {
         return Ok(T::default());
     }
-    let json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| {
-            let m = m.trim();
-            m.eq_ignore_ascii_case("application/json")
-                || (m.starts_with("application/") && m.ends_with("+json"))
-        });
-    if !json {
-        return Err(ApiError::for_status(
-            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ));
-    }
+    require_json(req)?;
     let parsed = serde_json::from_slice(body).map_err(|e| {
         let msg = match e.classify() {
             serde_json::error::Category::Data => {

@@ -26,6 +26,7 @@ mod docs;
 mod dto;
 mod error;
 mod extract;
+mod large_bodies;
 mod metrics;
 mod middleware;
 pub mod openapi;
@@ -66,6 +67,10 @@ pub struct AppState {
     limiter: Option<Arc<rate_limit::RateLimiter>>,
     /// How event streams behave.
     event_stream: EventStreamConfig,
+    /// The open event streams, counted per credential and organization.
+    stream_slots: Arc<stream::StreamSlots>,
+    /// Places for send bodies over 64 KiB.
+    large_bodies: Arc<large_bodies::LargeBodies>,
     /// Ends the event streams when the server stops.
     shutdown: Shutdown,
     openapi_json: web::Bytes,
@@ -85,12 +90,15 @@ impl AppState {
         authenticator: Arc<dyn Authenticator>,
     ) -> Result<Self, prometheus::Error> {
         let openapi_json = web::Bytes::from(openapi::json());
+        let large_bodies = Arc::new(large_bodies::LargeBodies::new(send_body_limit(&gateway)));
         Ok(Self {
             gateway,
             authenticator,
             metrics: Metrics::new()?,
             limiter: None,
             event_stream: EventStreamConfig::default(),
+            stream_slots: Arc::default(),
+            large_bodies,
             shutdown: Shutdown::default(),
             openapi_json,
             swagger_ui: docs::SwaggerUi::new("/openapi.json"),
@@ -108,8 +116,8 @@ impl AppState {
         self
     }
 
-    /// Sets how event streams (`GET /api/v1/events/stream`) keep alive and
-    /// how much they buffer for a slow client.
+    /// Sets how event streams (`GET /api/v1/events/stream`) keep alive,
+    /// how much they buffer for a slow client and how many may be open.
     #[must_use]
     pub fn with_event_stream(mut self, config: EventStreamConfig) -> Self {
         self.event_stream = config;
@@ -124,18 +132,21 @@ impl AppState {
     }
 }
 
+/// The body limit of a message send: media up to
+/// `messages.max_media_bytes`, base64 (4/3 as large), plus the rest of the
+/// JSON.
+pub(crate) fn send_body_limit(gateway: &Gateway) -> usize {
+    let max_media = gateway.outbox().settings().max_media_bytes;
+    usize::try_from(max_media / 3 * 4 + 4)
+        .unwrap_or(usize::MAX)
+        .saturating_add(MAX_BODY)
+}
+
 /// Registers every route, the shared state and the extractor limits on `cfg`.
 /// Wrap the app in the edge middleware (as [`server`] does) to get request
 /// ids, metrics and the envelope on answers actix makes itself.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     use routes::{api_keys, contacts, events, messages, ops, sessions, webhooks};
-
-    // A send body carries media up to `messages.max_media_bytes`, base64
-    // (4/3 as large), plus the rest of the JSON.
-    let max_media = state.gateway.outbox().settings().max_media_bytes;
-    let send_limit = usize::try_from(max_media / 3 * 4 + 4)
-        .unwrap_or(usize::MAX)
-        .saturating_add(MAX_BODY);
 
     // Routes are named by their full pattern, so metrics label them without
     // allocating: `api!` names a route of the /api/v1 scope, `op!` an
@@ -194,7 +205,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .service(api!("/sessions/{sessionId}/blocklist").route(web::get().to(contacts::blocklist)))
         .service(
             api!("/sessions/{sessionId}/messages")
-                .app_data(web::PayloadConfig::new(send_limit))
                 .route(web::post().to(messages::send))
                 .route(web::get().to(messages::list)),
         )

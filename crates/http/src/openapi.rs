@@ -72,10 +72,20 @@ impl Modify for RateLimited {
             .into_iter()
             .flatten()
             {
+                // A route's own 429 (a cap of its own) keeps its words,
+                // followed by the limit every route has.
+                let own = match operation.responses.responses.get("429") {
+                    Some(RefOr::T(own)) => Some(own.description.clone()),
+                    _ => None,
+                };
+                let mut response = response.clone();
+                if let Some(own) = own {
+                    response.description = format!("{own} Also: {}", response.description);
+                }
                 operation
                     .responses
                     .responses
-                    .insert("429".to_owned(), RefOr::T(response.clone()));
+                    .insert("429".to_owned(), RefOr::T(response));
             }
         }
     }

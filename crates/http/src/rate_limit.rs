@@ -31,9 +31,10 @@ pub const DEFAULT_REQUEST_LIMIT: RateLimit = match RateLimit::per_second(50, 100
     None => panic!("50 a second, bursts of 100, is a limit"),
 };
 
-/// Whose bucket a request takes from.
+/// Whose bucket a request takes from (and whose event streams count
+/// together, [`crate::stream::StreamSlots`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Credential {
+pub(crate) enum Credential {
     /// An API key (by id, never its secret).
     ApiKey(ApiKeyId),
     /// A person signed in on the frontend: their organization and the
@@ -43,7 +44,7 @@ enum Credential {
 }
 
 impl Credential {
-    fn of(principal: &Principal) -> Self {
+    pub(crate) fn of(principal: &Principal) -> Self {
         match &principal.kind {
             PrincipalKind::ApiKey(id) => Self::ApiKey(*id),
             PrincipalKind::User { subject, .. } => Self::User {

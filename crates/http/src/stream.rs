@@ -2,46 +2,62 @@
 //! task per client reads the log page by page and writes SSE messages into
 //! a bounded buffer the response body drains.
 //!
-//! - It wakes on every commit of this process (`Gateway::watch_events`),
-//!   and also at every keep-alive, so events written by another process on
-//!   the same database arrive within one keep-alive interval.
+//! - It wakes on every commit of its organization in this process
+//!   (`Gateway::watch_events`), and also at every keep-alive, so events
+//!   written by another process on the same database arrive within one
+//!   keep-alive interval.
 //! - Memory is bounded: at most one page in hand and
 //!   [`EventStreamConfig::buffer`] messages queued. The next event waits
 //!   for room; a client that leaves its buffer full for
 //!   [`EventStreamConfig::slow_client_timeout`] is disconnected (the body
 //!   fails, actix closes the connection) instead of being buffered for.
-//! - A `: keep-alive` comment goes out every
-//!   [`EventStreamConfig::keep_alive`]; at the same moment the credential
-//!   is checked again, so a revoked key or an expired login ends its
-//!   streams.
+//! - The credential is checked again every
+//!   [`EventStreamConfig::keep_alive`], whatever the stream is doing
+//!   (waiting, sending a backlog page after page, waiting for room in a
+//!   slow client's buffer), so a revoked key or an expired login ends its
+//!   streams within one keep-alive period. An idle stream also sends a
+//!   `: keep-alive` comment then.
+//! - Open streams are counted per credential and per organization
+//!   ([`StreamSlots`]): one more than
+//!   [`EventStreamConfig::max_per_credential`] or
+//!   [`EventStreamConfig::max_per_org`] is refused (429).
 //! - Streams end (cleanly, so clients reconnect with `Last-Event-ID`) when
 //!   the server shuts down ([`Shutdown`]): graceful shutdown does not wait
 //!   for them.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_web::web::Bytes;
 use futures_util::Stream;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 use wagate_app::{AppError, EventPage};
-use wagate_domain::{Event, EventCursor};
+use wagate_domain::{Event, EventCursor, OrgId, Principal};
+
+use crate::rate_limit::Credential;
 
 /// How event streams behave; see [`crate::AppState::with_event_stream`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventStreamConfig {
     /// A `: keep-alive` comment at least this often (the contract: at
-    /// most 15 s). Also how often the credential is checked again and the
-    /// log is read without a wake-up.
+    /// most 15 s). Also how often the credential is checked again (busy
+    /// or idle) and the log is read without a wake-up.
     pub keep_alive: Duration,
     /// SSE messages queued for one client, at most.
     pub buffer: usize,
     /// How long a client may leave its buffer full before it is
     /// disconnected.
     pub slow_client_timeout: Duration,
+    /// Streams one organization may have open at once (in this process).
+    pub max_per_org: usize,
+    /// Streams one credential (an API key; a person) may have open at once
+    /// (in this process).
+    pub max_per_credential: usize,
 }
 
 impl Default for EventStreamConfig {
@@ -50,6 +66,94 @@ impl Default for EventStreamConfig {
             keep_alive: Duration::from_secs(15),
             buffer: 256,
             slow_client_timeout: Duration::from_secs(30),
+            max_per_org: 20,
+            max_per_credential: 5,
+        }
+    }
+}
+
+/// The open streams of each organization and credential; a [`Slot`] is
+/// one of them, given back when dropped.
+#[derive(Debug, Default)]
+pub(crate) struct StreamSlots {
+    open: Mutex<OpenStreams>,
+}
+
+#[derive(Debug, Default)]
+struct OpenStreams {
+    per_org: HashMap<OrgId, usize>,
+    per_credential: HashMap<Credential, usize>,
+}
+
+/// Why no slot was given: which cap is reached, and its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TooMany {
+    /// `events.max_streams_per_credential`.
+    Credential(usize),
+    /// `events.max_streams_per_org`.
+    Org(usize),
+}
+
+impl StreamSlots {
+    /// A slot for one more stream of `principal`, unless its credential
+    /// or its organization has as many open as `config` allows.
+    pub(crate) fn take(
+        self: &Arc<Self>,
+        principal: &Principal,
+        config: &EventStreamConfig,
+    ) -> Result<Slot, TooMany> {
+        let credential = Credential::of(principal);
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.per_credential.get(&credential).copied().unwrap_or(0) >= config.max_per_credential {
+            return Err(TooMany::Credential(config.max_per_credential));
+        }
+        if open.per_org.get(&principal.org).copied().unwrap_or(0) >= config.max_per_org {
+            return Err(TooMany::Org(config.max_per_org));
+        }
+        *open.per_credential.entry(credential.clone()).or_default() += 1;
+        *open.per_org.entry(principal.org.clone()).or_default() += 1;
+        Ok(Slot {
+            slots: self.clone(),
+            org: principal.org.clone(),
+            credential,
+        })
+    }
+
+    /// Streams open for `org` (for tests).
+    #[cfg(test)]
+    fn open_for(&self, org: &OrgId) -> usize {
+        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.per_org.get(org).copied().unwrap_or(0)
+    }
+}
+
+/// One open stream, counted until dropped (its task ends).
+#[derive(Debug)]
+pub(crate) struct Slot {
+    slots: Arc<StreamSlots>,
+    org: OrgId,
+    credential: Credential,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self
+            .slots
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Counts that reach 0 leave the maps: memory follows open streams.
+        if let Some(n) = open.per_org.get_mut(&self.org) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.per_org.remove(&self.org);
+            }
+        }
+        if let Some(n) = open.per_credential.get_mut(&self.credential) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.per_credential.remove(&self.credential);
+            }
         }
     }
 }
@@ -145,16 +249,19 @@ const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 /// Starts the stream's task, which goes on from `first` (already read, so
 /// errors of the request were answered as statuses); the returned body
 /// drains it.
+/// `slot` is held until the task ends.
 pub(crate) fn start<S: Source>(
     source: S,
     first: EventPage,
     wake: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
     config: EventStreamConfig,
+    slot: Option<Slot>,
 ) -> SseBody {
     let (tx, rx) = mpsc::channel(config.buffer.max(1));
     let (kill, killed) = oneshot::channel();
     tokio::spawn(async move {
+        let _slot = slot;
         let end = pump(source, first, wake, shutdown, &tx, config).await;
         tracing::debug!(?end, "event stream ended");
         if end == End::Slow {
@@ -172,6 +279,33 @@ pub(crate) fn start<S: Source>(
     }
 }
 
+/// When the credential is checked next: every `keep_alive`, whatever the
+/// stream is doing.
+struct Recheck {
+    every: Duration,
+    at: Instant,
+}
+
+impl Recheck {
+    fn new(every: Duration) -> Self {
+        Self {
+            every,
+            at: Instant::now() + every,
+        }
+    }
+
+    fn due(&self) -> bool {
+        Instant::now() >= self.at
+    }
+
+    /// Checks the credential now; `false` when it no longer lets the
+    /// client read.
+    async fn check<S: Source>(&mut self, source: &mut S) -> bool {
+        self.at = Instant::now() + self.every;
+        source.still_allowed().await
+    }
+}
+
 async fn pump<S: Source>(
     mut source: S,
     first: EventPage,
@@ -180,45 +314,64 @@ async fn pump<S: Source>(
     tx: &mpsc::Sender<Bytes>,
     config: EventStreamConfig,
 ) -> End {
-    let mut keep_alive = tokio::time::interval_at(
-        tokio::time::Instant::now() + config.keep_alive,
-        config.keep_alive,
-    );
-    keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One timer for the credential check and the keep-alive comment: an
+    // idle stream gets both; a busy one is checked between its messages
+    // (its messages are traffic enough).
+    let mut recheck = Recheck::new(config.keep_alive);
     let mut cursor = first.next;
     let mut more = first.events.len() >= PAGE as usize;
     let mut pending = first.events;
     loop {
         for event in pending.drain(..) {
-            tokio::select! {
-                biased;
-                () = closed(&mut shutdown) => return End::Shutdown,
-                room = tokio::time::timeout(config.slow_client_timeout, tx.reserve()) => match room {
-                    Ok(Ok(permit)) => permit.send(frame(&event)),
-                    Ok(Err(_)) => return End::Closed,
-                    Err(_) => return End::Slow,
-                },
+            let frame = frame(&event);
+            let deadline = Instant::now() + config.slow_client_timeout;
+            loop {
+                tokio::select! {
+                    biased;
+                    () = closed(&mut shutdown) => return End::Shutdown,
+                    // Also while the client's buffer is full.
+                    () = tokio::time::sleep_until(recheck.at) => {
+                        if !recheck.check(&mut source).await {
+                            return End::Revoked;
+                        }
+                    }
+                    room = tokio::time::timeout_at(deadline, tx.reserve()) => match room {
+                        Ok(Ok(permit)) => {
+                            permit.send(frame);
+                            break;
+                        }
+                        Ok(Err(_)) => return End::Closed,
+                        Err(_) => return End::Slow,
+                    },
+                }
             }
         }
-        if !more {
+        if more {
+            // A stream always a page behind never waits below: check here.
+            if recheck.due() && !recheck.check(&mut source).await {
+                return End::Revoked;
+            }
+        } else {
             // Nothing left to read: wait for a commit or the next keep-alive.
+            // The timer comes before the wake-up, so a busy organization's
+            // commits never put the check off.
             tokio::select! {
                 biased;
                 () = closed(&mut shutdown) => return End::Shutdown,
                 () = tx.closed() => return End::Closed,
-                changed = wake.changed() => {
-                    if changed.is_err() {
-                        return End::Shutdown;
-                    }
-                }
-                _ = keep_alive.tick() => {
-                    if !source.still_allowed().await {
+                () = tokio::time::sleep_until(recheck.at) => {
+                    if !recheck.check(&mut source).await {
                         return End::Revoked;
                     }
                     match tx.try_send(Bytes::from_static(KEEP_ALIVE)) {
                         // A full buffer is traffic enough.
                         Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
                         Err(mpsc::error::TrySendError::Closed(_)) => return End::Closed,
+                    }
+                }
+                changed = wake.changed() => {
+                    if changed.is_err() {
+                        return End::Shutdown;
                     }
                 }
             }
@@ -345,6 +498,7 @@ mod tests {
             keep_alive: Duration::from_millis(20),
             buffer,
             slow_client_timeout: Duration::from_millis(100),
+            ..EventStreamConfig::default()
         }
     }
 
@@ -379,7 +533,7 @@ mod tests {
         // As the handler does: the first page is read before the stream starts.
         let mut source = fake(250);
         let first = source.read(EventCursor::START).await.unwrap();
-        let mut body = start(source, first, wake, shutdown.subscribe(), config(16));
+        let mut body = start(source, first, wake, shutdown.subscribe(), config(16), None);
         for seq in 1..=250 {
             let frame = next(&mut body).await.unwrap().unwrap();
             assert!(
@@ -404,7 +558,14 @@ mod tests {
     async fn a_client_that_does_not_read_is_disconnected_not_buffered_for() {
         let (_commit, wake) = watch::channel(0);
         let shutdown = Shutdown::default();
-        let mut body = start(fake(1000), empty(), wake, shutdown.subscribe(), config(4));
+        let mut body = start(
+            fake(1000),
+            empty(),
+            wake,
+            shutdown.subscribe(),
+            config(4),
+            None,
+        );
         // The client reads nothing for longer than the timeout …
         let started = std::time::Instant::now();
         while !body.rx.is_closed() {
@@ -427,6 +588,7 @@ mod tests {
             wake,
             Shutdown::default().subscribe(),
             config(4),
+            None,
         );
         assert_eq!(&next(&mut body).await.unwrap().unwrap()[..], KEEP_ALIVE);
         allowed.store(false, Ordering::SeqCst);
@@ -436,6 +598,126 @@ mod tests {
                 Some(frame) => assert_eq!(&frame.unwrap()[..], KEEP_ALIVE),
             }
         }
+    }
+
+    /// Reads `body` until it ends; fails if it is still going after
+    /// `limit` (the stream would never end by itself).
+    async fn ends_within(body: &mut SseBody, limit: Duration) {
+        let until = std::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(until.into(), body.next()).await {
+                Ok(None) => return,
+                Ok(Some(frame)) => {
+                    frame.unwrap();
+                }
+                Err(_) => {
+                    panic!("the stream still runs {limit:?} after its credential was revoked")
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_revoked_credential_ends_a_stream_that_is_always_a_page_behind() {
+        let (_commit, wake) = watch::channel(0);
+        // A log that never runs out: every read finds a full page.
+        let source = fake(u64::MAX / 2);
+        let allowed = source.allowed.clone();
+        let first = EventPage {
+            events: (1..=u64::from(PAGE)).map(event).collect(),
+            next: EventCursor::from_seq(u64::from(PAGE)),
+        };
+        let mut body = start(
+            source,
+            first,
+            wake,
+            Shutdown::default().subscribe(),
+            config(4),
+            None,
+        );
+        for _ in 0..10 {
+            next(&mut body).await.unwrap().unwrap();
+        }
+        allowed.store(false, Ordering::SeqCst);
+        // The client keeps reading as fast as it can.
+        ends_within(&mut body, Duration::from_secs(10)).await;
+    }
+
+    /// An organization so busy that a commit is always waiting when the
+    /// stream has caught up: every read is followed by another commit.
+    struct Busy(Fake, watch::Sender<u64>);
+
+    impl Source for Busy {
+        fn read(
+            &mut self,
+            after: EventCursor,
+        ) -> impl Future<Output = Result<EventPage, AppError>> + Send {
+            self.1.send_modify(|n| *n += 1);
+            // The commits are other sessions' events: this stream filters
+            // them out.
+            self.0.read(after)
+        }
+
+        fn still_allowed(&mut self) -> impl Future<Output = bool> + Send {
+            self.0.still_allowed()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_revoked_credential_ends_the_stream_of_a_busy_organization() {
+        let (commit, wake) = watch::channel(0);
+        commit.send_modify(|n| *n += 1);
+        let source = fake(0);
+        let allowed = source.allowed.clone();
+        let mut body = start(
+            Busy(source, commit),
+            empty(),
+            wake,
+            Shutdown::default().subscribe(),
+            config(4),
+            None,
+        );
+        allowed.store(false, Ordering::SeqCst);
+        ends_within(&mut body, Duration::from_secs(10)).await;
+    }
+
+    #[test]
+    fn streams_are_capped_per_credential_and_per_organization() {
+        use wagate_domain::{ApiKeyId, CapabilitySet, PrincipalKind};
+        let slots = Arc::new(StreamSlots::default());
+        let config = EventStreamConfig {
+            max_per_org: 3,
+            max_per_credential: 2,
+            ..EventStreamConfig::default()
+        };
+        let key = |org: &str, n: u128| Principal {
+            org: OrgId::parse(org).unwrap(),
+            capabilities: CapabilitySet::ALL,
+            kind: PrincipalKind::ApiKey(ApiKeyId::from_ulid(ulid::Ulid::from(n))),
+            credential_expires_at: None,
+        };
+        let acme = OrgId::parse("acme").unwrap();
+        let a1 = slots.take(&key("acme", 1), &config).unwrap();
+        let a2 = slots.take(&key("acme", 1), &config).unwrap();
+        assert_eq!(
+            slots.take(&key("acme", 1), &config).unwrap_err(),
+            TooMany::Credential(2)
+        );
+        let b1 = slots.take(&key("acme", 2), &config).unwrap();
+        assert_eq!(
+            slots.take(&key("acme", 2), &config).unwrap_err(),
+            TooMany::Org(3)
+        );
+        // Another organization is not held back by this one.
+        let other = slots.take(&key("umbrella", 3), &config).unwrap();
+        assert_eq!(slots.open_for(&acme), 3);
+        // A stream that ends gives its slot back.
+        drop(a1);
+        let a3 = slots.take(&key("acme", 1), &config).unwrap();
+        drop((a2, a3, b1, other));
+        assert_eq!(slots.open_for(&acme), 0);
+        let open = slots.open.lock().unwrap();
+        assert!(open.per_org.is_empty() && open.per_credential.is_empty());
     }
 
     /// A log that grows when the test says so.
@@ -470,6 +752,7 @@ mod tests {
             wake,
             Shutdown::default().subscribe(),
             config,
+            None,
         );
         len.store(2, Ordering::SeqCst);
         commit.send_modify(|n| *n += 1);

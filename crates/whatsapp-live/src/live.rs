@@ -14,8 +14,8 @@ use wagate_domain::{
     ProfilePicture, QrCode, SessionErrorCode, SessionId,
 };
 use wagate_whatsapp_port::{
-    MediaRef, OutgoingContent, OutgoingMessage, SessionEvent, SessionEventKind, SessionEventSink,
-    WhatsAppError, WhatsAppPort,
+    MediaDownload, MediaRef, OutgoingContent, OutgoingMessage, SessionEvent, SessionEventKind,
+    SessionEventSink, WhatsAppError, WhatsAppPort,
 };
 use whatsapp_rust::Client;
 use whatsapp_rust::bot::Bot;
@@ -33,7 +33,7 @@ use crate::config::{LiveConfig, LiveOptions};
 use crate::devices::DeviceDirectory;
 use crate::inbound::RecordingHook;
 use crate::mapping::{self, iq_error};
-use crate::media::MediaHttp;
+use crate::media::{MediaHttp, MediaSink};
 use crate::messages::{self, MediaHandle};
 use crate::runner::{Forwarder, Runner, RunnerHandle, StopReason};
 use crate::transport::{TransportProbe, WatchedTransport};
@@ -55,7 +55,18 @@ pub(crate) struct Shared {
     pub options: LiveOptions,
     /// The one HTTP client (media) every session's client uses.
     pub media_http: MediaHttp,
+    /// Places for media downloads running at once ([`MAX_DOWNLOADS`]).
+    pub downloads: Arc<tokio::sync::Semaphore>,
 }
+
+/// Media downloads running at once, all sessions together: each holds a
+/// blocking thread (whatsapp-rust downloads and decrypts on one) for at
+/// most the media host's time limits.
+pub(crate) const MAX_DOWNLOADS: usize = 32;
+
+/// How long a download waits for its reader (the client of the media
+/// route) to take the next chunk before it stops.
+const MEDIA_READER_PATIENCE: Duration = Duration::from_secs(30);
 
 /// One session's place in the adapter.
 #[derive(Default)]
@@ -183,6 +194,7 @@ impl LiveWhatsApp {
                 devices,
                 options,
                 media_http,
+                downloads: Arc::new(tokio::sync::Semaphore::new(MAX_DOWNLOADS)),
             }),
             slots: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),
@@ -940,16 +952,47 @@ impl WhatsAppPort for LiveWhatsApp {
         &self,
         session: &SessionId,
         media: &MediaRef,
-    ) -> Result<Vec<u8>, WhatsAppError> {
+        max_bytes: u64,
+    ) -> Result<MediaDownload, WhatsAppError> {
         let handle = MediaHandle::decode(media).ok_or(WhatsAppError::NotFound(None))?;
+        // `None` also for a direct path that could leave the media host.
         let params = handle
             .download_params()
             .ok_or(WhatsAppError::NotFound(None))?;
+        if handle.file_length > max_bytes {
+            return Err(WhatsAppError::Internal(format!(
+                "the media is {} bytes, over the limit of {max_bytes}",
+                handle.file_length
+            )));
+        }
         let client = self.online(session)?;
-        client
-            .download_from_params(&params)
-            .await
-            .map_err(|e| messages::media_error(true, &e))
+        // Each download holds a blocking thread: a bounded number at once.
+        let place = self
+            .shared
+            .downloads
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| WhatsAppError::Unavailable("too many media downloads at once".into()))?;
+        let (tx, download) = MediaDownload::channel();
+        let sink = MediaSink::new(
+            tx.clone(),
+            tokio::runtime::Handle::current(),
+            max_bytes,
+            MEDIA_READER_PATIENCE,
+        );
+        tokio::spawn(async move {
+            let _place = place;
+            match client.download_from_params_to_writer(&params, sink).await {
+                Ok(sink) => sink.finish().await,
+                Err(e) => {
+                    tracing::debug!(error = %e, "media download stopped");
+                    tx.fail(messages::media_error(true, &e)).await;
+                }
+            }
+        });
+        // Answered once the first bytes are in (or it failed before them);
+        // dropping the answer stops the download.
+        download.started().await
     }
 }
 

@@ -376,7 +376,7 @@ impl MediaHandle {
     /// The download parameters, or `None` when the message did not carry
     /// enough to fetch it (then WhatsApp cannot give it to us either).
     pub(crate) fn download_params(&self) -> Option<DownloadParams> {
-        if self.direct_path.is_empty()
+        if !is_direct_path(&self.direct_path)
             || self.media_key.len() != 32
             || self.file_enc_sha256.len() != 32
             || self.file_sha256.len() != 32
@@ -392,6 +392,21 @@ impl MediaHandle {
             media_type(self.kind).ok()?,
         ))
     }
+}
+
+/// Whether `path` is a path on WhatsApp's media host, as the download URL
+/// `https://{host}{path}?auth=…` needs: it comes from the contact's
+/// message, so anything that could change the host (a leading `.`, `:` or
+/// `@`, a `\\`, a `//`), leave the path or smuggle a fragment is refused —
+/// the account's media token would go with it.
+pub(crate) fn is_direct_path(path: &str) -> bool {
+    path.len() <= 2048
+        && path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.split(['/', '?']).any(|segment| segment == "..")
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~/?=&%+,;:!*'()$".contains(&b))
 }
 
 // ---------------------------------------------------------------- incoming
@@ -505,7 +520,13 @@ fn media_content(m: MediaFields<'_>) -> (InboundContent, Option<MessageId>) {
     let file_sha256 = m.file_sha256.unwrap_or_default();
     let handle = MediaHandle {
         kind: m.kind,
-        direct_path: m.direct_path.unwrap_or_default().to_owned(),
+        // Kept only when it is a path on the media host: anything else
+        // would never be downloaded anyway.
+        direct_path: m
+            .direct_path
+            .filter(|p| is_direct_path(p))
+            .unwrap_or_default()
+            .to_owned(),
         media_key: m.media_key.unwrap_or_default().to_vec(),
         file_enc_sha256: m.file_enc_sha256.unwrap_or_default().to_vec(),
         file_sha256: file_sha256.to_vec(),
@@ -1092,6 +1113,59 @@ mod tests {
             ..handle
         };
         assert!(incomplete.download_params().is_none());
+    }
+
+    #[test]
+    fn a_direct_path_that_could_leave_the_media_host_is_never_downloaded() {
+        let handle = |path: &str| MediaHandle {
+            kind: MessageType::Image,
+            direct_path: path.into(),
+            media_key: vec![1; 32],
+            file_enc_sha256: vec![2; 32],
+            file_sha256: vec![3; 32],
+            file_length: 10,
+        };
+        for good in [
+            "/v/t62.7118-24/11734917_2025_n.enc?ccb=11-4&oh=01_Q5Aa&oe=68A1B2C3&_nc_sid=5e03e0",
+            "/mms/image/AbC-_=",
+        ] {
+            assert!(handle(good).download_params().is_some(), "{good}");
+        }
+        for bad in [
+            ".evil.example/x",
+            "@evil.example/x",
+            ":8443/x",
+            "evil.example/x",
+            "//evil.example/x",
+            "/\\evil.example/x",
+            "/x#frag",
+            "/x y",
+            "/v/../../admin",
+            "/v/x\r\nHost: evil",
+            "",
+        ] {
+            assert!(!is_direct_path(bad), "{bad:?}");
+            assert!(handle(bad).download_params().is_none(), "{bad:?}");
+        }
+        // Not even stored from an incoming message.
+        let wire = wa::Message {
+            image_message: MessageField::some(wa::message::ImageMessage {
+                direct_path: Some(".evil.example/x".into()),
+                media_key: Some(vec![7; 32]),
+                file_enc_sha256: Some(vec![8; 32]),
+                file_sha256: Some(vec![9; 32]),
+                file_length: Some(4),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let m = inbound_message(&wire, &info(from_contact()), &own(), &Alternates::new()).unwrap();
+        let InboundContent::Media { media, .. } = m.content else {
+            panic!("media");
+        };
+        let stored = MediaHandle::decode(&media).unwrap();
+        assert_eq!(stored.direct_path, "");
+        assert!(stored.download_params().is_none());
     }
 
     fn receipt(kind: ReceiptType, chat: &str, sender: &str) -> Receipt {

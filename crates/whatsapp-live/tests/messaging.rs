@@ -278,9 +278,12 @@ async fn media_both_ways() {
     assert_eq!(caption.as_deref(), Some("look"));
     assert_eq!(info.mimetype, "image/jpeg");
     assert_eq!(info.size, 5000);
-    assert_eq!(live.download_media(&s, &media).await.unwrap(), picture);
+    let download = live.download_media(&s, &media, 5000).await.unwrap();
+    assert_eq!(download.collect().await.unwrap(), picture);
+    // Declared over the limit: refused before anything is fetched.
+    assert!(live.download_media(&s, &media, 4999).await.is_err());
     assert_eq!(
-        live.download_media(&s, &wagate_whatsapp_port::MediaRef(vec![9, 9]))
+        live.download_media(&s, &wagate_whatsapp_port::MediaRef(vec![9, 9]), 5000)
             .await
             .unwrap_err(),
         WhatsAppError::NotFound(None)

@@ -16,8 +16,8 @@ use wagate_domain::{
 };
 
 use crate::{
-    InboundContent, InboundMessage, MediaRef, OutgoingContent, OutgoingMessage, SessionEvent,
-    SessionEventKind, SessionEventSink, StatusUpdate, WhatsAppError, WhatsAppPort,
+    InboundContent, InboundMessage, MediaDownload, MediaRef, OutgoingContent, OutgoingMessage,
+    SessionEvent, SessionEventKind, SessionEventSink, StatusUpdate, WhatsAppError, WhatsAppPort,
 };
 
 /// How long a fake QR code is valid (WhatsApp's first code lives 60 s).
@@ -752,12 +752,19 @@ impl WhatsAppPort for FakeWhatsApp {
         &self,
         session: &SessionId,
         media: &MediaRef,
-    ) -> Result<Vec<u8>, WhatsAppError> {
+        max_bytes: u64,
+    ) -> Result<MediaDownload, WhatsAppError> {
         self.live(session, None)?;
-        lock(&self.media)
+        let bytes = lock(&self.media)
             .get(&media.0)
             .map(|bytes| bytes.as_ref().clone())
-            .ok_or(WhatsAppError::NotFound(None))
+            .ok_or(WhatsAppError::NotFound(None))?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(WhatsAppError::Internal(format!(
+                "the media is larger than {max_bytes} bytes"
+            )));
+        }
+        Ok(MediaDownload::complete(bytes))
     }
 
     async fn disconnect(&self, session: &SessionId) -> Result<(), WhatsAppError> {
@@ -1185,8 +1192,10 @@ mod tests {
             }]
         );
         assert_eq!(
-            fake.download_media(&s, &MediaRef(vec![1, 2])).await,
-            Err(WhatsAppError::NotFound(None))
+            fake.download_media(&s, &MediaRef(vec![1, 2]), 100)
+                .await
+                .unwrap_err(),
+            WhatsAppError::NotFound(None)
         );
     }
 
@@ -1242,7 +1251,9 @@ mod tests {
             panic!("not media");
         };
         assert_eq!(info.size, 3);
-        assert_eq!(fake.download_media(&s, media).await.unwrap(), vec![1, 2, 3]);
+        let download = fake.download_media(&s, media, 3).await.unwrap();
+        assert_eq!(download.collect().await.unwrap(), vec![1, 2, 3]);
+        assert!(fake.download_media(&s, media, 2).await.is_err());
     }
 
     #[test]

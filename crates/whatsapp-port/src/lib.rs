@@ -45,8 +45,8 @@ pub use fake::{
     Fixtures, FixturesError,
 };
 pub use messages::{
-    InboundContent, InboundMessage, MediaRef, NotRecorded, OutgoingContent, OutgoingMedia,
-    OutgoingMessage, StatusUpdate,
+    InboundContent, InboundMessage, MediaDownload, MediaRef, MediaSender, NotRecorded,
+    OutgoingContent, OutgoingMedia, OutgoingMessage, StatusUpdate,
 };
 #[cfg(feature = "mock")]
 pub use port::MockWhatsAppPort;

@@ -5,6 +5,8 @@ use std::fmt;
 use time::OffsetDateTime;
 use wagate_domain::{Jid, MediaInfo, MessageId, MessageStatus, MessageType};
 
+use crate::WhatsAppError;
+
 /// A message to send to one person.
 #[derive(Clone, PartialEq, Eq)]
 pub struct OutgoingMessage {
@@ -202,3 +204,219 @@ pub struct StatusUpdate {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("received messages were not recorded: {0}")]
 pub struct NotRecorded(pub String);
+
+/// One piece of a [`MediaDownload`], as its producer sends it.
+#[derive(Debug)]
+enum Piece {
+    Bytes(Vec<u8>),
+    End,
+    Failed(WhatsAppError),
+}
+
+/// A received message's media as it downloads: its decrypted bytes in
+/// chunks, in order ([`MediaDownload::next`]). Memory is bounded (a few
+/// chunks in flight), and dropping it stops the download: a client that
+/// goes away costs nothing more.
+pub struct MediaDownload {
+    rx: tokio::sync::mpsc::Receiver<Piece>,
+    /// A piece already taken off the channel (to see that the download
+    /// started), given out first.
+    first: Option<Piece>,
+    done: bool,
+}
+
+/// The producer's side of a [`MediaDownload`]. A download ends only by
+/// [`MediaSender::finish`]: one whose every sender is dropped without it
+/// reads as failed, never as complete.
+#[derive(Debug, Clone)]
+pub struct MediaSender {
+    tx: tokio::sync::mpsc::Sender<Piece>,
+}
+
+/// Chunks a [`MediaDownload`] holds in flight, at most.
+const MEDIA_CHUNKS_IN_FLIGHT: usize = 4;
+
+impl fmt::Debug for MediaDownload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MediaDownload")
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MediaDownload {
+    /// A download fed by the returned sender.
+    pub fn channel() -> (MediaSender, MediaDownload) {
+        let (tx, rx) = tokio::sync::mpsc::channel(MEDIA_CHUNKS_IN_FLIGHT);
+        (
+            MediaSender { tx },
+            MediaDownload {
+                rx,
+                first: None,
+                done: false,
+            },
+        )
+    }
+
+    /// Media already in hand, as one chunk.
+    pub fn complete(bytes: Vec<u8>) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        // Room for both: this cannot fail.
+        let _ = tx.try_send(Piece::Bytes(bytes));
+        let _ = tx.try_send(Piece::End);
+        MediaDownload {
+            rx,
+            first: None,
+            done: false,
+        }
+    }
+
+    /// Waits until the download has produced something: `Ok` once it
+    /// started (its first bytes, or its end), its error when it failed
+    /// before any byte.
+    ///
+    /// # Errors
+    ///
+    /// The download's error.
+    pub async fn started(mut self) -> Result<Self, WhatsAppError> {
+        match self.rx.recv().await {
+            Some(Piece::Failed(e)) => Err(e),
+            None => Err(cut_short()),
+            Some(piece) => {
+                self.first = Some(piece);
+                Ok(self)
+            }
+        }
+    }
+
+    /// The next chunk; `None` once the media is complete.
+    ///
+    /// # Errors
+    ///
+    /// Why the download failed (then nothing more comes).
+    pub async fn next(&mut self) -> Option<Result<Vec<u8>, WhatsAppError>> {
+        if self.done {
+            return None;
+        }
+        let piece = match self.first.take() {
+            Some(piece) => Some(piece),
+            None => self.rx.recv().await,
+        };
+        match piece {
+            Some(Piece::Bytes(b)) => Some(Ok(b)),
+            Some(Piece::End) => {
+                self.done = true;
+                None
+            }
+            Some(Piece::Failed(e)) => {
+                self.done = true;
+                Some(Err(e))
+            }
+            None => {
+                self.done = true;
+                Some(Err(cut_short()))
+            }
+        }
+    }
+
+    /// All of it (for callers that need the bytes in hand; tests).
+    ///
+    /// # Errors
+    ///
+    /// Why the download failed.
+    pub async fn collect(mut self) -> Result<Vec<u8>, WhatsAppError> {
+        let mut all = Vec::new();
+        while let Some(chunk) = self.next().await {
+            all.extend_from_slice(&chunk?);
+        }
+        Ok(all)
+    }
+}
+
+fn cut_short() -> WhatsAppError {
+    WhatsAppError::Internal("the media download stopped before its end".into())
+}
+
+impl MediaSender {
+    /// Hands the next chunk over, waiting for room; `false` when the
+    /// reader is gone (stop downloading).
+    pub async fn send(&self, chunk: Vec<u8>) -> bool {
+        self.tx.send(Piece::Bytes(chunk)).await.is_ok()
+    }
+
+    /// [`MediaSender::send`] from a thread outside the runtime (a
+    /// blocking download), waiting at most `patience` for room: `false`
+    /// when the reader is gone or took nothing for that long.
+    pub fn send_blocking(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        chunk: Vec<u8>,
+        patience: std::time::Duration,
+    ) -> bool {
+        runtime
+            .block_on(tokio::time::timeout(
+                patience,
+                self.tx.send(Piece::Bytes(chunk)),
+            ))
+            .is_ok_and(|sent| sent.is_ok())
+    }
+
+    /// The media is complete.
+    pub async fn finish(self) {
+        let _ = self.tx.send(Piece::End).await;
+    }
+
+    /// The download failed.
+    pub async fn fail(self, error: WhatsAppError) {
+        let _ = self.tx.send(Piece::Failed(error)).await;
+    }
+
+    /// Whether the reader is gone.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+#[cfg(test)]
+mod download_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_download_is_complete_only_when_finished() {
+        let (tx, rx) = MediaDownload::channel();
+        let producer = tokio::spawn(async move {
+            assert!(tx.send(vec![1, 2]).await);
+            assert!(tx.send(vec![3]).await);
+            tx.finish().await;
+        });
+        assert_eq!(
+            rx.started().await.unwrap().collect().await.unwrap(),
+            vec![1, 2, 3]
+        );
+        producer.await.unwrap();
+
+        // Dropped half-way: a failure, not a short file.
+        let (tx, rx) = MediaDownload::channel();
+        assert!(tx.send(vec![1]).await);
+        drop(tx);
+        assert!(rx.collect().await.is_err());
+
+        // Failed before any byte: `started` says why.
+        let (tx, rx) = MediaDownload::channel();
+        tx.fail(WhatsAppError::NotFound(None)).await;
+        assert_eq!(
+            rx.started().await.unwrap_err(),
+            WhatsAppError::NotFound(None)
+        );
+
+        // The reader gone: the producer is told to stop.
+        let (tx, rx) = MediaDownload::channel();
+        drop(rx);
+        assert!(tx.is_closed() && !tx.send(vec![1]).await);
+
+        assert_eq!(
+            MediaDownload::complete(vec![7]).collect().await.unwrap(),
+            vec![7]
+        );
+    }
+}

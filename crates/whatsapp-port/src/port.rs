@@ -4,7 +4,7 @@ use wagate_domain::{
     QrCode, SessionId,
 };
 
-use crate::{MediaRef, OutgoingMessage, WhatsAppError};
+use crate::{MediaDownload, MediaRef, OutgoingMessage, WhatsAppError};
 
 /// Everything wagate asks of WhatsApp, for many sessions at once.
 ///
@@ -177,7 +177,11 @@ pub trait WhatsAppPort: Send + Sync + std::fmt::Debug {
         ids: &[MessageId],
     ) -> Result<(), WhatsAppError>;
 
-    /// Downloads and decrypts a received message's media.
+    /// Starts downloading and decrypting a received message's media, and
+    /// answers once it has started (its first bytes are there): the rest
+    /// comes through the [`MediaDownload`] as it arrives, never more than
+    /// `max_bytes` (past that the download fails), and stops when the
+    /// download is dropped.
     ///
     /// # Errors
     ///
@@ -187,5 +191,6 @@ pub trait WhatsAppPort: Send + Sync + std::fmt::Debug {
         &self,
         session: &SessionId,
         media: &MediaRef,
-    ) -> Result<Vec<u8>, WhatsAppError>;
+        max_bytes: u64,
+    ) -> Result<MediaDownload, WhatsAppError>;
 }

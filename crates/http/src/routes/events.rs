@@ -16,7 +16,7 @@ use wagate_domain::{EventCursor, EventFilter, EventPattern, Principal, SessionId
 
 use crate::dto::{ErrorEnvelope, EventList, event_pattern_regex};
 use crate::extract::{Caller, bearer_token};
-use crate::stream::{self, PAGE, Source};
+use crate::stream::{self, PAGE, Source, TooMany};
 use crate::{ApiError, AppState};
 
 static LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
@@ -221,12 +221,15 @@ pub(crate) async fn list(
             `id: <cursor>`, `event: <type>`, `data: <the event object on one line>`; the schema describes one message \
             (`EventStreamMessage`), as an SSE client reads it. A `: keep-alive` comment comes at least every 15 s. A client \
             that leaves its buffer full for 30 s is disconnected; the stream also ends when the server shuts down or the \
-            credential stops working: reconnect with `Last-Event-ID`. On the wire:\n\n\
+            credential stops working (a revoked key, an expired login: checked every keep-alive period, however busy the \
+            stream is): reconnect with `Last-Event-ID`. On the wire:\n\n\
             ```\nid: 42\nevent: session.status\ndata: {\"id\":\"evt_01JBZ5T0Q4M6Y8V2K3N7R9S1WX\",\"cursor\":\"42\",\"type\":\"session.status\",…}\n\n: keep-alive\n```",
             content_type = "text/event-stream", body = EventStreamMessage),
         (status = 400, description = "Bad after or Last-Event-ID (each checked, also when both are sent), types or sessionId (`details.field`).", body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, description = "Needs `read`.", body = ErrorEnvelope),
         (status = 410, description = "`gone`: the cursor is older than the retained events; start again without it.", body = ErrorEnvelope),
+        (status = 429, description = "`rate_limited`: the credential already has `events.max_streams_per_credential` (default 5) streams open, \
+            or the organization `events.max_streams_per_org` (default 20); `details.limit` is the cap reached.", body = ErrorEnvelope),
         (status = 503, description = "The database is unavailable; try again.", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
@@ -251,6 +254,10 @@ pub(crate) async fn stream(
     let filter = filter(query.types.as_deref(), query.session_id.as_deref())?;
     // Subscribed before the first read: no commit after it is missed.
     let wake = state.gateway.watch_events(&caller.0)?;
+    let slot = state
+        .stream_slots
+        .take(&caller.0, &state.event_stream)
+        .map_err(too_many_streams)?;
     let token = bearer_token(req.headers())?.to_owned();
     let mut source = GatewaySource {
         gateway: state.gateway.clone(),
@@ -282,6 +289,7 @@ pub(crate) async fn stream(
         wake,
         state.shutdown.subscribe(),
         state.event_stream,
+        Some(slot),
     );
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
@@ -292,6 +300,27 @@ pub(crate) async fn stream(
         // (so an ended stream does not hold graceful shutdown either).
         .force_close()
         .streaming(body))
+}
+
+/// 429 for one stream too many, naming the cap.
+fn too_many_streams(cap: TooMany) -> ApiError {
+    let (what, limit) = match cap {
+        TooMany::Credential(limit) => (
+            format!(
+                "this credential already has {limit} event streams open (events.max_streams_per_credential)"
+            ),
+            limit,
+        ),
+        TooMany::Org(limit) => (
+            format!(
+                "this organization already has {limit} event streams open (events.max_streams_per_org)"
+            ),
+            limit,
+        ),
+    };
+    // A slot frees when a stream ends; a reconnecting client should not
+    // hammer the gateway meanwhile.
+    ApiError::too_many(&what, 5).detail("limit", limit)
 }
 
 /// A stream's events from the gateway, as its caller may read them.

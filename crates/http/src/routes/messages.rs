@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use serde::Deserialize;
 use utoipa::IntoParams;
-use wagate_app::{MediaInput, SendContent, SendRequest};
+use wagate_app::{AppError, MediaInput, SendContent, SendRequest};
 use wagate_domain::{
     DomainError, IdempotencyKey, Jid, Message, MessageId, MessageType, SessionId, WebhookUrl,
 };
@@ -13,7 +13,8 @@ use wagate_domain::{
 use crate::dto::{
     ErrorEnvelope, MessageBody, MessageList, ReactionRequest, ReadRequest, SendMessageRequest,
 };
-use crate::extract::{Caller, json_body, session_id};
+use crate::extract::{Caller, json_body, require_json, session_id};
+use crate::large_bodies::{self, Full};
 use crate::{ApiError, AppState};
 
 /// The request header that makes a send idempotent.
@@ -150,7 +151,7 @@ fn send_request(
         (status = 409, description = "The `Idempotency-Key` was used for a different request.", body = ErrorEnvelope),
         (status = 413, description = "Media over `messages.max_media_bytes` (`details.limit`).", body = ErrorEnvelope),
         (status = 415, body = ErrorEnvelope),
-        (status = 429, description = "The session's queue is full (`messages.max_queue`); `Retry-After`.", body = ErrorEnvelope),
+        (status = 429, description = "The session's queue is full (`messages.max_queue`); or the body is over 64 KiB and the organization (a quarter of the places) or the gateway (about 256 MiB of such bodies) has as many of them in flight as it may; `Retry-After`.", body = ErrorEnvelope),
         (status = 501, description = "The session is not connected (`details.status`).", body = ErrorEnvelope),
         (status = 503, body = ErrorEnvelope),
     ),
@@ -160,7 +161,7 @@ pub(crate) async fn send(
     caller: Caller,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let id = session_id(&path)?;
     let key = match req.headers().get(IDEMPOTENCY_KEY) {
@@ -169,8 +170,39 @@ pub(crate) async fn send(
             ApiError::invalid("Idempotency-Key", "must be printable ASCII")
         })?)?),
     };
-    let body: SendMessageRequest = json_body(&req, &body, false)?;
-    let request = send_request(body, key)?;
+    // Everything that needs no body comes before a byte of it is read
+    // (up to ~21 MiB): its type, who may send, to which session, its size.
+    require_json(&req)?;
+    state.gateway.check_sender(&caller.0, &id).await?;
+    let max_media = state.gateway.outbox().settings().max_media_bytes;
+    let too_large = || ApiError::from(AppError::PayloadTooLarge { limit: max_media });
+    let limit = crate::send_body_limit(&state.gateway);
+    let expected = large_bodies::content_length(&req);
+    if expected.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    // A large body takes one of the bounded places until it is stored.
+    let _place = if large_bodies::is_large(expected) {
+        Some(state.large_bodies.take(&caller.0.org).map_err(|full| {
+            let what = match full {
+                Full::Org => {
+                    "this organization already has as many large message bodies in flight as it may"
+                }
+                Full::All => "the gateway is reading as many large message bodies as it may",
+            };
+            ApiError::too_many(what, 1)
+        })?)
+    } else {
+        None
+    };
+    let request = {
+        let body = large_bodies::read(payload, limit, expected, too_large).await?;
+        let parsed: SendMessageRequest = json_body(&req, &body, false)?;
+        // The raw body goes before the base64 is decoded: at most two
+        // copies of the media are held at once, not three.
+        drop(body);
+        send_request(parsed, key)?
+    };
     let outcome = state.gateway.send_message(&caller.0, &id, request).await?;
     Ok(accepted(&outcome.message, outcome.replayed))
 }
@@ -251,12 +283,14 @@ pub(crate) async fn get(
         pattern = r"^sess_[0-7][0-9A-HJKMNP-TV-Z]{25}$", example = "sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX"),
         ("messageId" = String, Path, description = "1 to 128 ASCII letters, digits, `-`, `_`", pattern = r"^[A-Za-z0-9_-]{1,128}$")),
     responses(
-        (status = 200, description = "The decrypted media; `Content-Type` is its MIME type.", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The decrypted media, streamed as WhatsApp sends it; `Content-Type` is its MIME type (as its sender declared it), with `X-Content-Type-Options: nosniff` and `Content-Disposition: attachment`. A download that fails after its first bytes (it does not verify, or grows past `messages.max_media_bytes`) closes the connection before the end.", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
         (status = 403, description = "Needs `read`.", body = ErrorEnvelope),
         (status = 404, description = "No such session or message, no media, or WhatsApp no longer has it (a sent message's media is kept only until it is sent).", body = ErrorEnvelope),
+        (status = 413, description = "The media is declared larger than `messages.max_media_bytes` (`details.limit`); one that turns out larger while it streams ends the connection before its end.", body = ErrorEnvelope),
         (status = 501, description = "Downloading a received message's media needs the session connected.", body = ErrorEnvelope),
-        (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope),
+        (status = 503, description = "WhatsApp is unavailable, or too many media downloads run at once; try again.", body = ErrorEnvelope),
+        (status = 504, description = "WhatsApp sent no byte of it within `whatsapp.request_timeout_secs`.", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn media(
@@ -271,9 +305,26 @@ pub(crate) async fn media(
         .await?;
     let mimetype = header::HeaderValue::from_str(&media.info.mimetype)
         .unwrap_or(header::HeaderValue::from_static("application/octet-stream"));
+    // Streamed as it is downloaded and decrypted: nothing is held whole,
+    // and a client that goes away stops the download. A download that
+    // fails half-way (it did not verify, or passed the size limit) fails
+    // the body: the connection closes before the end, never a short file
+    // that looks complete.
+    let body = futures_util::stream::unfold(media.bytes, |mut download| async move {
+        let chunk = download.next().await?;
+        let chunk = chunk.map(web::Bytes::from).map_err(|e| {
+            tracing::warn!(error = %e, "media download failed after its first bytes");
+            std::io::Error::other("the media download failed")
+        });
+        Some((chunk, download))
+    });
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, mimetype))
-        .body(media.bytes))
+        // The type is the sender's word: never let a browser sniff or
+        // render it on the gateway's origin.
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::CONTENT_DISPOSITION, "attachment"))
+        .streaming(body))
 }
 
 #[utoipa::path(post, path = "/api/v1/sessions/{sessionId}/messages/{messageId}/reaction", tag = "messages",
