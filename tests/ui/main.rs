@@ -414,6 +414,11 @@ async fn another_organization_sees_none_of_it() -> anyhow::Result<()> {
 
     // acme has a connected session with a message, a webhook and a key.
     let id = app.connected_session(&acme).await;
+    // From here on the phone scans only when told: globex pairs by code.
+    app.fake
+        .as_ref()
+        .expect("the fake adapter")
+        .hold_scans(true);
     let res = app
         .post(
             &format!("/api/v1/sessions/{id}/messages"),
@@ -488,5 +493,45 @@ async fn another_organization_sees_none_of_it() -> anyhow::Result<()> {
     browser.see("session not found").await?;
     let text = browser.page_text().await?;
     assert!(!text.contains("acme private") && !text.contains("+15550001111"));
+
+    // globex's own session: paired by a code, disconnected, deleted.
+    browser
+        .goto(&format!("{}/ui/#/sessions/{own}", app.address))
+        .await?;
+    browser.find(None, "heading", "Pairing code").await?;
+    browser.fill("Phone number", "+1 415 555 0123").await?;
+    browser.click("button", "Get code").await?;
+    browser.see(": type it on the phone").await?;
+    browser
+        .until("the status connected", || async {
+            Ok((status_shown(&browser).await? == "connected").then_some(()))
+        })
+        .await?;
+    browser.see("+14155550123").await?;
+    browser.click("button", "Disconnect").await?;
+    browser
+        .until("the status disconnected", || async {
+            Ok((status_shown(&browser).await? == "disconnected").then_some(()))
+        })
+        .await?;
+    // Delete asks first; Cancel keeps it.
+    browser.click("button", "Delete").await?;
+    browser.click("button", "Cancel").await?;
+    assert_eq!(
+        app.get(&format!("/api/v1/sessions/{own}"), &globex)
+            .await
+            .status(),
+        200
+    );
+    browser.click("button", "Delete").await?;
+    browser.click("button", "Delete session").await?;
+    browser.find(None, "heading", "Sessions").await?;
+    browser.see("No sessions yet").await?;
+    assert_eq!(
+        app.get(&format!("/api/v1/sessions/{own}"), &globex)
+            .await
+            .status(),
+        404
+    );
     Ok(())
 }

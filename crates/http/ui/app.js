@@ -478,7 +478,7 @@ function sessionScreen(root, id) {
     act(codeForm.querySelector('button'), async () => {
       const { code } = await api.call('POST', `/sessions/${id}/pairing-code`, { body: { phoneNumber: phone.value } });
       codeOut.replaceChildren('Type this code on the phone: ', h('strong', null, code));
-      say('Pairing code ready.');
+      say(`Pairing code ${code}: type it on the phone.`);
     });
   });
 
@@ -719,6 +719,8 @@ function webhooksScreen(root) {
   });
 
   const open = new Set(); // webhooks whose deliveries are shown
+  // Test events are not in the log (nor the stream): remember their ids.
+  const tests = new Set();
   const refreshers = new Map();
 
   function card(w) {
@@ -759,6 +761,7 @@ function webhooksScreen(root) {
           type: 'button',
           onclick: (e) => act(e.currentTarget, async () => {
             const { eventId } = await api.call('POST', `/webhooks/${w.id}/test`);
+            tests.add(eventId);
             say(`Test event ${eventId} queued.`);
             open.add(w.id);
             deliveries.hidden = false;
@@ -794,6 +797,7 @@ function webhooksScreen(root) {
     try {
       const { data } = await api.call('GET', `/webhooks/${w.id}/deliveries?limit=50`);
       const typeOf = new Map(state.events.map((e) => [e.id, e.type]));
+      for (const t of tests) typeOf.set(t, 'webhook.test');
       if (!data.length) {
         box.replaceChildren(deliveriesHead(w, box), h('p', { class: 'empty' }, 'Nothing delivered yet.'));
         return;
