@@ -279,7 +279,7 @@ mod tests {
 
     #[tokio::test]
     async fn mapping_is_durable_and_distinct_on_postgres() {
-        if let Some(url) = crate::sql::tests::fresh_postgres("mapping").await {
+        if let Some(url) = crate::sql::tests::fresh_postgres() {
             mapping_is_durable_and_distinct(KeyStoreLocation::Postgres {
                 url,
                 connections: 2,
@@ -290,7 +290,7 @@ mod tests {
 
     #[tokio::test]
     async fn erase_removes_only_that_device_on_postgres() {
-        if let Some(url) = crate::sql::tests::fresh_postgres("erase").await {
+        if let Some(url) = crate::sql::tests::fresh_postgres() {
             erase_removes_only_that_device(KeyStoreLocation::Postgres {
                 url,
                 connections: 2,

@@ -402,31 +402,10 @@ impl Db {
 pub(crate) mod tests {
     use super::*;
 
-    /// A new, empty database on the test PostgreSQL server, named after
-    /// `purpose`; `None` (and a line saying so) when there is no server.
-    pub(crate) async fn fresh_postgres(purpose: &str) -> Option<String> {
-        let Ok(admin) = std::env::var("WAGATE_TEST_POSTGRES_URL") else {
-            assert!(
-                std::env::var("WAGATE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "WAGATE_REQUIRE_POSTGRES=1 but no PostgreSQL (WAGATE_TEST_POSTGRES_URL)"
-            );
-            eprintln!("skipped: no PostgreSQL (set WAGATE_TEST_POSTGRES_URL)");
-            return None;
-        };
-        let name = format!(
-            "t_{purpose}_{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default()
-        );
-        let pool = PgPool::connect(&admin).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&pool)
-            .await
-            .unwrap();
-        let (base, _) = admin.rsplit_once('/').unwrap();
-        Some(format!("{base}/{name}"))
+    /// A new, empty database on the tests' throwaway PostgreSQL server;
+    /// `None` (stderr says why) when there is none.
+    pub(crate) fn fresh_postgres() -> Option<String> {
+        wagate_test_postgres::shared().map(wagate_test_postgres::PgServer::fresh_database)
     }
 
     #[test]

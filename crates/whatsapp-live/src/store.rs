@@ -2057,7 +2057,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_postgres_store_answers_and_stores_as_sqlite_does() {
-        let Some(pg) = crate::sql::tests::fresh_postgres("device_script").await else {
+        let Some(pg) = crate::sql::tests::fresh_postgres() else {
             return;
         };
         let dir = tempfile::tempdir().unwrap();
@@ -2089,7 +2089,7 @@ mod tests {
     /// hand-over): the conditional upserts keep what the traits promise.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writers_lose_nothing_on_postgres() {
-        let Some(pg) = crate::sql::tests::fresh_postgres("device_race").await else {
+        let Some(pg) = crate::sql::tests::fresh_postgres() else {
             return;
         };
         let a = DeviceHandle::new(Arc::new(Db::open_postgres(&pg, 4).await.unwrap()), 1);

@@ -8,7 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 use wagate_domain::{SessionErrorCode, SessionId, SystemClock};
-use wagate_whatsapp_live::{Jitter, LiveConfig, LiveOptions, LiveWhatsApp, ReconnectPolicy};
+use wagate_whatsapp_live::{
+    Jitter, KeyStoreLocation, LiveConfig, LiveOptions, LiveWhatsApp, ReconnectPolicy,
+};
 use wagate_whatsapp_port::{
     InboundMessage, NotRecorded, SessionEvent, SessionEventKind, SessionEventSink,
 };
@@ -234,11 +236,20 @@ pub async fn start(
     store: &std::path::Path,
     sink: Arc<WaitingSink>,
 ) -> Arc<LiveWhatsApp> {
+    start_on(url, KeyStoreLocation::Sqlite(store.to_path_buf()), sink).await
+}
+
+/// [`start`] with the device keys wherever `store` says.
+pub async fn start_on(
+    url: String,
+    store: KeyStoreLocation,
+    sink: Arc<WaitingSink>,
+) -> Arc<LiveWhatsApp> {
     init_logs();
     let config = LiveConfig {
         url: Some(url),
         version: Some(VERSION),
-        store: wagate_whatsapp_live::KeyStoreLocation::Sqlite(store.to_path_buf()),
+        store,
     };
     LiveWhatsApp::start_with(config, sink, Arc::new(SystemClock), fast_options())
         .await
