@@ -437,6 +437,8 @@ pub(crate) fn adapter_error(e: WhatsAppError, ctx: AdapterContext) -> AppError {
         )),
         WhatsAppError::Timeout => AppError::Timeout,
         WhatsAppError::Unavailable(m) => AppError::Unavailable(m),
+        // Not the caller's input, and not transient: logged, a 500.
+        WhatsAppError::Refused(r) => AppError::Internal(format!("WhatsApp refused: {r}")),
         WhatsAppError::Internal(m) => AppError::Internal(m),
     }
 }

@@ -278,16 +278,20 @@ pub enum MessageErrorCode {
     Rejected,
     /// The number has no WhatsApp account.
     NotOnWhatsApp,
+    /// WhatsApp's media server refused its media for good (too large, a
+    /// type it does not take, bytes it cannot read).
+    MediaRejected,
     /// The gateway could not send it (e.g. its media could not be read).
     Internal,
 }
 
 impl MessageErrorCode {
     /// Every code.
-    pub const ALL: [MessageErrorCode; 4] = [
+    pub const ALL: [MessageErrorCode; 5] = [
         MessageErrorCode::Expired,
         MessageErrorCode::Rejected,
         MessageErrorCode::NotOnWhatsApp,
+        MessageErrorCode::MediaRejected,
         MessageErrorCode::Internal,
     ];
 
@@ -297,6 +301,7 @@ impl MessageErrorCode {
             MessageErrorCode::Expired => "expired",
             MessageErrorCode::Rejected => "rejected",
             MessageErrorCode::NotOnWhatsApp => "not_on_whatsapp",
+            MessageErrorCode::MediaRejected => "media_rejected",
             MessageErrorCode::Internal => "internal",
         }
     }
@@ -325,6 +330,7 @@ impl MessageError {
             MessageErrorCode::Expired => "not sent within messages.max_pending_age",
             MessageErrorCode::Rejected => "WhatsApp refused the message",
             MessageErrorCode::NotOnWhatsApp => "the number has no WhatsApp account",
+            MessageErrorCode::MediaRejected => "WhatsApp's media server refused the media",
             MessageErrorCode::Internal => "the gateway could not send the message",
         };
         Self {

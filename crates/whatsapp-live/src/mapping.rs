@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use wagate_domain::{
     About, Absence, Jid, JidKind, LastError, PictureType, ProfilePicture, SessionErrorCode,
 };
-use wagate_whatsapp_port::{SessionEventKind, WhatsAppError};
+use wagate_whatsapp_port::{Refusal, SessionEventKind, WhatsAppError};
 use whatsapp_rust::pair_code::PairError;
 use whatsapp_rust::types::events::{ConnectFailureReason, Event};
 use whatsapp_rust::usync::{UsyncOutcome, UsyncProtocolKind, UsyncProtocolResult, UsyncResponse};
@@ -340,12 +340,16 @@ pub(crate) fn iq_error(e: &IqError) -> WhatsAppError {
     }
 }
 
+/// WhatsApp's error code: a timeout, a transient failure (429, 5xx), or a
+/// refusal for good (any other 4xx: asking again the same way is refused
+/// again, so a send fails at once instead of being retried for a day).
 fn server_error(code: u16, text: &str) -> WhatsAppError {
     match code {
         408 | 504 => WhatsAppError::Timeout,
         429 | 500..=599 => {
             WhatsAppError::Unavailable(format!("WhatsApp answered {code} {text}").trim().into())
         }
+        400..=499 => WhatsAppError::Refused(Refusal::Server(code)),
         _ => WhatsAppError::Internal(format!("WhatsApp answered {code} {text}").trim().into()),
     }
 }
@@ -723,7 +727,13 @@ mod tests {
             WhatsAppError::Unavailable(_)
         ));
         assert_eq!(iq_error(&server(408)), WhatsAppError::Timeout);
-        assert!(matches!(iq_error(&server(400)), WhatsAppError::Internal(_)));
+        // A 4xx is a refusal for good (a send fails at once, not retried).
+        for code in [400, 403, 406, 479] {
+            assert_eq!(
+                iq_error(&server(code)),
+                WhatsAppError::Refused(Refusal::Server(code))
+            );
+        }
         assert!(matches!(
             iq_error(&IqError::ParseError(whatsapp_rust::anyhow::anyhow!("bad"))),
             WhatsAppError::Internal(_)

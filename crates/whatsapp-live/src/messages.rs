@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use time::OffsetDateTime;
 use wagate_domain::{Jid, JidKind, MediaInfo, MessageId, MessageStatus, MessageType};
 use wagate_whatsapp_port::{
-    InboundContent, InboundMessage, MediaRef, OutgoingMedia, StatusUpdate, WhatsAppError,
+    InboundContent, InboundMessage, MediaRef, OutgoingMedia, Refusal, StatusUpdate, WhatsAppError,
 };
 use whatsapp_rust::buffa::MessageField;
 use whatsapp_rust::download::{DownloadParams, MediaType};
@@ -238,6 +238,12 @@ pub(crate) fn media_error(download: bool, e: &whatsapp_rust::anyhow::Error) -> W
         Some(408 | 504) => WhatsAppError::Timeout,
         Some(status @ (429 | 500..=599)) => {
             WhatsAppError::Unavailable(format!("{what}: the media server answered {status}"))
+        }
+        // The media server will not take these bytes (bad, too large, a
+        // type it refuses): for good. An expired media token (401/403) or
+        // a moved host (404) may pass on a later try.
+        Some(status @ (400 | 406 | 413 | 415 | 422)) if !download => {
+            WhatsAppError::Refused(Refusal::Media(status))
         }
         Some(status) => {
             WhatsAppError::Internal(format!("{what}: the media server answered {status}"))
@@ -1368,6 +1374,12 @@ mod tests {
             media_error(false, &status(404)),
             WhatsAppError::Internal(_)
         ));
+        for refused in [400, 413, 415] {
+            assert_eq!(
+                media_error(false, &status(refused)),
+                WhatsAppError::Refused(Refusal::Media(refused))
+            );
+        }
         assert!(matches!(
             media_error(true, &status(503)),
             WhatsAppError::Unavailable(_)

@@ -20,6 +20,11 @@ pub enum WhatsAppError {
     /// The phone number has no WhatsApp account.
     #[error("not on WhatsApp")]
     NotOnWhatsApp,
+    /// WhatsApp refused the request for good: sent again the same way it
+    /// is refused again (a 4xx answer, media the media server will not
+    /// take). Transient refusals (429, 5xx) are [`WhatsAppError::Unavailable`].
+    #[error("WhatsApp refused the request: {0}")]
+    Refused(Refusal),
     /// WhatsApp did not answer in time.
     #[error("WhatsApp did not answer in time")]
     Timeout,
@@ -29,4 +34,17 @@ pub enum WhatsAppError {
     /// Anything else; the text is for logs, not for callers.
     #[error("internal WhatsApp adapter error: {0}")]
     Internal(String),
+}
+
+/// Who refused a request for good, and with what code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum Refusal {
+    /// WhatsApp's server answered with this error code (4xx, not 408 or
+    /// 429).
+    #[error("WhatsApp answered {0}")]
+    Server(u16),
+    /// The media server refused the upload with this HTTP status (4xx):
+    /// too large, a type it does not take, or bytes it cannot read.
+    #[error("the media server answered {0}")]
+    Media(u16),
 }

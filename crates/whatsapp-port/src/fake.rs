@@ -17,7 +17,8 @@ use wagate_domain::{
 
 use crate::{
     InboundContent, InboundMessage, MediaDownload, MediaRef, OutgoingContent, OutgoingMessage,
-    SessionEvent, SessionEventKind, SessionEventSink, StatusUpdate, WhatsAppError, WhatsAppPort,
+    Refusal, SessionEvent, SessionEventKind, SessionEventSink, StatusUpdate, WhatsAppError,
+    WhatsAppPort,
 };
 
 /// How long a fake QR code is valid (WhatsApp's first code lives 60 s).
@@ -55,13 +56,17 @@ pub const BUILTIN_WORLD: &str = r#"{
 /// [`Fixtures::builtin`] (the simulator serves [`BUILTIN_WORLD`] alone):
 /// `14155550142` answers every message it is sent (`replies`) and reads
 /// it (`readsAfterMs`), so the demo and the contract tests can receive
-/// messages over HTTP alone.
+/// messages over HTTP alone; `14155550143` refuses every call for good
+/// (`fail: refused`) and `14155550144` every media message
+/// (`fail: media_refused`), so a permanent refusal can be seen too.
 pub const BUILTIN_FAKE_CONTACTS: &str = r#"{
   "14155550142@s.whatsapp.net": {
     "about": { "text": "I answer everything", "setAt": null },
     "readsAfterMs": 0,
     "replies": true
-  }
+  },
+  "14155550143@s.whatsapp.net": { "fail": "refused" },
+  "14155550144@s.whatsapp.net": { "fail": "media_refused" }
 }"#;
 
 /// Why a fixtures file was refused.
@@ -88,6 +93,11 @@ pub enum FailMode {
     Timeout,
     /// Fail with [`WhatsAppError::Unavailable`].
     Unavailable,
+    /// Fail for good: [`WhatsAppError::Refused`] with WhatsApp's 403.
+    Refused,
+    /// Media messages to the contact fail for good (the media server
+    /// refuses the upload: [`Refusal::Media`] 415); everything else works.
+    MediaRefused,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -579,7 +589,8 @@ impl FakeWhatsApp {
             Some(FailMode::Unavailable) => Err(WhatsAppError::Unavailable(
                 "the fake contact is set to fail".into(),
             )),
-            None => Ok(()),
+            Some(FailMode::Refused) => Err(WhatsAppError::Refused(Refusal::Server(403))),
+            Some(FailMode::MediaRefused) | None => Ok(()),
         }
     }
 
@@ -674,6 +685,11 @@ impl WhatsAppPort for FakeWhatsApp {
             .world
             .contact(&message.to)
             .ok_or(WhatsAppError::NotOnWhatsApp)?;
+        if contact.fail == Some(FailMode::MediaRefused)
+            && matches!(message.content, OutgoingContent::Media(_))
+        {
+            return Err(WhatsAppError::Refused(Refusal::Media(415)));
+        }
         let reads = contact.reads_after_ms.is_some();
         let first = self
             .sessions()
@@ -1196,6 +1212,49 @@ mod tests {
                 .await
                 .unwrap_err(),
             WhatsAppError::NotFound(None)
+        );
+    }
+
+    #[tokio::test]
+    async fn contacts_set_to_refuse_fail_for_good() {
+        let (fake, _) = fake();
+        let s = sid(8);
+        fake.connect(&s, Some(jid("15550001111@s.whatsapp.net")))
+            .await
+            .unwrap();
+        // The contacts that refuse for good: every call, or media only.
+        assert_eq!(
+            fake.send_message(&s, &text_to("14155550143@s.whatsapp.net", 4))
+                .await,
+            Err(WhatsAppError::Refused(Refusal::Server(403)))
+        );
+        let image = |id: u8| OutgoingMessage {
+            content: OutgoingContent::Media(crate::OutgoingMedia {
+                kind: wagate_domain::MessageType::Image,
+                mimetype: "image/png".into(),
+                filename: None,
+                caption: None,
+                voice_note: false,
+                data: vec![1, 2, 3],
+            }),
+            ..text_to("14155550144@s.whatsapp.net", id)
+        };
+        assert_eq!(
+            fake.send_message(&s, &image(5)).await,
+            Err(WhatsAppError::Refused(Refusal::Media(415)))
+        );
+        let text = text_to("14155550144@s.whatsapp.net", 6);
+        fake.send_message(&s, &text).await.unwrap();
+        assert_eq!(
+            fake.actions(&s),
+            vec![FakeAction::Sent {
+                id: text.id.clone(),
+                to: text.to.clone()
+            }]
+        );
+        assert_eq!(
+            fake.about(&s, &jid("14155550143@s.whatsapp.net")).await,
+            Err(WhatsAppError::Refused(Refusal::Server(403)))
         );
     }
 

@@ -38,7 +38,7 @@ mod fake;
 mod messages;
 mod port;
 
-pub use error::WhatsAppError;
+pub use error::{Refusal, WhatsAppError};
 pub use events::{RecordingSink, SessionEvent, SessionEventKind, SessionEventSink};
 pub use fake::{
     BUILTIN_FAKE_CONTACTS, BUILTIN_WORLD, ContactFixture, FailMode, FakeAction, FakeWhatsApp,

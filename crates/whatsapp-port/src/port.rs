@@ -16,7 +16,9 @@ use crate::{MediaDownload, MediaRef, OutgoingMessage, WhatsAppError};
 /// Common errors: every contact call gives [`WhatsAppError::NotConnected`]
 /// when the session is not online, [`WhatsAppError::Timeout`] when WhatsApp
 /// does not answer in the adapter's deadline, [`WhatsAppError::Unavailable`]
-/// on a transient failure and [`WhatsAppError::Internal`] on anything else.
+/// on a transient failure, [`WhatsAppError::Refused`] when WhatsApp refuses
+/// the request for good (trying again cannot help) and
+/// [`WhatsAppError::Internal`] on anything else.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait WhatsAppPort: Send + Sync + std::fmt::Debug {
@@ -141,8 +143,10 @@ pub trait WhatsAppPort: Send + Sync + std::fmt::Debug {
     ///
     /// [`WhatsAppError::InvalidTarget`] when `to` is not a person;
     /// [`WhatsAppError::NotOnWhatsApp`] when the number has no WhatsApp
-    /// account; the common errors ([`WhatsAppError::NotConnected`] while
-    /// offline: the caller keeps the message and tries again later).
+    /// account; [`WhatsAppError::Refused`] when WhatsApp refuses it for
+    /// good ([`crate::Refusal::Media`]: the media upload); the common errors
+    /// ([`WhatsAppError::NotConnected`] while offline: the caller keeps the
+    /// message and tries again later).
     async fn send_message(
         &self,
         session: &SessionId,
