@@ -13,8 +13,8 @@ use wagate_domain::{
 };
 
 use crate::messages::{
-    Accepted, IdempotencyClaim, InboundBody, InboundRecord, MediaSource, MessagePage,
-    PendingMessage, StatusChange, advance, inbound_event, inbound_message,
+    Accepted, IdempotencyClaim, InboundBody, InboundRecord, MediaSource, MessagePage, StatusChange,
+    advance, inbound_event, inbound_message,
 };
 use crate::rows::{
     Columns, DELIVERY_FINISH, EVENT_INSERT, KEY_INSERT, MESSAGE_INSERT, MESSAGE_STATUS_UPDATE,
@@ -421,6 +421,42 @@ pub(crate) async fn outgoing<C: Conn>(
     rows.iter().map(message_from_row).collect()
 }
 
+/// What `claim` answers in `org`'s session (see
+/// [`MessageStore::idempotent_answer`](crate::MessageStore::idempotent_answer)).
+pub(crate) async fn idempotent_answer<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+    session: &SessionId,
+    claim: &IdempotencyClaim,
+) -> Result<Option<Accepted>, StoreError> {
+    let row = conn
+        .one(
+            "SELECT request_hash, message_id, created_ms FROM idempotency_keys \
+             WHERE org_id = $1 AND session_id = $2 AND key = $3",
+            vec![
+                text(org.as_str()),
+                text(session.to_string()),
+                text(claim.key.as_str()),
+            ],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    if row.need_int("created_ms")? < ms(claim.not_before) {
+        return Ok(None);
+    }
+    if row.bytes("request_hash")?.unwrap_or_default() != claim.request_hash {
+        return Ok(Some(Accepted::KeyConflict));
+    }
+    let id = row.need("message_id")?;
+    Ok(outgoing(conn, session, &id)
+        .await?
+        .into_iter()
+        .next()
+        .map(|(_, first)| Accepted::Replayed(first)))
+}
+
 /// Decides and writes [`MessageStore::accept_outgoing`](crate::MessageStore::accept_outgoing)
 /// in the caller's transaction (the caller commits on [`Accepted::New`]).
 pub(crate) async fn accept_outgoing<C: Conn>(
@@ -436,42 +472,19 @@ pub(crate) async fn accept_outgoing<C: Conn>(
     session_owner(conn, &message.session, true).await?;
     let session = message.session.to_string();
     if let Some(claim) = idempotency {
-        let key = || {
+        if let Some(answer) = idempotent_answer(conn, org, &message.session, claim).await? {
+            return Ok(answer);
+        }
+        // Unused, expired, or its message is gone: the key is free.
+        conn.run(
+            "DELETE FROM idempotency_keys WHERE org_id = $1 AND session_id = $2 AND key = $3",
             vec![
                 text(org.as_str()),
                 text(session.as_str()),
                 text(claim.key.as_str()),
-            ]
-        };
-        let row = conn
-            .one(
-                "SELECT request_hash, message_id, created_ms FROM idempotency_keys \
-                 WHERE org_id = $1 AND session_id = $2 AND key = $3",
-                key(),
-            )
-            .await?;
-        if let Some(row) = row {
-            let hash = row.bytes("request_hash")?.unwrap_or_default();
-            let id = row.need("message_id")?;
-            if row.need_int("created_ms")? >= ms(claim.not_before) {
-                if hash != claim.request_hash {
-                    return Ok(Accepted::KeyConflict);
-                }
-                if let Some((_, first)) = outgoing(conn, &message.session, &id)
-                    .await?
-                    .into_iter()
-                    .next()
-                {
-                    return Ok(Accepted::Replayed(first));
-                }
-            }
-            // Expired, or its message is gone: the key is free again.
-            conn.run(
-                "DELETE FROM idempotency_keys WHERE org_id = $1 AND session_id = $2 AND key = $3",
-                key(),
-            )
-            .await?;
-        }
+            ],
+        )
+        .await?;
     }
     let queued = conn
         .one(
@@ -989,29 +1002,52 @@ pub(crate) async fn deliveries<C: Conn>(
 
 // ---- Messages.
 
+/// Most chats [`pending`] leaves out by name (one parameter each); past
+/// this the caller passes over the rest itself.
+pub(crate) const MAX_SKIPPED_CHATS: usize = 500;
+
 pub(crate) async fn pending<C: Conn>(
     conn: &mut C,
     session: &SessionId,
+    skip: &[Jid],
     limit: u32,
-) -> Result<Vec<PendingMessage>, StoreError> {
-    let sql = concat!(
+) -> Result<Vec<Message>, StoreError> {
+    let mut q = Sql::new(concat!(
         "SELECT ",
         message_columns!(),
-        ", media_data FROM messages WHERE session_id = $1 AND status = 'pending' \
-         AND handed_at IS NULL ORDER BY seq LIMIT $2"
-    );
-    let rows = conn
-        .all(sql, vec![text(session.to_string()), int(i64::from(limit))])
-        .await?;
+        " FROM messages WHERE session_id = "
+    ));
+    q.bind(text(session.to_string()))
+        .push(" AND status = 'pending' AND handed_at IS NULL");
+    if !skip.is_empty() {
+        q.push(" AND chat NOT IN ").bind_list(
+            skip.iter()
+                .take(MAX_SKIPPED_CHATS)
+                .map(|chat| text(chat.to_string())),
+        );
+    }
+    q.push(" ORDER BY seq LIMIT ").bind(int(i64::from(limit)));
+    let rows = q.all(conn).await?;
     rows.iter()
-        .map(|row| {
-            let (_, message) = message_from_row(row)?;
-            Ok(PendingMessage {
-                message,
-                media_data: row.bytes("media_data")?,
-            })
-        })
+        .map(|row| message_from_row(row).map(|(_, m)| m))
         .collect()
+}
+
+pub(crate) async fn pending_media<C: Conn>(
+    conn: &mut C,
+    session: &SessionId,
+    id: &MessageId,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let row = conn
+        .one(
+            "SELECT media_data FROM messages WHERE session_id = $1 AND id = $2 \
+             AND from_me = TRUE AND status = 'pending' ORDER BY seq LIMIT 1",
+            vec![text(session.to_string()), text(id.as_str())],
+        )
+        .await?;
+    row.map(|r| r.bytes("media_data"))
+        .transpose()
+        .map(Option::flatten)
 }
 
 pub(crate) async fn mark_handed<C: Conn>(
@@ -1089,7 +1125,10 @@ pub(crate) async fn get_message<C: Conn>(
     let sql = concat!(
         "SELECT ",
         message_columns!(),
-        " FROM messages WHERE org_id = $1 AND session_id = $2 AND id = $3 ORDER BY seq DESC LIMIT 1"
+        // Ids are chosen by the writer's device: the account's own message
+        // under an id wins, then the first recorded.
+        " FROM messages WHERE org_id = $1 AND session_id = $2 AND id = $3 ",
+        "ORDER BY from_me DESC, seq LIMIT 1"
     );
     let row = conn
         .one(
@@ -1160,13 +1199,15 @@ pub(crate) async fn media<C: Conn>(
         .one(
             "SELECT media_mimetype, media_filename, media_size, media_sha256, media_ref, media_data \
              FROM messages WHERE org_id = $1 AND session_id = $2 AND id = $3 \
-             AND media_mimetype IS NOT NULL ORDER BY seq DESC LIMIT 1",
+             ORDER BY from_me DESC, seq LIMIT 1",
             vec![text(org.as_str()), text(session.to_string()), text(id.as_str())],
         )
         .await?;
     let Some(row) = row else {
         return Ok(None);
     };
+    // The message `get_message` picks; none when it has no media, whatever
+    // other messages under its id carry.
     let Some(info) = media_info(&row)? else {
         return Ok(None);
     };

@@ -63,6 +63,8 @@ on_both_stores!(
     a_status_is_never_before_the_message,
     outgoing_statuses_only_move_forward_with_their_events,
     idempotency_keys_and_the_queue_bound,
+    the_queue_leaves_out_the_chats_it_is_told_to,
+    a_contact_reusing_an_id_does_not_take_the_message_s_place,
 );
 
 async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
@@ -715,8 +717,12 @@ async fn outgoing_statuses_only_move_forward_with_their_events(store: Arc<dyn St
             .unwrap(),
         Accepted::New(m.clone())
     );
-    let pending = store.pending(&s.id, 10).await.unwrap();
-    assert_eq!(pending[0].media_data.as_deref(), Some(&b"png"[..]));
+    let pending = store.pending(&s.id, &[], 10).await.unwrap();
+    assert_eq!(pending, vec![m.clone()], "metadata only");
+    assert_eq!(
+        store.pending_media(&s.id, &m.id).await.unwrap().as_deref(),
+        Some(&b"png"[..])
+    );
     assert!(
         types(&*store, &s.org).await.is_empty(),
         "accepting emits nothing"
@@ -770,7 +776,8 @@ async fn outgoing_statuses_only_move_forward_with_their_events(store: Arc<dyn St
     // Its bytes are gone once sent.
     let (_, source) = store.media(&s.org, &s.id, &m.id).await.unwrap().unwrap();
     assert_eq!(source, MediaSource::Gone);
-    assert!(store.pending(&s.id, 10).await.unwrap().is_empty());
+    assert!(store.pending(&s.id, &[], 10).await.unwrap().is_empty());
+    assert_eq!(store.pending_media(&s.id, &m.id).await.unwrap(), None);
 }
 
 async fn idempotency_keys_and_the_queue_bound(store: Arc<dyn Store>) {
@@ -792,6 +799,38 @@ async fn idempotency_keys_and_the_queue_bound(store: Arc<dyn Store>) {
         Accepted::New(_)
     ));
     let retry = outgoing(&s.id, "A2", now);
+    // Looked up without writing: the same answers.
+    assert_eq!(
+        store
+            .idempotent_answer(&s.org, &s.id, &claim(1, day_ago))
+            .await
+            .unwrap(),
+        Some(Accepted::Replayed(first.clone()))
+    );
+    assert_eq!(
+        store
+            .idempotent_answer(&s.org, &s.id, &claim(2, day_ago))
+            .await
+            .unwrap(),
+        Some(Accepted::KeyConflict)
+    );
+    let later = now + time::Duration::seconds(1);
+    assert_eq!(
+        store
+            .idempotent_answer(&s.org, &s.id, &claim(1, later))
+            .await
+            .unwrap(),
+        None,
+        "past the window"
+    );
+    assert_eq!(
+        store
+            .idempotent_answer(&org("other"), &s.id, &claim(1, day_ago))
+            .await
+            .unwrap(),
+        None,
+        "keys are per organization"
+    );
     assert_eq!(
         store
             .accept_outgoing(&s.org, &retry, None, Some(&claim(1, day_ago)), 2)
@@ -807,7 +846,6 @@ async fn idempotency_keys_and_the_queue_bound(store: Arc<dyn Store>) {
         Accepted::KeyConflict
     );
     // Past the window the key is free again.
-    let later = now + time::Duration::seconds(1);
     assert!(matches!(
         store
             .accept_outgoing(&s.org, &retry, None, Some(&claim(2, later)), 2)
@@ -825,10 +863,10 @@ async fn idempotency_keys_and_the_queue_bound(store: Arc<dyn Store>) {
     );
     // Handed to WhatsApp: not due until requeued.
     store.mark_handed(&s.id, &first.id, now).await.unwrap();
-    assert_eq!(store.pending(&s.id, 10).await.unwrap().len(), 1);
+    assert_eq!(store.pending(&s.id, &[], 10).await.unwrap().len(), 1);
     assert_eq!(store.sessions_with_pending().await.unwrap(), vec![s.id]);
     assert_eq!(store.requeue_handed(Some(&s.id)).await.unwrap(), 1);
-    assert_eq!(store.pending(&s.id, 10).await.unwrap().len(), 2);
+    assert_eq!(store.pending(&s.id, &[], 10).await.unwrap().len(), 2);
     assert_eq!(
         store
             .prune_idempotency_keys(later + time::Duration::seconds(1))
@@ -836,4 +874,118 @@ async fn idempotency_keys_and_the_queue_bound(store: Arc<dyn Store>) {
             .unwrap(),
         1
     );
+}
+
+async fn the_queue_leaves_out_the_chats_it_is_told_to(store: Arc<dyn Store>) {
+    let now = OffsetDateTime::now_utc();
+    let s = session("acme", 1, now);
+    store.insert(&s).await.unwrap();
+    let to = |id: &str, chat: &str| Message {
+        chat: jid(chat),
+        to: jid(chat),
+        ..outgoing(&s.id, id, now)
+    };
+    let stuck = "14155550100@s.whatsapp.net";
+    let other = "14155550142@s.whatsapp.net";
+    for m in [
+        to("Q1", stuck),
+        to("Q2", other),
+        to("Q3", stuck),
+        to("Q4", other),
+    ] {
+        store
+            .accept_outgoing(&s.org, &m, Some(b"png"), None, 10)
+            .await
+            .unwrap();
+    }
+    let ids = |ms: Vec<Message>| ms.into_iter().map(|m| m.id.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.pending(&s.id, &[], 10).await.unwrap()),
+        ["Q1", "Q2", "Q3", "Q4"]
+    );
+    assert_eq!(
+        ids(store.pending(&s.id, &[jid(stuck)], 10).await.unwrap()),
+        ["Q2", "Q4"]
+    );
+    assert!(
+        store
+            .pending(&s.id, &[jid(stuck), jid(other)], 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(ids(store.pending(&s.id, &[], 1).await.unwrap()), ["Q1"]);
+}
+
+async fn a_contact_reusing_an_id_does_not_take_the_message_s_place(store: Arc<dyn Store>) {
+    let now = OffsetDateTime::now_utc();
+    let s = session("acme", 1, now);
+    store.insert(&s).await.unwrap();
+    // Ours: a text to Alice.
+    let ours = Message {
+        kind: MessageType::Text,
+        text: Some("hello".into()),
+        media: None,
+        ..outgoing(&s.id, "3EB0AAAAAAAAAAAAAAAAAA", now)
+    };
+    store
+        .accept_outgoing(&s.org, &ours, None, None, 10)
+        .await
+        .unwrap();
+    // Then another contact writes under the same id, with media.
+    let mallory = jid("14155550199@s.whatsapp.net");
+    let reused = InboundRecord {
+        chat: mallory.clone(),
+        sender: mallory.clone(),
+        sender_pn: Some(mallory.clone()),
+        ..inbound(
+            "3EB0AAAAAAAAAAAAAAAAAA",
+            InboundBody::Media {
+                kind: MessageType::Image,
+                info: MediaInfo {
+                    mimetype: "image/png".into(),
+                    filename: None,
+                    size: 3,
+                    sha256: "x".into(),
+                },
+                caption: None,
+                voice_note: false,
+                media_ref: vec![1, 2, 3],
+            },
+            false,
+        )
+    };
+    assert_eq!(
+        store
+            .record_inbound(&s.id, std::slice::from_ref(&reused), now)
+            .await
+            .unwrap(),
+        1
+    );
+    let got = store
+        .get_message(&s.org, &s.id, &ours.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(got.from_me && got.chat == ours.chat, "{got:?}");
+    assert_eq!(
+        store.media(&s.org, &s.id, &ours.id).await.unwrap(),
+        None,
+        "our text has no media, whatever the contact's carries"
+    );
+    // Between two contacts, the first keeps the id.
+    let id = "AAAA0000FIRST";
+    let first = inbound(id, InboundBody::Text("first".into()), false);
+    let later = InboundRecord {
+        id: MessageId::parse(id).unwrap(),
+        ..reused
+    };
+    store.record_inbound(&s.id, &[first], now).await.unwrap();
+    store.record_inbound(&s.id, &[later], now).await.unwrap();
+    let got = store
+        .get_message(&s.org, &s.id, &MessageId::parse(id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.chat, jid("14155550123@s.whatsapp.net"));
 }

@@ -31,7 +31,7 @@ macro_rules! store_traits {
             use $crate::conn;
             use $crate::messages::{
                 Accepted, IdempotencyClaim, InboundRecord, MediaSource, MessagePage, MessageStore,
-                PendingMessage, StatusChange,
+                StatusChange,
             };
             use $crate::rows::db_err;
             use $crate::{
@@ -369,12 +369,31 @@ macro_rules! store_traits {
                     Ok(accepted)
                 }
 
+                async fn idempotent_answer(
+                    &self,
+                    org: &OrgId,
+                    session: &SessionId,
+                    claim: &IdempotencyClaim,
+                ) -> Result<Option<Accepted>, StoreError> {
+                    let mut c = self.reader().await?;
+                    conn::idempotent_answer(&mut *c, org, session, claim).await
+                }
+
                 async fn pending(
                     &self,
                     session: &SessionId,
+                    skip: &[Jid],
                     limit: u32,
-                ) -> Result<Vec<PendingMessage>, StoreError> {
-                    conn::pending(&mut *self.reader().await?, session, limit).await
+                ) -> Result<Vec<Message>, StoreError> {
+                    conn::pending(&mut *self.reader().await?, session, skip, limit).await
+                }
+
+                async fn pending_media(
+                    &self,
+                    session: &SessionId,
+                    id: &MessageId,
+                ) -> Result<Option<Vec<u8>>, StoreError> {
+                    conn::pending_media(&mut *self.reader().await?, session, id).await
                 }
 
                 async fn mark_handed(

@@ -54,7 +54,7 @@ mod sqlite;
 pub use cached::SessionCache;
 pub use messages::{
     Accepted, IdempotencyClaim, InboundBody, InboundRecord, MediaSource, MessagePage, MessageStore,
-    PendingMessage, StatusChange,
+    StatusChange,
 };
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;

@@ -36,24 +36,6 @@ pub enum Accepted {
     QueueFull,
 }
 
-/// A pending message with what sending it needs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PendingMessage {
-    /// The stored message.
-    pub message: Message,
-    /// Its media's bytes (media messages).
-    pub media_data: Option<Vec<u8>>,
-}
-
-impl fmt::Debug for PendingMessage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PendingMessage")
-            .field("message", &self.message)
-            .field("media_bytes", &self.media_data.as_ref().map(Vec::len))
-            .finish()
-    }
-}
-
 /// What an inbound message carries, as the store keeps it.
 #[derive(Clone, PartialEq, Eq)]
 pub enum InboundBody {
@@ -182,8 +164,31 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug {
         max_queue: u32,
     ) -> Result<Accepted, StoreError>;
 
+    /// What `org`'s session answers to `claim` without writing anything:
+    /// [`Accepted::Replayed`] with the first message when the key was used
+    /// since `claim.not_before` for the same request, [`Accepted::KeyConflict`]
+    /// when for another request, `None` when the key is free (unused, older,
+    /// or its message is gone). A retried request is answered from this
+    /// before anything that may have changed since the first answer (the
+    /// session's connection, a media URL's content) is looked at;
+    /// [`MessageStore::accept_outgoing`] decides again, atomically.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn idempotent_answer(
+        &self,
+        org: &OrgId,
+        session: &SessionId,
+        claim: &IdempotencyClaim,
+    ) -> Result<Option<Accepted>, StoreError>;
+
     /// Up to `limit` pending messages of `session` not handed to WhatsApp
-    /// yet ([`MessageStore::mark_handed`]), oldest first.
+    /// yet ([`MessageStore::mark_handed`]), oldest first, leaving out the
+    /// messages of the chats in `skip` (chats the sender is waiting on; the
+    /// first 500 of them: the caller passes over the others itself).
+    /// Without their media bytes: [`MessageStore::pending_media`] reads
+    /// one message's just before it is sent.
     ///
     /// # Errors
     ///
@@ -191,8 +196,22 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug {
     async fn pending(
         &self,
         session: &SessionId,
+        skip: &[Jid],
         limit: u32,
-    ) -> Result<Vec<PendingMessage>, StoreError>;
+    ) -> Result<Vec<Message>, StoreError>;
+
+    /// The media bytes of `session`'s outgoing message `id` while it is
+    /// pending; `None` when it has none or left `pending` (the bytes are
+    /// dropped then).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn pending_media(
+        &self,
+        session: &SessionId,
+        id: &MessageId,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Records that pending message `id` of `session` was handed to
     /// WhatsApp at `at` (its ack has not come yet): [`MessageStore::pending`]
@@ -276,8 +295,10 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug {
         at: OffsetDateTime,
     ) -> Result<u64, StoreError>;
 
-    /// Message `id` of `org`'s session (the newest when ids repeat across
-    /// chats or senders), or `None`.
+    /// Message `id` of `org`'s session, or `None`. Ids are chosen by the
+    /// writer's device, so a contact may reuse one: the account's own
+    /// message (`from_me`) wins, then the first recorded; a later message
+    /// never displaces an earlier one under its id.
     ///
     /// # Errors
     ///
@@ -304,8 +325,9 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug {
         limit: u32,
     ) -> Result<MessagePage, StoreError>;
 
-    /// Message `id`'s media and where to get it; `None` when there is no
-    /// such message or it has no media.
+    /// The media of message `id` (the one [`MessageStore::get_message`]
+    /// picks) and where to get it; `None` when there is no such message or
+    /// it has no media.
     ///
     /// # Errors
     ///
