@@ -608,3 +608,115 @@ async fn the_fake_echo_contact_answers_once_and_reads() {
     assert_eq!(r["text"], "You said: ping");
     assert_eq!(r["replyTo"], mid.as_str());
 }
+
+/// The built-in world's contact whose calls time out.
+const SILENT: &str = "14155550100@s.whatsapp.net";
+
+/// The fake's contact that refuses everything for good (WhatsApp's 403).
+const REFUSING: &str = "14155550143@s.whatsapp.net";
+
+/// The new user's first try (issue 18): one message to the contact that
+/// never answers, then one to the echo contact. The second goes at the
+/// session's pace (two a second here), not after the first gives up; the
+/// first keeps trying, still `pending`.
+#[tokio::test]
+async fn a_contact_that_does_not_answer_holds_no_other_chat() {
+    let app = TestApp::spawn_tuned(|c| c.messages.send_rate = 120).await;
+    let key = app.key("acme", "read,send,manage").await;
+    let id = app.connected_session(&key).await;
+    let text = |to: &str| json!({ "to": to, "type": "text", "text": "hello" });
+    let stuck = accepted(&app, &key, &id, text(SILENT)).await;
+    let sid = stuck["id"].as_str().unwrap().to_owned();
+    let echo = accepted(&app, &key, &id, text(READER)).await;
+    let eid = echo["id"].as_str().unwrap().to_owned();
+    events_until(&app, &key, |e| statuses(e, &eid).contains(&json!("read"))).await;
+    let got = json(
+        app.get(&format!("/api/v1/sessions/{id}/messages/{sid}"), &key)
+            .await,
+    )
+    .await;
+    assert_eq!(got["status"], "pending");
+    assert_eq!(app.contact_got(&id, READER).await, vec![Got::Message(eid)]);
+}
+
+/// A refusal for good (WhatsApp's 4xx, here the fake's `fail: refused`
+/// contact) fails the message at once, with WhatsApp's code, and the
+/// chat's next message is tried in its turn.
+#[tokio::test]
+async fn a_refusal_for_good_fails_the_message_at_once() {
+    let app = TestApp::spawn_tuned(unpaced).await;
+    let key = app.key("acme", "read,send,manage").await;
+    let id = app.connected_session(&key).await;
+    let text = json!({ "to": REFUSING, "type": "text", "text": "hello" });
+    let first = accepted(&app, &key, &id, text.clone()).await;
+    let second = accepted(&app, &key, &id, text).await;
+    let (fid, sid) = (
+        first["id"].as_str().unwrap().to_owned(),
+        second["id"].as_str().unwrap().to_owned(),
+    );
+    let events = events_until(&app, &key, |e| {
+        !of(e, "message.status", &fid).is_empty() && !of(e, "message.status", &sid).is_empty()
+    })
+    .await;
+    for mid in [&fid, &sid] {
+        let s = of(&events, "message.status", mid)[0];
+        assert_eq!(s["data"]["status"], "failed");
+        assert_eq!(s["data"]["error"]["code"], "rejected");
+        assert_eq!(s["data"]["error"]["details"]["nackCode"], 403);
+    }
+    // Media the media server refuses fails as such.
+    let image = base64::engine::general_purpose::STANDARD.encode([1u8, 2, 3]);
+    let m = accepted(
+        &app,
+        &key,
+        &id,
+        json!({ "to": "14155550144@s.whatsapp.net", "type": "image",
+                "media": { "data": image, "mimetype": "image/png" } }),
+    )
+    .await;
+    let mid = m["id"].as_str().unwrap().to_owned();
+    let events = events_until(&app, &key, |e| !of(e, "message.status", &mid).is_empty()).await;
+    let s = of(&events, "message.status", &mid)[0];
+    assert_eq!(s["data"]["status"], "failed");
+    assert_eq!(s["data"]["error"]["code"], "media_rejected");
+}
+
+/// A client retrying an accepted request while the session is briefly
+/// disconnected gets the first answer, not 501.
+#[tokio::test]
+async fn an_idempotent_retry_answers_as_the_first_time_while_disconnected() {
+    let app = TestApp::spawn_tuned(unpaced).await;
+    let key = app.key("acme", "read,send,manage").await;
+    let id = app.connected_session(&key).await;
+    let body = json!({ "to": PLAIN, "type": "text", "text": "once" });
+    let post = || {
+        app.req(
+            reqwest::Method::POST,
+            &format!("/api/v1/sessions/{id}/messages"),
+            &key,
+        )
+        .header("Idempotency-Key", "order-7")
+        .json(&body)
+        .send()
+    };
+    let first = post().await.unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first = json(first).await;
+    let res = app
+        .post(&format!("/api/v1/sessions/{id}/disconnect"), &key, None)
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let again = post().await.unwrap();
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(json(again).await["id"], first["id"]);
+    // A new request still needs the session connected.
+    let other = send(
+        &app,
+        &key,
+        &id,
+        json!({ "to": PLAIN, "type": "text", "text": "new" }),
+    )
+    .await;
+    assert_error(other, 501, "not_implemented").await;
+}

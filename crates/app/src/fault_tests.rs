@@ -15,7 +15,9 @@ use wagate_domain::{
     ProfilePicture, QrCode, RateLimit, Session, SessionErrorCode, SessionId, SessionStatus,
     SystemClock,
 };
-use wagate_store::{OsEntropy, SessionPatch, SessionRegistry, SqliteStore, StoreError};
+use wagate_store::{
+    MessageStore, OsEntropy, SessionPatch, SessionRegistry, SqliteStore, StoreError,
+};
 use wagate_whatsapp_port::{
     FakeWhatsApp, Fixtures, SessionEvent, SessionEventKind, SessionEventSink, WhatsAppError,
     WhatsAppPort,
@@ -160,11 +162,13 @@ impl WhatsAppPort for Switchboard {
 }
 
 /// The store, failing `record_observed` (adapter events) while
-/// `failures_left` is above zero.
+/// `failures_left` is above zero, and the write that ends a logout or
+/// delete (`pending` cleared) while `finish_failures_left` is.
 #[derive(Debug)]
 struct FlakyRegistry {
     inner: Arc<SqliteStore>,
     failures_left: AtomicUsize,
+    finish_failures_left: AtomicUsize,
 }
 
 #[async_trait]
@@ -189,6 +193,14 @@ impl SessionRegistry for FlakyRegistry {
         patch: &SessionPatch,
         now: OffsetDateTime,
     ) -> Result<Option<Session>, StoreError> {
+        if patch.pending == Some(None)
+            && self
+                .finish_failures_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err(StoreError::Unavailable("database is locked".into()));
+        }
         self.inner.update(org, id, patch, now).await
     }
     async fn record_observed(
@@ -233,6 +245,7 @@ async fn world_with(request_timeout: Duration, pacing: Option<RateLimit>) -> Wor
     let registry = Arc::new(FlakyRegistry {
         inner: store.clone(),
         failures_left: AtomicUsize::new(0),
+        finish_failures_left: AtomicUsize::new(0),
     });
     let clock = Arc::new(SystemClock);
     // Quick retries: the tests wait for them for real.
@@ -611,4 +624,67 @@ async fn live_calls_are_paced_per_session() {
     }
     // Another session has its own pace.
     w.gateway.about(&p, &b, &alice()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_logout_whatsapp_made_is_recorded_though_the_database_failed_a_moment() {
+    let w = world().await;
+    let p = principal("read,send,manage");
+    let id = linked(&w.store, 1, SessionStatus::Disconnected, true).await;
+    w.gateway.connect_session(&p, &id).await.unwrap();
+    // The adapter logs out; the write saying so fails twice.
+    w.registry.finish_failures_left.store(2, Ordering::SeqCst);
+    let s = w.gateway.logout_session(&p, &id).await.unwrap();
+    assert_eq!((s.status, s.pending), (SessionStatus::LoggedOut, None));
+    assert_eq!(w.registry.finish_failures_left.load(Ordering::SeqCst), 0);
+    let s = row(&w, &id).await.unwrap();
+    assert_eq!((s.status, s.jid, s.pending), (SessionStatus::LoggedOut, None, None));
+}
+
+#[tokio::test]
+async fn no_message_is_accepted_while_a_logout_is_being_finished() {
+    let w = world().await;
+    let p = principal("read,send,manage");
+    let id = linked(&w.store, 1, SessionStatus::Disconnected, true).await;
+    w.gateway.connect_session(&p, &id).await.unwrap();
+    // As a logout cut short leaves it: still `connected`, the logout pending.
+    let patch = SessionPatch {
+        pending: Some(Some(PendingLifecycle::Logout)),
+        ..SessionPatch::default()
+    };
+    w.store
+        .update(&acme(), &id, &patch, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let sent = w
+        .gateway
+        .send_message(
+            &p,
+            &id,
+            crate::SendRequest {
+                to: alice(),
+                content: crate::SendContent::Text("hi".into()),
+                reply_to: None,
+                idempotency_key: None,
+            },
+        )
+        .await;
+    assert!(
+        matches!(
+            sent,
+            Err(AppError::Conflict {
+                status: Some(SessionStatus::Connected),
+                ..
+            })
+        ),
+        "{sent:?}"
+    );
+    assert!(
+        w.store
+            .pending(&id, &[], 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing was queued"
+    );
 }

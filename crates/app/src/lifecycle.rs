@@ -27,6 +27,10 @@ use crate::gateway::{AdapterContext, adapter_error};
 /// adapter event changed the session in between.
 const DECIDE_ATTEMPTS: usize = 8;
 
+/// The first pause before writing again a status the adapter already made
+/// true (doubling, up to 5 s, within the task's adapter deadline).
+const WRITE_RETRY_FIRST: Duration = Duration::from_millis(50);
+
 type LockMap = Mutex<HashMap<SessionId, Weak<tokio::sync::Mutex<()>>>>;
 
 /// The lifecycle side of the gateway. Cheap to clone (a task owns a clone).
@@ -341,6 +345,10 @@ impl Lifecycle {
     /// restart that finds it pending).
     async fn finish_logout(&self, s: &Session) -> Result<Session, AppError> {
         self.adapter(s.status, self.whatsapp.logout(&s.id)).await?;
+        // The link is gone now: the row must say so. A database that fails
+        // this write is tried again (the task is not hurried by the caller,
+        // who gets 504 meanwhile); until it succeeds, `pending` keeps sends
+        // refused and the next start finishes the logout.
         let ever_linked = s.jid.is_some()
             || s.last_connected_at.is_some()
             || s.status == SessionStatus::LoggedOut;
@@ -357,7 +365,18 @@ impl Lifecycle {
             })
         };
         tracing::info!(session = %s.id, "session logged out");
-        self.update(&s.org, &s.id, &patch).await
+        let mut pause = WRITE_RETRY_FIRST;
+        let give_up = tokio::time::Instant::now() + self.adapter_deadline;
+        loop {
+            match self.update(&s.org, &s.id, &patch).await {
+                Err(AppError::Unavailable(e)) if tokio::time::Instant::now() + pause < give_up => {
+                    tracing::warn!(session = %s.id, error = %e, ?pause, "could not record a logout WhatsApp already made; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                done => return done,
+            }
+        }
     }
 
     /// Delete; the caller holds the lock.

@@ -5,8 +5,8 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 use wagate_domain::{
     Capability, DomainError, IdempotencyKey, Jid, JidKind, MAX_CAPTION_CHARS, MAX_TEXT_CHARS,
-    MediaInfo, Message, MessageId, MessageStatus, MessageType, Principal, Session, SessionId,
-    SessionStatus, StatusTimes, WebhookUrl,
+    MediaInfo, Message, MessageId, MessageStatus, MessageType, PendingLifecycle, Principal,
+    Session, SessionId, SessionStatus, StatusTimes, WebhookUrl,
 };
 use wagate_store::{Accepted, IdempotencyClaim, MediaSource, MessagePage};
 use wagate_webhooks::FetchError;
@@ -188,8 +188,24 @@ impl Gateway {
     /// The caller's session, connected (for calls that need WhatsApp now).
     async fn connected_session(&self, p: &Principal, id: &SessionId) -> Result<Session, AppError> {
         let s = self.owned_session(&p.org, id).await?;
+        Self::connected(s)
+    }
+
+    /// `s`, when it is connected and no logout or delete of it is under way
+    /// (the adapter may have unlinked it already while its status still
+    /// reads `connected`).
+    fn connected(s: Session) -> Result<Session, AppError> {
         if s.status != SessionStatus::Connected {
             return Err(AppError::NotConnected { status: s.status });
+        }
+        if let Some(pending) = s.pending {
+            return Err(AppError::Conflict {
+                message: match pending {
+                    PendingLifecycle::Logout => "a logout of this session is being finished",
+                    PendingLifecycle::Delete => "this session is being deleted",
+                },
+                status: Some(s.status),
+            });
         }
         Ok(s)
     }
@@ -210,7 +226,9 @@ impl Gateway {
     /// Accepts a message to send: stored `pending` before this returns,
     /// sent by the session's outbox at its pace (see [`crate::Outbox`]).
     /// With an `Idempotency-Key` used within 24 h for the same request, the
-    /// first answer's message, and nothing new is sent.
+    /// first answer's message, and nothing new is sent: looked up before
+    /// the session's connection or a media URL is, so a retry answers as
+    /// the first time whatever changed since.
     ///
     /// # Errors
     ///
@@ -218,8 +236,9 @@ impl Gateway {
     /// group or channel, on `text`, `caption`, `media.*` for bad content;
     /// `PayloadTooLarge` over `messages.max_media_bytes`; `NotFound` for a
     /// session not the caller's; `NotConnected`; `Conflict` when the key was
-    /// used for another request; `RateLimited` when the session's queue is
-    /// full (`messages.max_queue`); `Unavailable`.
+    /// used for another request, or a logout or delete of the session is
+    /// being finished; `RateLimited` when the session's queue is full
+    /// (`messages.max_queue`); `Unavailable`.
     pub async fn send_message(
         &self,
         p: &Principal,
@@ -291,13 +310,31 @@ impl Gateway {
                 }
             }
         }
-        let s = self.connected_session(p, session).await?;
+        let s = self.owned_session(&p.org, session).await?;
+        let fingerprint = request.fingerprint();
+        let now = self.now();
+        let claim = request.idempotency_key.clone().map(|key| IdempotencyClaim {
+            key,
+            request_hash: fingerprint,
+            not_before: now - IDEMPOTENCY_WINDOW,
+        });
+        // A retry of an accepted request answers as the first time, before
+        // anything that may have changed since (the session's connection, a
+        // media URL's content) is looked at.
+        if let Some(claim) = &claim
+            && let Some(answer) = self
+                .deps
+                .messages
+                .idempotent_answer(&p.org, session, claim)
+                .await?
+        {
+            return Self::outcome(answer, &settings);
+        }
+        let s = Self::connected(s)?;
         let own = s
             .jid
             .clone()
             .ok_or_else(|| AppError::Internal("a connected session without a JID".into()))?;
-        let fingerprint = request.fingerprint();
-        let now = self.now();
         let (kind, text, caption, media, voice_note, bytes) = match request.content {
             SendContent::Text(text) => (MessageType::Text, Some(text), None, None, false, None),
             SendContent::Media {
@@ -351,11 +388,6 @@ impl Gateway {
             timestamp: now,
             created_at: now,
         };
-        let claim = request.idempotency_key.map(|key| IdempotencyClaim {
-            key,
-            request_hash: fingerprint,
-            not_before: now - IDEMPOTENCY_WINDOW,
-        });
         let accepted = self
             .deps
             .messages
@@ -367,14 +399,23 @@ impl Gateway {
                 settings.max_queue,
             )
             .await?;
+        if matches!(accepted, Accepted::New(_)) {
+            self.outbox.wake(session);
+        }
+        Self::outcome(accepted, &settings)
+    }
+
+    /// The answer to a send the store accepted (or answered from an
+    /// `Idempotency-Key`).
+    fn outcome(
+        accepted: Accepted,
+        settings: &crate::MessagingSettings,
+    ) -> Result<SendOutcome, AppError> {
         match accepted {
-            Accepted::New(message) => {
-                self.outbox.wake(session);
-                Ok(SendOutcome {
-                    message,
-                    replayed: false,
-                })
-            }
+            Accepted::New(message) => Ok(SendOutcome {
+                message,
+                replayed: false,
+            }),
             Accepted::Replayed(message) => Ok(SendOutcome {
                 message,
                 replayed: true,

@@ -1,16 +1,21 @@
 //! The sender: one task per session with pending messages, sending them
-//! oldest first at the session's pace, waiting while it is offline.
+//! at the session's pace, oldest first within each chat; a chat that does
+//! not answer waits alone while the session's other chats go on; the
+//! session waits as a whole only while it is offline.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
-use wagate_domain::{Clock, MessageError, MessageErrorCode, MessageStatus, MessageType, SessionId};
-use wagate_store::{Entropy, MessageStore, PendingMessage, StatusChange};
+use wagate_domain::{
+    Clock, Jid, Message, MessageError, MessageErrorCode, MessageStatus, MessageType, SessionId,
+};
+use wagate_store::{Entropy, MessageStore, StatusChange};
 use wagate_whatsapp_port::{
-    OutgoingContent, OutgoingMedia, OutgoingMessage, WhatsAppError, WhatsAppPort,
+    OutgoingContent, OutgoingMedia, OutgoingMessage, Refusal, WhatsAppError, WhatsAppPort,
 };
 
 use crate::AppError;
@@ -63,8 +68,14 @@ impl MessagingSettings {
     }
 }
 
-/// Messages taken from the store at a time by a session's worker.
+/// Messages read from the store at a time by a session's task: their
+/// metadata only; a media message's bytes are read just before its send.
 const BATCH: u32 = 32;
+
+/// Sends of one session under way at once at most, each to another chat:
+/// a chat whose send hangs (until `send_timeout`) leaves the session's other
+/// chats going, and a session holds at most this many media blobs in memory.
+const IN_FLIGHT: usize = 4;
 
 #[derive(Debug)]
 struct Worker {
@@ -74,13 +85,22 @@ struct Worker {
 }
 
 /// Sends accepted messages: one task per session that has pending ones
-/// (none for the others), each sending its session's messages oldest first,
-/// one at a time, paced by [`MessagingSettings::send_rate`] with jitter.
-/// A session that is offline keeps its task waiting until a reconnect
-/// ([`Outbox::connected`]) or [`MessagingSettings::offline_recheck`];
-/// transient failures are retried with backoff; a message older than
-/// [`MessagingSettings::max_pending_age`] fails `expired`. Memory is one
-/// small entry per session with pending messages plus one batch each.
+/// (none for the others), starting its sends at the pace of
+/// [`MessagingSettings::send_rate`] with jitter, oldest first.
+///
+/// Order is kept per chat, not per session: a chat has at most one send
+/// under way, and a chat whose send failed transiently (timed out,
+/// WhatsApp unavailable) waits out its own backoff while the session's
+/// other chats go on at the session's pace (up to [`IN_FLIGHT`] sends at
+/// once). A refusal for good (not on WhatsApp, WhatsApp's 4xx, media the
+/// media server refuses) fails that message at once. A session that is
+/// offline keeps its task waiting until a reconnect ([`Outbox::connected`])
+/// or [`MessagingSettings::offline_recheck`]; a message older than
+/// [`MessagingSettings::max_pending_age`] fails `expired`.
+///
+/// Memory: one small entry per session with pending messages, one batch of
+/// message metadata each, and the media bytes of its sends under way only
+/// (read from the store just before each send).
 #[derive(Debug)]
 pub struct Outbox {
     store: Arc<dyn MessageStore>,
@@ -218,128 +238,358 @@ impl Outbox {
         interval.mul_f64(0.5 * r)
     }
 
-    async fn fail(&self, session: &SessionId, m: &PendingMessage, code: MessageErrorCode) {
+    async fn fail(
+        &self,
+        session: &SessionId,
+        m: &Message,
+        code: MessageErrorCode,
+        nack_code: Option<u32>,
+    ) {
         let change = StatusChange {
             status: MessageStatus::Failed,
             at: self.clock.now(),
-            error: Some(MessageError::new(code, None)),
+            error: Some(MessageError::new(code, nack_code)),
         };
         if let Err(e) = self
             .store
-            .update_status(
-                session,
-                std::slice::from_ref(&m.message.id),
-                &change,
-                self.clock.now(),
-            )
+            .update_status(session, std::slice::from_ref(&m.id), &change, self.clock.now())
             .await
         {
-            tracing::warn!(session = %session, id = %m.message.id, error = %e, "could not mark a message failed");
+            tracing::warn!(session = %session, id = %m.id, error = %e, "could not mark a message failed");
         }
     }
 
-    /// The session's task: until its queue is empty.
-    async fn run(self: Arc<Self>, session: SessionId, notify: Arc<Notify>) {
-        let mut next_send = self.first_send(&session);
-        let mut backoff = self.settings.retry_first;
+    fn expired(&self, m: &Message) -> bool {
+        self.clock.now() - m.created_at > self.settings.max_pending_age
+    }
+
+    /// The next message that may be sent now: the oldest of a chat with
+    /// nothing under way and not waiting, from the batch in hand or a new
+    /// one. Expired messages met on the way fail. `None`: nothing is due.
+    async fn next_due(
+        &self,
+        session: &SessionId,
+        queue: &mut Queue,
+        due: &mut Due,
+    ) -> Result<Option<Message>, wagate_store::StoreError> {
         loop {
-            let batch = match self.store.pending(&session, BATCH).await {
-                Ok(batch) => batch,
-                Err(e) => {
-                    tracing::warn!(session = %session, error = %e, "could not read the send queue");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.settings.retry_cap);
+            let now = Instant::now();
+            while let Some(m) = due.messages.pop_front() {
+                // A chat passed over once stays passed over until the next
+                // read: a later message of it must not overtake.
+                if due.passed.contains(&m.chat) || !queue.may_send(&m.chat, now) {
+                    due.passed.insert(m.chat.clone());
                     continue;
                 }
+                if self.expired(&m) {
+                    self.fail(session, &m, MessageErrorCode::Expired, None)
+                        .await;
+                    continue;
+                }
+                return Ok(Some(m));
+            }
+            if due.drained {
+                due.drained = false;
+                return Ok(None);
+            }
+            let batch = self
+                .store
+                .pending(session, &queue.waiting_chats(now), BATCH)
+                .await?;
+            // An empty read ends the search (nothing of the chats free is
+            // due); any other makes progress: its first message of each
+            // chat is sent or failed.
+            due.drained = batch.is_empty();
+            due.messages = batch.into();
+            due.passed.clear();
+        }
+    }
+
+    /// Sends `m` (its media read from the store now) within the deadline.
+    async fn attempt(&self, session: &SessionId, m: &Message) -> Outcome {
+        let content = if m.kind == MessageType::Text {
+            OutgoingContent::Text(m.text.clone().unwrap_or_default())
+        } else {
+            let data = match self.store.pending_media(session, &m.id).await {
+                Ok(Some(data)) => data,
+                // No longer pending (sent after a requeue), or its bytes are
+                // lost (cannot happen through the store's writes).
+                Ok(None) => return Outcome::Failed(MessageErrorCode::Internal, None),
+                Err(e) => return Outcome::Retry(format!("cannot read its media: {e}")),
             };
-            if batch.is_empty() {
-                if self.retire(&session, next_send) {
+            let Some(info) = m.media.as_ref() else {
+                return Outcome::Failed(MessageErrorCode::Internal, None);
+            };
+            OutgoingContent::Media(OutgoingMedia {
+                kind: m.kind,
+                mimetype: info.mimetype.clone(),
+                filename: info.filename.clone(),
+                caption: m.caption.clone(),
+                voice_note: m.voice_note,
+                data,
+            })
+        };
+        let outgoing = OutgoingMessage {
+            id: m.id.clone(),
+            to: m.to.clone(),
+            content,
+            reply_to: m.reply_to.clone(),
+        };
+        let sent = tokio::time::timeout(
+            self.settings.send_timeout,
+            self.whatsapp.send_message(session, &outgoing),
+        )
+        .await
+        .unwrap_or(Err(WhatsAppError::Timeout));
+        match sent {
+            Ok(()) => Outcome::Sent,
+            Err(WhatsAppError::NotConnected) => Outcome::Offline,
+            Err(WhatsAppError::NotOnWhatsApp) => {
+                Outcome::Failed(MessageErrorCode::NotOnWhatsApp, None)
+            }
+            Err(WhatsAppError::InvalidTarget(_)) => {
+                Outcome::Failed(MessageErrorCode::Rejected, None)
+            }
+            Err(WhatsAppError::Refused(Refusal::Server(code))) => {
+                Outcome::Failed(MessageErrorCode::Rejected, Some(u32::from(code)))
+            }
+            Err(WhatsAppError::Refused(Refusal::Media(_))) => {
+                Outcome::Failed(MessageErrorCode::MediaRejected, None)
+            }
+            Err(
+                e @ (WhatsAppError::Timeout
+                | WhatsAppError::Unavailable(_)
+                | WhatsAppError::Internal(_)
+                | WhatsAppError::NotFound(_)
+                | WhatsAppError::NotPairing),
+            ) => Outcome::Retry(e.to_string()),
+        }
+    }
+
+    /// Records what a send came to.
+    async fn settle(
+        &self,
+        session: &SessionId,
+        queue: &mut Queue,
+        done: Result<(tokio::task::Id, (Message, Outcome)), JoinError>,
+    ) {
+        let (task, outcome) = match done {
+            Ok((task, (m, outcome))) => (task, Some((m, outcome))),
+            Err(e) => {
+                tracing::error!(session = %session, error = %e, "a send task failed");
+                (e.id(), None)
+            }
+        };
+        let Some(chat) = queue.busy.remove(&task) else {
+            return;
+        };
+        let Some((m, outcome)) = outcome else {
+            queue.hold(chat, &self.settings);
+            return;
+        };
+        match outcome {
+            Outcome::Sent => {
+                queue.holds.remove(&chat);
+                if let Err(e) = self
+                    .store
+                    .mark_handed(session, &m.id, self.clock.now())
+                    .await
+                {
+                    // It stays due: sent again under the same id.
+                    tracing::warn!(session = %session, error = %e, "could not record a message as handed over");
+                }
+            }
+            Outcome::Failed(code, nack_code) => {
+                queue.holds.remove(&chat);
+                tracing::info!(session = %session, id = %m.id, code = code.as_str(), "a message was refused for good");
+                self.fail(session, &m, code, nack_code).await;
+            }
+            Outcome::Offline => queue.offline = true,
+            Outcome::Retry(why) => {
+                let pause = queue.hold(chat, &self.settings);
+                tracing::warn!(session = %session, id = %m.id, error = %why, ?pause, "could not send a message; its chat tries again later");
+            }
+        }
+    }
+
+    /// The session's task: until nothing of it is due, under way or waiting.
+    async fn run(self: Arc<Self>, session: SessionId, notify: Arc<Notify>) {
+        let mut queue = Queue {
+            next_send: self.first_send(&session),
+            ..Queue::default()
+        };
+        let mut due = Due::default();
+        let mut sends: JoinSet<(Message, Outcome)> = JoinSet::new();
+        let mut read_backoff = self.settings.retry_first;
+        loop {
+            while let Some(done) = sends.try_join_next_with_id() {
+                self.settle(&session, &mut queue, done).await;
+            }
+            if queue.offline {
+                // Wait for the reconnect (or look again later, for expiry);
+                // sends under way are settled as they end.
+                let recheck = Instant::now() + self.settings.offline_recheck;
+                loop {
+                    tokio::select! {
+                        Some(done) = sends.join_next_with_id() => {
+                            self.settle(&session, &mut queue, done).await;
+                        }
+                        () = notify.notified() => break,
+                        () = tokio::time::sleep_until(recheck) => break,
+                    }
+                }
+                queue.offline = false;
+                due = Due::default();
+                continue;
+            }
+            let next = if sends.len() < IN_FLIGHT {
+                match self.next_due(&session, &mut queue, &mut due).await {
+                    Ok(next) => {
+                        read_backoff = self.settings.retry_first;
+                        next
+                    }
+                    Err(e) => {
+                        tracing::warn!(session = %session, error = %e, "could not read the send queue");
+                        let _ = tokio::time::timeout(read_backoff, notify.notified()).await;
+                        read_backoff = (read_backoff * 2).min(self.settings.retry_cap);
+                        due = Due::default();
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            if let Some(m) = next {
+                // Its turn comes at the session's pace; sends ending before
+                // then are settled (one may find the session offline).
+                tokio::select! {
+                    () = tokio::time::sleep_until(queue.next_send) => {}
+                    Some(done) = sends.join_next_with_id() => {
+                        self.settle(&session, &mut queue, done).await;
+                        due.messages.push_front(m);
+                        continue;
+                    }
+                }
+                let interval = self.settings.send_interval();
+                queue.next_send = Instant::now() + interval + self.jitter(interval);
+                let chat = m.chat.clone();
+                let this = self.clone();
+                let task = sends.spawn(async move {
+                    let outcome = this.attempt(&session, &m).await;
+                    (m, outcome)
+                });
+                queue.busy.insert(task.id(), chat);
+                continue;
+            }
+            let now = Instant::now();
+            let wait_until = queue.holds.values().map(|h| h.until).filter(|u| *u > now).min();
+            if sends.is_empty() && wait_until.is_none() {
+                if self.retire(&session, queue.next_send) {
                     return;
                 }
                 continue;
             }
-            for pending in batch {
-                let age = self.clock.now() - pending.message.created_at;
-                if age > self.settings.max_pending_age {
-                    self.fail(&session, &pending, MessageErrorCode::Expired)
-                        .await;
-                    continue;
+            // Nothing may go now: wait for a send to end, a chat's pause
+            // to end, or new messages.
+            tokio::select! {
+                Some(done) = sends.join_next_with_id() => {
+                    self.settle(&session, &mut queue, done).await;
                 }
-                let Some(outgoing) = outgoing(&pending) else {
-                    self.fail(&session, &pending, MessageErrorCode::Internal)
-                        .await;
-                    continue;
-                };
-                tokio::time::sleep_until(next_send).await;
-                let sent = tokio::time::timeout(
-                    self.settings.send_timeout,
-                    self.whatsapp.send_message(&session, &outgoing),
-                )
-                .await
-                .unwrap_or(Err(WhatsAppError::Timeout));
-                match sent {
-                    Ok(()) => {
-                        backoff = self.settings.retry_first;
-                        let interval = self.settings.send_interval();
-                        next_send = Instant::now() + interval + self.jitter(interval);
-                        if let Err(e) = self
-                            .store
-                            .mark_handed(&session, &outgoing.id, self.clock.now())
-                            .await
-                        {
-                            // It stays due: sent again under the same id.
-                            tracing::warn!(session = %session, error = %e, "could not record a message as handed over");
-                        }
-                    }
-                    Err(WhatsAppError::NotOnWhatsApp) => {
-                        self.fail(&session, &pending, MessageErrorCode::NotOnWhatsApp)
-                            .await;
-                    }
-                    Err(WhatsAppError::InvalidTarget(_)) => {
-                        self.fail(&session, &pending, MessageErrorCode::Rejected)
-                            .await;
-                    }
-                    Err(WhatsAppError::NotConnected) => {
-                        // Offline: wait for the reconnect (or look again
-                        // later, for expiry).
-                        let _ =
-                            tokio::time::timeout(self.settings.offline_recheck, notify.notified())
-                                .await;
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(session = %session, error = %e, pause = ?backoff, "could not send a message; trying again");
-                        let _ = tokio::time::timeout(backoff, notify.notified()).await;
-                        backoff = (backoff * 2).min(self.settings.retry_cap);
-                        break;
-                    }
-                }
+                () = tokio::time::sleep_until(wait_until.unwrap_or(now)), if wait_until.is_some() => {}
+                () = notify.notified() => {}
             }
+            due = Due::default();
         }
     }
 }
 
-/// What the adapter is asked to send, `None` when a media message lost
-/// its bytes (cannot happen through the store's writes).
-fn outgoing(p: &PendingMessage) -> Option<OutgoingMessage> {
-    let m = &p.message;
-    let content = if m.kind == MessageType::Text {
-        OutgoingContent::Text(m.text.clone().unwrap_or_default())
-    } else {
-        let info = m.media.as_ref()?;
-        OutgoingContent::Media(OutgoingMedia {
-            kind: m.kind,
-            mimetype: info.mimetype.clone(),
-            filename: info.filename.clone(),
-            caption: m.caption.clone(),
-            voice_note: m.voice_note,
-            data: p.media_data.clone()?,
-        })
-    };
-    Some(OutgoingMessage {
-        id: m.id.clone(),
-        to: m.to.clone(),
-        content,
-        reply_to: m.reply_to.clone(),
-    })
+/// What one send came to.
+#[derive(Debug)]
+enum Outcome {
+    /// Handed to WhatsApp.
+    Sent,
+    /// Refused for good: the message fails with this code (and nack code).
+    Failed(MessageErrorCode, Option<u32>),
+    /// The session is offline: the message stays due.
+    Offline,
+    /// A transient failure (why, for the log): its chat waits, then tries
+    /// again.
+    Retry(String),
+}
+
+/// A chat that waits after a transient failure.
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    until: Instant,
+    /// The pause it waited last (doubled on the next failure).
+    pause: Duration,
+}
+
+/// What a session's task keeps track of.
+#[derive(Debug)]
+struct Queue {
+    /// The chat of each send under way.
+    busy: HashMap<tokio::task::Id, Jid>,
+    /// Chats that failed transiently; gone once one of their sends ends.
+    holds: HashMap<Jid, Hold>,
+    /// A send found the session offline.
+    offline: bool,
+    /// When the next send may start (the session's pace).
+    next_send: Instant,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Self {
+            busy: HashMap::new(),
+            holds: HashMap::new(),
+            offline: false,
+            next_send: Instant::now(),
+        }
+    }
+}
+
+impl Queue {
+    fn may_send(&self, chat: &Jid, now: Instant) -> bool {
+        !self.busy.values().any(|c| c == chat) && self.holds.get(chat).is_none_or(|h| h.until <= now)
+    }
+
+    /// The chats whose messages may not go now.
+    fn waiting_chats(&self, now: Instant) -> Vec<Jid> {
+        let held = self
+            .holds
+            .iter()
+            .filter(|(_, h)| h.until > now)
+            .map(|(chat, _)| chat);
+        let mut chats: Vec<Jid> = self.busy.values().chain(held).cloned().collect();
+        chats.sort_unstable_by_key(ToString::to_string);
+        chats.dedup();
+        chats
+    }
+
+    /// Makes `chat` wait: the first pause, or twice the last (capped).
+    fn hold(&mut self, chat: Jid, settings: &MessagingSettings) -> Duration {
+        let pause = self
+            .holds
+            .get(&chat)
+            .map_or(settings.retry_first, |h| (h.pause * 2).min(settings.retry_cap));
+        self.holds.insert(
+            chat,
+            Hold {
+                until: Instant::now() + pause,
+                pause,
+            },
+        );
+        pause
+    }
+}
+
+/// The batch of due messages in hand, oldest first.
+#[derive(Debug, Default)]
+struct Due {
+    messages: VecDeque<Message>,
+    /// Chats of the batch passed over (busy or waiting).
+    passed: HashSet<Jid>,
+    /// The last read found nothing.
+    drained: bool,
 }

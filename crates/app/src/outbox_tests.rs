@@ -108,13 +108,27 @@ async fn session(store: &SqliteStore, now: OffsetDateTime) -> SessionId {
 }
 
 async fn send(gateway: &Gateway, session: &SessionId) -> MessageId {
+    send_to(gateway, session, PLAIN, SendContent::Text("hi".into())).await
+}
+
+/// A contact of the built-in world that takes everything.
+const PLAIN: &str = "14155550199@s.whatsapp.net";
+/// The built-in world's contact whose calls time out.
+const SILENT: &str = "14155550100@s.whatsapp.net";
+
+async fn send_to(
+    gateway: &Gateway,
+    session: &SessionId,
+    to: &str,
+    content: SendContent,
+) -> MessageId {
     gateway
         .send_message(
             &principal("send"),
             session,
             SendRequest {
-                to: Jid::parse("14155550199@s.whatsapp.net").unwrap(),
-                content: SendContent::Text("hi".into()),
+                to: Jid::parse(to).unwrap(),
+                content,
                 reply_to: None,
                 idempotency_key: None,
             },
@@ -123,6 +137,35 @@ async fn send(gateway: &Gateway, session: &SessionId) -> MessageId {
         .unwrap()
         .message
         .id
+}
+
+fn image() -> SendContent {
+    SendContent::Media {
+        kind: wagate_domain::MessageType::Image,
+        mimetype: Some("image/png".into()),
+        filename: None,
+        caption: None,
+        voice_note: false,
+        source: crate::MediaInput::Data(vec![1, 2, 3]),
+    }
+}
+
+async fn message(store: &SqliteStore, session: &SessionId, id: &MessageId) -> wagate_domain::Message {
+    store
+        .get_message(&OrgId::parse("acme").unwrap(), session, id)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+fn sent_ids(fake: &FakeWhatsApp, session: &SessionId) -> Vec<MessageId> {
+    fake.actions(session)
+        .into_iter()
+        .filter_map(|a| match a {
+            FakeAction::Sent { id, .. } => Some(id),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Waits until message `id` has `status` (the outbox works in the background).
@@ -232,4 +275,60 @@ async fn a_message_pending_too_long_expires() {
         .unwrap();
     assert_eq!(m.error.map(|e| e.code), Some(MessageErrorCode::Expired));
     assert!(w.fake.actions(&s).is_empty());
+}
+
+#[tokio::test]
+async fn a_chat_that_does_not_answer_holds_no_other_chat_and_keeps_its_order() {
+    let (store, _dir) = store().await;
+    let clock = Arc::new(StepClock(Mutex::new(OffsetDateTime::now_utc())));
+    let w = world(&store, clock.clone()).await;
+    let s = session(&store, clock.now()).await;
+    w.fake
+        .connect(&s, Some(Jid::parse(ME).unwrap()))
+        .await
+        .unwrap();
+    let text = || SendContent::Text("hi".into());
+    let stuck_first = send_to(&w.gateway, &s, SILENT, text()).await;
+    let plain_first = send_to(&w.gateway, &s, PLAIN, text()).await;
+    let stuck_second = send_to(&w.gateway, &s, SILENT, text()).await;
+    let plain_second = send_to(&w.gateway, &s, PLAIN, image()).await;
+    status_becomes(&store, &s, &plain_second, MessageStatus::Delivered).await;
+    status_becomes(&store, &s, &plain_first, MessageStatus::Delivered).await;
+    // The other chat went in its order; the silent one is still trying its
+    // first message, its second behind it.
+    assert_eq!(sent_ids(&w.fake, &s), vec![plain_first, plain_second]);
+    for id in [&stuck_first, &stuck_second] {
+        assert_eq!(message(&store, &s, id).await.status, MessageStatus::Pending);
+    }
+    assert!(w.gateway.outbox().is_running(&s));
+}
+
+#[tokio::test]
+async fn a_refusal_for_good_fails_the_message_at_once_with_its_reason() {
+    let (store, _dir) = store().await;
+    let clock = Arc::new(StepClock(Mutex::new(OffsetDateTime::now_utc())));
+    let w = world(&store, clock.clone()).await;
+    let s = session(&store, clock.now()).await;
+    w.fake
+        .connect(&s, Some(Jid::parse(ME).unwrap()))
+        .await
+        .unwrap();
+    let refused = send_to(
+        &w.gateway,
+        &s,
+        "14155550143@s.whatsapp.net",
+        SendContent::Text("hi".into()),
+    )
+    .await;
+    let media_refused = send_to(&w.gateway, &s, "14155550144@s.whatsapp.net", image()).await;
+    let after = send_to(&w.gateway, &s, "14155550143@s.whatsapp.net", SendContent::Text("again".into())).await;
+    status_becomes(&store, &s, &refused, MessageStatus::Failed).await;
+    status_becomes(&store, &s, &media_refused, MessageStatus::Failed).await;
+    // The chat's next message is tried (and refused) in its turn, not held.
+    status_becomes(&store, &s, &after, MessageStatus::Failed).await;
+    let error = message(&store, &s, &refused).await.error.unwrap();
+    assert_eq!((error.code, error.nack_code), (MessageErrorCode::Rejected, Some(403)));
+    let error = message(&store, &s, &media_refused).await.error.unwrap();
+    assert_eq!(error.code, MessageErrorCode::MediaRejected);
+    assert!(sent_ids(&w.fake, &s).is_empty());
 }

@@ -78,7 +78,9 @@ pub struct StatusAtBody {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageErrorBody {
-    /// `expired`, `rejected`, `not_on_whatsapp` or `internal`.
+    /// `expired`, `rejected` (WhatsApp refused it: a nack or a 4xx),
+    /// `not_on_whatsapp`, `media_rejected` (the media server refused its
+    /// media for good) or `internal`.
     #[schema(example = "expired")]
     pub code: String,
     /// For people.
