@@ -42,6 +42,16 @@
 #       under two WhatsApp ids / two events for one id. Target: none either
 #       way. (A copy the contact decrypted again under the same id is
 #       counted apart, as "resent": WhatsApp drops it.)
+#   (d) queued media and memory: MEDIA_COUNT (40) images of MEDIA_MIB (4)
+#       MiB each, posted one after the other to the first session for the
+#       world contact that never answers (MEDIA_TO, 14155550100: its chat
+#       keeps failing and retrying, so they stay queued), then MEDIA_SETTLE
+#       (15) s of the queue working on them. Measured: the gateway's RSS
+#       (VmRSS, sampled every 0.1 s) at its highest minus before the first
+#       POST. Target: < 64 MiB (queued media stays in the database; a
+#       session holds only the media of its sends under way). MEDIA_ONLY=1
+#       runs (d) alone (after linking), e.g.
+#       MEDIA_ONLY=1 SESSIONS=1 bench/messages.sh
 #
 # Pacing: messages.send_rate (per session, per minute) is SEND_RATE, by
 # default 0 (off). The gateway's default, 30 a minute plus up to 50 %
@@ -53,7 +63,7 @@
 # are off (one API key drives everything).
 #
 # Settings (environment): SESSIONS, RATE, DURATION, WARMUP, KILL_MESSAGES,
-# KILL_RATE, SEND_RATE, RESUME_RATE, PEER, PARALLEL (linking pool, 16),
+# KILL_RATE, SEND_RATE, RESUME_RATE, PEER, MEDIA_* (above), PARALLEL (linking pool, 16),
 # LINK_TIMEOUT (60 s), COLLECT_TIMEOUT (s to wait for (a)/(b) to be
 # accounted for, 60), RECOVER_TIMEOUT, SETTLE, SKIP_BUILD=1 (use the
 # binaries in target/release, built with --features wagate/simulator),
@@ -82,6 +92,11 @@ LINK_TIMEOUT=${LINK_TIMEOUT:-60}
 COLLECT_TIMEOUT=${COLLECT_TIMEOUT:-60}
 RECOVER_TIMEOUT=${RECOVER_TIMEOUT:-60}
 SETTLE=${SETTLE:-5}
+MEDIA_COUNT=${MEDIA_COUNT:-40}
+MEDIA_MIB=${MEDIA_MIB:-4}
+MEDIA_TO=${MEDIA_TO:-14155550100@s.whatsapp.net}
+MEDIA_SETTLE=${MEDIA_SETTLE:-15}
+MEDIA_ONLY=${MEDIA_ONLY:-0}
 ORG=bench
 
 need_tools cargo python3 curl
@@ -151,6 +166,35 @@ HOOK=$(curl -fsS -X POST "http://$GW/api/v1/webhooks" -H "Authorization: Bearer 
 
 COUNT=$((RATE * (WARMUP + DURATION)))
 
+# --- (d) queued media and memory (after (c), or alone with MEDIA_ONLY=1) ---
+media_phase() {
+    local first
+    first=$(head -n1 "$WORK/sessions" | cut -d' ' -f1)
+    log "(d) queueing $MEDIA_COUNT images of $MEDIA_MIB MiB on $first for $MEDIA_TO (never answers), then $MEDIA_SETTLE s"
+    RES_D=$(driver media-rss "$GW" "$KEY" "$first" "$GW_PID" "$MEDIA_TO" "$MEDIA_COUNT" "$MEDIA_MIB" "$MEDIA_SETTLE") \
+        || die "(d): the driver failed"
+    log "(d) $RES_D"
+    record d "$RES_D"
+}
+media_line() {
+    python3 - "$RES_D" "$MEDIA_COUNT" "$MEDIA_MIB" "$MEDIA_SETTLE" <<'EOF'
+import json, sys
+d = json.loads(sys.argv[1])
+ok = d["growth_mib"] < 64 and d["accepted"] == int(sys.argv[2])
+print(f"(d) {sys.argv[2]} x {sys.argv[3]} MiB images queued on one session (its chat never answers): RSS growth"
+      f" < 64 MiB {'met' if ok else 'MISSED'}: +{d['growth_mib']} MiB (before {d['before_mib']}, highest {d['max_mib']},"
+      f" {sys.argv[4]} s later {d['end_mib']} MiB); {d['accepted']} accepted, {d['refused']} refused, {d['pending']} still pending")
+EOF
+}
+if [ "$MEDIA_ONLY" = 1 ]; then
+    media_phase
+    echo
+    echo "wagate messaging benchmark (d) only — $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, $REV"
+    echo "release gateway, live adapter against wa-sim, SQLite in a temporary folder; $SESSIONS sessions linked"
+    media_line
+    exit 0
+fi
+
 # --- (a) send API → the contact decrypted it ---
 log "(a) sending $RATE messages/s for $WARMUP + $DURATION s over $SESSIONS sessions (send_rate $SEND_RATE)"
 phase_start
@@ -215,6 +259,8 @@ o, i, p = (json.loads(x) for x in sys.argv[1:4])
 k, s, r = (float(x) for x in sys.argv[4:7])
 print(json.dumps({"out": o, "in": i, "pace": p, "serving_s": s - k, "reconnected_s": r - k}))' \
     "$RES_C_OUT" "$RES_C_IN" "$OUT_C" "$KILLED_AT" "$SERVING_AT" "$RECONNECTED_AT")"
+
+media_phase
 
 # The gateway's warnings and errors (both runs), most frequent first.
 sed 's/\x1b\[[0-9;]*m//g' "$WORK"/gateway-*.log | grep -E '^[^ ]+ +(WARN|ERROR) ' \
@@ -313,3 +359,4 @@ if failed:
 else:
     print("all targets met")
 EOF
+media_line

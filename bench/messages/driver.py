@@ -30,9 +30,19 @@
         latency = occurredAt (ms) - t; webhook latency = arrival at
         RECEIVER (bench/events/receiver.py; webhook-id = the event id) - t.
         Lost: no event; duplicated: two or more events for one id.
+    driver.py media-rss GW KEY SESSION PID TO COUNT MIB SETTLE
+        Queued media and memory: POSTs COUNT images of MIB MiB (random bytes,
+        base64) one after the other to SESSION for TO, then waits SETTLE s
+        while the session's queue works on them. Samples the RSS of the
+        gateway process PID (/proc/PID/status VmRSS) every 0.1 s from
+        before the first POST to the end; prints {"accepted", "refused",
+        "before_mib", "max_mib", "end_mib", "growth_mib", "pending"}
+        (growth = max - before; pending = how many of them are still
+        pending at the end).
 
 GW, SIM and RECEIVER are host:port; times are Unix seconds.
 """
+import base64
 import calendar
 import http.client
 import json
@@ -349,8 +359,55 @@ def collect_in(args):
     print(json.dumps(res))
 
 
+def rss_mib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit(f"no VmRSS for process {pid}")
+
+
+def media_rss(args):
+    gw, key, session, pid, to, count, mib, settle = args
+    count, size, settle = int(count), int(float(mib) * 1024 * 1024), float(settle)
+    api = Http(gw, {"Authorization": f"Bearer {key}"}, timeout=120)
+    samples = []
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            samples.append(rss_mib(pid))
+            time.sleep(0.1)
+
+    before = rss_mib(pid)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    accepted, refused, ids = 0, 0, []
+    for i in range(count):
+        data = base64.b64encode(os.urandom(size)).decode()
+        body = {"to": to, "type": "image", "caption": f"rss {i}", "media": {"data": data, "mimetype": "image/jpeg"}}
+        status, payload = api.call("POST", f"/api/v1/sessions/{session}/messages", body)
+        if status == 202:
+            accepted += 1
+            ids.append(json.loads(payload)["id"])
+        else:
+            refused += 1
+            print(f"media-rss: POST {i}: HTTP {status} {payload[:200]!r}", file=sys.stderr)
+        del data, body
+    time.sleep(settle)
+    done.set()
+    sampler.join()
+    pending = 0
+    for mid in ids:
+        m = get_json(api, f"/api/v1/sessions/{session}/messages/{mid}", "message")
+        pending += m["status"] == "pending"
+    top = max(samples + [before])
+    print(json.dumps({"accepted": accepted, "refused": refused, "before_mib": round(before, 1),
+                      "max_mib": round(top, 1), "end_mib": round(rss_mib(pid), 1),
+                      "growth_mib": round(top - before, 1), "pending": pending}))
+
+
 if __name__ == "__main__":
-    cmds = {"pace": pace, "collect-out": collect_out, "collect-in": collect_in}
+    cmds = {"pace": pace, "collect-out": collect_out, "collect-in": collect_in, "media-rss": media_rss}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         raise SystemExit(__doc__)
     cmds[sys.argv[1]](sys.argv[2:])
