@@ -638,7 +638,10 @@ async fn a_logout_whatsapp_made_is_recorded_though_the_database_failed_a_moment(
     assert_eq!((s.status, s.pending), (SessionStatus::LoggedOut, None));
     assert_eq!(w.registry.finish_failures_left.load(Ordering::SeqCst), 0);
     let s = row(&w, &id).await.unwrap();
-    assert_eq!((s.status, s.jid, s.pending), (SessionStatus::LoggedOut, None, None));
+    assert_eq!(
+        (s.status, s.jid, s.pending),
+        (SessionStatus::LoggedOut, None, None)
+    );
 }
 
 #[tokio::test]
@@ -680,11 +683,7 @@ async fn no_message_is_accepted_while_a_logout_is_being_finished() {
         "{sent:?}"
     );
     assert!(
-        w.store
-            .pending(&id, &[], 10)
-            .await
-            .unwrap()
-            .is_empty(),
+        w.store.pending(&id, &[], 10).await.unwrap().is_empty(),
         "nothing was queued"
     );
 }

@@ -252,7 +252,12 @@ impl Outbox {
         };
         if let Err(e) = self
             .store
-            .update_status(session, std::slice::from_ref(&m.id), &change, self.clock.now())
+            .update_status(
+                session,
+                std::slice::from_ref(&m.id),
+                &change,
+                self.clock.now(),
+            )
             .await
         {
             tracing::warn!(session = %session, id = %m.id, error = %e, "could not mark a message failed");
@@ -482,7 +487,12 @@ impl Outbox {
                 continue;
             }
             let now = Instant::now();
-            let wait_until = queue.holds.values().map(|h| h.until).filter(|u| *u > now).min();
+            let wait_until = queue
+                .holds
+                .values()
+                .map(|h| h.until)
+                .filter(|u| *u > now)
+                .min();
             if sends.is_empty() && wait_until.is_none() {
                 if self.retire(&session, queue.next_send) {
                     return;
@@ -551,7 +561,8 @@ impl Default for Queue {
 
 impl Queue {
     fn may_send(&self, chat: &Jid, now: Instant) -> bool {
-        !self.busy.values().any(|c| c == chat) && self.holds.get(chat).is_none_or(|h| h.until <= now)
+        !self.busy.values().any(|c| c == chat)
+            && self.holds.get(chat).is_none_or(|h| h.until <= now)
     }
 
     /// The chats whose messages may not go now.
@@ -569,10 +580,9 @@ impl Queue {
 
     /// Makes `chat` wait: the first pause, or twice the last (capped).
     fn hold(&mut self, chat: Jid, settings: &MessagingSettings) -> Duration {
-        let pause = self
-            .holds
-            .get(&chat)
-            .map_or(settings.retry_first, |h| (h.pause * 2).min(settings.retry_cap));
+        let pause = self.holds.get(&chat).map_or(settings.retry_first, |h| {
+            (h.pause * 2).min(settings.retry_cap)
+        });
         self.holds.insert(
             chat,
             Hold {

@@ -150,7 +150,11 @@ fn image() -> SendContent {
     }
 }
 
-async fn message(store: &SqliteStore, session: &SessionId, id: &MessageId) -> wagate_domain::Message {
+async fn message(
+    store: &SqliteStore,
+    session: &SessionId,
+    id: &MessageId,
+) -> wagate_domain::Message {
     store
         .get_message(&OrgId::parse("acme").unwrap(), session, id)
         .await
@@ -321,13 +325,22 @@ async fn a_refusal_for_good_fails_the_message_at_once_with_its_reason() {
     )
     .await;
     let media_refused = send_to(&w.gateway, &s, "14155550144@s.whatsapp.net", image()).await;
-    let after = send_to(&w.gateway, &s, "14155550143@s.whatsapp.net", SendContent::Text("again".into())).await;
+    let after = send_to(
+        &w.gateway,
+        &s,
+        "14155550143@s.whatsapp.net",
+        SendContent::Text("again".into()),
+    )
+    .await;
     status_becomes(&store, &s, &refused, MessageStatus::Failed).await;
     status_becomes(&store, &s, &media_refused, MessageStatus::Failed).await;
     // The chat's next message is tried (and refused) in its turn, not held.
     status_becomes(&store, &s, &after, MessageStatus::Failed).await;
     let error = message(&store, &s, &refused).await.error.unwrap();
-    assert_eq!((error.code, error.nack_code), (MessageErrorCode::Rejected, Some(403)));
+    assert_eq!(
+        (error.code, error.nack_code),
+        (MessageErrorCode::Rejected, Some(403))
+    );
     let error = message(&store, &s, &media_refused).await.error.unwrap();
     assert_eq!(error.code, MessageErrorCode::MediaRejected);
     assert!(sent_ids(&w.fake, &s).is_empty());
