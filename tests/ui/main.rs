@@ -28,6 +28,9 @@ use webdriver::{Browser, Element};
 /// The fake's contact that answers every message with `You said: …`.
 const ECHO: &str = "14155550142";
 
+/// A 1×1 PNG, base64.
+const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+
 /// Reads the current page's first-screen time and what it loaded.
 async fn measure(browser: &Browser) -> anyhow::Result<Value> {
     browser
@@ -232,6 +235,44 @@ async fn dashboard_end_to_end() -> anyhow::Result<()> {
     browser.click("button", "Send").await?;
     browser.see("You said: Hello from the dashboard").await?;
     browser.see(&format!("+{ECHO}")).await?;
+    // An image, with a caption: the contact sends it back, and the
+    // received copy is downloaded (with the token) and shown.
+    let picture = tempfile::tempdir()?;
+    let png = picture.path().join("dot.png");
+    std::fs::write(
+        &png,
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, PNG)?,
+    )?;
+    browser.fill("Message", "a picture").await?;
+    browser.attach("Image", &png).await?;
+    browser.click("button", "Send").await?;
+    browser
+        .until("the image sent back", || async {
+            for img in browser.all(None, "li.message.in img.media").await? {
+                if browser.name(&img).await? == "Image: a picture"
+                    && natural_width(&browser, &img).await? > 0
+                {
+                    return Ok(Some(()));
+                }
+            }
+            Ok(None)
+        })
+        .await?;
+    // Nothing that came live was lost on the way.
+    browser.see("You said: Hello from the dashboard").await?;
+    // Every message shows its latest status (the stream and the send's
+    // answer may arrive in either order).
+    browser
+        .until("both sent messages read", || async {
+            let mut read = 0;
+            for out in browser.all(None, "li.message.out").await? {
+                if browser.text(&out).await?.contains("read") {
+                    read += 1;
+                }
+            }
+            Ok((read == 2).then_some(()))
+        })
+        .await?;
     browser
         .screenshots(
             "session-chat",

@@ -363,6 +363,26 @@ impl Browser {
         Ok(el)
     }
 
+    /// Chooses the file at `path` in the file field labelled `label`.
+    pub async fn attach(&self, label: &str, path: &Path) -> anyhow::Result<()> {
+        let field = self
+            .until(&format!("a file field named {label:?}"), || async {
+                for el in self.all(None, "input[type=file]").await? {
+                    if self.name(&el).await? == label {
+                        return Ok(Some(el));
+                    }
+                }
+                Ok(None)
+            })
+            .await?;
+        self.post(
+            &format!("/element/{}/value", field.0),
+            json!({ "text": path.display().to_string() }),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// The page's visible text.
     pub async fn page_text(&self) -> anyhow::Result<String> {
         let body = self.all(None, "body").await?;

@@ -531,8 +531,15 @@ function sessionScreen(root, id) {
   const lastByChat = new Map(); // chat → its newest message
   let openChat = null;
   let shown = []; // the open chat's messages, oldest first
-  const mediaUrls = [];
-  state.leave.push(() => mediaUrls.forEach((u) => URL.revokeObjectURL(u)));
+  // A message's media, fetched once with the token: its object URL, or
+  // null when it is not available (a sent message's media is kept only
+  // until it is sent).
+  const media = new Map();
+  state.leave.push(() => media.forEach((u) => { if (u) URL.revokeObjectURL(u); }));
+  // Statuses only move forward; an event may arrive before the message it
+  // is about (the send's answer and the stream race), so keep the latest.
+  const RANK = { received: 0, pending: 0, sent: 1, delivered: 2, read: 3, played: 4, failed: 5 };
+  const latest = new Map(); // id → { status, error }
 
   function renderConversations() {
     const list = [...lastByChat.values()].sort((a, b) => (a.timestamp < b.timestamp ? 1 : -1));
@@ -561,23 +568,33 @@ function sessionScreen(root, id) {
     const status = m.fromMe
       ? h('span', { class: `badge status-${m.status}` }, m.status)
       : null;
-    let media = null;
+    let shownMedia = null;
     if (m.type === 'image' && m.media) {
-      media = h('img', { class: 'media', alt: m.caption ? `Image: ${m.caption}` : 'Image', hidden: true });
-      api.call('GET', `/sessions/${id}/messages/${encodeURIComponent(m.id)}/media`, { as: 'blob' })
-        .then((blob) => {
-          const url = URL.createObjectURL(blob);
-          mediaUrls.push(url);
-          media.src = url;
-          media.hidden = false;
-        }, () => {
-          media.replaceWith(h('span', { class: 'hint' }, '(image no longer available)'));
-        });
+      const img = h('img', { class: 'media', alt: m.caption ? `Image: ${m.caption}` : 'Image', hidden: true });
+      const gone = () => img.replaceWith(h('span', { class: 'hint' }, '(image no longer available)'));
+      const show = (url) => {
+        img.src = url;
+        img.hidden = false;
+      };
+      shownMedia = img;
+      if (media.has(m.id)) {
+        const url = media.get(m.id);
+        if (url) show(url);
+        else queueMicrotask(gone);
+      } else {
+        media.set(m.id, null);
+        api.call('GET', `/sessions/${id}/messages/${encodeURIComponent(m.id)}/media`, { as: 'blob' })
+          .then((blob) => {
+            const url = URL.createObjectURL(blob);
+            media.set(m.id, url);
+            show(url);
+          }, gone);
+      }
     } else if (m.media) {
-      media = h('span', { class: 'hint' }, `(${m.type}: ${m.media.mimetype})`);
+      shownMedia = h('span', { class: 'hint' }, `(${m.type}: ${m.media.mimetype})`);
     }
     return h('li', { class: `message ${m.fromMe ? 'out' : 'in'}`, 'data-id': m.id },
-      media,
+      shownMedia,
       m.type === 'text' ? h('p', null, m.text) : (m.caption ? h('p', null, m.caption) : null),
       h('p', { class: 'meta' }, h('time', { datetime: m.timestamp }, when(m.timestamp)), ' ', status,
         m.error ? h('span', { class: 'error' }, ` ${m.error.message}`) : null));
@@ -593,6 +610,7 @@ function sessionScreen(root, id) {
   }
 
   async function openConversation(chat) {
+    if (openChat !== chat) shown = [];
     openChat = chat;
     chatTitle.replaceChildren(`Chat with ${phoneOf(chat)}`);
     to.value = phoneOf(chat);
@@ -600,22 +618,43 @@ function sessionScreen(root, id) {
     try {
       const page = await api.call('GET', `/sessions/${id}/messages?chat=${encodeURIComponent(chat)}&limit=50`);
       if (openChat !== chat) return;
-      shown = page.data.slice().reverse();
+      // Messages that came live while the page was read stay.
+      const live = shown;
+      shown = [];
+      for (const m of [...page.data.slice().reverse(), ...live]) place(m);
       renderMessages();
     } catch (e) {
       fail(e);
     }
   }
 
-  function upsert(m) {
-    const last = lastByChat.get(m.chat);
-    if (!last || last.timestamp <= m.timestamp || last.id === m.id) lastByChat.set(m.chat, m);
-    renderConversations();
-    if (m.chat !== openChat) return;
+  /** `m` with the most advanced status known for it. */
+  function newest(given) {
+    let m = given;
+    for (const other of [shown.find((x) => x.id === m.id), latest.get(m.id)]) {
+      if (other && (RANK[other.status] ?? 0) > (RANK[m.status] ?? 0)) {
+        m = { ...m, status: other.status, error: other.error ?? m.error };
+      }
+    }
+    return m;
+  }
+
+  /** Puts `m` in the open chat's messages (in time order). */
+  function place(given) {
+    const m = newest(given);
     const i = shown.findIndex((x) => x.id === m.id);
     if (i >= 0) shown[i] = m;
     else shown.push(m);
     shown.sort((a, b) => (a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : 0));
+  }
+
+  function upsert(given) {
+    const m = newest(given);
+    const last = lastByChat.get(m.chat);
+    if (!last || last.timestamp <= m.timestamp || last.id === m.id) lastByChat.set(m.chat, m);
+    renderConversations();
+    if (m.chat !== openChat) return;
+    place(m);
     renderMessages();
   }
 
@@ -665,6 +704,7 @@ function sessionScreen(root, id) {
     } else if (event.type === 'message.received' || event.type === 'message.sent') upsert(event.data);
     else if (event.type === 'message.status') {
       const { id: mid, status, error } = event.data;
+      latest.set(mid, { status, error });
       const m = shown.find((x) => x.id === mid) || [...lastByChat.values()].find((x) => x.id === mid);
       if (m) upsert({ ...m, status, error: error ?? m.error });
     }
