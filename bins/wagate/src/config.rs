@@ -235,8 +235,12 @@ pub struct WebhooksConfig {
     /// A webhook whose deliveries have all failed for this long is
     /// disabled.
     pub disable_after: ConfigDuration,
-    /// Most deliveries being sent at once, all webhooks together.
+    /// Most deliveries being sent at once, all webhooks together (one
+    /// organization's at most an eighth of it).
     pub max_in_flight: usize,
+    /// Most webhooks one organization may have; creating one more answers
+    /// `409 limit_reached`.
+    pub max_per_org: u32,
 }
 
 impl Default for WebhooksConfig {
@@ -250,6 +254,7 @@ impl Default for WebhooksConfig {
             ),
             disable_after: ConfigDuration(d.disable_after),
             max_in_flight: d.max_in_flight,
+            max_per_org: wagate_app::DEFAULT_MAX_WEBHOOKS_PER_ORG,
         }
     }
 }
@@ -261,7 +266,7 @@ impl WebhooksConfig {
     ///
     /// When `timeout` is 0 or over an hour, `retry_schedule` is empty, does
     /// not start with 0 or holds a delay over 30 days, `disable_after` is
-    /// 0, or `max_in_flight` is 0.
+    /// 0, or `max_in_flight` or `max_per_org` is 0.
     pub fn delivery_settings(&self) -> anyhow::Result<wagate_app::DeliverySettings> {
         const HOUR: Duration = Duration::from_secs(3600);
         const MONTH: Duration = Duration::from_secs(30 * 86_400);
@@ -290,6 +295,9 @@ impl WebhooksConfig {
         }
         if self.max_in_flight == 0 {
             anyhow::bail!("webhooks.max_in_flight must be at least 1");
+        }
+        if self.max_per_org == 0 {
+            anyhow::bail!("webhooks.max_per_org must be at least 1");
         }
         Ok(wagate_app::DeliverySettings {
             timeout,
@@ -1090,6 +1098,7 @@ mod tests {
         );
         assert_eq!(d.disable_after, Duration::from_secs(5 * 86_400));
         assert_eq!(d.max_in_flight, 64);
+        assert_eq!(c.webhooks.max_per_org, 25);
         assert!(!c.webhooks.allow_private_targets);
         assert_eq!(c.events.retention().unwrap(), time::Duration::days(7));
 
@@ -1098,7 +1107,7 @@ mod tests {
         std::fs::write(
             &file,
             "[webhooks]\ntimeout = \"1.5s\"\nretry_schedule = [\"0s\", \"250ms\", 2, \"1m\"]\n\
-             disable_after = \"2d\"\nmax_in_flight = 8\nallow_private_targets = true\n\
+             disable_after = \"2d\"\nmax_in_flight = 8\nallow_private_targets = true\nmax_per_org = 3\n\
              [events]\nretention_days = 0.5\n",
         )
         .unwrap();
@@ -1116,6 +1125,7 @@ mod tests {
         );
         assert_eq!(d.disable_after, Duration::from_secs(2 * 86_400));
         assert_eq!(d.max_in_flight, 8);
+        assert_eq!(c.webhooks.max_per_org, 3);
         assert!(c.webhooks.allow_private_targets);
         assert_eq!(c.events.retention().unwrap(), time::Duration::hours(12));
 
@@ -1143,6 +1153,7 @@ mod tests {
             ("WAGATE__WEBHOOKS__RETRY_SCHEDULE", "0s, 90d"),
             ("WAGATE__WEBHOOKS__DISABLE_AFTER", "0"),
             ("WAGATE__WEBHOOKS__MAX_IN_FLIGHT", "0"),
+            ("WAGATE__WEBHOOKS__MAX_PER_ORG", "0"),
         ] {
             let c = Config::load_from(None, env(&[(key, value)])).unwrap();
             let err = c.webhooks.delivery_settings().unwrap_err().to_string();

@@ -126,38 +126,43 @@ impl Services {
         verifiers.push(api_keys.clone());
         let authenticator: Arc<dyn Authenticator> = Arc::new(AuthenticatorChain::new(verifiers));
 
-        let gateway = Arc::new(Gateway::new(GatewayDeps {
-            sessions,
-            // Through the verifier: a key created here clears its hash from
-            // the verifier's cache of unknown keys.
-            api_keys: api_keys.clone(),
-            whatsapp,
-            api_key_cache: api_keys,
-            entropy: Arc::new(OsEntropy),
-            clock,
-            request_timeout: Duration::from_secs(config.whatsapp.request_timeout_secs.max(1)),
-            whatsapp_pacing: config.limits.whatsapp_pacing()?,
-            events: store.clone(),
-            webhooks: store.clone(),
-            webhook_targets: Arc::new(AddressPolicy::new(config.webhooks.allow_private_targets)),
-            bus,
-            messages: store.clone(),
-            // Media URLs are held to the same SSRF rule as webhooks, under
-            // a switch of their own: allowing private webhook receivers
-            // must not let any sender make the gateway fetch from the
-            // private network.
-            media_fetcher: Arc::new(
-                HttpMediaFetcher::new(
-                    AddressPolicy::for_setting(
-                        config.messages.allow_private_media_urls,
-                        "messages.allow_private_media_urls",
-                    ),
-                    config.messages.media_fetch_timeout.0,
-                )
-                .context("building the media download client")?,
-            ),
-            messaging,
-        }));
+        let gateway = Arc::new(
+            Gateway::new(GatewayDeps {
+                sessions,
+                // Through the verifier: a key created here clears its hash from
+                // the verifier's cache of unknown keys.
+                api_keys: api_keys.clone(),
+                whatsapp,
+                api_key_cache: api_keys,
+                entropy: Arc::new(OsEntropy),
+                clock,
+                request_timeout: Duration::from_secs(config.whatsapp.request_timeout_secs.max(1)),
+                whatsapp_pacing: config.limits.whatsapp_pacing()?,
+                events: store.clone(),
+                webhooks: store.clone(),
+                webhook_targets: Arc::new(AddressPolicy::new(
+                    config.webhooks.allow_private_targets,
+                )),
+                bus,
+                messages: store.clone(),
+                // Media URLs are held to the same SSRF rule as webhooks, under
+                // a switch of their own: allowing private webhook receivers
+                // must not let any sender make the gateway fetch from the
+                // private network.
+                media_fetcher: Arc::new(
+                    HttpMediaFetcher::new(
+                        AddressPolicy::for_setting(
+                            config.messages.allow_private_media_urls,
+                            "messages.allow_private_media_urls",
+                        ),
+                        config.messages.media_fetch_timeout.0,
+                    )
+                    .context("building the media download client")?,
+                ),
+                messaging,
+            })
+            .with_max_webhooks_per_org(config.webhooks.max_per_org),
+        );
         // Reconnects resume the session's sending.
         recorder.set_outbox(gateway.outbox());
         let webhook_transport = Arc::new(

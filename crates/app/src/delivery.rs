@@ -2,14 +2,16 @@
 //! that keeps the event log within its retention.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
-use wagate_domain::{Clock, WebhookId};
-use wagate_store::{AttemptOutcome, DueDelivery, Entropy, FinishedAttempt, WebhookStore};
+use wagate_domain::{Clock, OrgId, WebhookId};
+use wagate_store::{
+    AttemptOutcome, DueDelivery, DueWebhook, Entropy, FinishedAttempt, WebhookStore,
+};
 use wagate_webhooks::{Answer, WebhookTransport, signed_headers};
 
 use crate::Gateway;
@@ -30,6 +32,11 @@ const FINISH_TRIES: u32 = 5;
 /// Bytes of a failed answer's body kept in the delivery's `error` (the
 /// body as read, 64 KiB at most).
 const ERROR_BODY_BYTES: usize = wagate_webhooks::MAX_ANSWER_BODY;
+/// One organization's sends in flight are at most this fraction of
+/// `max_in_flight` (at least one): with the default 64, eight per
+/// organization, so seven organizations whose receivers all hang still
+/// leave an eighth of the slots free for everyone else, who never wait.
+pub const ORG_SHARE_OF_IN_FLIGHT: usize = 8;
 
 /// How deliveries are made (`webhooks.*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +52,8 @@ pub struct DeliverySettings {
     /// (`webhooks.disable_after`).
     pub disable_after: Duration,
     /// Most sends in flight at once, all webhooks together
-    /// (`webhooks.max_in_flight`).
+    /// (`webhooks.max_in_flight`); one organization's at most
+    /// [`DeliverySettings::max_in_flight_per_org`].
     pub max_in_flight: usize,
     /// On stop, how long sends under way may take to finish before they
     /// are abandoned (an abandoned delivery is attempted again when its
@@ -79,6 +87,67 @@ impl DeliverySettings {
     /// time out and still be recorded before the claim lapses.
     pub fn lease(&self, batch: u32) -> Duration {
         (self.timeout + LEASE_PER_SEND) * batch.max(1) + LEASE_MARGIN
+    }
+
+    /// Most sends in flight at once for one organization's webhooks
+    /// together: `max_in_flight` / [`ORG_SHARE_OF_IN_FLIGHT`], at least 1.
+    pub fn max_in_flight_per_org(&self) -> usize {
+        (self.max_in_flight / ORG_SHARE_OF_IN_FLIGHT).max(1)
+    }
+}
+
+/// Slots to send in: at most `max_in_flight` sends in all, and at most
+/// `max_in_flight_per_org` of one organization's. Both queues are FIFO: an
+/// organization's webhooks take turns for its slots, and organizations
+/// take turns for the rest. A slot is held for one send.
+#[derive(Debug)]
+struct SendSlots {
+    all: Arc<Semaphore>,
+    per_org: usize,
+    orgs: Mutex<HashMap<OrgId, Arc<Semaphore>>>,
+}
+
+/// A slot to send in; freed when dropped.
+#[derive(Debug)]
+struct Slot {
+    _org: OwnedSemaphorePermit,
+    _all: OwnedSemaphorePermit,
+}
+
+impl SendSlots {
+    fn new(settings: &DeliverySettings) -> Self {
+        Self {
+            all: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+            per_org: settings.max_in_flight_per_org(),
+            orgs: Mutex::default(),
+        }
+    }
+
+    /// Waits for a slot of `org` (the organization's first, then one of
+    /// all); `None` once closed.
+    async fn acquire(&self, org: &OrgId) -> Option<Slot> {
+        let mine = self
+            .orgs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(org.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_org)))
+            .clone();
+        let org_permit = mine.acquire_owned().await.ok()?;
+        let all = self.all.clone().acquire_owned().await.ok()?;
+        Some(Slot {
+            _org: org_permit,
+            _all: all,
+        })
+    }
+
+    /// Forgets organizations nobody sends for or waits on (a permit or a
+    /// waiter holds a clone of its semaphore).
+    fn sweep(&self) {
+        self.orgs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, s| Arc::strong_count(s) > 1);
     }
 }
 
@@ -143,24 +212,34 @@ pub struct DispatcherDeps {
 /// - a worker sends its webhook's deliveries **one at a time**, in the
 ///   order the store hands them out (first attempts in cursor order;
 ///   retries fall due later and may be overtaken);
-/// - it takes a permit of a semaphore of `max_in_flight` before claiming a
-///   batch and holds it while sending that batch: at most `max_in_flight`
-///   sends are in flight across all webhooks, and the semaphore is fair, so
-///   busy webhooks take turns;
+/// - each send takes a **slot** and frees it when it ends: at most
+///   `max_in_flight` sends are in flight across all webhooks, and at most
+///   [`DeliverySettings::max_in_flight_per_org`] of one organization's.
+///   An organization's webhooks take turns for its slots (FIFO), and
+///   organizations take turns for the rest (FIFO), so organizations whose
+///   receivers hang hold only their own share and never the slots another
+///   organization's deliveries need; the first slot of a batch is taken
+///   before claiming it;
 /// - it **claims** each batch with a lease ([`WebhookStore::claim_due`]'s
 ///   `hold_until`) long enough for every send of the batch to time out, so
 ///   another gateway process sharing the database never attempts the same
 ///   delivery meanwhile, and a crashed process's claims fall due again
 ///   when the lease ends;
 /// - a batch starts at one delivery and doubles (up to [`MAX_BATCH`]) while
-///   the receiver answers 2xx, and falls back to one after any failure: a
-///   receiver that starts hanging holds a permit for at most one batch's
-///   timeouts, then for one timeout at a time.
+///   the receiver answers 2xx, and falls back to one after any failure;
+/// - before each send of a batch it asks the store whether the delivery is
+///   [still current](WebhookStore::still_current): once the webhook is
+///   deleted, disabled or given another URL, the rest of the batch is not
+///   sent to it (it is released, [`AttemptOutcome::Released`], and claimed
+///   again with the new URL, or is gone); a send that would outlast the
+///   claim's lease (a long wait for a slot), and the rest of a batch when
+///   the dispatcher stops, are released too.
 ///
 /// A slow, hanging or failing receiver therefore only delays its own
-/// webhook: other webhooks have their own workers, every send is bounded
-/// by `webhooks.timeout`, and nothing here runs on the HTTP server's
-/// threads.
+/// webhook and, within its organization's share of the slots, its own
+/// organization: other webhooks have their own workers, every send is
+/// bounded by `webhooks.timeout`, and nothing here runs on the HTTP
+/// server's threads.
 ///
 /// Each attempt is signed (Standard Webhooks; `webhook-id` is the event
 /// id, `webhook-timestamp` the attempt's time), sent, and recorded with
@@ -191,7 +270,7 @@ impl WebhookDispatcher {
         let (stop, stopped) = watch::channel(false);
         let (done, finished) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            semaphore: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+            slots: SendSlots::new(&settings),
             store: deps.store,
             transport: deps.transport,
             clock: deps.clock,
@@ -204,10 +283,10 @@ impl WebhookDispatcher {
         Self { stop, task }
     }
 
-    /// Stops: no new batch is claimed, sends under way get
-    /// [`DeliverySettings::stop_grace`] to finish (then are abandoned, and
-    /// attempted again when their claim lapses). Returns when every
-    /// worker has ended.
+    /// Stops: no new batch is claimed, nothing more of a batch is sent (it
+    /// is released), sends under way get [`DeliverySettings::stop_grace`]
+    /// to finish (then are abandoned, and attempted again when their claim
+    /// lapses). Returns when every worker has ended.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         if let Err(e) = self.task.await
@@ -247,7 +326,7 @@ struct Shared {
     clock: Arc<dyn Clock>,
     jitter: Arc<dyn Jitter>,
     settings: DeliverySettings,
-    semaphore: Arc<Semaphore>,
+    slots: SendSlots,
     /// `true` once stopping.
     stopped: watch::Receiver<bool>,
     /// A worker tells its webhook's id when it ends.
@@ -281,13 +360,14 @@ async fn run(
             workers.remove(&id);
         }
         workers.retain(|_, w| !w.is_finished());
+        shared.slots.sweep();
         let now = shared.clock.now();
         let nap = match shared.store.webhooks_due(now).await {
             Ok(due) => {
-                for id in due {
+                for hook in due {
                     workers
-                        .entry(id)
-                        .or_insert_with(|| tokio::spawn(work(shared.clone(), id)));
+                        .entry(hook.id)
+                        .or_insert_with(|| tokio::spawn(work(shared.clone(), hook)));
                 }
                 match shared.store.next_due().await {
                     Ok(Some(at)) if at > now => until(at, now).min(MAX_IDLE),
@@ -330,16 +410,15 @@ async fn run(
 
 /// One webhook's worker: claims and sends its due deliveries, batch after
 /// batch, until none is due (or the dispatcher stops).
-async fn work(shared: Arc<Shared>, id: WebhookId) {
+async fn work(shared: Arc<Shared>, hook: DueWebhook) {
+    let id = hook.id;
     let mut stopped = shared.stopped.clone();
     let mut batch = 1;
-    while !*stopped.borrow() {
-        let permit = tokio::select! {
-            p = shared.semaphore.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = stopped.changed() => break,
+    loop {
+        // The batch's first slot before its claim: its lease starts with a
+        // send, not with a wait.
+        let Some(first) = shared.slot(&hook.org, &mut stopped).await else {
+            break;
         };
         let now = shared.clock.now();
         let hold_until = now + span(shared.settings.lease(batch));
@@ -353,32 +432,62 @@ async fn work(shared: Arc<Shared>, id: WebhookId) {
         if due.is_empty() {
             break;
         }
-        // The whole batch is sent, even when stopping: the stop's grace
-        // bounds it, and what is left is attempted again after the lease.
         // Its attempts are recorded together, in one write, after it.
         let mut attempts = Vec::with_capacity(due.len());
-        let mut gone = false;
-        for delivery in due {
+        let mut slot = Some(first);
+        let mut end = false;
+        let mut due = due.into_iter();
+        while let Some(delivery) = due.next() {
+            let held = match shared
+                .step(&delivery, slot.take(), hold_until, &mut stopped)
+                .await
+            {
+                Step::Send(held) => held,
+                not_sent => {
+                    // Released with the rest of the batch, due again at
+                    // once (to the webhook as it now is, if it still is).
+                    let released = std::iter::once(delivery).chain(due.by_ref());
+                    attempts.extend(released.map(|d| FinishedAttempt {
+                        seq: d.seq,
+                        outcome: AttemptOutcome::Released,
+                        duration_ms: 0,
+                    }));
+                    end = matches!(not_sent, Step::Stop);
+                    break;
+                }
+            };
             let (sent, attempt) = shared.attempt(delivery).await;
+            drop(held);
             attempts.push(attempt);
             match sent {
                 Sent::Delivered => batch = (batch * 2).min(MAX_BATCH),
                 Sent::Failed => batch = 1,
-                // Disabled, its pending deliveries failed: nothing more
-                // is sent to it, not even the rest of this batch.
+                // Disabled, its pending deliveries failed (the rest of
+                // this batch too): nothing more is sent to it.
                 Sent::Gone => {
-                    gone = true;
+                    end = true;
                     break;
                 }
             }
         }
         shared.finish(&id, &attempts).await;
-        if gone {
+        if end {
             break;
         }
-        drop(permit);
     }
     let _ = shared.done.send(id);
+}
+
+/// What to do with the next delivery of a batch.
+#[derive(Debug)]
+enum Step {
+    /// Send it, in this slot.
+    Send(Slot),
+    /// Release it and the rest, then claim again.
+    Reclaim,
+    /// Release it and the rest, and end the worker (stopping, or the store
+    /// does not answer: the dispatcher starts a new one later).
+    Stop,
 }
 
 /// How an attempt went, for the worker.
@@ -411,6 +520,50 @@ fn describe(answer: &Answer) -> String {
 }
 
 impl Shared {
+    /// A slot of `org`, unless the dispatcher stops first.
+    async fn slot(&self, org: &OrgId, stopped: &mut watch::Receiver<bool>) -> Option<Slot> {
+        if *stopped.borrow() {
+            return None;
+        }
+        tokio::select! {
+            slot = self.slots.acquire(org) => slot,
+            _ = stopped.changed() => None,
+        }
+    }
+
+    /// Whether and in which slot to send `d`, the next delivery of a batch
+    /// held until `hold_until` (`slot`: one already taken for it).
+    async fn step(
+        &self,
+        d: &DueDelivery,
+        slot: Option<Slot>,
+        hold_until: OffsetDateTime,
+        stopped: &mut watch::Receiver<bool>,
+    ) -> Step {
+        let slot = match slot {
+            Some(slot) if !*stopped.borrow() => slot,
+            Some(_) => return Step::Stop,
+            None => match self.slot(&d.org, stopped).await {
+                Some(slot) => slot,
+                None => return Step::Stop,
+            },
+        };
+        // The claim must outlast the send and its recording; after a long
+        // wait for the slot it may not, and another process could take it.
+        if self.clock.now() + span(self.settings.timeout + LEASE_PER_SEND) > hold_until {
+            return Step::Reclaim;
+        }
+        match self.store.still_current(d).await {
+            Ok(true) => Step::Send(slot),
+            // Deleted, disabled, or moved to another URL since the claim.
+            Ok(false) => Step::Reclaim,
+            Err(e) => {
+                tracing::warn!(webhook = %d.webhook, error = %e, "webhook deliveries: cannot check a delivery before sending it");
+                Step::Stop
+            }
+        }
+    }
+
     /// Signs and sends one attempt; the caller records it.
     async fn attempt(&self, d: DueDelivery) -> (Sent, FinishedAttempt) {
         let started = tokio::time::Instant::now();
@@ -465,7 +618,9 @@ impl Shared {
         let sent = match outcome {
             AttemptOutcome::Delivered { .. } => Sent::Delivered,
             AttemptOutcome::Gone => Sent::Gone,
-            AttemptOutcome::Retry { .. } | AttemptOutcome::Failed { .. } => Sent::Failed,
+            AttemptOutcome::Retry { .. }
+            | AttemptOutcome::Failed { .. }
+            | AttemptOutcome::Released => Sent::Failed,
         };
         (
             sent,

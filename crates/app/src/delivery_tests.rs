@@ -15,7 +15,8 @@ use wagate_domain::{
     WebhookSecret, WebhookUrl,
 };
 use wagate_store::{
-    AttemptOutcome, DueDelivery, Entropy, FinishedAttempt, StoreError, WebhookPatch, WebhookStore,
+    AttemptOutcome, DueDelivery, DueWebhook, Entropy, FinishedAttempt, StoreError, WebhookPatch,
+    WebhookStore,
 };
 use wagate_webhooks::{Answer, SendError, WebhookTransport};
 
@@ -51,6 +52,7 @@ impl Clock for TokioClock {
 
 #[derive(Debug)]
 struct Hook {
+    org: OrgId,
     url: WebhookUrl,
     enabled: bool,
 }
@@ -102,12 +104,39 @@ impl FakeStore {
         f(&mut self.state.lock().unwrap())
     }
 
-    /// Webhook number `n`, at `http://hook-n.test/`.
+    /// Webhook number `n` of `acme`, at `http://hook-n.test/`.
     fn add_hook(&self, n: u128) -> WebhookId {
+        self.add_hook_of("acme", n)
+    }
+
+    /// Webhook number `n` of `org`, at `http://hook-n.test/`.
+    fn add_hook_of(&self, org: &str, n: u128) -> WebhookId {
         let id = WebhookId::from_ulid(ulid::Ulid::from_parts(1, n));
         let url = WebhookUrl::parse(&format!("http://hook-{n}.test/")).unwrap();
-        self.with(|s| s.hooks.insert(id, Hook { url, enabled: true }));
+        let org = OrgId::parse(org).unwrap();
+        self.with(|s| {
+            s.hooks.insert(
+                id,
+                Hook {
+                    org,
+                    url,
+                    enabled: true,
+                },
+            )
+        });
         id
+    }
+
+    /// What a PATCH or a DELETE of the webhook does to the outbox:
+    /// `url` moves it, `None` deletes it (and its deliveries).
+    fn change_hook(&self, hook: WebhookId, url: Option<&str>) {
+        self.with(|s| match url {
+            Some(url) => s.hooks.get_mut(&hook).unwrap().url = WebhookUrl::parse(url).unwrap(),
+            None => {
+                s.hooks.remove(&hook);
+                s.rows.retain(|r| r.webhook != hook);
+            }
+        });
     }
 
     /// Queues `count` new events for `hook` at `now`, as a commit would,
@@ -150,7 +179,12 @@ impl FakeStore {
 
 #[async_trait]
 impl WebhookStore for FakeStore {
-    async fn insert_webhook(&self, _: &Webhook, _: &WebhookSecret) -> Result<(), StoreError> {
+    async fn insert_webhook(
+        &self,
+        _: &Webhook,
+        _: &WebhookSecret,
+        _: u32,
+    ) -> Result<(), StoreError> {
         Err(not_here())
     }
     async fn get_webhook(&self, _: &OrgId, _: &WebhookId) -> Result<Option<Webhook>, StoreError> {
@@ -203,7 +237,7 @@ impl WebhookStore for FakeStore {
         Err(not_here())
     }
 
-    async fn webhooks_due(&self, now: OffsetDateTime) -> Result<Vec<WebhookId>, StoreError> {
+    async fn webhooks_due(&self, now: OffsetDateTime) -> Result<Vec<DueWebhook>, StoreError> {
         Ok(self.with(|s| {
             let mut due: Vec<WebhookId> = s
                 .rows
@@ -214,7 +248,25 @@ impl WebhookStore for FakeStore {
                 .collect();
             due.sort();
             due.dedup();
-            due
+            due.into_iter()
+                .map(|id| DueWebhook {
+                    id,
+                    org: s.hooks[&id].org.clone(),
+                })
+                .collect()
+        }))
+    }
+
+    async fn still_current(&self, d: &DueDelivery) -> Result<bool, StoreError> {
+        Ok(self.with(|s| {
+            let pending = s
+                .rows
+                .iter()
+                .any(|r| r.seq == d.seq && r.state == DeliveryState::Pending);
+            pending
+                && s.hooks
+                    .get(&d.webhook)
+                    .is_some_and(|h| h.enabled && h.url == d.url)
         }))
     }
 
@@ -239,7 +291,7 @@ impl WebhookStore for FakeStore {
             let Some(hook) = s.hooks.get(id).filter(|h| h.enabled) else {
                 return Vec::new();
             };
-            let url = hook.url.clone();
+            let (url, org) = (hook.url.clone(), hook.org.clone());
             let mut due: Vec<&mut Row> = s
                 .rows
                 .iter_mut()
@@ -254,7 +306,7 @@ impl WebhookStore for FakeStore {
                     DueDelivery {
                         seq: r.seq,
                         webhook: *id,
-                        org: OrgId::parse("acme").unwrap(),
+                        org: org.clone(),
                         url: url.clone(),
                         secrets: vec![secret()],
                         body: format!(r#"{{"id":"{}"}}"#, r.event),
@@ -275,7 +327,14 @@ impl WebhookStore for FakeStore {
         self.with(|s| {
             s.disable_after.push(disable_after);
             for attempt in attempts {
-                let r = s.rows.iter_mut().find(|r| r.seq == attempt.seq).unwrap();
+                // Deleted meanwhile: nothing to record.
+                let Some(r) = s.rows.iter_mut().find(|r| r.seq == attempt.seq) else {
+                    continue;
+                };
+                if attempt.outcome == AttemptOutcome::Released {
+                    r.claimed_until = None;
+                    continue;
+                }
                 r.attempt += 1;
                 r.claimed_until = None;
                 r.outcomes.push(attempt.outcome.clone());
@@ -284,6 +343,7 @@ impl WebhookStore for FakeStore {
                     AttemptOutcome::Delivered { .. } => r.state = DeliveryState::Succeeded,
                     AttemptOutcome::Retry { next_at, .. } => r.next = *next_at,
                     AttemptOutcome::Failed { .. } => r.state = DeliveryState::Failed,
+                    AttemptOutcome::Released => unreachable!(),
                     AttemptOutcome::Gone => {
                         s.hooks.get_mut(&hook).unwrap().enabled = false;
                         for r in s.rows.iter_mut().filter(|r| r.webhook == hook) {
@@ -610,7 +670,8 @@ async fn first_attempts_go_in_cursor_order_and_retries_may_overtake() {
 #[tokio::test(start_paused = true)]
 async fn a_hanging_webhook_does_not_delay_another() {
     let mut rig = rig();
-    rig.settings.max_in_flight = 2;
+    // Two slots for the organization.
+    rig.settings.max_in_flight = 2 * ORG_SHARE_OF_IN_FLIGHT;
     let hanging = rig.store.add_hook(1);
     let healthy = rig.store.add_hook(2);
     rig.transport.answer(1, Reply::Hang);
@@ -637,7 +698,10 @@ async fn a_hanging_webhook_does_not_delay_another() {
 async fn at_most_max_in_flight_sends_at_once() {
     let mut rig = rig();
     rig.settings.max_in_flight = 2;
-    let hooks: Vec<WebhookId> = (1..=3).map(|n| rig.store.add_hook(n)).collect();
+    // Each in its own organization: the cap of all, not of one organization.
+    let hooks: Vec<WebhookId> = (1..=3)
+        .map(|n| rig.store.add_hook_of(&format!("org{n}"), n))
+        .collect();
     for n in 1..=3 {
         rig.transport.answer(n, Reply::Hang);
     }
@@ -661,6 +725,106 @@ async fn at_most_max_in_flight_sends_at_once() {
     hosts.dedup();
     assert_eq!(hosts.len(), 3);
     dispatcher.stop().await;
+}
+
+/// Issue 18, finding 4: five organizations with twenty hanging webhooks
+/// each (more than `max_in_flight`) hold only their own share of the
+/// slots; a sixth organization's deliveries all go out at once.
+#[tokio::test(start_paused = true)]
+async fn hanging_organizations_do_not_delay_another() {
+    let mut rig = rig();
+    let start = rig.clock.now();
+    let mut n = 0;
+    for org in 1..=5 {
+        for _ in 0..20 {
+            n += 1;
+            let hook = rig.store.add_hook_of(&format!("attacker{org}"), n);
+            rig.transport.answer(n, Reply::Hang);
+            rig.store.queue(hook, 3, start);
+        }
+    }
+    let healthy = rig.store.add_hook_of("victim", 1000);
+    let dispatcher = rig.start();
+    // Every attacker takes its share: 8 each of the 64 slots.
+    let share = rig.settings.max_in_flight_per_org();
+    for _ in 0..5 * share {
+        assert_ne!(rig.next().await.host, "hook-1000.test");
+    }
+    let fast = rig.store.queue(healthy, 15, start);
+    for e in &fast {
+        let sent = loop {
+            let sent = rig.next().await;
+            if sent.host == "hook-1000.test" {
+                break sent;
+            }
+        };
+        assert_eq!(sent.event, e.to_string());
+        assert_eq!(sent.at, start, "delayed by other organizations' receivers");
+    }
+    dispatcher.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_organization_has_at_most_its_share_in_flight() {
+    let mut rig = rig();
+    let share = rig.settings.max_in_flight_per_org();
+    let start = rig.clock.now();
+    let hooks: Vec<WebhookId> = (1..=share as u128 + 1)
+        .map(|n| {
+            rig.transport.answer(n, Reply::Hang);
+            rig.store.add_hook(n)
+        })
+        .collect();
+    let dispatcher = rig.start();
+    for h in &hooks {
+        rig.store.queue(*h, 1, start);
+    }
+    for _ in 0..share {
+        assert_eq!(rig.next().await.at, start);
+    }
+    // The last one waited for one of its organization's slots.
+    let last = rig.next().await;
+    assert!(last.at - start >= time::Duration::seconds(10));
+    dispatcher.stop().await;
+}
+
+/// Issue 18, finding 9: a webhook moved to another URL while its batch is
+/// under way gets the rest of the batch at the new URL; a deleted one gets
+/// nothing more.
+#[tokio::test(start_paused = true)]
+async fn a_change_during_a_batch_stops_it() {
+    for deleted in [false, true] {
+        let mut rig = rig();
+        let hook = rig.store.add_hook(1);
+        let dispatcher = rig.start();
+        let events = rig.store.queue(hook, 12, rig.clock.now());
+        // Batches of 1, 2, then 4 (events 3 to 6): the first of it hangs.
+        rig.transport.answer_event(events[3], &[Reply::Hang]);
+        for e in &events[..4] {
+            assert_eq!(rig.next().await.event, e.to_string());
+        }
+        rig.store
+            .change_hook(hook, (!deleted).then_some("http://hook-2.test/"));
+        if deleted {
+            assert!(rig.quiet_for(Duration::from_secs(86_400)).await);
+        } else {
+            // The rest goes to the new URL, in order; the hung one is
+            // retried there after its delay.
+            for e in &events[4..] {
+                let sent = rig.next().await;
+                assert_eq!(
+                    (sent.host.as_str(), sent.event.clone()),
+                    ("hook-2.test", e.to_string())
+                );
+            }
+            let retry = rig.next().await;
+            assert_eq!(
+                (retry.host.as_str(), retry.event.clone()),
+                ("hook-2.test", events[3].to_string())
+            );
+        }
+        dispatcher.stop().await;
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -780,7 +944,7 @@ async fn a_committed_event_is_delivered_from_the_real_outbox() {
         created_at: now,
         updated_at: now,
     };
-    store.insert_webhook(&hook, &secret()).await.unwrap();
+    store.insert_webhook(&hook, &secret(), 25).await.unwrap();
     let (transport, mut seen) = FakeTransport::new(TokioClock::new());
     let dispatcher = WebhookDispatcher::start(
         DispatcherDeps {

@@ -54,6 +54,14 @@ pub enum AppError {
     /// A cursor older than what the event log keeps.
     #[error("the cursor is older than the events kept")]
     Gone,
+    /// The organization has as many as it may (`webhooks.max_per_org`).
+    #[error("{message}")]
+    LimitReached {
+        /// For people.
+        message: &'static str,
+        /// The limit.
+        limit: u32,
+    },
     /// WhatsApp did not answer in time.
     #[error("WhatsApp did not answer in time")]
     Timeout,

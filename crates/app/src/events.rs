@@ -16,6 +16,10 @@ use crate::{AppError, Gateway};
 /// How long a rotated-out secret keeps signing beside the new one.
 pub const SECRET_OVERLAP: time::Duration = time::Duration::hours(24);
 
+/// Webhooks one organization may have unless configured
+/// (`webhooks.max_per_org`).
+pub const DEFAULT_MAX_WEBHOOKS_PER_ORG: u32 = 25;
+
 /// Wakes whoever waits for new events of this process's writes: the event
 /// streams (each only for its organization's commits, so a busy
 /// organization costs the others' streams nothing) and the webhook
@@ -110,6 +114,17 @@ fn gone(e: StoreError) -> AppError {
     }
 }
 
+/// A test or replay asked of a disabled webhook: nothing would send it.
+fn disabled(e: StoreError) -> AppError {
+    match e {
+        StoreError::Conflict(_) => AppError::Conflict {
+            message: "the webhook is disabled: enable it first (PATCH with \"enabled\": true)",
+            status: None,
+        },
+        other => gone(other),
+    }
+}
+
 fn webhook_not_found() -> AppError {
     AppError::NotFound {
         what: "webhook not found",
@@ -165,8 +180,9 @@ impl Gateway {
     /// # Errors
     ///
     /// `Forbidden` without `admin`; `InvalidArgument` (field `url`) when
-    /// the target is refused (private address, does not resolve); store
-    /// errors.
+    /// the target is refused (private address, does not resolve);
+    /// `LimitReached` when the organization has `webhooks.max_per_org`
+    /// webhooks already; store errors.
     pub async fn create_webhook(
         &self,
         p: &Principal,
@@ -188,7 +204,17 @@ impl Gateway {
             updated_at: now,
         };
         let secret = self.new_webhook_secret()?;
-        self.deps.webhooks.insert_webhook(&webhook, &secret).await?;
+        self.deps
+            .webhooks
+            .insert_webhook(&webhook, &secret, self.max_webhooks_per_org)
+            .await
+            .map_err(|e| match e {
+                StoreError::LimitReached { limit } => AppError::LimitReached {
+                    message: "the organization has as many webhooks as it may (webhooks.max_per_org): delete one first",
+                    limit,
+                },
+                other => other.into(),
+            })?;
         tracing::info!(webhook = %webhook.id, org = %p.org, "webhook created");
         Ok(CreatedWebhook { webhook, secret })
     }
@@ -290,7 +316,7 @@ impl Gateway {
     ///
     /// # Errors
     ///
-    /// As [`Gateway::get_webhook`].
+    /// As [`Gateway::get_webhook`]; `Conflict` when it is disabled.
     pub async fn test_webhook(&self, p: &Principal, id: &WebhookId) -> Result<Event, AppError> {
         Self::require(p, Capability::Admin)?;
         let event = Event {
@@ -301,7 +327,13 @@ impl Gateway {
             occurred_at: self.now(),
             data: EventData::WebhookTest { webhook_id: *id },
         };
-        if self.deps.webhooks.queue_test(&p.org, id, &event).await? {
+        if self
+            .deps
+            .webhooks
+            .queue_test(&p.org, id, &event)
+            .await
+            .map_err(disabled)?
+        {
             Ok(event)
         } else {
             Err(webhook_not_found())
@@ -335,7 +367,7 @@ impl Gateway {
     /// # Errors
     ///
     /// As [`Gateway::get_webhook`]; `Gone` when `after` is older than what
-    /// is kept.
+    /// is kept; `Conflict` when the webhook is disabled.
     pub async fn replay_webhook(
         &self,
         p: &Principal,
@@ -347,7 +379,7 @@ impl Gateway {
             .webhooks
             .replay(&p.org, id, after, self.now())
             .await
-            .map_err(gone)?
+            .map_err(disabled)?
             .ok_or_else(webhook_not_found)
     }
 

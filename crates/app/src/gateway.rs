@@ -69,6 +69,8 @@ pub struct Gateway {
     pacing: Mutex<HashMap<SessionId, TokenBucket>>,
     /// Sends accepted messages.
     pub(crate) outbox: Arc<Outbox>,
+    /// Most webhooks of one organization (`webhooks.max_per_org`).
+    pub(crate) max_webhooks_per_org: u32,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -113,7 +115,19 @@ impl Gateway {
             lifecycle,
             pacing: Mutex::new(HashMap::new()),
             outbox,
+            max_webhooks_per_org: crate::DEFAULT_MAX_WEBHOOKS_PER_ORG,
         }
+    }
+
+    /// At most `max` webhooks per organization (`webhooks.max_per_org`;
+    /// [`DEFAULT_MAX_WEBHOOKS_PER_ORG`](crate::DEFAULT_MAX_WEBHOOKS_PER_ORG)
+    /// unless set): they bound what one organization's event costs the
+    /// store's single writer (a delivery row per webhook) and how many
+    /// deliveries it has in flight.
+    #[must_use]
+    pub fn with_max_webhooks_per_org(mut self, max: u32) -> Self {
+        self.max_webhooks_per_org = max.max(1);
+        self
     }
 
     /// The outbox that sends accepted messages (give it to the

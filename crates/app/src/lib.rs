@@ -31,10 +31,12 @@ mod sessions;
 pub use api_keys::{CreatedApiKey, NewApiKeyRequest};
 pub use delivery::{
     DEFAULT_RETRY_SCHEDULE, DeliverySettings, DispatcherDeps, EntropyJitter, Jitter, MAX_BATCH,
-    MAX_IDLE, NoJitter, RetentionPruner, WebhookDispatcher,
+    MAX_IDLE, NoJitter, ORG_SHARE_OF_IN_FLIGHT, RetentionPruner, WebhookDispatcher,
 };
 pub use error::AppError;
-pub use events::{CreatedWebhook, EventBus, EventQuery, NewWebhook, SECRET_OVERLAP};
+pub use events::{
+    CreatedWebhook, DEFAULT_MAX_WEBHOOKS_PER_ORG, EventBus, EventQuery, NewWebhook, SECRET_OVERLAP,
+};
 pub use gateway::{DEFAULT_RESUME_RATE, Gateway, GatewayDeps, RESUME_IN_FLIGHT, RESUME_SLACK};
 pub use messages::{
     IDEMPOTENCY_WINDOW, MAX_READ_IDS, MediaContent, MediaInput, SendContent, SendOutcome,

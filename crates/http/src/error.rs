@@ -239,6 +239,9 @@ impl From<AppError> for ApiError {
                 format!("the media is larger than {limit} bytes (messages.max_media_bytes)"),
             )
             .detail("limit", limit),
+            AppError::LimitReached { message, limit } => {
+                Self::new(StatusCode::CONFLICT, "limit_reached", message).detail("limit", limit)
+            }
             AppError::Gone => Self::new(
                 StatusCode::GONE,
                 "gone",

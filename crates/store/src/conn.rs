@@ -222,7 +222,15 @@ pub(crate) async fn append<C: Conn>(
     Ok(queued)
 }
 
-/// Queues (or queues again) `event` for webhook `hook`.
+/// `next_ms` of a first attempt: due from its commit. Not the writer's
+/// clock: that is read before the write lock is taken, so two writers'
+/// times can disagree with the order their events commit in, and claims
+/// (`ORDER BY next_ms, seq`) would then send first attempts out of cursor
+/// order. At 0 they all sort before any retry, by `seq`: commit order.
+const FIRST_ATTEMPT_DUE_MS: i64 = 0;
+
+/// Queues (or queues again) `event` for webhook `hook`: a first attempt,
+/// due at once.
 pub(crate) async fn queue<C: Conn>(
     conn: &mut C,
     hook: &WebhookId,
@@ -244,7 +252,7 @@ pub(crate) async fn queue<C: Conn>(
             text(event.id.to_string()),
             Value::Int(in_log.then(|| seq_i64(event.cursor.seq()))),
             text(body),
-            int(ms(now)),
+            int(FIRST_ATTEMPT_DUE_MS),
             text(ts(now)),
         ],
     )
@@ -319,6 +327,14 @@ pub(crate) async fn finish_one<C: Conn>(
     now: OffsetDateTime,
     disable_after: time::Duration,
 ) -> Result<(), StoreError> {
+    if attempt.outcome == crate::AttemptOutcome::Released {
+        conn.run(
+            "UPDATE deliveries SET claimed_until = NULL WHERE seq = $1 AND state = 'pending'",
+            vec![int(seq_i64(attempt.seq))],
+        )
+        .await?;
+        return Ok(());
+    }
     let row = conn
         .one(DELIVERY_FINISH, attempt_values(attempt, now))
         .await?;
@@ -335,6 +351,7 @@ pub(crate) async fn finish_one<C: Conn>(
             None
         }
         crate::AttemptOutcome::Gone => Some("the receiver answered 410 Gone".to_owned()),
+        crate::AttemptOutcome::Released => None,
         crate::AttemptOutcome::Retry { .. } | crate::AttemptOutcome::Failed { .. } => {
             let since = conn
                 .one(
@@ -819,9 +836,6 @@ pub(crate) async fn read_events<C: Conn>(
     filter: &EventFilter,
     limit: u32,
 ) -> Result<EventPage, StoreError> {
-    if after.seq() < pruned_through(conn, org).await? {
-        return Err(StoreError::Gone);
-    }
     let mut q =
         Sql::new("SELECT seq, id, type, session_id, occurred_at, data FROM events WHERE org_id = ");
     q.bind(text(org.as_str()))
@@ -841,6 +855,13 @@ pub(crate) async fn read_events<C: Conn>(
     }
     q.push(" ORDER BY seq LIMIT ").bind(int(i64::from(limit)));
     let rows = q.all(conn).await?;
+    // Checked after the read: a pruning that committed before it shows
+    // here (pruned_through only grows), so a page never starts after
+    // events pruned under it; one that committed after it took nothing
+    // the page should have had.
+    if after.seq() < pruned_through(conn, org).await? {
+        return Err(StoreError::Gone);
+    }
     let events = rows
         .iter()
         .map(|r| event_from_row(org, r))
@@ -849,11 +870,35 @@ pub(crate) async fn read_events<C: Conn>(
     Ok(EventPage { events, next })
 }
 
+/// Inserts `w` in the caller's transaction unless its organization has
+/// `max_per_org` webhooks already.
 pub(crate) async fn insert_webhook<C: Conn>(
     conn: &mut C,
     w: &Webhook,
     secret: &WebhookSecret,
+    max_per_org: u32,
 ) -> Result<(), StoreError> {
+    // The organization's event counter row, taken for the transaction:
+    // concurrent creations of one organization count one after the other
+    // (SQLite's writer lock does so anyway; PostgreSQL's row lock here).
+    conn.run(
+        "INSERT INTO event_logs (org_id, last_seq) VALUES ($1, 0) \
+         ON CONFLICT (org_id) DO UPDATE SET last_seq = event_logs.last_seq",
+        vec![text(w.org.as_str())],
+    )
+    .await?;
+    let have = conn
+        .one(
+            "SELECT count(*) AS n FROM webhooks WHERE org_id = $1",
+            vec![text(w.org.as_str())],
+        )
+        .await?
+        .map(|r| r.need_int("n"))
+        .transpose()?
+        .unwrap_or(0);
+    if have >= i64::from(max_per_org) {
+        return Err(StoreError::LimitReached { limit: max_per_org });
+    }
     conn.run(WEBHOOK_INSERT, webhook_values(w, secret)).await?;
     Ok(())
 }
@@ -915,7 +960,7 @@ pub(crate) async fn update_webhook<C: Conn>(
         // A disabled webhook is sent nothing more.
         conn.run(
             "UPDATE deliveries SET state = 'failed', error = 'the webhook was disabled', \
-             next_ms = NULL WHERE webhook_id = $1 AND state = 'pending'",
+             next_ms = NULL, claimed_until = NULL WHERE webhook_id = $1 AND state = 'pending'",
             vec![text(id.to_string())],
         )
         .await?;
@@ -962,6 +1007,11 @@ pub(crate) async fn rotate_secret<C: Conn>(
     Ok(n > 0)
 }
 
+/// A disabled webhook is sent nothing: queuing for it is refused.
+fn disabled_conflict() -> StoreError {
+    StoreError::Conflict("the webhook is disabled".to_owned())
+}
+
 /// Queues test `event` for webhook `id` of `org` alone; whether it exists.
 pub(crate) async fn queue_test<C: Conn>(
     conn: &mut C,
@@ -969,8 +1019,10 @@ pub(crate) async fn queue_test<C: Conn>(
     id: &WebhookId,
     event: &Event,
 ) -> Result<bool, StoreError> {
-    if get_webhook(conn, org, id, false).await?.is_none() {
-        return Ok(false);
+    match get_webhook(conn, org, id, true).await? {
+        None => return Ok(false),
+        Some(w) if !w.enabled => return Err(disabled_conflict()),
+        Some(_) => {}
     }
     let body = event.to_json().to_string();
     queue(conn, id, org, event, &body, event.occurred_at).await?;
@@ -1226,21 +1278,44 @@ pub(crate) async fn prune_idempotency_keys<C: Conn>(
 }
 
 /// Queues again, for webhook `id`, the page of `org`'s retained events
-/// after `after` that `filter` wants; how many, and the cursor to go on
-/// from (0: the replay is done).
+/// after `after` that the webhook wants; how many, and the cursor to go on
+/// from (0: the replay is done). `None` when the webhook is gone; a
+/// conflict when it is disabled (read, locked, in the caller's
+/// transaction: a webhook disabled during a replay gets no more queued).
 pub(crate) async fn replay_page<C: Conn>(
     conn: &mut C,
     org: &OrgId,
     id: &WebhookId,
-    filter: &EventFilter,
     after: EventCursor,
     now: OffsetDateTime,
-) -> Result<(u64, EventCursor), StoreError> {
-    let page = read_events(conn, org, after, filter, 500).await?;
+) -> Result<Option<(u64, EventCursor)>, StoreError> {
+    let Some(w) = get_webhook(conn, org, id, true).await? else {
+        return Ok(None);
+    };
+    if !w.enabled {
+        return Err(disabled_conflict());
+    }
+    let page = read_events(conn, org, after, &w.filter(), 500).await?;
     for e in &page.events {
         queue(conn, id, org, e, &e.to_json().to_string(), now).await?;
     }
-    Ok((page.events.len() as u64, page.next))
+    Ok(Some((page.events.len() as u64, page.next)))
+}
+
+/// Whether claimed delivery `d` is still pending, its webhook enabled and
+/// at the URL it was claimed with.
+pub(crate) async fn still_current<C: Conn>(
+    conn: &mut C,
+    d: &DueDelivery,
+) -> Result<bool, StoreError> {
+    let row = conn
+        .one(
+            "SELECT d.seq FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+             WHERE d.seq = $1 AND d.state = 'pending' AND w.enabled = TRUE AND w.url = $2",
+            vec![int(seq_i64(d.seq)), text(d.url.as_str())],
+        )
+        .await?;
+    Ok(row.is_some())
 }
 
 /// Checks that the database answers.

@@ -16,7 +16,7 @@ use wagate_domain::{
     WebhookId, WebhookSecret, WebhookUrl,
 };
 
-use crate::rows::{ms, patterns};
+use crate::rows::patterns;
 use crate::test_support::session;
 use crate::{
     Accepted, AttemptOutcome, FinishedAttempt, IdempotencyClaim, InboundBody, InboundRecord,
@@ -59,6 +59,11 @@ on_both_stores!(
     a_status_change_and_its_event_are_one_write,
     pruned_cursors_are_gone,
     deliveries_are_queued_with_the_event_claimed_in_order_and_finished,
+    first_attempts_are_claimed_in_cursor_order_whatever_the_writers_clocks,
+    a_pruning_during_a_read_never_skips_events,
+    concurrent_patches_and_a_410_lose_nothing,
+    a_disabled_webhook_gets_nothing_pending,
+    an_organization_has_at_most_its_cap_of_webhooks,
     inbound_messages_are_recorded_once_with_one_event_each,
     a_status_is_never_before_the_message,
     outgoing_statuses_only_move_forward_with_their_events,
@@ -425,9 +430,9 @@ async fn deliveries_are_queued_with_the_event_claimed_in_order_and_finished(stor
     let now = OffsetDateTime::now_utc();
     let hook = webhook(1, "session.status", now);
     let secret = WebhookSecret::from_text("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
-    store.insert_webhook(&hook, &secret).await.unwrap();
+    store.insert_webhook(&hook, &secret, 25).await.unwrap();
     store
-        .insert_webhook(&webhook(2, "session.qr", now), &secret)
+        .insert_webhook(&webhook(2, "session.qr", now), &secret, 25)
         .await
         .unwrap();
     let s = session("acme", 1, now);
@@ -438,7 +443,13 @@ async fn deliveries_are_queued_with_the_event_claimed_in_order_and_finished(stor
             .await
             .unwrap();
     }
-    assert_eq!(store.webhooks_due(now).await.unwrap(), vec![hook.id]);
+    assert_eq!(
+        store.webhooks_due(now).await.unwrap(),
+        vec![crate::DueWebhook {
+            id: hook.id,
+            org: acme()
+        }]
+    );
     let due = store
         .claim_due(&hook.id, now, now + time::Duration::seconds(30), 10)
         .await
@@ -498,7 +509,8 @@ async fn deliveries_are_queued_with_the_event_claimed_in_order_and_finished(stor
         ]
     );
     // The disconnect's delivery is due now; the retry at `later`.
-    assert_eq!(store.next_due().await.unwrap().map(ms), Some(ms(now)));
+    // (A first attempt is due from its commit.)
+    assert!(store.next_due().await.unwrap().is_some_and(|at| at <= now));
     // 410 disables the webhook and fails what is pending.
     let again = store.claim_due(&hook.id, later, later, 10).await.unwrap();
     store
@@ -558,6 +570,293 @@ async fn deliveries_are_queued_with_the_event_claimed_in_order_and_finished(stor
             .unwrap()
             .is_empty()
     );
+}
+
+fn secret() -> WebhookSecret {
+    WebhookSecret::from_text("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap()
+}
+
+/// Issue 18, finding 9: a writer reads its clock before it waits for
+/// the write lock, so events can commit in another order than their
+/// writers' times. First attempts still go in cursor order.
+async fn first_attempts_are_claimed_in_cursor_order_whatever_the_writers_clocks(
+    store: Arc<dyn Store>,
+) {
+    let now = OffsetDateTime::now_utc();
+    let hook = webhook(1, "session.status", now);
+    store.insert_webhook(&hook, &secret(), 25).await.unwrap();
+    let s = session("acme", 1, now);
+    store.insert(&s).await.unwrap();
+    // Committed first, with the later clock.
+    let later = now + time::Duration::milliseconds(300);
+    store
+        .record_observed(&s.id, &SessionPatch::status(SessionStatus::Pairing), later)
+        .await
+        .unwrap();
+    store
+        .record_observed(&s.id, &SessionPatch::status(SessionStatus::Connected), now)
+        .await
+        .unwrap();
+    let due = store
+        .claim_due(&hook.id, later, later + time::Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 2);
+    assert!(
+        due[0].body.contains("\"pairing\"") && due[1].body.contains("\"connected\""),
+        "{:?}",
+        due.iter().map(|d| &d.body).collect::<Vec<_>>()
+    );
+}
+
+/// Issue 18, finding 9: a reader racing the pruner either gets the
+/// events right after its cursor or `Gone`, never a page that skips
+/// pruned events. (Many rounds: the race is between two statements.)
+async fn a_pruning_during_a_read_never_skips_events(store: Arc<dyn Store>) {
+    let t0 = OffsetDateTime::now_utc() - time::Duration::days(30);
+    let s = session("acme", 1, t0);
+    store.insert(&s).await.unwrap();
+    const EVENTS: i64 = 600;
+    for i in 0..EVENTS {
+        let status = if i % 2 == 0 {
+            SessionStatus::Pairing
+        } else {
+            SessionStatus::Connected
+        };
+        store
+            .record_observed(
+                &s.id,
+                &SessionPatch::status(status),
+                t0 + time::Duration::milliseconds(i),
+            )
+            .await
+            .unwrap();
+    }
+    let pruner = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for k in 1..=EVENTS {
+                store
+                    .prune_events(t0 + time::Duration::milliseconds(k))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let all = EventFilter::default();
+    let (mut reads, mut skipped) = (0, Vec::new());
+    while !pruner.is_finished() {
+        let oldest = store.oldest_cursor(&acme()).await.unwrap();
+        match store.read_events(&acme(), oldest, &all, 1).await {
+            Ok(page) => {
+                reads += 1;
+                if let Some(e) = page.events.first()
+                    && e.cursor.seq() != oldest.seq() + 1
+                {
+                    skipped.push((oldest.seq(), e.cursor.seq()));
+                }
+            }
+            Err(StoreError::Gone) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    pruner.await.unwrap();
+    assert!(reads > 0);
+    assert!(
+        skipped.is_empty(),
+        "pages skipped pruned events: {skipped:?}"
+    );
+}
+
+/// Issue 18, finding 9: a PATCH is read and written in one transaction:
+/// concurrent PATCHes of different fields both stay, and a webhook
+/// disabled by a 410 meanwhile stays disabled.
+async fn concurrent_patches_and_a_410_lose_nothing(store: Arc<dyn Store>) {
+    let now = OffsetDateTime::now_utc();
+    let mut lost = Vec::new();
+    for n in 0..60 {
+        let hook = webhook(n, "*", now);
+        store.insert_webhook(&hook, &secret(), 100).await.unwrap();
+        let test = wagate_domain::Event {
+            id: wagate_domain::EventId::from_ulid(ulid::Ulid::new()),
+            cursor: EventCursor::START,
+            org: acme(),
+            session: None,
+            occurred_at: now,
+            data: EventData::WebhookTest {
+                webhook_id: hook.id,
+            },
+        };
+        assert!(store.queue_test(&acme(), &hook.id, &test).await.unwrap());
+        let due = store
+            .claim_due(&hook.id, now, now + time::Duration::seconds(30), 1)
+            .await
+            .unwrap();
+        let patch = |p: WebhookPatch| {
+            let store = store.clone();
+            tokio::spawn(async move { store.update_webhook(&acme(), &hook.id, &p, now).await })
+        };
+        let described = patch(WebhookPatch {
+            description: Some(WebhookDescription::parse("billing").unwrap()),
+            ..WebhookPatch::default()
+        });
+        let gone = {
+            let store = store.clone();
+            let seq = due[0].seq;
+            tokio::spawn(async move {
+                store
+                    .finish_attempts(
+                        &[FinishedAttempt {
+                            seq,
+                            outcome: AttemptOutcome::Gone,
+                            duration_ms: 1,
+                        }],
+                        now,
+                        time::Duration::days(5),
+                    )
+                    .await
+            })
+        };
+        let moved = patch(WebhookPatch {
+            url: Some(WebhookUrl::parse("http://127.0.0.1:10/moved").unwrap()),
+            ..WebhookPatch::default()
+        });
+        described.await.unwrap().unwrap();
+        gone.await.unwrap().unwrap();
+        moved.await.unwrap().unwrap();
+        let w = store.get_webhook(&acme(), &hook.id).await.unwrap().unwrap();
+        if w.enabled || w.description.as_str() != "billing" || !w.url.as_str().ends_with("/moved") {
+            lost.push((n, w.enabled, w.description, w.url));
+        }
+    }
+    assert!(lost.is_empty(), "{lost:?}");
+}
+
+/// Issue 18, finding 9: an attempt that ends after its webhook was
+/// disabled does not make the delivery pending again (nothing would
+/// ever send it); a test or replay of a disabled webhook is refused.
+async fn a_disabled_webhook_gets_nothing_pending(store: Arc<dyn Store>) {
+    let now = OffsetDateTime::now_utc();
+    let hook = webhook(1, "session.status", now);
+    store.insert_webhook(&hook, &secret(), 25).await.unwrap();
+    let s = session("acme", 1, now);
+    store.insert(&s).await.unwrap();
+    for status in [SessionStatus::Pairing, SessionStatus::Connected] {
+        store
+            .record_observed(&s.id, &SessionPatch::status(status), now)
+            .await
+            .unwrap();
+    }
+    let due = store
+        .claim_due(&hook.id, now, now + time::Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    assert!(store.still_current(&due[0]).await.unwrap());
+    let off = WebhookPatch {
+        enabled: Some(false),
+        ..WebhookPatch::default()
+    };
+    store
+        .update_webhook(&acme(), &hook.id, &off, now)
+        .await
+        .unwrap();
+    assert!(!store.still_current(&due[0]).await.unwrap());
+    store
+        .finish_attempts(
+            &[
+                FinishedAttempt {
+                    seq: due[0].seq,
+                    outcome: AttemptOutcome::Retry {
+                        status: Some(500),
+                        error: "HTTP 500".into(),
+                        next_at: now,
+                    },
+                    duration_ms: 3,
+                },
+                FinishedAttempt {
+                    seq: due[1].seq,
+                    outcome: AttemptOutcome::Released,
+                    duration_ms: 0,
+                },
+            ],
+            now,
+            time::Duration::days(5),
+        )
+        .await
+        .unwrap();
+    let log = store.deliveries(&acme(), &hook.id, None, 10).await.unwrap();
+    assert!(
+        log.iter().all(|d| d.state == DeliveryState::Failed),
+        "{log:?}"
+    );
+    assert_eq!(log[1].attempt, 1, "the attempt is recorded");
+    let test = wagate_domain::Event {
+        id: wagate_domain::EventId::from_ulid(ulid::Ulid::new()),
+        cursor: EventCursor::START,
+        org: acme(),
+        session: None,
+        occurred_at: now,
+        data: EventData::WebhookTest {
+            webhook_id: hook.id,
+        },
+    };
+    assert!(matches!(
+        store.queue_test(&acme(), &hook.id, &test).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store
+            .replay(&acme(), &hook.id, EventCursor::START, now)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store
+            .deliveries(&acme(), &hook.id, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+async fn an_organization_has_at_most_its_cap_of_webhooks(store: Arc<dyn Store>) {
+    let now = OffsetDateTime::now_utc();
+    for n in 0..2 {
+        store
+            .insert_webhook(&webhook(n, "*", now), &secret(), 2)
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        store
+            .insert_webhook(&webhook(2, "*", now), &secret(), 2)
+            .await,
+        Err(StoreError::LimitReached { limit: 2 })
+    ));
+    // Disabled ones count; another organization has its own.
+    store
+        .update_webhook(
+            &acme(),
+            &webhook(0, "*", now).id,
+            &WebhookPatch {
+                enabled: Some(false),
+                ..WebhookPatch::default()
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .insert_webhook(&webhook(2, "*", now), &secret(), 2)
+            .await
+            .is_err()
+    );
+    let mut theirs = webhook(3, "*", now);
+    theirs.org = OrgId::parse("other").unwrap();
+    store.insert_webhook(&theirs, &secret(), 2).await.unwrap();
+    assert_eq!(store.list_webhooks(&acme()).await.unwrap().len(), 2);
 }
 
 fn jid(s: &str) -> Jid {

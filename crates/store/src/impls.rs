@@ -35,8 +35,8 @@ macro_rules! store_traits {
             };
             use $crate::rows::db_err;
             use $crate::{
-                ApiKeyStore, DueDelivery, EventLog, EventPage, FinishedAttempt, SessionPatch,
-                SessionRegistry, StoreError, WebhookPatch, WebhookStore,
+                ApiKeyStore, DueDelivery, DueWebhook, EventLog, EventPage, FinishedAttempt,
+                SessionPatch, SessionRegistry, StoreError, WebhookPatch, WebhookStore,
             };
 
             impl $store {
@@ -202,8 +202,12 @@ macro_rules! store_traits {
                     &self,
                     w: &Webhook,
                     secret: &WebhookSecret,
+                    max_per_org: u32,
                 ) -> Result<(), StoreError> {
-                    conn::insert_webhook(&mut *self.writer().await?, w, secret).await
+                    let mut tx = self.begin().await?;
+                    conn::insert_webhook(&mut *tx, w, secret, max_per_org).await?;
+                    tx.commit().await.map_err(db_err)?;
+                    Ok(())
                 }
 
                 async fn get_webhook(
@@ -272,15 +276,17 @@ macro_rules! store_traits {
                     after: EventCursor,
                     now: OffsetDateTime,
                 ) -> Result<Option<u64>, StoreError> {
-                    let Some(w) = self.get_webhook(org, id).await? else {
-                        return Ok(None);
-                    };
-                    let (filter, mut cursor, mut n) = (w.filter(), after, 0);
-                    // A page a transaction: no lock is held for the whole history.
+                    let (mut cursor, mut n) = (after, 0);
+                    // A page a transaction: no lock is held for the whole
+                    // history. Each page reads the webhook again: deleted
+                    // or disabled meanwhile, no more is queued.
                     loop {
                         let mut tx = self.begin().await?;
-                        let (queued, next) =
-                            conn::replay_page(&mut *tx, org, id, &filter, cursor, now).await?;
+                        let Some((queued, next)) =
+                            conn::replay_page(&mut *tx, org, id, cursor, now).await?
+                        else {
+                            return Ok(None);
+                        };
                         if queued == 0 {
                             break;
                         }
@@ -303,8 +309,12 @@ macro_rules! store_traits {
                 async fn webhooks_due(
                     &self,
                     now: OffsetDateTime,
-                ) -> Result<Vec<WebhookId>, StoreError> {
+                ) -> Result<Vec<DueWebhook>, StoreError> {
                     self.due_webhooks(now).await
+                }
+
+                async fn still_current(&self, d: &DueDelivery) -> Result<bool, StoreError> {
+                    conn::still_current(&mut *self.reader().await?, d).await
                 }
 
                 async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {

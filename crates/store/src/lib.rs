@@ -129,7 +129,8 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
 /// What a store call can fail with.
 #[derive(Debug, Error)]
 pub enum StoreError {
-    /// A row with the same unique value exists.
+    /// A row with the same unique value exists, or the row's state forbids
+    /// the change (a disabled webhook).
     #[error("conflict: {0}")]
     Conflict(String),
     /// The database cannot be reached or is busy; retrying may work.
@@ -149,6 +150,13 @@ pub enum StoreError {
     /// A cursor points before what the event log still keeps (retention).
     #[error("the cursor is older than the events kept")]
     Gone,
+    /// The organization already has as many as it may
+    /// ([`WebhookStore::insert_webhook`]'s `max_per_org`).
+    #[error("limit reached: at most {limit}")]
+    LimitReached {
+        /// The limit.
+        limit: u32,
+    },
 }
 
 /// A change to a session; fields left `None` stay as they are. One patch is
@@ -438,8 +446,10 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Gone`] when events after `after` were pruned;
-    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    /// [`StoreError::Gone`] when events after `after` were pruned (judged
+    /// on the same snapshot as the page: a pruning that commits during the
+    /// read never makes it skip events); [`StoreError::Unavailable`];
+    /// [`StoreError::Corrupt`].
     async fn read_events(
         &self,
         org: &OrgId,
@@ -554,18 +564,40 @@ pub enum AttemptOutcome {
     /// The receiver answered 410: the webhook is disabled and its pending
     /// deliveries fail.
     Gone,
+    /// Not attempted after all (the webhook changed or went while its
+    /// batch was under way, the claim's lease ran short, or the dispatcher
+    /// is stopping): the claim is released and the delivery is due again at
+    /// once, its attempts unchanged.
+    Released,
+}
+
+/// A webhook with deliveries due ([`WebhookStore::webhooks_due`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueWebhook {
+    /// The webhook.
+    pub id: WebhookId,
+    /// Its organization (deliveries are shared out fairly per organization).
+    pub org: OrgId,
 }
 
 /// Webhooks and their deliveries. Every method a request reaches takes the
 /// caller's organization; another organization's webhook does not exist.
 #[async_trait]
 pub trait WebhookStore: Send + Sync + std::fmt::Debug {
-    /// Stores a new webhook with its secret.
+    /// Stores a new webhook with its secret, unless its organization
+    /// already has `max_per_org` webhooks (enabled or not; counted and
+    /// inserted in one transaction, so concurrent creations cannot pass it).
     ///
     /// # Errors
     ///
-    /// [`StoreError::Conflict`]; [`StoreError::Unavailable`].
-    async fn insert_webhook(&self, w: &Webhook, secret: &WebhookSecret) -> Result<(), StoreError>;
+    /// [`StoreError::LimitReached`] at the cap; [`StoreError::Conflict`];
+    /// [`StoreError::Unavailable`].
+    async fn insert_webhook(
+        &self,
+        w: &Webhook,
+        secret: &WebhookSecret,
+        max_per_org: u32,
+    ) -> Result<(), StoreError>;
 
     /// Webhook `id` of `org`.
     ///
@@ -582,7 +614,11 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug {
     /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
     async fn list_webhooks(&self, org: &OrgId) -> Result<Vec<Webhook>, StoreError>;
 
-    /// Applies `patch`; the webhook after, or `None`.
+    /// Applies `patch`; the webhook after, or `None`. Read and written in
+    /// one transaction: concurrent patches of different fields both stay,
+    /// and a patch that does not name `enabled` never re-enables a webhook
+    /// disabled meanwhile (by a 410, or by `disable_after`). Disabling
+    /// fails what is pending.
     ///
     /// # Errors
     ///
@@ -622,7 +658,8 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Unavailable`].
+    /// [`StoreError::Conflict`] when the webhook is disabled (nothing is
+    /// queued: it would wait forever); [`StoreError::Unavailable`].
     async fn queue_test(
         &self,
         org: &OrgId,
@@ -636,7 +673,9 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug {
     /// # Errors
     ///
     /// [`StoreError::Gone`] when events after `after` were pruned;
-    /// [`StoreError::Unavailable`].
+    /// [`StoreError::Conflict`] when the webhook is disabled (also when it
+    /// is disabled while the replay runs: what was queued before is failed
+    /// by the disabling); [`StoreError::Unavailable`].
     async fn replay(
         &self,
         org: &OrgId,
@@ -659,12 +698,13 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug {
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError>;
 
-    /// Webhooks with a pending delivery due at `now` that nobody holds.
+    /// Webhooks with a pending delivery due at `now` that nobody holds,
+    /// with their organizations.
     ///
     /// # Errors
     ///
-    /// [`StoreError::Unavailable`].
-    async fn webhooks_due(&self, now: OffsetDateTime) -> Result<Vec<WebhookId>, StoreError>;
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn webhooks_due(&self, now: OffsetDateTime) -> Result<Vec<DueWebhook>, StoreError>;
 
     /// When the next pending delivery falls due, if any.
     ///
@@ -673,11 +713,14 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug {
     /// [`StoreError::Unavailable`].
     async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError>;
 
-    /// Claims up to `limit` due deliveries of webhook `id`, first attempts
-    /// in cursor order, holding them until `hold_until` (a claim that is
-    /// not finished by then falls due again: a crashed dispatcher's work is
-    /// redone). Nothing is claimed while another claim of the webhook is
-    /// held, so one holder at a time sends to a webhook, in order.
+    /// Claims up to `limit` due deliveries of webhook `id`, holding them
+    /// until `hold_until` (a claim that is not finished by then falls due
+    /// again: a crashed dispatcher's work is redone). Nothing is claimed
+    /// while another claim of the webhook is held, so one holder at a time
+    /// sends to a webhook, in order. First attempts are due from their
+    /// commit and come first, in cursor order (the order their events
+    /// committed in, whatever clock times their writers read); due retries
+    /// follow them.
     ///
     /// # Errors
     ///
@@ -693,7 +736,10 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug {
     /// Records attempts, in order, in one write: each delivery's outcome
     /// (its claim released); a webhook failing without a success since
     /// `disable_after` ago is disabled. An attempt of a delivery that is
-    /// gone (its webhook deleted) is skipped.
+    /// gone (its webhook deleted) is skipped; one of a delivery that is no
+    /// longer pending (failed when its webhook was disabled during the
+    /// attempt) is recorded but stays failed, and a
+    /// [`AttemptOutcome::Released`] one is left as it is.
     ///
     /// # Errors
     ///
@@ -704,6 +750,16 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug {
         now: OffsetDateTime,
         disable_after: time::Duration,
     ) -> Result<(), StoreError>;
+
+    /// Whether a claimed delivery is still to be sent as it was claimed:
+    /// still pending, its webhook enabled and at the same URL. Asked before
+    /// each send of a batch, so that deleting, disabling or moving a
+    /// webhook stops its batch under way.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn still_current(&self, delivery: &DueDelivery) -> Result<bool, StoreError>;
 }
 
 /// One attempt of a delivery, to record ([`WebhookStore::finish_attempts`]).

@@ -708,8 +708,13 @@ pub(crate) fn due_deliveries(
 }
 
 /// Records an attempt: [`attempt_values`], then `$7`: the delivery's `seq`.
-pub(crate) const DELIVERY_FINISH: &str = "UPDATE deliveries SET state = $1, attempt = attempt + 1, \
-     response_status = $2, error = $3, at = $4, duration_ms = $5, next_ms = $6, \
+/// A delivery that is no longer pending (failed when its webhook was
+/// disabled during the attempt) keeps its final state unless the attempt
+/// succeeded: made pending again, nothing would ever send it.
+pub(crate) const DELIVERY_FINISH: &str = "UPDATE deliveries SET \
+     state = CASE WHEN state = 'pending' OR $1 = 'succeeded' THEN $1 ELSE state END, \
+     attempt = attempt + 1, response_status = $2, error = $3, at = $4, duration_ms = $5, \
+     next_ms = CASE WHEN state = 'pending' THEN $6 END, \
      claimed_until = NULL WHERE seq = $7 RETURNING webhook_id";
 
 /// What an attempt writes to its delivery's row (state, response status,
@@ -730,6 +735,8 @@ pub(crate) fn attempt_values(attempt: &crate::FinishedAttempt, now: OffsetDateTi
             Some("the receiver answered 410 Gone: webhook disabled".to_owned()),
             None,
         ),
+        // Not written with these: `finish_one` only releases its claim.
+        AttemptOutcome::Released => ("pending", None, None, None),
     };
     vec![
         Value::text(state),

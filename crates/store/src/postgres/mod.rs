@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use wagate_domain::{EventData, OrgId, Session, SessionId, SessionStatus, WebhookId};
 
 use crate::rows::{Columns, db_err, from_ms, ms, session_columns, session_from_row};
-use crate::{CommitListener, StoreError, conn};
+use crate::{CommitListener, DueWebhook, StoreError, conn};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-postgres");
 
@@ -193,9 +193,9 @@ impl PgStore {
         rows.iter().map(session_from_row).collect()
     }
 
-    async fn due_webhooks(&self, now: OffsetDateTime) -> Result<Vec<WebhookId>, StoreError> {
+    async fn due_webhooks(&self, now: OffsetDateTime) -> Result<Vec<DueWebhook>, StoreError> {
         let rows = sqlx::query(
-            "SELECT w.id FROM webhooks w WHERE w.enabled AND EXISTS (SELECT 1 FROM deliveries d \
+            "SELECT w.id, w.org_id FROM webhooks w WHERE w.enabled AND EXISTS (SELECT 1 FROM deliveries d \
              WHERE d.webhook_id = w.id AND d.state = 'pending' AND d.next_ms <= $1 \
              AND (d.claimed_until IS NULL OR d.claimed_until <= $1))",
         )
@@ -204,7 +204,12 @@ impl PgStore {
         .await
         .map_err(db_err)?;
         rows.iter()
-            .map(|r| r.parsed("id", WebhookId::parse))
+            .map(|r| {
+                Ok(DueWebhook {
+                    id: r.parsed("id", WebhookId::parse)?,
+                    org: r.parsed("org_id", OrgId::parse)?,
+                })
+            })
             .collect()
     }
 
@@ -440,7 +445,7 @@ mod tests {
             updated_at: now,
         };
         let secret = WebhookSecret::from_text("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
-        a.insert_webhook(&hook, &secret).await.unwrap();
+        a.insert_webhook(&hook, &secret, 25).await.unwrap();
         let s = session("acme", 1, now);
         a.insert(&s).await.unwrap();
         for status in [

@@ -3,22 +3,22 @@
 //! [`conn`](crate::conn).
 
 use time::OffsetDateTime;
-use wagate_domain::WebhookId;
+use wagate_domain::{OrgId, WebhookId};
 
 use super::SqliteStore;
-use crate::StoreError;
 use crate::rows::{db_err, from_ms, ms};
+use crate::{DueWebhook, StoreError};
 
 impl SqliteStore {
     pub(super) async fn due_webhooks(
         &self,
         now: OffsetDateTime,
-    ) -> Result<Vec<WebhookId>, StoreError> {
+    ) -> Result<Vec<DueWebhook>, StoreError> {
         // Per enabled webhook, a seek into its due range of `deliveries_due`
         // (stepping over the few rows a worker holds): the cost grows with
         // the number of webhooks, not with how many deliveries are pending.
-        let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT w.id FROM webhooks w WHERE w.enabled = 1 AND EXISTS (SELECT 1 FROM deliveries d \
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT w.id, w.org_id FROM webhooks w WHERE w.enabled = 1 AND EXISTS (SELECT 1 FROM deliveries d \
              INDEXED BY deliveries_due WHERE d.webhook_id = w.id AND d.state = 'pending' \
              AND d.next_ms <= ?1 AND (d.claimed_until IS NULL OR d.claimed_until <= ?1))",
         )
@@ -26,8 +26,14 @@ impl SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
+        let corrupt = |e: wagate_domain::DomainError| StoreError::Corrupt(e.to_string());
         rows.iter()
-            .map(|id| WebhookId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .map(|(id, org)| {
+                Ok(DueWebhook {
+                    id: WebhookId::parse(id).map_err(corrupt)?,
+                    org: OrgId::parse(org).map_err(corrupt)?,
+                })
+            })
             .collect()
     }
 
