@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Events and webhooks: delivery latency, throughput, a backlog with the
-# receiver down, and a hanging receiver beside a healthy one. The release
+# receiver down, a hanging receiver beside a healthy one, 100 hanging
+# webhooks of five other organizations, and the writer's cost of fan-out. The release
 # gateway on the fake adapter, loopback receivers. See docs/PERFORMANCE.md
 # ("Events and webhooks") and docs/events.md.
 #
@@ -21,6 +22,12 @@
 #   (d) the same, with a second webhook whose receiver accepts connections
 #       and never answers (every attempt waits webhooks.timeout, 10 s):
 #       the healthy webhook's p99. Target: <= 2x its p99 alone (a).
+#   (e) the same as (a), while ATTACK_ORGS (5) other organizations have
+#       ATTACK_HOOKS (20) webhooks each (100) to the receiver that never
+#       answers, every one with two webhook.test deliveries queued (and
+#       retried): the healthy webhook's p99. Target: <= 2x its p99 alone
+#       (a). Each attacking organization holds its share of the delivery
+#       slots (webhooks.max_in_flight / 8) with hanging sends throughout.
 #   (b) deliveries a second to one receiver that answers at once: a backlog
 #       of at least SUSTAIN (30,000) events queued to a new webhook with
 #       POST /webhooks/{id}/replay, from the replay request to the last
@@ -36,6 +43,15 @@
 #       replay, and its peak during the down time and the drain (sampled
 #       every 0.2 s); the drain rate from the receiver's start to the last
 #       delivery. Targets: <= 64 MiB more RSS, >= 2,000 a second.
+#   (f) the single writer's cost of fan-out, for the record: wrk making
+#       events as fast as the API takes them for FANOUT_SECONDS (15 s),
+#       first with no webhook, then with the organization at its cap of 25
+#       webhooks (webhooks.max_per_org) all wanting every event ("*",
+#       pointed at the hanging receiver so that sending costs next to
+#       nothing: what is measured is queuing, 25 delivery rows per event in
+#       the event's transaction). Events made a second, calls a second and
+#       their p50/p99, and delivery rows written a second, each way; and
+#       that a 26th webhook is refused (409 limit_reached).
 #
 # The retry schedule is shortened (webhooks.retry_schedule =
 # RETRY_SCHEDULE, default "0s,1s,1s,1s,1s,1s,1s,1s": eight attempts, one
@@ -52,7 +68,8 @@
 # to count events and pending deliveries.
 #
 # Settings (environment): RATE, PACE_SECONDS, WARMUP, SESSIONS (default
-# 32), SUSTAIN, CHURN_SECONDS, CHURN_CONNECTIONS (wrk -c, default 8),
+# 32), ATTACK_ORGS, ATTACK_HOOKS, FANOUT_SECONDS,
+# SUSTAIN, CHURN_SECONDS, CHURN_CONNECTIONS (wrk -c, default 8),
 # BACKLOG, DOWN, RETRY_SCHEDULE, DRAIN_TIMEOUT (s, default 900: a drain not
 # over by then is reported with the rate so far),
 # QUIET_WAIT (s to wait for an idle machine before starting, default 60),
@@ -80,6 +97,13 @@ BACKLOG=${BACKLOG:-100000}
 DOWN=${DOWN:-10}
 RETRY_SCHEDULE=${RETRY_SCHEDULE:-0s,1s,1s,1s,1s,1s,1s,1s}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-900}
+ATTACK_ORGS=${ATTACK_ORGS:-5}
+ATTACK_HOOKS=${ATTACK_HOOKS:-20}
+FANOUT_SECONDS=${FANOUT_SECONDS:-15}
+# webhooks.max_per_org and the share of webhooks.max_in_flight (64) one
+# organization may hold: the gateway's defaults.
+MAX_PER_ORG=25
+ORG_SLOTS=8
 ORG=bench
 
 need_tools cargo python3 curl
@@ -208,6 +232,12 @@ export WAGATE__LIMITS__WHATSAPP_CALLS_PER_MINUTE=0
 KEY=$("$GW_BIN" api-key create --org "$ORG" --name events-bench \
     --capabilities read,send,manage,admin --json | jget key) || die "cannot create an API key"
 [ -n "$KEY" ] || die "cannot create an API key"
+ATTACK_KEYS=()
+for i in $(seq 1 "$ATTACK_ORGS"); do
+    k=$("$GW_BIN" api-key create --org "attacker$i" --name events-bench --capabilities admin --json | jget key) \
+        || die "cannot create an API key"
+    ATTACK_KEYS+=("$k")
+done
 "$GW_BIN" serve >"$WORK/gateway.log" 2>&1 &
 GW_PID=$!
 PIDS+=("$GW_PID")
@@ -252,6 +282,28 @@ HOOK_H=$(driver webhook "$GW" "$KEY" "http://127.0.0.1:$HANG_PORT/hang") || die 
 paced d "$HOOK_A"
 HANG_PENDING=$(driver pending "$DB" "$HOOK_H")
 driver delete-webhook "$GW" "$KEY" "$HOOK_H"
+
+hanging_requests() { python3 -c 'import json, sys, urllib.request; print(json.load(urllib.request.urlopen(sys.argv[1]))["n"])' "http://127.0.0.1:$HANG_PORT/__stats"; }
+
+# --- (e) the same beside 100 hanging webhooks of five other organizations ---
+curl -fsS -o /dev/null "http://127.0.0.1:$HANG_PORT/__reset"
+log "e: $ATTACK_ORGS organizations x $ATTACK_HOOKS webhooks to the hanging receiver, two test deliveries each"
+for i in $(seq 1 "$ATTACK_ORGS"); do
+    driver hooks "$GW" "${ATTACK_KEYS[$((i - 1))]}" "http://127.0.0.1:$HANG_PORT/evil$i" "$ATTACK_HOOKS" 2 \
+        >"$WORK/attack-$i.ids" || die "e: cannot create the attackers' webhooks"
+done
+# Until every attacker holds its share of the slots with hanging sends.
+WANT=$((ATTACK_ORGS * ORG_SLOTS))
+deadline=$((SECONDS + 30))
+while [ "$(hanging_requests)" -lt "$WANT" ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+log "e: $(hanging_requests) sends hanging (want $WANT)"
+paced e "$HOOK_A"
+ATTACK_SENDS=$(hanging_requests)
+ATTACK_PENDING=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True).execute("SELECT count(*) FROM deliveries WHERE state = '"'"'pending'"'"' AND org_id LIKE '"'"'attacker%'"'"'").fetchone()[0])' "$DB")
+for i in $(seq 1 "$ATTACK_ORGS"); do
+    # shellcheck disable=SC2046
+    driver delete-webhook "$GW" "${ATTACK_KEYS[$((i - 1))]}" $(cat "$WORK/attack-$i.ids")
+done
 
 # wrk making events as fast as the gateway takes them: in the background
 # until stopped (SIGINT: wrk prints its summary), or for a fixed time.
@@ -399,6 +451,37 @@ print(json.dumps({"queued": int(q), "delivered": d["unique"], "done": d["done"],
                   "drain_s": d["last"] - t_up, "rate": d["unique"] / (d["last"] - t_up), "requests": d["n"]}))' \
     "$QC" "$PENDING_DOWN" "$ATTEMPTED_DOWN" "$RSS_C0" "$RSS_DOWN" "$RSS_PEAK_C" "$RSS_AFTER" "$T_UP" "$DONE")"
 log "c: $(tail -n1 "$RESULTS" | cut -f2)"
+driver delete-webhook "$GW" "$KEY" "$HOOK_C"
+
+# --- (f) the writer's cost of fan-out ---
+rows() { python3 -c 'import sqlite3, sys; print(sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True).execute("SELECT max(seq) FROM deliveries").fetchone()[0] or 0)' "$DB"; }
+fanout() { # NAME: wrk for FANOUT_SECONDS; events and delivery rows made
+    local e0 e1 r0 r1 t0 t1 w
+    e0=$(driver count "$DB"); r0=$(rows)
+    log "$1: wrk -t$CHURN_THREADS -c$CHURN_CONNECTIONS disconnect/connect for $FANOUT_SECONDS s"
+    phase_start
+    t0=$(date +%s.%N)
+    churn_start "$FANOUT_SECONDS" "$WORK/churn-$1.out"
+    wait "$CHURN_PID"
+    t1=$(date +%s.%N)
+    phase_end "$1"
+    w=$(churn_check "$WORK/churn-$1.out" "$1")
+    e1=$(driver count "$DB"); r1=$(rows)
+    record "$1" "$(python3 -c '
+import json, sys
+e0, e1, r0, r1 = (int(x) for x in sys.argv[1:5]); t0, t1 = float(sys.argv[5]), float(sys.argv[6]); w = sys.argv[7].split()
+print(json.dumps({"events": e1 - e0, "rate": (e1 - e0) / (t1 - t0), "rows": r1 - r0, "rows_rate": (r1 - r0) / (t1 - t0),
+                  "calls_rate": int(w[0]) / float(w[1]), "call_p50_ms": float(w[2]) / 1000, "call_p99_ms": float(w[3]) / 1000,
+                  "call_errors": int(w[4]) + int(w[5])}))' "$e0" "$e1" "$r0" "$r1" "$t0" "$t1" "$w")"
+    log "$1: $(tail -n1 "$RESULTS" | cut -f2)"
+}
+fanout f0
+driver hooks "$GW" "$KEY" "http://127.0.0.1:$HANG_PORT/fanout" "$MAX_PER_ORG" 0 >"$WORK/fanout.ids" \
+    || die "f: cannot create $MAX_PER_ORG webhooks"
+CAP_STATUS=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$GW/api/v1/webhooks" \
+    -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+    -d "{\"url\":\"http://127.0.0.1:$HANG_PORT/fanout\",\"events\":[\"*\"]}")
+fanout f25
 
 # --- report ---
 MODEL=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)
@@ -407,7 +490,8 @@ echo "wagate events benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ), $NCPU CPUs (${
 echo "release gateway, fake adapter, SQLite in a temporary folder, $SESSIONS linked sessions, retry schedule $RETRY_SCHEDULE"
 echo "receiver: bench/events/receiver.py (asyncio), alone on one connection: $(awk '{printf "%s req/s, p50 %.2f ms, p99 %.2f ms", $1, $2 / 1000, $3 / 1000}' <<<"$RCV_CAP")"
 echo "gateway RSS: $((RSS_START / 1024)) MiB at start, peak $(($(hwm_kib "$GW_PID") / 1024)) MiB over the whole run"
-python3 - "$RESULTS" "$WORK/cpu.tsv" "$RATE" "$PACE_SECONDS" "$CHURN_THREADS" "$CHURN_CONNECTIONS" "$DOWN" "$HANG_PENDING" <<'EOF'
+python3 - "$RESULTS" "$WORK/cpu.tsv" "$RATE" "$PACE_SECONDS" "$CHURN_THREADS" "$CHURN_CONNECTIONS" "$DOWN" "$HANG_PENDING" \
+    "$ATTACK_ORGS" "$ATTACK_HOOKS" "$ATTACK_SENDS" "$ATTACK_PENDING" "$CAP_STATUS" "$MAX_PER_ORG" <<'EOF'
 import json, sys
 
 res = {}
@@ -419,6 +503,7 @@ for line in open(sys.argv[2]):
     name, gw, machine = line.rstrip("\n").split("\t")
     cpu[name] = f"gateway {gw}% CPU, machine {machine}% busy"
 rate, secs, threads, conns, down, hang_pending = sys.argv[3:9]
+attack_orgs, attack_hooks, attack_sends, attack_pending, cap_status, max_per_org = sys.argv[9:15]
 
 failed = []
 def check(ok, text):
@@ -426,7 +511,8 @@ def check(ok, text):
         failed.append(text)
     return "met" if ok else "MISSED"
 
-a, d, b, bl, c = res["a"], res["d"], res["b"], res["b-live"], res["c"]
+a, d, e, b, bl, c = res["a"], res["d"], res["e"], res["b"], res["b-live"], res["c"]
+f0, f25 = res["f0"], res["f25"]
 rows = []
 rows.append(("(a) committed → received p99, " + rate + " events/s", "≤ 50 ms",
              f"{a['p99']:.1f} ms (p50 {a['p50']:.1f}, p90 {a['p90']:.1f}, max {a['max']:.0f}; "
@@ -437,6 +523,11 @@ rows.append(("(d) healthy p99 beside a hanging receiver", "≤ 2× alone",
              f"{d['p99']:.1f} ms vs {a['p99']:.1f} ms alone = {ratio:.2f}× (p50 {d['p50']:.1f}, max {d['max']:.0f}; "
              f"{d['missing']} missing)",
              check(ratio <= 2 and d["missing"] == 0, f"(d) {ratio:.2f}× the p99 alone (≤ 2×), {d['missing']} missing")))
+ratio_e = e["p99"] / a["p99"] if a["p99"] else float("inf")
+rows.append((f"(e) p99 beside {int(attack_orgs) * int(attack_hooks)} hanging webhooks of {attack_orgs} other orgs", "≤ 2× alone",
+             f"{e['p99']:.1f} ms vs {a['p99']:.1f} ms alone = {ratio_e:.2f}× (p50 {e['p50']:.1f}, max {e['max']:.0f}; "
+             f"{e['missing']} missing)",
+             check(ratio_e <= 2 and e["missing"] == 0, f"(e) {ratio_e:.2f}× the p99 alone (≤ 2×), {e['missing']} missing")))
 rows.append(("(b) deliveries/s, one receiver (replayed backlog)", "≥ 2,000/s",
              f"{b['rate']:,.0f}/s ({b['delivered']:,}{'' if b['done'] else ' of ' + format(b['queued'], ',')} "
              f"in {b['total_s']:.1f} s from the replay request; {b['send_rate']:,.0f}/s from the first arrival)",
@@ -465,6 +556,9 @@ print(f"  late pacing ticks (a/d): {a['late']}/{d['late']}; {cpu.get('a', '')} (
 fmt = lambda t: "/".join("-" if x is None else f"{x:.1f}" for x in t)
 print(f"  p99 by third of the window, ms: (a) {fmt(a['p99_thirds'])}, (d) {fmt(d['p99_thirds'])}; "
       f"the hanging webhook had {int(hang_pending):,} deliveries pending at the end of (d)")
+print(f"(e): {attack_sends} sends to the hanging receiver during (e) ({attack_orgs} × 8 slots hanging at a time, "
+      f"each for webhooks.timeout); {int(attack_pending):,} attacker deliveries pending at its end; "
+      f"late pacing ticks {e['late']}; p99 by third, ms: {fmt(e['p99_thirds'])}; {cpu.get('e', '')}")
 print(f"(b): replay of the whole log to a new webhook, {cpu.get('b', '')}; live: wrk -t{threads} -c{conns} "
       f"disconnect/connect, {bl['calls_rate']:,.0f} calls/s (p50 {bl['call_p50_ms']:.1f} ms, p99 {bl['call_p99_ms']:.0f} ms, "
       f"{bl['call_errors']} errors), {cpu.get('b-live', '')}")
@@ -473,6 +567,16 @@ for k in ("fill-b", "fill-c"):
         print(f"  events made with no webhook ({k}): {res[k]['events']:,} at {res[k]['rate']:,.0f}/s, {cpu.get(k, '')}")
 print(f"(c): after {down} s down: {c['pending_down']:,} pending, {c['attempted_down']:,} attempted at least once; "
       f"down: {cpu.get('c-down', '')}; drain: {cpu.get('c-drain', '')}")
+slow = f0["rate"] / f25["rate"] if f25["rate"] else float("inf")
+extra_us = (1 / f25["rate"] - 1 / f0["rate"]) * 1e6 if f0["rate"] and f25["rate"] else float("nan")
+print(f"(f) fan-out, wrk -t{threads} -c{conns} disconnect/connect: no webhook {f0['rate']:,.0f} events/s "
+      f"(calls {f0['calls_rate']:,.0f}/s, p50 {f0['call_p50_ms']:.1f} ms, p99 {f0['call_p99_ms']:.0f} ms; {cpu.get('f0', '')}); "
+      f"{max_per_org} \"*\" webhooks: {f25['rate']:,.0f} events/s with {f25['rows_rate']:,.0f} delivery rows/s "
+      f"(calls {f25['calls_rate']:,.0f}/s, p50 {f25['call_p50_ms']:.1f} ms, p99 {f25['call_p99_ms']:.0f} ms; {cpu.get('f25', '')}): "
+      f"{slow:.2f}× fewer events, ≈ {extra_us:.0f} µs more per event ({extra_us / int(max_per_org):.1f} µs per delivery row); "
+      f"a {int(max_per_org) + 1}th webhook: HTTP {cap_status}")
+if cap_status != "409":
+    failed.append(f"(f) a {int(max_per_org) + 1}th webhook answered {cap_status}, not 409")
 if failed:
     print("MISSED:")
     for f in failed:

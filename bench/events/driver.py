@@ -4,7 +4,8 @@
     driver.py link GW KEY N                  links N sessions on the fake adapter; prints their ids
     driver.py pace GW KEY RATE SECONDS IDS   status events at RATE a second (disconnect/connect cycles)
     driver.py webhook GW KEY URL             creates a webhook for session.*; prints its id
-    driver.py delete-webhook GW KEY ID
+    driver.py delete-webhook GW KEY ID...
+    driver.py hooks GW KEY URL N TESTS       N webhooks for "*" to URL, TESTS test events queued to each; prints their ids
     driver.py replay GW KEY ID AFTER         POST …/replay; prints {"queued": n, "seconds": s}
     driver.py count DB                       events in the log
     driver.py pending DB [WEBHOOK]           pending deliveries (of one webhook)
@@ -145,8 +146,27 @@ def webhook(gw, key, url):
     print(expect(api(gw, key).call("POST", "/api/v1/webhooks", body), (201,), "create webhook")["id"])
 
 
-def delete_webhook(gw, key, wid):
-    expect(api(gw, key).call("DELETE", f"/api/v1/webhooks/{wid}"), (204,), "delete webhook")
+def delete_webhook(gw, key, *wids):
+    for wid in wids:
+        expect(api(gw, key).call("DELETE", f"/api/v1/webhooks/{wid}"), (204,), "delete webhook")
+
+
+def hooks(gw, key, url, n, tests):
+    """N webhooks of the key's organization for every event, each with
+    TESTS `webhook.test` deliveries queued (so a hanging receiver keeps
+    them all busy without any event being made)."""
+    a = api(gw, key)
+
+    def one(_):
+        body = {"url": url, "events": ["*"], "description": "bench/events.sh"}
+        wid = expect(a.call("POST", "/api/v1/webhooks", body), (201,), "create webhook")["id"]
+        for _ in range(int(tests)):
+            expect(a.call("POST", f"/api/v1/webhooks/{wid}/test"), (202,), "test webhook")
+        return wid
+
+    with ThreadPoolExecutor(8) as pool:
+        for wid in pool.map(one, range(int(n))):
+            print(wid)
 
 
 def replay(gw, key, wid, after):
@@ -240,7 +260,7 @@ def rate(receiver, t_from, t_to):
 
 if __name__ == "__main__":
     commands = {
-        "link": link, "pace": pace, "webhook": webhook, "delete-webhook": delete_webhook,
+        "link": link, "pace": pace, "webhook": webhook, "delete-webhook": delete_webhook, "hooks": hooks,
         "replay": replay, "count": count, "pending": pending, "wait": wait,
         "latency": latency, "rate": rate,
     }

@@ -6,8 +6,8 @@
 Listens on 127.0.0.1:PORT (HTTP/1.1, keep-alive, asyncio). In mode `ok` it
 answers every delivery `204 No Content` at once and records, per request,
 the arrival time (time.time(), read as soon as the request is complete) and
-the body; in mode `hang` it reads requests and never answers (the
-connection stays open until the client gives up).
+the body; in mode `hang` it records them the same way and never answers
+(the connection stays open until the client gives up).
 
 Control requests (any mode, answered at once), on the same port:
 
@@ -92,10 +92,10 @@ class Http(asyncio.Protocol):
                 self.t.write(b"HTTP/1.1 %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n\r\n%s"
                              % (status, ctype, len(payload), payload))
                 continue
-            if MODE == "hang":
-                continue
             records.append((now, hook_id, body))
             ids.add(hook_id)
+            if MODE == "hang":
+                continue
             self.t.write(NO_CONTENT)
 
 

@@ -322,6 +322,86 @@ async fn a_test_event_goes_to_its_webhook_alone_and_other_organizations_see_noth
     }
 }
 
+/// Issue 18, finding 9: a test or a replay of a disabled webhook is
+/// refused (`409 conflict`) instead of queuing deliveries nothing would
+/// ever send.
+#[tokio::test]
+async fn a_disabled_webhook_cannot_be_tested_or_replayed() {
+    let app = app().await;
+    let acme = app.key("acme", "read,manage,admin").await;
+    let receiver = Receiver::start().await;
+    let (hook, _) = webhook(&app, &acme, &receiver.url("/off"), json!(["*"])).await;
+    let res = app
+        .req(Method::PATCH, &format!("/api/v1/webhooks/{hook}"), &acme)
+        .json(&json!({ "enabled": false }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app
+        .post(&format!("/api/v1/webhooks/{hook}/test"), &acme, None)
+        .await;
+    assert_error(res, 409, "conflict").await;
+    let res = app
+        .post(
+            &format!("/api/v1/webhooks/{hook}/replay"),
+            &acme,
+            Some(json!({ "after": "0" })),
+        )
+        .await;
+    assert_error(res, 409, "conflict").await;
+    let list = json(
+        app.get(&format!("/api/v1/webhooks/{hook}/deliveries"), &acme)
+            .await,
+    )
+    .await;
+    assert_eq!(list["data"], json!([]), "nothing queued");
+}
+
+/// Issue 18, finding 4: organizations whose receivers hang hold only their
+/// own share of the delivery slots (an eighth of `webhooks.max_in_flight`
+/// each); another organization's deliveries go out at once, not after
+/// their timeouts.
+#[tokio::test]
+async fn hanging_receivers_of_other_organizations_do_not_delay_an_organization() {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let mut config = test_config(&dir);
+    config.webhooks.allow_private_targets = true;
+    config.webhooks.timeout = ConfigDuration(Duration::from_secs(120));
+    config.webhooks.max_in_flight = 16;
+    let app = TestApp::spawn_with(config, dir).await;
+    let mut hanging = Receiver::start().await;
+    hanging.always("/hang", Reply::Hang);
+    for org in ["evil1", "evil2", "evil3"] {
+        let key = app.key(org, "admin").await;
+        // 24 hanging webhooks in all: more than the 16 slots.
+        for _ in 0..8 {
+            let (hook, _) = webhook(&app, &key, &hanging.url("/hang"), json!(["*"])).await;
+            let res = app
+                .post(&format!("/api/v1/webhooks/{hook}/test"), &key, None)
+                .await;
+            assert_eq!(res.status(), StatusCode::ACCEPTED);
+        }
+    }
+    // Each of them has its two slots' sends hanging.
+    for _ in 0..6 {
+        hanging.next().await;
+    }
+    let victim = app.key("victim", "admin").await;
+    let mut healthy = Receiver::start().await;
+    let (hook, _) = webhook(&app, &victim, &healthy.url("/ok"), json!(["*"])).await;
+    for _ in 0..5 {
+        let res = app
+            .post(&format!("/api/v1/webhooks/{hook}/test"), &victim, None)
+            .await;
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        let sent = json(res).await;
+        // Within PATIENCE (30 s), far less than the hanging sends' 120 s.
+        let hit = healthy.next().await;
+        assert_eq!(hit.id(), sent["eventId"].as_str().expect("eventId"));
+    }
+}
+
 #[tokio::test]
 async fn private_targets_are_refused_at_creation_unless_allowed() {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));

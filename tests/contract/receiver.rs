@@ -64,6 +64,8 @@ pub enum Reply {
     Status(u16),
     /// `302 Found` to this location.
     Redirect(&'static str),
+    /// Never answers (the request is recorded, the connection stays open).
+    Hang,
 }
 
 #[derive(Debug)]
@@ -117,6 +119,7 @@ async fn handle(
         )
             .into_response(),
         Reply::Redirect(to) => (StatusCode::FOUND, [(header::LOCATION, to)]).into_response(),
+        Reply::Hang => std::future::pending().await,
     }
 }
 

@@ -367,7 +367,7 @@ pub struct ErrorEnvelope {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// `invalid_argument`, `unauthorized`, `forbidden`, `not_found`,
-    /// `method_not_allowed`, `conflict`, `payload_too_large`,
+    /// `method_not_allowed`, `conflict`, `limit_reached`, `payload_too_large`,
     /// `unsupported_media_type`, `gone`, `rate_limited`, `internal`,
     /// `not_implemented`, `unavailable` or `timeout`.
     #[schema(example = "not_found")]

@@ -152,6 +152,7 @@ fn patch(body: UpdateWebhookRequest) -> Result<WebhookPatch, ApiError> {
                     ("Cache-Control" = String, description = "`no-store`: the answer holds a secret."))),
         (status = 400, description = "Bad url (including a private target), events, sessionIds or description (`details.field`).", body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, description = "Needs `admin`.", body = ErrorEnvelope),
+        (status = 409, description = "`limit_reached`: the organization has `webhooks.max_per_org` webhooks already (default 25, enabled or not; `details.limit`). Delete one first.", body = ErrorEnvelope),
         (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
         (status = 503, description = "The database is unavailable; try again.", body = ErrorEnvelope),
     ),
@@ -295,6 +296,7 @@ pub(crate) async fn rotate_secret(
         (status = 400, description = "Malformed id.", body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, description = "Needs `admin`.", body = ErrorEnvelope),
         (status = 404, description = "No such webhook in your organization.", body = ErrorEnvelope),
+        (status = 409, description = "`conflict`: the webhook is disabled (nothing is sent to it); enable it first.", body = ErrorEnvelope),
         (status = 503, description = "The database is unavailable; try again.", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
@@ -388,6 +390,7 @@ pub(crate) async fn deliveries(
         (status = 400, description = "Malformed id or after (`details.field`).", body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, description = "Needs `admin`.", body = ErrorEnvelope),
         (status = 404, description = "No such webhook in your organization.", body = ErrorEnvelope),
+        (status = 409, description = "`conflict`: the webhook is disabled (nothing is sent to it); enable it first.", body = ErrorEnvelope),
         (status = 410, description = "`gone`: `after` is older than the retained events.", body = ErrorEnvelope),
         (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
         (status = 503, description = "The database is unavailable; try again.", body = ErrorEnvelope),
