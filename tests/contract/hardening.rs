@@ -389,3 +389,41 @@ async fn one_organization_cannot_take_every_place_for_large_bodies() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn received_media_over_the_limit_is_refused_and_the_rest_streams() {
+    use wagate_domain::MessageType;
+    use wagate_whatsapp_port::OutgoingMedia;
+    let app = TestApp::spawn_tuned(|c| c.messages.max_media_bytes = 1024).await;
+    let key = app.key("acme", "read,send,manage").await;
+    let session = app.connected_session(&key).await;
+    let fake = app.fake.as_ref().expect("the fake adapter");
+    let (id, from) = (
+        SessionId::parse(&session).unwrap(),
+        Jid::parse(crate::support::READER).unwrap(),
+    );
+    let image = |size: usize| {
+        OutgoingContent::Media(OutgoingMedia {
+            kind: MessageType::Image,
+            mimetype: "text/html".into(),
+            filename: None,
+            caption: None,
+            voice_note: false,
+            data: vec![b'<'; size],
+        })
+    };
+    let big = fake.deliver_from(&id, &from, image(4096)).await.unwrap();
+    let small = fake.deliver_from(&id, &from, image(512)).await.unwrap();
+    let media = |m: &wagate_domain::MessageId| {
+        format!("/api/v1/sessions/{session}/messages/{}/media", m.as_str())
+    };
+    // Over messages.max_media_bytes: refused before anything is fetched.
+    let e = assert_error(app.get(&media(&big), &key).await, 413, "payload_too_large").await;
+    assert_eq!(e["details"]["limit"], 1024);
+    // Within it: the bytes, never rendered as the sender's type says.
+    let res = app.get(&media(&small), &key).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(res.headers()["content-disposition"], "attachment");
+    assert_eq!(res.bytes().await.unwrap().len(), 512);
+}
