@@ -217,6 +217,12 @@ impl Browser {
             .await
     }
 
+    /// Runs `script`, which calls `arguments[0]` with its result.
+    pub async fn script_async(&self, script: &str) -> anyhow::Result<Value> {
+        self.post("/execute/async", json!({ "script": script, "args": [] }))
+            .await
+    }
+
     /// The element as a script argument.
     pub fn arg(el: &Element) -> Value {
         json!({ ELEMENT: el.0 })
@@ -341,9 +347,25 @@ impl Browser {
     }
 
     /// Clicks the shown `role` named `name`.
+    /// (Found again when the page re-renders it in between.)
     pub async fn click(&self, role: &str, name: &str) -> anyhow::Result<()> {
-        let el = self.find(None, role, name).await?;
-        self.click_on(&el).await
+        self.click_in(None, role, name).await
+    }
+
+    /// Clicks the shown `role` named `name` inside `scope`.
+    pub async fn click_in(
+        &self,
+        scope: Option<&Element>,
+        role: &str,
+        name: &str,
+    ) -> anyhow::Result<()> {
+        self.until(&format!("a {role} named {name:?} to click"), || async {
+            match self.find_now(scope, role, name).await? {
+                Some(el) => self.click_on(&el).await.map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
     }
 
     /// Clicks `el`.
@@ -355,12 +377,17 @@ impl Browser {
 
     /// Types `text` into the field labelled `label` (emptied first).
     pub async fn fill(&self, label: &str, text: &str) -> anyhow::Result<Element> {
-        let el = self.find(None, "textbox", label).await?;
-        self.post(&format!("/element/{}/clear", el.0), json!({}))
-            .await?;
-        self.post(&format!("/element/{}/value", el.0), json!({ "text": text }))
-            .await?;
-        Ok(el)
+        self.until(&format!("a text box named {label:?} to fill"), || async {
+            let Some(el) = self.find_now(None, "textbox", label).await? else {
+                return Ok(None);
+            };
+            self.post(&format!("/element/{}/clear", el.0), json!({}))
+                .await?;
+            self.post(&format!("/element/{}/value", el.0), json!({ "text": text }))
+                .await?;
+            Ok(Some(el))
+        })
+        .await
     }
 
     /// Chooses the file at `path` in the file field labelled `label`.

@@ -180,40 +180,57 @@ export class EventStream {
 
   async read(body) {
     const reader = body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = '';
-    let data = [];
-    let id = null;
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      buffer += value;
-      let end = buffer.indexOf('\n');
-      while (end >= 0) {
-        const line = buffer.slice(0, end).replace(/\r$/, '');
-        buffer = buffer.slice(end + 1);
-        end = buffer.indexOf('\n');
-        if (line === '') {
-          // A blank line ends a message.
-          if (data.length) {
-            const text = data.join('\n');
-            data = [];
-            let event = null;
-            try {
-              event = JSON.parse(text);
-            } catch {
-              event = null;
-            }
-            if (id !== null) this.last = id;
-            if (event) this.onEvent(event);
+    // wagate writes at least a keep-alive every 15 s: a stream silent for
+    // much longer is dead (a proxy or a sleeping laptop); reconnect.
+    let silence = null;
+    const watch = () => {
+      clearTimeout(silence);
+      silence = setTimeout(() => this.abort.abort(), 45000);
+    };
+    this.buffer = '';
+    this.data = [];
+    this.id = null;
+    try {
+      watch();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        watch();
+        this.parse(value);
+      }
+    } finally {
+      clearTimeout(silence);
+    }
+  }
+
+  /** Feeds a chunk of the answer; complete messages are handled. */
+  parse(chunk) {
+    this.buffer += chunk;
+    let end = this.buffer.indexOf('\n');
+    while (end >= 0) {
+      const line = this.buffer.slice(0, end).replace(/\r$/, '');
+      this.buffer = this.buffer.slice(end + 1);
+      end = this.buffer.indexOf('\n');
+      if (line === '') {
+        // A blank line ends a message.
+        if (this.data.length) {
+          const text = this.data.join('\n');
+          this.data = [];
+          let event = null;
+          try {
+            event = JSON.parse(text);
+          } catch {
+            event = null;
           }
-          continue;
+          if (this.id !== null) this.last = this.id;
+          if (event) this.onEvent(event);
         }
-        if (line.startsWith(':')) continue; // a comment (keep-alive)
+      } else if (!line.startsWith(':')) { // `:` starts a comment (keep-alive)
         const colon = line.indexOf(':');
         const name = colon < 0 ? line : line.slice(0, colon);
         const val = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
-        if (name === 'data') data.push(val);
-        else if (name === 'id') id = val;
+        if (name === 'data') this.data.push(val);
+        else if (name === 'id') this.id = val;
       }
     }
   }

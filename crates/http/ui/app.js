@@ -407,6 +407,9 @@ function sessionScreen(root, id) {
   ].map(([label, verb, done]) => h('button', {
     type: 'button',
     onclick: (e) => act(e.currentTarget, async () => {
+      if (verb === 'logout' && !await confirmDialog('Log this session out?',
+        'The phone is unlinked and the device keys are erased; connecting again needs a new QR scan.',
+        'Log out session')) return;
       const s = await api.call('POST', `/sessions/${id}/${verb}`);
       show(s);
       say(done);
