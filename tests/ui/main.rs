@@ -350,6 +350,25 @@ async fn dashboard_end_to_end() -> anyhow::Result<()> {
     let tested_id = tested.id().to_owned();
     browser.see(&tested_id).await?;
     browser.screenshots("webhooks", Some(&hook_card)).await?;
+    // Rotate the secret (the new one shown once), disable, enable.
+    browser
+        .click_in(Some(&hook_card), "button", "Rotate secret")
+        .await?;
+    let rotated = browser.find(None, "region", "New signing secret").await?;
+    assert!(browser.text(&rotated).await?.contains("whsec_"));
+    browser
+        .click_in(Some(&hook_card), "button", "Disable")
+        .await?;
+    browser.see("Webhook disabled").await?;
+    let listed = json(app.get("/api/v1/webhooks", &token).await).await;
+    assert_eq!(listed["data"][0]["enabled"], false);
+    let hook_card = card(&browser, &hook).await?;
+    browser
+        .click_in(Some(&hook_card), "button", "Enable")
+        .await?;
+    browser.see("Webhook enabled").await?;
+    let listed = json(app.get("/api/v1/webhooks", &token).await).await;
+    assert_eq!(listed["data"][0]["enabled"], true);
 
     // --- Events, live and filtered.
     browser.click("link", "Events").await?;
@@ -501,8 +520,14 @@ async fn another_organization_sees_none_of_it() -> anyhow::Result<()> {
         )
         .await?;
     assert_eq!(parsed, json!({ "got": ["evt_1", "evt_2"], "last": "8" }));
-    browser.fill("API key", &globex).await?;
-    browser.click("button", "Sign in").await?;
+    // By keyboard: the field has the focus on arrival; Enter signs in.
+    let field = browser.find(None, "textbox", "API key").await?;
+    assert!(
+        browser.focused(&field).await?,
+        "the key field has the focus"
+    );
+    let field = browser.fill("API key", &globex).await?;
+    browser.press_enter(&field).await?;
     browser.find(None, "heading", "Sessions").await?;
     browser.see("No sessions yet").await?;
     browser.see("Live").await?;

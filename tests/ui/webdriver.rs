@@ -410,6 +410,27 @@ impl Browser {
         Ok(())
     }
 
+    /// Whether `el` has the keyboard focus.
+    pub async fn focused(&self, el: &Element) -> anyhow::Result<bool> {
+        Ok(self
+            .script(
+                "return document.activeElement === arguments[0];",
+                vec![Self::arg(el)],
+            )
+            .await?
+            == true)
+    }
+
+    /// Presses Enter in `el`.
+    pub async fn press_enter(&self, el: &Element) -> anyhow::Result<()> {
+        self.post(
+            &format!("/element/{}/value", el.0),
+            json!({ "text": "\u{E007}" }),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// The page's visible text.
     pub async fn page_text(&self) -> anyhow::Result<String> {
         let body = self.all(None, "body").await?;
