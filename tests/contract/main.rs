@@ -47,6 +47,7 @@ macro_rules! on_both_adapters {
 mod api_keys;
 mod auth;
 mod contacts;
+mod db_copy;
 mod deliveries;
 mod envelope;
 mod events;

@@ -35,6 +35,30 @@ pub enum Command {
     Migrate,
     /// Print the OpenAPI document.
     Openapi,
+    /// Database operations.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+/// `wagate db …`
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Copy a stopped SQLite deployment (sessions, keys, events, webhooks,
+    /// messages and every device's WhatsApp keys) into an empty PostgreSQL
+    /// database, so its linked sessions connect from there without a new QR
+    /// code. Refuses a target that has rows.
+    Copy {
+        /// The stopped deployment's database (`sqlite://…`).
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The empty PostgreSQL database (`postgres://…`).
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// The deployment's device-key file, when `whatsapp.live.store` set
+        /// one (default: `devices.db` beside the database).
+        #[arg(long, value_name = "FILE")]
+        devices: Option<PathBuf>,
+    },
 }
 
 /// `wagate api-key …`
@@ -94,6 +118,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", wagate_http::openapi::json());
             Ok(())
         }
+        Command::Db(DbCommand::Copy { from, to, devices }) => {
+            db_copy(&from, &to, devices, &mut std::io::stdout().lock()).await
+        }
         Command::ApiKey(cmd) => {
             let services = Services::build(&config).await?;
             let result = api_key(&services, cmd, &mut std::io::stdout().lock()).await;
@@ -101,6 +128,72 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
     }
+}
+
+/// `wagate db copy`: the SQLite database at `from` and its device-key file
+/// (`devices`, or `devices.db` beside it) into the empty PostgreSQL
+/// database at `to`, in one transaction; prints rows per table to `out`.
+///
+/// # Errors
+///
+/// On URLs of the wrong kinds, a missing source, a target that cannot be
+/// prepared or has rows, or a row that does not fit.
+pub async fn db_copy(
+    from: &str,
+    to: &str,
+    devices: Option<PathBuf>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    use wagate_store::{Backend, CopySource};
+    if Backend::of(from) != Some(Backend::Sqlite) {
+        anyhow::bail!("--from must be the stopped deployment's sqlite:// database URL");
+    }
+    if Backend::of(to) != Some(Backend::Postgres) {
+        anyhow::bail!("--to must be a postgres:// database URL");
+    }
+    let devices = match devices {
+        Some(path) => path,
+        None => crate::config::devices_beside(from)?,
+    };
+    let from_path = from
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let from_path = from_path.split('?').next().unwrap_or(from_path);
+    anyhow::ensure!(
+        std::path::Path::new(from_path).is_file(),
+        "{from_path}: no such database (--from)"
+    );
+    anyhow::ensure!(
+        devices.is_file(),
+        "{}: no device-key file (give --devices when whatsapp.live.store named another)",
+        devices.display()
+    );
+    // The target's tables, as a gateway on it creates them.
+    let store = wagate_store::open(to)
+        .await
+        .context("cannot prepare the target database")?;
+    store.close().await;
+    wagate_whatsapp_live::prepare_postgres_device_store(to).await?;
+    let devices_url = format!("sqlite://{}", devices.display());
+    let report = wagate_store::copy_sqlite_to_postgres(
+        &[
+            CopySource {
+                sqlite_url: from,
+                schema: "public",
+            },
+            CopySource {
+                sqlite_url: &devices_url,
+                schema: wagate_whatsapp_live::DEVICE_SCHEMA,
+            },
+        ],
+        to,
+    )
+    .await?;
+    for (table, rows) in &report.rows {
+        writeln!(out, "{table}\t{rows}")?;
+    }
+    writeln!(out, "copied {} rows", report.total())?;
+    Ok(())
 }
 
 /// Runs an `api-key` command, printing to `out`.

@@ -739,6 +739,25 @@ impl LimitsConfig {
     }
 }
 
+/// The SQLite file of the device keys beside the SQLite database at `url`
+/// (`whatsapp.live.store`'s default): `devices.db` in the same folder.
+///
+/// # Errors
+///
+/// When `url` is not a SQLite file (in memory, or another database).
+pub fn devices_beside(url: &str) -> anyhow::Result<PathBuf> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| anyhow::anyhow!("not a SQLite database"))?;
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path.contains(":memory:") {
+        anyhow::bail!("the SQLite database is not a file");
+    }
+    let dir = Path::new(path).parent().unwrap_or(Path::new(""));
+    Ok(dir.join("devices.db"))
+}
+
 impl Config {
     /// Where the live adapter keeps device keys: with a PostgreSQL
     /// `database.url`, that database (its `whatsapp` schema); otherwise the
@@ -771,16 +790,11 @@ impl Config {
         if let Some(path) = &self.whatsapp.live.store {
             return Ok(KeyStoreLocation::Sqlite(path.clone()));
         }
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .unwrap_or(url);
-        let path = path.split('?').next().unwrap_or(path);
-        if path.is_empty() || path.contains(":memory:") {
-            anyhow::bail!("whatsapp.live.store must be set when the database is not a file");
-        }
-        let dir = Path::new(path).parent().unwrap_or(Path::new(""));
-        Ok(KeyStoreLocation::Sqlite(dir.join("devices.db")))
+        devices_beside(url)
+            .map(KeyStoreLocation::Sqlite)
+            .map_err(|_| {
+                anyhow::anyhow!("whatsapp.live.store must be set when the database is not a file")
+            })
     }
 
     /// Loads the configuration: defaults, then `file` (or `wagate.toml` in

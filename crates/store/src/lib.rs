@@ -40,6 +40,8 @@ mod cached;
 mod conn;
 #[cfg(all(test, feature = "sqlite", feature = "postgres"))]
 mod contract;
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+mod copy;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod impls;
 mod messages;
@@ -52,6 +54,8 @@ mod secrets;
 mod sqlite;
 
 pub use cached::SessionCache;
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+pub use copy::{CopyReport, CopySource, copy_sqlite_to_postgres};
 pub use messages::{
     Accepted, IdempotencyClaim, InboundBody, InboundRecord, MediaSource, MessagePage, MessageStore,
     StatusChange,

@@ -128,6 +128,36 @@ pub use config::{
 };
 pub use live::LiveWhatsApp;
 
+/// The PostgreSQL schema of the device tables (whatsapp-rust's tables, as
+/// its SQLite store has them, and the session → device table).
+pub const DEVICE_SCHEMA: &str = sql::PG_SCHEMA;
+
+/// Creates the device tables in the PostgreSQL database at `url` when
+/// missing (what starting the adapter on it does), for a copy into it.
+///
+/// # Errors
+///
+/// [`wagate_whatsapp_port::WhatsAppError::Internal`] when the database
+/// cannot be reached or refuses the tables (the message names no password).
+pub async fn prepare_postgres_device_store(
+    url: &str,
+) -> Result<(), wagate_whatsapp_port::WhatsAppError> {
+    let at = KeyStoreLocation::Postgres {
+        url: url.to_owned(),
+        connections: 1,
+    };
+    match sql::Db::open_postgres(url, 1).await {
+        Ok(sql::Db::Postgres(pool)) => {
+            pool.close().await;
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(wagate_whatsapp_port::WhatsAppError::Internal(format!(
+            "cannot prepare the device tables in {at}: {e}"
+        ))),
+    }
+}
+
 /// Whether this build accepts server certificate chains not signed by
 /// WhatsApp (the `simulator` feature). The binary can refuse a foreign
 /// `whatsapp.live.url` when it is false.
