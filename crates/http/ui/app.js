@@ -855,9 +855,8 @@ function webhooksScreen(root) {
           h('td', { 'data-label': 'Response' }, d.error ?? (d.responseStatus ? `HTTP ${d.responseStatus}` : '—'),
             d.durationMs != null ? h('span', { class: 'hint' }, ` (${d.durationMs} ms)`) : null),
           h('td', { 'data-label': 'Time' }, when(d.at)),
-          h('td', { 'data-label': 'Actions' }, h('button', {
+          h('td', { 'data-label': 'Actions' }, tests.has(d.eventId) ? '—' : h('button', {
             type: 'button',
-            'aria-describedby': null,
             title: 'Send this event, and every later one the webhook wants, again (same ids)',
             onclick: (e) => act(e.currentTarget, () => replay(w, d.eventId, box)),
           }, 'Replay'))))))));
