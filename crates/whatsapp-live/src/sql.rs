@@ -17,7 +17,8 @@ use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{BigInt, Binary, Bool, Integer, Nullable, Text};
 use diesel::sqlite::{Sqlite, SqliteConnection};
 use diesel::{QueryableByName, RunQueryDsl as _};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::Arguments as _;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use whatsapp_rust::store::{SqliteStore, SqliteStoreConfig};
 use whatsapp_rust::wacore::store::error::{Result, StoreError};
 
@@ -119,48 +120,27 @@ impl Stmt {
         Ok(q)
     }
 
-    fn postgres(self) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(postgres_text(self.sql)));
+    /// The PostgreSQL text and its bound arguments.
+    fn postgres(self) -> Result<(sqlx::AssertSqlSafe<String>, PgArguments)> {
+        let mut out = PgArguments::default();
         for a in self.args {
-            q = match a {
-                Arg::Int(v) => q.bind(v),
-                Arg::Big(v) => q.bind(v),
-                Arg::OptInt(v) => q.bind(v),
-                Arg::OptBig(v) => q.bind(v),
-                Arg::Text(v) => q.bind(v),
-                Arg::OptText(v) => q.bind(v),
-                Arg::Blob(v) => q.bind(v),
-                Arg::OptBlob(v) => q.bind(v),
-                Arg::Bool(v) => q.bind(v),
-                Arg::Ints(v) => q.bind(v),
-                Arg::Texts(v) => q.bind(v),
-                Arg::Blobs(v) => q.bind(v),
-            };
+            match a {
+                Arg::Int(v) => out.add(v),
+                Arg::Big(v) => out.add(v),
+                Arg::OptInt(v) => out.add(v),
+                Arg::OptBig(v) => out.add(v),
+                Arg::Text(v) => out.add(v),
+                Arg::OptText(v) => out.add(v),
+                Arg::Blob(v) => out.add(v),
+                Arg::OptBlob(v) => out.add(v),
+                Arg::Bool(v) => out.add(v),
+                Arg::Ints(v) => out.add(v),
+                Arg::Texts(v) => out.add(v),
+                Arg::Blobs(v) => out.add(v),
+            }
+            .map_err(StoreError::Serialization)?;
         }
-        q
-    }
-
-    fn postgres_as<R: Row>(
-        self,
-    ) -> sqlx::query::QueryAs<'static, sqlx::Postgres, R, sqlx::postgres::PgArguments> {
-        let mut q = sqlx::query_as::<_, R>(sqlx::AssertSqlSafe(postgres_text(self.sql)));
-        for a in self.args {
-            q = match a {
-                Arg::Int(v) => q.bind(v),
-                Arg::Big(v) => q.bind(v),
-                Arg::OptInt(v) => q.bind(v),
-                Arg::OptBig(v) => q.bind(v),
-                Arg::Text(v) => q.bind(v),
-                Arg::OptText(v) => q.bind(v),
-                Arg::Blob(v) => q.bind(v),
-                Arg::OptBlob(v) => q.bind(v),
-                Arg::Bool(v) => q.bind(v),
-                Arg::Ints(v) => q.bind(v),
-                Arg::Texts(v) => q.bind(v),
-                Arg::Blobs(v) => q.bind(v),
-            };
-        }
-        q
+        Ok((sqlx::AssertSqlSafe(postgres_text(self.sql)), out))
     }
 }
 
@@ -333,12 +313,14 @@ impl Db {
                     .run(move |conn| q.execute(conn).map(|n| n as u64).map_err(db))
                     .await
             }
-            Self::Postgres(pool) => stmt
-                .postgres()
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-                .map_err(db),
+            Self::Postgres(pool) => {
+                let (sql, args) = stmt.postgres()?;
+                sqlx::query_with(sql, args)
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected())
+                    .map_err(db)
+            }
         }
     }
 
@@ -366,7 +348,11 @@ impl Db {
                 let mut tx = pool.begin().await.map_err(db)?;
                 let mut changed = Vec::with_capacity(stmts.len());
                 for stmt in stmts {
-                    let done = stmt.postgres().execute(&mut *tx).await.map_err(db)?;
+                    let (sql, args) = stmt.postgres()?;
+                    let done = sqlx::query_with(sql, args)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
                     changed.push(done.rows_affected());
                 }
                 tx.commit().await.map_err(db)?;
@@ -388,7 +374,13 @@ impl Db {
                     Via::Interactive => interactive.shared().read(run).await,
                 }
             }
-            Self::Postgres(pool) => stmt.postgres_as::<R>().fetch_all(pool).await.map_err(db),
+            Self::Postgres(pool) => {
+                let (sql, args) = stmt.postgres()?;
+                sqlx::query_as_with::<_, R, _>(sql, args)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(db)
+            }
         }
     }
 

@@ -9,34 +9,13 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{WaitingSink, session, start};
-use wagate_domain::{Jid, MessageId, MessageStatus, SessionId};
+use common::{FRIEND, PHONE, WaitingSink, friend_world as world, jid, session, start, status_of};
+use wagate_domain::{MessageId, MessageStatus, SessionId};
 use wagate_whatsapp_live::LiveWhatsApp;
 use wagate_whatsapp_port::{
-    InboundContent, OutgoingContent, OutgoingMessage, SessionEventKind, StatusUpdate,
-    WhatsAppError, WhatsAppPort,
+    InboundContent, OutgoingContent, OutgoingMessage, SessionEventKind, WhatsAppError, WhatsAppPort,
 };
-use wagate_whatsapp_sim::{Simulator, SimulatorHandle, World};
-
-const PHONE: &str = "15550001111";
-const FRIEND: &str = "14155550123";
-
-fn world() -> World {
-    World::from_json(
-        r#"{
-          "phone": "15550001111",
-          "pushName": "Wagate Sim",
-          "contacts": {
-            "14155550123@s.whatsapp.net": { "lid": "123456789012345@lid" }
-          }
-        }"#,
-    )
-    .unwrap()
-}
-
-fn jid(s: &str) -> Jid {
-    Jid::parse(s).unwrap()
-}
+use wagate_whatsapp_sim::{Simulator, SimulatorHandle};
 
 async fn link(live: &LiveWhatsApp, sim: &SimulatorHandle, sink: &WaitingSink, s: &SessionId) {
     let from = sink.mark();
@@ -49,13 +28,6 @@ async fn link(live: &LiveWhatsApp, sim: &SimulatorHandle, sink: &WaitingSink, s:
         matches!(k, SessionEventKind::Connected { .. })
     })
     .await;
-}
-
-fn status_of<'a>(kind: &'a SessionEventKind, id: &str) -> Option<&'a StatusUpdate> {
-    match kind {
-        SessionEventKind::MessageStatus(u) if u.ids.iter().any(|i| i.as_str() == id) => Some(u),
-        _ => None,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,40 +10,13 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{WaitingSink, session, start_on};
-use wagate_domain::{Jid, MessageId, MessageStatus, SessionId};
-use wagate_whatsapp_live::{KeyStoreLocation, LiveWhatsApp};
-use wagate_whatsapp_port::{
-    OutgoingContent, OutgoingMessage, SessionEventKind, StatusUpdate, WhatsAppPort,
+use common::{
+    FRIEND, PHONE, WaitingSink, friend_world as world, jid, session, start_on, status_of,
 };
-use wagate_whatsapp_sim::{Simulator, World};
-
-const PHONE: &str = "15550001111";
-const FRIEND: &str = "14155550123";
-
-fn world() -> World {
-    World::from_json(
-        r#"{
-          "phone": "15550001111",
-          "pushName": "Wagate Sim",
-          "contacts": {
-            "14155550123@s.whatsapp.net": { "lid": "123456789012345@lid" }
-          }
-        }"#,
-    )
-    .unwrap()
-}
-
-fn jid(s: &str) -> Jid {
-    Jid::parse(s).unwrap()
-}
-
-fn status_of<'a>(kind: &'a SessionEventKind, id: &str) -> Option<&'a StatusUpdate> {
-    match kind {
-        SessionEventKind::MessageStatus(u) if u.ids.iter().any(|i| i.as_str() == id) => Some(u),
-        _ => None,
-    }
-}
+use wagate_domain::{MessageId, MessageStatus, SessionId};
+use wagate_whatsapp_live::{KeyStoreLocation, LiveWhatsApp};
+use wagate_whatsapp_port::{OutgoingContent, OutgoingMessage, SessionEventKind, WhatsAppPort};
+use wagate_whatsapp_sim::Simulator;
 
 /// Sends `text` to the friend and waits until WhatsApp has delivered it.
 async fn send(live: &LiveWhatsApp, sink: &WaitingSink, s: &SessionId, id: &str, text: &str) {

@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
-use wagate_domain::{SessionErrorCode, SessionId, SystemClock};
+use wagate_domain::{Jid, SessionErrorCode, SessionId, SystemClock};
 use wagate_whatsapp_live::{
     Jitter, KeyStoreLocation, LiveConfig, LiveOptions, LiveWhatsApp, ReconnectPolicy,
 };
+use wagate_whatsapp_port::StatusUpdate;
 use wagate_whatsapp_port::{
     InboundMessage, NotRecorded, SessionEvent, SessionEventKind, SessionEventSink,
 };
+use wagate_whatsapp_sim::World;
 
 /// The version the simulator (and offline tests) are pinned to.
 pub const VERSION: (u32, u32, u32) = (2, 3000, 1042742319);
@@ -268,4 +270,35 @@ pub fn is_unreachable(kind: &SessionEventKind) -> bool {
 pub fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
+}
+
+/// The simulator's phone.
+pub const PHONE: &str = "15550001111";
+/// A friend of the phone in [`friend_world`].
+pub const FRIEND: &str = "14155550123";
+
+/// The simulator's phone and one friend (with a LID), for messaging.
+pub fn friend_world() -> World {
+    World::from_json(
+        r#"{
+          "phone": "15550001111",
+          "pushName": "Wagate Sim",
+          "contacts": {
+            "14155550123@s.whatsapp.net": { "lid": "123456789012345@lid" }
+          }
+        }"#,
+    )
+    .unwrap()
+}
+
+pub fn jid(s: &str) -> Jid {
+    Jid::parse(s).unwrap()
+}
+
+/// The status update of message `id` that `kind` carries, if any.
+pub fn status_of<'a>(kind: &'a SessionEventKind, id: &str) -> Option<&'a StatusUpdate> {
+    match kind {
+        SessionEventKind::MessageStatus(u) if u.ids.iter().any(|i| i.as_str() == id) => Some(u),
+        _ => None,
+    }
 }
