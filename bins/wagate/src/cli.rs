@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use time::format_description::well_known::Rfc3339;
-use wagate_app::NewApiKeyRequest;
+use wagate_app::{ApiKeyAdmin, NewApiKeyRequest};
 use wagate_domain::{ApiKeyId, ApiKeyName, CapabilitySet, OrgId, parse_expiry};
 
-use crate::{Application, Config, Services, telemetry};
+use crate::{Application, Config, KeyTools, open_store, telemetry};
 
 /// wagate: a multi-tenant WhatsApp gateway.
 #[derive(Debug, Parser)]
@@ -103,28 +103,34 @@ pub enum ApiKeyCommand {
 /// # Errors
 ///
 /// Whatever the command fails with, for `main` to print.
+///
+/// Only `serve` starts a WhatsApp adapter; the other commands open what
+/// they need (the database, or nothing), print their output alone on
+/// standard output, and log to standard error.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Openapi = command {
+        println!("{}", wagate_http::openapi::json());
+        return Ok(());
+    }
     let config = Config::load(cli.config.as_deref())?;
     telemetry::init(&config.log);
-    match cli.command.unwrap_or(Command::Serve) {
+    match command {
         Command::Serve => Application::build(config).await?.run_until_stopped().await,
         Command::Migrate => {
-            let services = Services::build(&config).await?;
-            services.shutdown().await;
+            let store = open_store(&config).await?;
+            store.close().await;
             tracing::info!("database is up to date");
             Ok(())
         }
-        Command::Openapi => {
-            println!("{}", wagate_http::openapi::json());
-            Ok(())
-        }
+        Command::Openapi => Ok(()),
         Command::Db(DbCommand::Copy { from, to, devices }) => {
             db_copy(&from, &to, devices, &mut std::io::stdout().lock()).await
         }
         Command::ApiKey(cmd) => {
-            let services = Services::build(&config).await?;
-            let result = api_key(&services, cmd, &mut std::io::stdout().lock()).await;
-            services.shutdown().await;
+            let tools = KeyTools::open(&config).await?;
+            let result = api_key(&tools.keys, cmd, &mut std::io::stdout().lock()).await;
+            tools.close().await;
             result
         }
     }
@@ -202,11 +208,10 @@ pub async fn db_copy(
 ///
 /// On invalid arguments or a store failure.
 pub async fn api_key(
-    services: &Services,
+    keys: &ApiKeyAdmin,
     cmd: ApiKeyCommand,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let gateway = &services.gateway;
     match cmd {
         ApiKeyCommand::Create {
             org,
@@ -225,7 +230,7 @@ pub async fn api_key(
                     .transpose()
                     .context("--expires-at")?,
             };
-            let created = gateway.issue_api_key(&org, request).await?;
+            let created = keys.issue(&org, request).await?;
             if json {
                 let body = serde_json::json!({
                     "id": created.key.id.to_string(),
@@ -249,9 +254,9 @@ pub async fn api_key(
         }
         ApiKeyCommand::List { org, json } => {
             let org = OrgId::parse(&org).context("--org")?;
-            let keys = gateway.api_keys_of(&org).await?;
+            let listed = keys.keys_of(&org).await?;
             if json {
-                let rows: Vec<_> = keys
+                let rows: Vec<_> = listed
                     .iter()
                     .map(|k| {
                         serde_json::json!({
@@ -263,7 +268,7 @@ pub async fn api_key(
                     })
                     .collect();
                 writeln!(out, "{}", serde_json::Value::Array(rows))?;
-            } else if keys.is_empty() {
+            } else if listed.is_empty() {
                 writeln!(out, "No API keys for organization {org}.")?;
             } else {
                 writeln!(
@@ -271,7 +276,7 @@ pub async fn api_key(
                     "{:<30} {:<14} {:<24} NAME",
                     "ID", "PREFIX", "CAPABILITIES"
                 )?;
-                for k in keys {
+                for k in listed {
                     writeln!(
                         out,
                         "{:<30} {:<14} {:<24} {}",
@@ -285,8 +290,7 @@ pub async fn api_key(
         }
         ApiKeyCommand::Revoke { key_id } => {
             let id = ApiKeyId::parse(&key_id).context("KEY_ID")?;
-            gateway
-                .revoke_any_api_key(&id)
+            keys.revoke(None, &id)
                 .await
                 .with_context(|| format!("revoking {id}"))?;
             writeln!(out, "Revoked {id}.")?;

@@ -59,6 +59,8 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// `messages.*`
     pub messages: MessagesConfig,
+    /// `cluster.*`
+    pub cluster: ClusterConfig,
 }
 
 /// `messages.*`
@@ -439,6 +441,178 @@ impl Default for DatabaseConfig {
     }
 }
 
+/// `cluster.*`: several gateways on one PostgreSQL database (see
+/// docs/configuration.md for what is in use yet).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The secret nodes authenticate each other with; required with
+    /// PostgreSQL, at least 32 characters.
+    pub secret: Option<Secret<String>>,
+    /// How other nodes reach this one (`http://10.0.0.5:8080`); default
+    /// `http://` + `server.bind`, unless that listens on every address.
+    pub advertise_url: Option<String>,
+    /// Seconds between a node's heartbeats.
+    pub heartbeat_secs: u64,
+    /// Seconds a node's lease lasts without a heartbeat.
+    pub lease_secs: u64,
+    /// Seconds without a renewed lease after which a node stops every
+    /// client it holds.
+    pub self_fence_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            advertise_url: None,
+            heartbeat_secs: 2,
+            lease_secs: 10,
+            self_fence_secs: 6,
+        }
+    }
+}
+
+/// The shortest `cluster.secret`.
+pub const MIN_CLUSTER_SECRET: usize = 32;
+
+/// The database `database.url` names, with what it needs, checked.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// One SQLite file (or memory): one gateway.
+    Sqlite,
+    /// PostgreSQL, with the cluster settings.
+    Postgres(ClusterSettings),
+}
+
+/// `cluster.*`, checked (with PostgreSQL).
+#[derive(Clone)]
+pub struct ClusterSettings {
+    /// The inter-node secret.
+    pub secret: Secret<String>,
+    /// `cluster.advertise_url`; `None`: `http://` + the address bound.
+    pub advertise_url: Option<String>,
+    /// Between heartbeats.
+    pub heartbeat: Duration,
+    /// A lease without a heartbeat lasts this long.
+    pub lease: Duration,
+    /// A node that could not renew its lease this long stops its clients.
+    pub self_fence: Duration,
+}
+
+impl fmt::Debug for ClusterSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterSettings")
+            .field("secret", &self.secret)
+            .field("advertise_url", &self.advertise_url)
+            .field("heartbeat", &self.heartbeat)
+            .field("lease", &self.lease)
+            .field("self_fence", &self.self_fence)
+            .finish()
+    }
+}
+
+impl ClusterSettings {
+    /// The URL other nodes reach this one at, once it listens on `bound`.
+    pub fn advertise_url(&self, bound: std::net::SocketAddr) -> String {
+        self.advertise_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
+    }
+}
+
+impl ClusterConfig {
+    /// The settings, checked, for a gateway listening on `bind`.
+    ///
+    /// # Errors
+    ///
+    /// Without a `secret` of at least 32 characters; with an
+    /// `advertise_url` that is not an `http://` or `https://` URL, or none
+    /// while `bind` listens on every address; unless `0 < heartbeat_secs <
+    /// self_fence_secs < lease_secs` (a node must stop its clients before
+    /// its lease runs out and another may claim them).
+    pub fn settings(&self, bind: &str) -> anyhow::Result<ClusterSettings> {
+        let secret = match &self.secret {
+            None => anyhow::bail!(
+                "cluster.secret is required with a PostgreSQL database.url (at least \
+                 {MIN_CLUSTER_SECRET} characters, the same on every gateway sharing the database)"
+            ),
+            Some(s) if s.expose().chars().count() < MIN_CLUSTER_SECRET => anyhow::bail!(
+                "cluster.secret is too short: at least {MIN_CLUSTER_SECRET} characters"
+            ),
+            Some(s) => s.clone(),
+        };
+        let advertise_url = match &self.advertise_url {
+            Some(url) => {
+                check_advertise_url(url)?;
+                Some(url.trim_end_matches('/').to_owned())
+            }
+            None if listens_everywhere(bind) => anyhow::bail!(
+                "cluster.advertise_url is required: server.bind = {bind} listens on every \
+                 address, so other gateways cannot be told how to reach this one \
+                 (for example cluster.advertise_url = \"http://10.0.0.5:8080\")"
+            ),
+            None => None,
+        };
+        let (heartbeat, fence, lease) =
+            (self.heartbeat_secs, self.self_fence_secs, self.lease_secs);
+        if heartbeat == 0 || heartbeat >= fence || fence >= lease {
+            anyhow::bail!(
+                "cluster timings: heartbeat_secs ({heartbeat}) < self_fence_secs ({fence}) < \
+                 lease_secs ({lease}) must hold, heartbeat_secs at least 1: a node stops its \
+                 clients before its lease runs out and another gateway may take them"
+            );
+        }
+        Ok(ClusterSettings {
+            secret,
+            advertise_url,
+            heartbeat: Duration::from_secs(heartbeat),
+            lease: Duration::from_secs(lease),
+            self_fence: Duration::from_secs(fence),
+        })
+    }
+}
+
+/// Whether `bind` (`host:port`) listens on every address (`0.0.0.0`, `::`).
+fn listens_everywhere(bind: &str) -> bool {
+    match bind.parse::<std::net::SocketAddr>() {
+        Ok(addr) => addr.ip().is_unspecified(),
+        // `host:port` with a name: a name is one host.
+        Err(_) => bind
+            .rsplit_once(':')
+            .is_none_or(|(host, _)| host.is_empty()),
+    }
+}
+
+fn check_advertise_url(url: &str) -> anyhow::Result<()> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    let host = rest.map(|r| r.split('/').next().unwrap_or_default());
+    match host {
+        Some(h)
+            if !h.is_empty() && !h.contains(char::is_whitespace) && !listens_everywhere_host(h) =>
+        {
+            Ok(())
+        }
+        _ => anyhow::bail!(
+            "cluster.advertise_url = {url:?}: must be an http:// or https:// URL naming this \
+             node's address, such as http://10.0.0.5:8080"
+        ),
+    }
+}
+
+/// Whether an advertised `host[:port]` names every address (no node is there).
+fn listens_everywhere_host(host_port: &str) -> bool {
+    let host = match host_port.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(':') => h,
+        _ => host_port,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+}
+
 /// `auth.*`
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -795,6 +969,35 @@ impl Config {
             .map_err(|_| {
                 anyhow::anyhow!("whatsapp.live.store must be set when the database is not a file")
             })
+    }
+
+    /// The database `database.url` names, checked with what it needs: with
+    /// PostgreSQL, the `cluster.*` settings, and no `whatsapp.live.store`
+    /// (the devices' keys go to PostgreSQL too).
+    ///
+    /// # Errors
+    ///
+    /// For a URL that is neither `sqlite:…` nor `postgres://…`, and as
+    /// [`ClusterConfig::settings`].
+    pub fn database(&self) -> anyhow::Result<Database> {
+        match wagate_store::Backend::of(self.database.url.expose()) {
+            Some(wagate_store::Backend::Sqlite) => Ok(Database::Sqlite),
+            Some(wagate_store::Backend::Postgres) => {
+                if self.whatsapp.live.store.is_some() {
+                    anyhow::bail!(
+                        "whatsapp.live.store is for a SQLite deployment: with a PostgreSQL \
+                         database.url the devices' keys are kept in PostgreSQL too, so every \
+                         gateway sharing the database can connect them; unset whatsapp.live.store"
+                    );
+                }
+                Ok(Database::Postgres(
+                    self.cluster.settings(&self.server.bind)?,
+                ))
+            }
+            None => anyhow::bail!(
+                "database.url must be sqlite://… (a file) or postgres://… (a PostgreSQL database)"
+            ),
+        }
     }
 
     /// Loads the configuration: defaults, then `file` (or `wagate.toml` in
@@ -1210,5 +1413,131 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    const PG: &str = "postgres://wagate:hunter2@db.internal/wagate";
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn pg(pairs: &[(&str, &str)]) -> anyhow::Result<Database> {
+        let mut all = vec![("WAGATE__DATABASE__URL", PG)];
+        all.extend_from_slice(pairs);
+        Config::load_from(None, env(&all)).unwrap().database()
+    }
+
+    fn refusal(pairs: &[(&str, &str)]) -> String {
+        format!("{:#}", pg(pairs).unwrap_err())
+    }
+
+    #[test]
+    fn sqlite_needs_no_cluster_settings() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert!(matches!(c.database().unwrap(), Database::Sqlite));
+        let c = Config::load_from(None, env(&[("WAGATE__DATABASE__URL", "mysql://x/y")])).unwrap();
+        assert!(format!("{:#}", c.database().unwrap_err()).contains("postgres://"));
+    }
+
+    #[test]
+    fn postgres_takes_the_cluster_settings_with_their_defaults() {
+        let Database::Postgres(cluster) = pg(&[("WAGATE__CLUSTER__SECRET", SECRET)]).unwrap()
+        else {
+            panic!("not PostgreSQL");
+        };
+        assert_eq!(
+            (cluster.heartbeat, cluster.self_fence, cluster.lease),
+            (
+                Duration::from_secs(2),
+                Duration::from_secs(6),
+                Duration::from_secs(10)
+            )
+        );
+        // Default: http:// + the address bound (127.0.0.1:8080 by default).
+        let bound = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(cluster.advertise_url(bound), "http://127.0.0.1:8080");
+        // Neither the secret nor the database password is ever printed.
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("WAGATE__DATABASE__URL", PG),
+                ("WAGATE__CLUSTER__SECRET", SECRET),
+            ]),
+        )
+        .unwrap();
+        let shown = format!("{c:?} {cluster:?}");
+        assert!(
+            !shown.contains(SECRET) && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn postgres_refuses_a_missing_or_short_secret() {
+        assert!(refusal(&[]).contains("cluster.secret is required"));
+        assert!(refusal(&[("WAGATE__CLUSTER__SECRET", "short")]).contains("at least 32"));
+    }
+
+    #[test]
+    fn a_wildcard_bind_needs_an_advertised_url() {
+        let wild = [
+            ("WAGATE__CLUSTER__SECRET", SECRET),
+            ("WAGATE__SERVER__BIND", "0.0.0.0:8080"),
+        ];
+        assert!(refusal(&wild).contains("cluster.advertise_url is required"));
+        let v6 = [
+            ("WAGATE__CLUSTER__SECRET", SECRET),
+            ("WAGATE__SERVER__BIND", "[::]:8080"),
+        ];
+        assert!(refusal(&v6).contains("cluster.advertise_url is required"));
+        let mut given = wild.to_vec();
+        given.push(("WAGATE__CLUSTER__ADVERTISE_URL", "http://10.0.0.5:8080/"));
+        let Database::Postgres(cluster) = pg(&given).unwrap() else {
+            panic!("not PostgreSQL");
+        };
+        assert_eq!(
+            cluster.advertise_url("0.0.0.0:8080".parse().unwrap()),
+            "http://10.0.0.5:8080"
+        );
+        for bad in [
+            "10.0.0.5:8080",
+            "ftp://10.0.0.5",
+            "http://",
+            "http://0.0.0.0:8080",
+        ] {
+            let mut with = wild.to_vec();
+            with.push(("WAGATE__CLUSTER__ADVERTISE_URL", bad));
+            assert!(refusal(&with).contains("must be an http://"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timings_must_fence_before_the_lease_ends() {
+        for (hb, fence, lease) in [
+            ("0", "6", "10"),
+            ("2", "10", "10"),
+            ("6", "6", "10"),
+            ("2", "12", "10"),
+        ] {
+            let r = refusal(&[
+                ("WAGATE__CLUSTER__SECRET", SECRET),
+                ("WAGATE__CLUSTER__HEARTBEAT_SECS", hb),
+                ("WAGATE__CLUSTER__SELF_FENCE_SECS", fence),
+                ("WAGATE__CLUSTER__LEASE_SECS", lease),
+            ]);
+            assert!(r.contains("heartbeat_secs"), "{hb} {fence} {lease}: {r}");
+        }
+    }
+
+    #[test]
+    fn postgres_refuses_a_device_store_file() {
+        let r = refusal(&[
+            ("WAGATE__CLUSTER__SECRET", SECRET),
+            (
+                "WAGATE__WHATSAPP__LIVE__STORE",
+                "/var/lib/wagate/devices.db",
+            ),
+        ]);
+        assert!(
+            r.contains("whatsapp.live.store is for a SQLite deployment"),
+            "{r}"
+        );
     }
 }

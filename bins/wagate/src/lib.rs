@@ -29,7 +29,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 pub use config::Config;
-pub use services::{Background, Services};
+pub use services::{Background, KeyTools, Services, open_store};
 
 /// Stops a running [`Application`].
 #[derive(Clone)]
@@ -90,6 +90,12 @@ impl Application {
         let listener = TcpListener::bind(&config.server.bind)
             .with_context(|| format!("cannot listen on {}", config.server.bind))?;
         let port = listener.local_addr()?.port();
+        if let config::Database::Postgres(cluster) = config.database()? {
+            tracing::info!(
+                advertise_url = %cluster.advertise_url(listener.local_addr()?),
+                "cluster settings read (not used yet: one gateway per database)"
+            );
+        }
         let state =
             wagate_http::AppState::new(services.gateway.clone(), services.authenticator.clone())?
                 .with_request_limit(request_limit)

@@ -5,26 +5,26 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use wagate_app::{
-    DeliverySettings, EventBus, Gateway, GatewayDeps, RetentionPruner, SessionEventRecorder,
-    WebhookDispatcher,
+    ApiKeyAdmin, DeliverySettings, EventBus, Gateway, GatewayDeps, RetentionPruner,
+    SessionEventRecorder, WebhookDispatcher,
 };
 use wagate_auth::{
     ApiKeyVerifier, Authenticator, AuthenticatorChain, JwtConfig, JwtVerifier, OsEntropy,
     RolePolicy,
 };
 use wagate_domain::{CapabilitySet, Clock, SystemClock};
-use wagate_store::{SessionCache, SessionRegistry, SqliteStore};
+use wagate_store::{SessionCache, SessionRegistry, Store};
 use wagate_webhooks::{AddressPolicy, HttpMediaFetcher, HttpTransport, WebhookTransport};
 use wagate_whatsapp_live::{LiveConfig, LiveWhatsApp, SKIPS_CERT_CHAIN_VERIFY, parse_version};
 use wagate_whatsapp_port::{FakeWhatsApp, Fixtures, WhatsAppPort};
 
-use crate::config::{AdapterKind, Config};
+use crate::config::{AdapterKind, Config, Database};
 
 /// Every long-lived piece of a running wagate, built once.
 #[derive(Debug, Clone)]
 pub struct Services {
     /// The database.
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
     /// The use cases.
     pub gateway: Arc<Gateway>,
     /// The bearer-token chain.
@@ -77,11 +77,14 @@ impl Services {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         // Before anything is opened: a bad auth setting stops the start here.
         let jwt_config = jwt_config(config)?;
+        let live_settings = match config.whatsapp.adapter {
+            AdapterKind::Live => Some(live_config(config)?),
+            AdapterKind::Fake => None,
+        };
         let delivery = config.webhooks.delivery_settings()?;
         let retention = config.events.retention()?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let store = Arc::new(SqliteStore::connect(config.database.url.expose()).await?);
-        store.migrate().await?;
+        let store = open_store(config).await?;
         // Commits of events wake this process's streams and deliveries.
         let bus = Arc::new(EventBus::default());
         store.set_commit_listener(bus.clone());
@@ -104,10 +107,10 @@ impl Services {
                 (fake.clone(), None, Some(fake))
             }
             AdapterKind::Live => {
-                let live =
-                    LiveWhatsApp::start(live_config(config)?, recorder.clone(), clock.clone())
-                        .await
-                        .context("starting the live WhatsApp adapter")?;
+                let settings = live_settings.context("live adapter settings")?;
+                let live = LiveWhatsApp::start(settings, recorder.clone(), clock.clone())
+                    .await
+                    .context("starting the live WhatsApp adapter")?;
                 (live.clone(), Some(live), None)
             }
         };
@@ -209,8 +212,64 @@ impl Services {
     }
 }
 
+/// Checks the database settings, opens the database and applies its
+/// migrations: all the `wagate` commands that do not talk to WhatsApp need.
+///
+/// # Errors
+///
+/// As [`Config::database`], or when the database cannot be opened or
+/// migrated.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let database = config.database()?;
+    let store = wagate_store::open(config.database.url.expose()).await?;
+    if let Database::Postgres(_) = database {
+        tracing::warn!(
+            "database on PostgreSQL: run one gateway per database for now; several gateways \
+             sharing one need session leases, which this version does not have yet"
+        );
+    }
+    Ok(store)
+}
+
+/// What the `wagate api-key` commands need: the database and the API-key
+/// use cases, and no WhatsApp adapter.
+#[derive(Debug)]
+pub struct KeyTools {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Creates, lists and revokes keys.
+    pub keys: ApiKeyAdmin,
+}
+
+impl KeyTools {
+    /// Opens (and migrates) the database of `config`.
+    ///
+    /// # Errors
+    ///
+    /// As [`open_store`].
+    pub async fn open(config: &Config) -> anyhow::Result<Self> {
+        let store = open_store(config).await?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        // This process serves nothing: the verifier only takes revocations.
+        let cache = Arc::new(ApiKeyVerifier::new(store.clone(), clock.clone()));
+        let keys = ApiKeyAdmin::new(store.clone(), cache, Arc::new(OsEntropy), clock);
+        Ok(Self { store, keys })
+    }
+
+    /// Closes the database.
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+}
+
 /// The live adapter's settings from `whatsapp.live.*`.
 fn live_config(config: &Config) -> anyhow::Result<LiveConfig> {
+    if let Database::Postgres(_) = config.database()? {
+        bail!(
+            "the live WhatsApp adapter cannot keep the devices' keys in PostgreSQL in this \
+             version: use a sqlite:// database.url with whatsapp.adapter = \"live\""
+        );
+    }
     let live = &config.whatsapp.live;
     if live.url.is_some() && !SKIPS_CERT_CHAIN_VERIFY {
         bail!(

@@ -17,18 +17,22 @@ impl Cli {
         }
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_wagate"))
-            .args(args)
+    /// `wagate ARGS` on a SQLite file in the folder (more `env` wins).
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_wagate"));
+        c.args(args)
             .current_dir(self.dir.path())
             .env(
                 "WAGATE__DATABASE__URL",
                 format!("sqlite://{}/db/wagate.db", self.dir.path().display()),
             )
             .env("WAGATE__LOG__LEVEL", "warn")
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap()
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -187,4 +191,97 @@ fn migrate_creates_the_database_and_openapi_prints_the_document() {
     assert!(cli.dir.path().join("db/wagate.db").exists());
     let doc: Value = serde_json::from_str(&cli.ok(&["openapi"])).unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+}
+
+#[test]
+fn commands_that_do_not_talk_to_whatsapp_start_no_adapter_and_print_only_their_output() {
+    let cli = Cli::new();
+    let live = |args: &[&str]| {
+        cli.command(args)
+            // The live adapter, which opens its devices' key store beside
+            // the database as it starts, and logs as it does.
+            .env("WAGATE__WHATSAPP__ADAPTER", "live")
+            .env("WAGATE__LOG__LEVEL", "debug")
+            .output()
+            .unwrap()
+    };
+    let created = live(&[
+        "api-key",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "ci",
+        "--capabilities",
+        "read",
+        "--json",
+    ]);
+    assert!(created.status.success());
+    let stdout = String::from_utf8(created.stdout).unwrap();
+    // Only the object on stdout (logs, debug ones included, go to stderr).
+    let object: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(object["key"].as_str().unwrap().starts_with("wgk_"));
+    assert!(!String::from_utf8_lossy(&created.stderr).is_empty());
+    for args in [&["migrate"][..], &["api-key", "list", "--org", "acme"][..]] {
+        let out = live(args);
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("INFO"),
+            "{args:?}"
+        );
+    }
+    assert!(
+        !cli.dir.path().join("db/devices.db").exists(),
+        "no WhatsApp adapter was started"
+    );
+}
+
+#[test]
+fn api_keys_are_kept_in_postgres_when_the_url_says_so() {
+    let Some(pg) = wagate_test_postgres::shared() else {
+        return;
+    };
+    let cli = Cli::new();
+    let url = pg.fresh_database();
+    let run = |args: &[&str]| {
+        let out = cli
+            .command(args)
+            .env("WAGATE__DATABASE__URL", &url)
+            .env(
+                "WAGATE__CLUSTER__SECRET",
+                "an-inter-node-secret-of-32-characters",
+            )
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&["migrate"]);
+    let created: Value = serde_json::from_str(&run(&[
+        "api-key",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "ci",
+        "--capabilities",
+        "read",
+        "--json",
+    ]))
+    .unwrap();
+    let listed: Value =
+        serde_json::from_str(&run(&["api-key", "list", "--org", "acme", "--json"])).unwrap();
+    assert_eq!(listed[0]["id"], created["id"]);
+    // Without the cluster secret, a PostgreSQL URL is refused, saying why.
+    let out = cli
+        .command(&["migrate"])
+        .env("WAGATE__DATABASE__URL", &url)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cluster.secret is required"));
 }

@@ -1,12 +1,15 @@
 //! API key use cases.
 
+use std::sync::Arc;
+
 use time::OffsetDateTime;
 use wagate_domain::{
-    ApiKey, ApiKeyId, ApiKeyName, ApiKeySecret, Capability, CapabilitySet, DomainError, NewApiKey,
-    OrgId, Principal,
+    ApiKey, ApiKeyId, ApiKeyName, ApiKeySecret, Capability, CapabilitySet, Clock, DomainError,
+    NewApiKey, OrgId, Principal,
 };
-use wagate_store::mint_api_key;
+use wagate_store::{ApiKeyCache, ApiKeyStore, Entropy, mint_api_key};
 
+use crate::gateway::UlidSource;
 use crate::{AppError, Gateway};
 
 /// What a caller asks for when creating a key.
@@ -64,50 +67,13 @@ impl Gateway {
     ///
     /// # Errors
     ///
-    /// `InvalidArgument` for no capabilities or a past expiry; store errors.
+    /// As [`ApiKeyAdmin::issue`].
     pub async fn issue_api_key(
         &self,
         org: &OrgId,
         req: NewApiKeyRequest,
     ) -> Result<CreatedApiKey, AppError> {
-        if req.capabilities.is_empty() {
-            return Err(DomainError::new(
-                "capabilities",
-                "must name at least one of read, send, manage, admin",
-            )
-            .into());
-        }
-        let now = self.now();
-        if req.expires_at.is_some_and(|t| t <= now) {
-            return Err(DomainError::new("expiresAt", "must be in the future").into());
-        }
-        let expires_at = req
-            .expires_at
-            .map(|t| {
-                t.checked_to_offset(time::UtcOffset::UTC)
-                    .ok_or_else(|| DomainError::new("expiresAt", "out of range"))
-            })
-            .transpose()?;
-        let (secret, secret_hash) = mint_api_key(self.deps.entropy.as_ref());
-        let key = ApiKey {
-            id: ApiKeyId::from_ulid(self.new_ulid()),
-            org: org.clone(),
-            name: req.name,
-            capabilities: req.capabilities,
-            prefix: secret.display_prefix().to_owned(),
-            created_at: now,
-            expires_at,
-            last_used_at: None,
-        };
-        self.deps
-            .api_keys
-            .insert_key(&NewApiKey {
-                key: key.clone(),
-                secret_hash,
-            })
-            .await?;
-        tracing::info!(key = %key.id, org = %org, capabilities = %key.capabilities, "API key created");
-        Ok(CreatedApiKey { key, secret })
+        self.keys.issue(org, req).await
     }
 
     /// The caller's organization's keys (never their secrets).
@@ -126,7 +92,7 @@ impl Gateway {
     ///
     /// Store errors.
     pub async fn api_keys_of(&self, org: &OrgId) -> Result<Vec<ApiKey>, AppError> {
-        Ok(self.deps.api_keys.list_keys(org).await?)
+        self.keys.keys_of(org).await
     }
 
     /// Revokes one of the caller's organization's keys; it stops working on
@@ -138,7 +104,7 @@ impl Gateway {
     /// such live key.
     pub async fn revoke_api_key(&self, p: &Principal, id: &ApiKeyId) -> Result<(), AppError> {
         Self::require(p, Capability::Admin)?;
-        self.revoke(Some(&p.org), id).await
+        self.keys.revoke(Some(&p.org), id).await
     }
 
     /// Revokes key `id` of any organization (the operator's CLI).
@@ -147,12 +113,108 @@ impl Gateway {
     ///
     /// `NotFound` when there is no such live key.
     pub async fn revoke_any_api_key(&self, id: &ApiKeyId) -> Result<(), AppError> {
-        self.revoke(None, id).await
+        self.keys.revoke(None, id).await
+    }
+}
+
+/// API keys administered by the operator: creating, listing and revoking
+/// keys with no caller to check. It needs only the key store, so the
+/// `wagate api-key` commands run it without the rest of the gateway (no
+/// WhatsApp adapter is started for them); the [`Gateway`] runs its key use
+/// cases through one too.
+#[derive(Debug)]
+pub struct ApiKeyAdmin {
+    store: Arc<dyn ApiKeyStore>,
+    cache: Arc<dyn ApiKeyCache>,
+    entropy: Arc<dyn Entropy>,
+    clock: Arc<dyn Clock>,
+    ids: UlidSource,
+}
+
+impl ApiKeyAdmin {
+    /// Administration of the keys in `store`; `cache` is told of revoked
+    /// keys.
+    pub fn new(
+        store: Arc<dyn ApiKeyStore>,
+        cache: Arc<dyn ApiKeyCache>,
+        entropy: Arc<dyn Entropy>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            cache,
+            entropy,
+            clock,
+            ids: UlidSource::default(),
+        }
     }
 
-    async fn revoke(&self, org: Option<&OrgId>, id: &ApiKeyId) -> Result<(), AppError> {
-        let revoked = self.deps.api_keys.revoke_key(org, id, self.now()).await?;
-        self.deps.api_key_cache.invalidate(id);
+    /// Creates a key in `org`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` for no capabilities or a past expiry; store errors.
+    pub async fn issue(
+        &self,
+        org: &OrgId,
+        req: NewApiKeyRequest,
+    ) -> Result<CreatedApiKey, AppError> {
+        if req.capabilities.is_empty() {
+            return Err(DomainError::new(
+                "capabilities",
+                "must name at least one of read, send, manage, admin",
+            )
+            .into());
+        }
+        let now = self.clock.now();
+        if req.expires_at.is_some_and(|t| t <= now) {
+            return Err(DomainError::new("expiresAt", "must be in the future").into());
+        }
+        let expires_at = req
+            .expires_at
+            .map(|t| {
+                t.checked_to_offset(time::UtcOffset::UTC)
+                    .ok_or_else(|| DomainError::new("expiresAt", "out of range"))
+            })
+            .transpose()?;
+        let (secret, secret_hash) = mint_api_key(self.entropy.as_ref());
+        let key = ApiKey {
+            id: ApiKeyId::from_ulid(self.ids.next(now)),
+            org: org.clone(),
+            name: req.name,
+            capabilities: req.capabilities,
+            prefix: secret.display_prefix().to_owned(),
+            created_at: now,
+            expires_at,
+            last_used_at: None,
+        };
+        self.store
+            .insert_key(&NewApiKey {
+                key: key.clone(),
+                secret_hash,
+            })
+            .await?;
+        tracing::info!(key = %key.id, org = %org, capabilities = %key.capabilities, "API key created");
+        Ok(CreatedApiKey { key, secret })
+    }
+
+    /// `org`'s live keys (never their secrets).
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub async fn keys_of(&self, org: &OrgId) -> Result<Vec<ApiKey>, AppError> {
+        Ok(self.store.list_keys(org).await?)
+    }
+
+    /// Revokes key `id` (of `org`, when given).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` when there is no such live key; store errors.
+    pub async fn revoke(&self, org: Option<&OrgId>, id: &ApiKeyId) -> Result<(), AppError> {
+        let revoked = self.store.revoke_key(org, id, self.clock.now()).await?;
+        self.cache.invalidate(id);
         match revoked {
             Some(key) => {
                 tracing::info!(key = %id, org = %key.org, "API key revoked");

@@ -60,7 +60,9 @@ pub struct GatewayDeps {
 pub struct Gateway {
     pub(crate) deps: GatewayDeps,
     /// Monotonic, so ids made in the same millisecond still sort in order.
-    ids: Mutex<ulid::Generator>,
+    ids: UlidSource,
+    /// API-key administration (the CLI uses it alone).
+    pub(crate) keys: crate::ApiKeyAdmin,
     /// Lifecycle calls: one at a time per session, each a task that
     /// finishes even when its caller stopped waiting.
     pub(crate) lifecycle: Lifecycle,
@@ -83,6 +85,33 @@ impl std::fmt::Debug for Gateway {
 
 /// Pacing buckets kept before full ones are swept out.
 const PACING_SWEEP_AT: usize = 1024;
+
+/// New ULIDs, monotonic: ids made in the same millisecond still sort in
+/// the order they were made.
+#[derive(Default)]
+pub(crate) struct UlidSource(Mutex<ulid::Generator>);
+
+impl std::fmt::Debug for UlidSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UlidSource")
+    }
+}
+
+impl UlidSource {
+    pub(crate) fn next(&self, now: OffsetDateTime) -> ulid::Ulid {
+        let now = std::time::SystemTime::UNIX_EPOCH
+            + Duration::from_millis(
+                u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
+            );
+        let mut ids = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Overflow needs 2^80 ids in one millisecond; fall back to a plain one.
+        ids.generate_from_datetime(now)
+            .unwrap_or_else(|_| ulid::Ulid::from_datetime(now))
+    }
+}
 
 /// Which answer a "not found" from WhatsApp becomes, per use case.
 #[derive(Debug, Clone, Copy)]
@@ -109,9 +138,16 @@ impl Gateway {
             deps.entropy.clone(),
             deps.messaging.clone(),
         ));
+        let keys = crate::ApiKeyAdmin::new(
+            deps.api_keys.clone(),
+            deps.api_key_cache.clone(),
+            deps.entropy.clone(),
+            deps.clock.clone(),
+        );
         Self {
             deps,
-            ids: Mutex::new(ulid::Generator::new()),
+            ids: UlidSource::default(),
+            keys,
             lifecycle,
             pacing: Mutex::new(HashMap::new()),
             outbox,
@@ -151,17 +187,7 @@ impl Gateway {
     }
 
     pub(crate) fn new_ulid(&self) -> ulid::Ulid {
-        let now = std::time::SystemTime::UNIX_EPOCH
-            + Duration::from_millis(
-                u64::try_from(self.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
-            );
-        let mut ids = self
-            .ids
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Overflow needs 2^80 ids in one millisecond; fall back to a plain one.
-        ids.generate_from_datetime(now)
-            .unwrap_or_else(|_| ulid::Ulid::from_datetime(now))
+        self.ids.next(self.now())
     }
 
     /// Fails with `Forbidden` unless the caller holds `cap`. Always the first

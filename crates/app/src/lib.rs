@@ -28,7 +28,7 @@ mod outbox;
 mod recorder;
 mod sessions;
 
-pub use api_keys::{CreatedApiKey, NewApiKeyRequest};
+pub use api_keys::{ApiKeyAdmin, CreatedApiKey, NewApiKeyRequest};
 pub use delivery::{
     DEFAULT_RETRY_SCHEDULE, DeliverySettings, DispatcherDeps, EntropyJitter, Jitter, MAX_BATCH,
     MAX_IDLE, NoJitter, ORG_SHARE_OF_IN_FLIGHT, RetentionPruner, WebhookDispatcher,
