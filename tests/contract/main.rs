@@ -5,42 +5,21 @@
 // Test helpers: a panic is the failure report.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+#[macro_use]
 mod support;
+
+/// The apps of these tests keep their rows in SQLite (`contract_postgres`
+/// runs the store-backed suites again on PostgreSQL).
+const BACKEND: support::Backend = support::Backend::Sqlite;
 
 /// Defines each test twice: `fake::name` on the fake adapter and
 /// `live::name` on the live adapter against wa-sim, so the contract is
 /// checked the same way on both. `async fn name(app, tune)` applies `tune`
 /// (a `fn(&mut wagate::Config)`) to the config of both.
 macro_rules! on_both_adapters {
-    ($( async fn $name:ident($app:ident $(, $tune:expr)?) $body:block )*) => {
-        mod fake {
-            #[allow(unused_imports)]
-            use super::*;
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let $app = crate::support::TestApp::spawn_tuned(|_config| {
-                        $( let tune: fn(&mut wagate::Config) = $tune; tune(_config); )?
-                    })
-                    .await;
-                    $body
-                }
-            )*
-        }
-        mod live {
-            #[allow(unused_imports)]
-            use super::*;
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let $app = crate::support::TestApp::spawn_live_tuned(|_config| {
-                        $( let tune: fn(&mut wagate::Config) = $tune; tune(_config); )?
-                    })
-                    .await;
-                    $body
-                }
-            )*
-        }
+    ($($tests:tt)*) => {
+        adapter_tests!(fake, spawn_tuned, $($tests)*);
+        adapter_tests!(live, spawn_live_tuned, $($tests)*);
     };
 }
 

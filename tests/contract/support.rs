@@ -18,6 +18,27 @@ use wagate_whatsapp_port::{
 };
 use wagate_whatsapp_sim::{Simulator, SimulatorHandle, World};
 
+/// The tests of an `on_both_adapters!` block as module `$module`, each
+/// with an app started by `TestApp::$spawn` and the block's tuning.
+macro_rules! adapter_tests {
+    ($module:ident, $spawn:ident, $( async fn $name:ident($app:ident $(, $tune:expr)?) $body:block )*) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let $app = crate::support::TestApp::$spawn(|_config| {
+                        $( let tune: fn(&mut wagate::Config) = $tune; tune(_config); )?
+                    })
+                    .await;
+                    $body
+                }
+            )*
+        }
+    };
+}
+
 /// The built-in world's phone: every QR-linked session becomes this account.
 pub const FAKE_PHONE_JID: &str = "15550001111@s.whatsapp.net";
 /// Its number.
@@ -79,13 +100,55 @@ impl Drop for TestApp {
     }
 }
 
+/// The database the test apps of a test binary run on (its `BACKEND`).
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    /// A SQLite file in the app's folder.
+    Sqlite,
+    /// A database of its own on the binary's throwaway PostgreSQL server.
+    Postgres,
+}
+
+/// The database of the app whose folder is `dir`: the same for the same
+/// folder (a test restarting its gateway finds its data again).
+pub fn database_url(dir: &TempDir) -> String {
+    match crate::BACKEND {
+        Backend::Sqlite => format!("sqlite://{}/wagate.db", dir.path().display()),
+        Backend::Postgres => {
+            static NAMES: std::sync::Mutex<Vec<std::path::PathBuf>> =
+                std::sync::Mutex::new(Vec::new());
+            let Some(server) = wagate_test_postgres::shared() else {
+                // Every test of this binary needs PostgreSQL: all are skipped
+                // (`shared` said why; with WAGATE_REQUIRE_POSTGRES=1 it failed).
+                eprintln!("SKIPPED: the contract tests on PostgreSQL");
+                std::process::exit(0);
+            };
+            let mut names = NAMES
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let n = match names.iter().position(|p| p == dir.path()) {
+                Some(n) => n,
+                None => {
+                    names.push(dir.path().to_owned());
+                    names.len() - 1
+                }
+            };
+            server.database(&format!("contract_{}_{n}", std::process::id()))
+        }
+    }
+}
+
 /// A config for a test app in `dir`.
 pub fn test_config(dir: &TempDir) -> Config {
     let mut config = Config::default();
     config.server.bind = "127.0.0.1:0".into();
     config.server.workers = Some(1);
-    config.database.url =
-        wagate::config::Secret::new(format!("sqlite://{}/wagate.db", dir.path().display()));
+    config.database.url = wagate::config::Secret::new(database_url(dir));
+    if let Backend::Postgres = crate::BACKEND {
+        config.cluster.secret = Some(wagate::config::Secret::new(
+            "contract-tests-cluster-secret-0123456789".into(),
+        ));
+    }
     config.whatsapp.adapter = wagate::config::AdapterKind::Fake;
     // Webhooks and media URLs of the tests point at 127.0.0.1.
     config.webhooks.allow_private_targets = true;

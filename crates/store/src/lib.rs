@@ -273,6 +273,7 @@ impl SessionPatch {
     /// The events a patch records as it turns `current` into `next` (`None`:
     /// nothing changed): `session.status` when the status moved, then the
     /// patch's own.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn events(&self, current: &Session, next: Option<&Session>) -> Vec<EventData> {
         let mut events = Vec::new();
         if let Some(next) = next

@@ -6,8 +6,8 @@ use std::fmt;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use wagate_domain::{
-    EventData, IdempotencyKey, Jid, MediaInfo, Message, MessageError, MessageId, MessageSource,
-    MessageStatus, MessageType, OrgId, SessionId, StatusTimes,
+    IdempotencyKey, Jid, MediaInfo, Message, MessageError, MessageId, MessageStatus, MessageType,
+    OrgId, SessionId,
 };
 
 use crate::StoreError;
@@ -345,115 +345,4 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug {
     ///
     /// [`StoreError::Unavailable`].
     async fn prune_idempotency_keys(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
-}
-
-/// The message an inbound record becomes (`own`: the account's JID).
-pub(crate) fn inbound_message(
-    session: &SessionId,
-    own: Option<&Jid>,
-    r: &InboundRecord,
-    now: OffsetDateTime,
-) -> Message {
-    let (kind, text, caption, media, voice_note) = match &r.body {
-        InboundBody::Text(t) => (MessageType::Text, Some(t.clone()), None, None, false),
-        InboundBody::Media {
-            kind,
-            info,
-            caption,
-            voice_note,
-            ..
-        } => (
-            *kind,
-            None,
-            caption.clone(),
-            Some(info.clone()),
-            *voice_note,
-        ),
-        // Reactions are not messages; never called with one.
-        InboundBody::Reaction { .. } => (MessageType::Text, None, None, None, false),
-    };
-    let mut status_at = StatusTimes::default();
-    if r.from_me {
-        status_at.reach(MessageStatus::Sent, r.timestamp);
-    }
-    Message {
-        id: r.id.clone(),
-        session: *session,
-        chat: r.chat.clone(),
-        from_me: r.from_me,
-        from: r.sender.clone(),
-        from_pn: r.sender_pn.clone(),
-        from_lid: r.sender_lid.clone(),
-        to: if r.from_me {
-            r.chat.clone()
-        } else {
-            own.cloned().unwrap_or_else(|| r.chat.clone())
-        },
-        kind,
-        text,
-        caption,
-        media,
-        voice_note,
-        reply_to: r.reply_to.clone(),
-        status: if r.from_me {
-            MessageStatus::Sent
-        } else {
-            MessageStatus::Received
-        },
-        status_at,
-        error: None,
-        timestamp: r.timestamp,
-        created_at: now,
-    }
-}
-
-/// `current` moved to `change.status`, with the events that report it, or
-/// `None` when that is not forward ([`MessageStatus::advances_to`]): a
-/// `message.status` event, and a `message.sent` (source `api`) first when
-/// it leaves `pending` for anything but `failed`.
-pub(crate) fn advance(
-    current: &Message,
-    change: &StatusChange,
-) -> Option<(Message, Vec<EventData>)> {
-    if !current.status.advances_to(change.status) {
-        return None;
-    }
-    let mut next = current.clone();
-    next.status = change.status;
-    // WhatsApp's times are whole seconds: an ack in the second the message
-    // was accepted would read as before it.
-    let at = change.at.max(current.created_at);
-    next.status_at.reach(change.status, at);
-    next.error = if change.status == MessageStatus::Failed {
-        change.error.clone()
-    } else {
-        None
-    };
-    let mut events = Vec::with_capacity(2);
-    if current.status == MessageStatus::Pending && next.status != MessageStatus::Failed {
-        events.push(EventData::MessageSent {
-            message: Box::new(next.clone()),
-            source: MessageSource::Api,
-        });
-    }
-    events.push(EventData::MessageStatus {
-        id: next.id.clone(),
-        chat: next.chat.clone(),
-        status: next.status,
-        at,
-        error: next.error.clone(),
-    });
-    Some((next, events))
-}
-
-/// The event a newly recorded inbound message causes.
-pub(crate) fn inbound_event(r: &InboundRecord, message: Message) -> EventData {
-    if r.from_me {
-        EventData::MessageSent {
-            message: Box::new(message),
-            source: MessageSource::Device,
-        }
-    } else {
-        EventData::MessageReceived(Box::new(message))
-    }
 }
