@@ -9,7 +9,7 @@
 // Test helpers: a panic is the failure report.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-// Shared with `contract`, whose live-adapter helpers these tests do not use.
+// Shared with `contract`; some helpers serve suites not run here.
 #[allow(dead_code)]
 #[macro_use]
 #[path = "../contract/support.rs"]
@@ -18,8 +18,12 @@ mod support;
 /// The apps of these tests keep their rows in PostgreSQL.
 const BACKEND: support::Backend = support::Backend::Postgres;
 
-/// As in `contract`, without the live-adapter half: the live adapter keeps
-/// its devices' keys in SQLite only in this version.
+/// As in `contract`, on the fake adapter only: the live adapter's half
+/// runs in `contract`, and its devices' keys on PostgreSQL have tests of
+/// their own (crates/whatsapp-live). A test app is not stopped when its test
+/// ends (its server threads outlive the test's runtime), so each keeps its
+/// connections: live apps, with a second pool for the keys, would use up
+/// the test server's connections.
 macro_rules! on_both_adapters {
     ($($tests:tt)*) => {
         adapter_tests!(fake, spawn_tuned, $($tests)*);

@@ -983,13 +983,8 @@ impl Config {
         match wagate_store::Backend::of(self.database.url.expose()) {
             Some(wagate_store::Backend::Sqlite) => Ok(Database::Sqlite),
             Some(wagate_store::Backend::Postgres) => {
-                if self.whatsapp.live.store.is_some() {
-                    anyhow::bail!(
-                        "whatsapp.live.store is for a SQLite deployment: with a PostgreSQL \
-                         database.url the devices' keys are kept in PostgreSQL too, so every \
-                         gateway sharing the database can connect them; unset whatsapp.live.store"
-                    );
-                }
+                // Refuses `whatsapp.live.store`, whichever the adapter.
+                self.device_store()?;
                 Ok(Database::Postgres(
                     self.cluster.settings(&self.server.bind)?,
                 ))

@@ -264,12 +264,6 @@ impl KeyTools {
 
 /// The live adapter's settings from `whatsapp.live.*`.
 fn live_config(config: &Config) -> anyhow::Result<LiveConfig> {
-    if let Database::Postgres(_) = config.database()? {
-        bail!(
-            "the live WhatsApp adapter cannot keep the devices' keys in PostgreSQL in this \
-             version: use a sqlite:// database.url with whatsapp.adapter = \"live\""
-        );
-    }
     let live = &config.whatsapp.live;
     if live.url.is_some() && !SKIPS_CERT_CHAIN_VERIFY {
         bail!(
