@@ -1531,7 +1531,7 @@ mod tests {
             ),
         ]);
         assert!(
-            r.contains("whatsapp.live.store is for a SQLite deployment"),
+            r.contains("cannot be used with a PostgreSQL database.url"),
             "{r}"
         );
     }
