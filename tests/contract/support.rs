@@ -100,7 +100,9 @@ impl Drop for TestApp {
     }
 }
 
-/// The database the test apps of a test binary run on (its `BACKEND`).
+/// The database the test apps of a test binary run on (its `BACKEND`;
+/// each binary names one).
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy)]
 pub enum Backend {
     /// A SQLite file in the app's folder.

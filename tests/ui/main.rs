@@ -14,9 +14,12 @@
 #[allow(dead_code)]
 #[path = "../contract/receiver.rs"]
 mod receiver;
-#[allow(dead_code)]
+#[allow(dead_code, unused_macros)]
 #[path = "../contract/support.rs"]
 mod support;
+
+/// The app of the browser test keeps its rows in SQLite.
+const BACKEND: support::Backend = support::Backend::Sqlite;
 mod webdriver;
 
 use serde_json::{Value, json};
