@@ -344,3 +344,81 @@ async fn copy_table(
     }
     Ok(rows.len() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A schema of its own (the copy names no table): a parent with an
+    /// identity column and a child referencing it, read from SQLite's
+    /// loosely typed columns into PostgreSQL's strict ones.
+    #[tokio::test]
+    async fn tables_are_copied_in_reference_order_and_identities_continue() {
+        let Some(pg) = wagate_test_postgres::shared() else {
+            return;
+        };
+        let to = pg.fresh_database();
+        let target = sqlx::PgPool::connect(&to).await.unwrap();
+        sqlx::raw_sql(
+            "CREATE SCHEMA t; \
+             CREATE TABLE t.b_parent (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
+                 name TEXT NOT NULL, flag BOOLEAN NOT NULL, data BYTEA, only_here TEXT DEFAULT 'x'); \
+             CREATE TABLE t.a_child (parent BIGINT NOT NULL REFERENCES t.b_parent (seq), \
+                 n INTEGER NOT NULL); \
+             CREATE TABLE t._sqlx_migrations (version BIGINT)",
+        )
+        .execute(&target)
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let from = format!("sqlite://{}/s.db?mode=rwc", dir.path().display());
+        let source = sqlx::SqlitePool::connect(&from).await.unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE b_parent (seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, \
+                 flag INTEGER NOT NULL, data BLOB, only_there TEXT); \
+             CREATE TABLE a_child (parent INTEGER NOT NULL, n INTEGER NOT NULL); \
+             CREATE TABLE _sqlx_migrations (version INTEGER); \
+             INSERT INTO _sqlx_migrations VALUES (1); \
+             INSERT INTO b_parent (seq, name, flag, data) VALUES (7, 'a', 1, x'00ff'), (9, 'b', 0, NULL); \
+             INSERT INTO a_child VALUES (9, 1), (7, 2)",
+        )
+        .execute(&source)
+        .await
+        .unwrap();
+        source.close().await;
+        let sources = [CopySource {
+            sqlite_url: &from,
+            schema: "t",
+        }];
+
+        let report = copy_sqlite_to_postgres(&sources, &to).await.unwrap();
+        assert_eq!(report.rows.get("t.b_parent"), Some(&2));
+        assert_eq!(report.rows.get("t.a_child"), Some(&2));
+        assert!(!report.rows.contains_key("t._sqlx_migrations"));
+        let rows: Vec<(i64, String, bool, Option<Vec<u8>>, Option<String>)> =
+            sqlx::query_as("SELECT seq, name, flag, data, only_here FROM t.b_parent ORDER BY seq")
+                .fetch_all(&target)
+                .await
+                .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (7, "a".into(), true, Some(vec![0, 255]), Some("x".into())),
+                (9, "b".into(), false, None, Some("x".into())),
+            ]
+        );
+        let next: i64 = sqlx::query_scalar(
+            "INSERT INTO t.b_parent (name, flag) VALUES ('c', true) RETURNING seq",
+        )
+        .fetch_one(&target)
+        .await
+        .unwrap();
+        assert_eq!(next, 10);
+
+        // Only into empty tables.
+        let refused = copy_sqlite_to_postgres(&sources, &to).await.unwrap_err();
+        assert!(matches!(refused, StoreError::Conflict(_)), "{refused}");
+    }
+}
