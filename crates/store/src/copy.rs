@@ -397,7 +397,8 @@ mod tests {
         assert_eq!(report.rows.get("t.b_parent"), Some(&2));
         assert_eq!(report.rows.get("t.a_child"), Some(&2));
         assert!(!report.rows.contains_key("t._sqlx_migrations"));
-        let rows: Vec<(i64, String, bool, Option<Vec<u8>>, Option<String>)> =
+        type Parent = (i64, String, bool, Option<Vec<u8>>, Option<String>);
+        let rows: Vec<Parent> =
             sqlx::query_as("SELECT seq, name, flag, data, only_here FROM t.b_parent ORDER BY seq")
                 .fetch_all(&target)
                 .await
