@@ -22,9 +22,13 @@ pub struct SendMediaRequest {
     pub filename: Option<String>,
 }
 
-/// `POST /api/v1/sessions/{sessionId}/messages`.
+/// `POST /api/v1/sessions/{sessionId}/messages`: `text` with type `text`;
+/// `media` (and maybe `caption`) with the other types.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+// One whole body as the example: the fields' own examples do not make a
+// valid message together (text and media at once).
+#[schema(example = json!({"to": "14155550123@s.whatsapp.net", "type": "text", "text": "Hello"}))]
 pub struct SendMessageRequest {
     /// A user JID (phone number or LID); groups and channels are 400.
     #[schema(example = "14155550123@s.whatsapp.net")]
@@ -154,8 +158,10 @@ pub struct MessageList {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReactionRequest {
-    /// The emoji; `""` removes the reaction.
-    #[schema(example = "👍")]
+    /// The emoji (at most 16 characters, no white space or control
+    /// characters); `""` removes the reaction.
+    #[schema(value_type = String, required = true, example = "👍",
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f]{0,16}$")]
     pub emoji: Option<String>,
 }
 
@@ -164,5 +170,20 @@ pub struct ReactionRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReadRequest {
     /// 1 to 100 ids of the chat's messages.
+    #[schema(schema_with = message_ids, required = true)]
     pub message_ids: Option<Vec<String>>,
+}
+
+/// `messageIds`: 1 to 100 message ids.
+fn message_ids() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^[A-Za-z0-9_-]{1,128}$")),
+        )
+        .min_items(Some(1))
+        .max_items(Some(100))
+        .build()
 }

@@ -26,14 +26,15 @@ pub(crate) const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
-    /// Only this chat's messages (a user or LID JID).
-    #[param(value_type = String, required = false, example = "14155550123@s.whatsapp.net")]
+    /// Only this chat's messages (a user or LID JID; any JID parses).
+    #[param(value_type = String, required = false, example = "14155550123@s.whatsapp.net",
+        pattern = r"^(?:[0-9]{5,20}(?:[.:][0-9]{1,5}){0,2}@(?:s\.whatsapp\.net|c\.us|lid)|(?:[0-9]{5,30}|[0-9]{5,20}-[0-9]{1,20})@g\.us|[0-9]{5,30}@newsletter)$")]
     chat: Option<String>,
     /// 1 to 100 (default 50).
     #[param(value_type = u32, required = false, minimum = 1, maximum = 100)]
     limit: Option<String>,
     /// `nextCursor` of the previous page.
-    #[param(value_type = String, required = false)]
+    #[param(value_type = String, required = false, pattern = r"^[1-9][0-9]{0,18}$", example = "42")]
     cursor: Option<String>,
 }
 
@@ -240,9 +241,11 @@ pub(crate) async fn list(
         .cursor
         .as_deref()
         .map(|c| {
+            // Exactly the document's pattern, `^[1-9][0-9]{0,18}$`.
+            let digits = c.len() <= 19 && c.bytes().all(|b| b.is_ascii_digit());
             c.parse::<u64>()
                 .ok()
-                .filter(|n| *n > 0 && c.len() <= 20)
+                .filter(|n| digits && *n > 0 && !c.starts_with('0'))
                 .ok_or_else(|| ApiError::invalid("cursor", "not a cursor this gateway gave"))
         })
         .transpose()?;
