@@ -122,7 +122,10 @@ pub fn database_url(dir: &TempDir) -> String {
             let Some(server) = wagate_test_postgres::shared() else {
                 // Every test of this binary needs PostgreSQL: all are skipped
                 // (`shared` said why; with WAGATE_REQUIRE_POSTGRES=1 it failed).
-                eprintln!("SKIPPED: the contract tests on PostgreSQL");
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr(),
+                    b"SKIPPED: the contract tests on PostgreSQL\n",
+                );
                 std::process::exit(0);
             };
             let mut names = NAMES
