@@ -36,6 +36,7 @@ mod limits;
 mod live;
 mod messages;
 mod operations;
+mod postgres_live;
 mod receiver;
 mod sessions;
 mod webhooks;
