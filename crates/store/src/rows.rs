@@ -422,6 +422,18 @@ pub(crate) fn event_from_row(org: &OrgId, r: &impl Columns) -> Result<Event, Sto
 
 /// The row values of `w` and its `secret`, in [`WEBHOOK_INSERT`]'s order.
 pub(crate) fn webhook_values(w: &Webhook, secret: &WebhookSecret) -> Vec<Value> {
+    let mut values = webhook_row_values(w);
+    values.extend([
+        Value::text(secret.expose()),
+        Value::text(ts(w.created_at)),
+        Value::text(ts(w.updated_at)),
+    ]);
+    values
+}
+
+/// What an insert and an update both write first: the row's name (`id`,
+/// `org_id`) and every column a patch can change, in that order.
+fn webhook_row_values(w: &Webhook) -> Vec<Value> {
     vec![
         Value::text(w.id.to_string()),
         Value::text(w.org.as_str()),
@@ -431,9 +443,6 @@ pub(crate) fn webhook_values(w: &Webhook, secret: &WebhookSecret) -> Vec<Value> 
         Value::text(w.description.as_str()),
         Value::Flag(w.enabled),
         Value::Text(w.disabled_reason.clone()),
-        Value::text(secret.expose()),
-        Value::text(ts(w.created_at)),
-        Value::text(ts(w.updated_at)),
     ]
 }
 
@@ -446,18 +455,9 @@ pub(crate) const WEBHOOK_UPDATE: &str = "UPDATE webhooks SET url = $3, events = 
 
 /// The values [`WEBHOOK_UPDATE`] writes.
 pub(crate) fn webhook_update_values(w: &Webhook, failing_ends: bool) -> Vec<Value> {
-    vec![
-        Value::text(w.id.to_string()),
-        Value::text(w.org.as_str()),
-        Value::text(w.url.as_str()),
-        Value::text(join_patterns(&w.events)),
-        Value::Text(join_sessions(w.session_ids.as_ref())),
-        Value::text(w.description.as_str()),
-        Value::Flag(w.enabled),
-        Value::Text(w.disabled_reason.clone()),
-        Value::text(ts(w.updated_at)),
-        Value::Flag(failing_ends),
-    ]
+    let mut values = webhook_row_values(w);
+    values.extend([Value::text(ts(w.updated_at)), Value::Flag(failing_ends)]);
+    values
 }
 
 pub(crate) fn webhook_from_row(r: &impl Columns) -> Result<Webhook, StoreError> {
