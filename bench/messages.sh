@@ -115,6 +115,9 @@ RECEIVER=$ROOT/bench/events/receiver.py
 driver() { python3 "$DRIVER" "$@"; }
 REV=$(git rev-parse --short HEAD 2>/dev/null || echo '?')
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then REV="$REV + uncommitted changes"; fi
+# The machine's load when the run starts (others' builds share the CPUs).
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+load_line() { echo "load average (1/5/15 min): $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"; }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 machine_busy() { awk '/^cpu /{print $2+$3+$4+$7+$8; exit}' /proc/stat; }
@@ -191,6 +194,7 @@ if [ "$MEDIA_ONLY" = 1 ]; then
     echo
     echo "wagate messaging benchmark (d) only — $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, $REV"
     echo "release gateway, live adapter against wa-sim, SQLite in a temporary folder; $SESSIONS sessions linked"
+    load_line
     media_line
     exit 0
 fi
@@ -273,6 +277,7 @@ echo
 echo "wagate messaging benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ), $NCPU CPUs (${MODEL:-unknown}), $REV"
 echo "release gateway, live adapter (whatsapp-rust) against wa-sim on 127.0.0.1, SQLite in a temporary folder;"
 echo "$SESSIONS sessions linked ($(python3 -c 'import json, sys; r = json.loads(sys.argv[1]); print("in %.1f s, p99 %.2f s per session" % (r["wall"], r["p99"]))' "$LINK"));"
+load_line
 if [ "$SEND_RATE" = 0 ]; then
     echo "messages.send_rate = 0 (per-session pacing off: the default 30/min + jitter would queue $RATE/$SESSIONS msgs/s per"
     echo "session and measure the pacing, not the gateway); resume_rate $RESUME_RATE/s; rate limits off; contact $PEER"

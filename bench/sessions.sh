@@ -19,7 +19,9 @@
 # (PROBE_RATE requests a second, from the moment that session is connected
 # again until all are) to time the API during the reconnect. Prints a
 # table; checks the targets (N >= 1000: <= 0.5 MiB per connected session,
-# all reconnected within 60 s, picture p99 < 10 ms during the reconnect).
+# all reconnected within 30 s, picture p99 < 10 ms during the reconnect,
+# <= 3 ms of gateway CPU per resumed session: its CPU from its start until
+# all are connected, divided by N).
 #
 # Settings (environment): PARALLEL (linking pool, default 16); SETTLE
 # (seconds to wait, once the gateway is idle, before an RSS reading, default
@@ -29,12 +31,15 @@
 # 300); WRK_WAIT (seconds to wait for someone else's benchmark, i.e. wrk,
 # the baseline server or cargo bench, to end before measuring anyway,
 # default 1800); RESUME_RATE (whatsapp.live.resume_rate of the restarted
-# gateway, sessions per second, default 200: the simulator takes them that
-# fast with the two CPUs ~75 % busy, which leaves the API its latency
-# target; 500 saturates them; WhatsApp's default is 20); PROBE_RATE (picture lookups a second
+# gateway, sessions per second, default 500: 10,000 in 30 s needs at least
+# 334/s; the gateway's own pacing then holds the logins back while the
+# runtime lags behind live traffic; WhatsApp's default is 20); PROBE_RATE (picture lookups a second
 # during the reconnect, default 100); SKIP_BUILD=1 (use the binaries in
 # target/release, which must have been built with --features
-# wagate/simulator); KEEP=1 (keep the work folder: logs, databases).
+# wagate/simulator); KEEP=1 (keep the work folder: logs, databases);
+# PERF=1 (record the restarted gateway and wa-sim with `perf record -g`
+# from the restart until all are connected: perf-gateway.data and
+# perf-sim.data in the work folder, which is then kept).
 # WAGATE__SERVER__WORKERS passes through. The gateway's per-credential rate
 # limits are off (WAGATE__LIMITS__*=0): the benchmark is one API key.
 #
@@ -56,9 +61,13 @@ LINK_TIMEOUT=${LINK_TIMEOUT:-60}
 RECONNECT_TIMEOUT=${RECONNECT_TIMEOUT:-300}
 WRK_WAIT=${WRK_WAIT:-1800}
 IDLE_WAIT=${IDLE_WAIT:-120}
-RESUME_RATE=${RESUME_RATE:-200}
+RESUME_RATE=${RESUME_RATE:-500}
 PROBE_RATE=${PROBE_RATE:-100}
 PROBE_JID=14155550123@s.whatsapp.net
+if [ "${PERF:-0}" = 1 ]; then
+    need_tools perf
+    KEEP=1 # the profiles stay in the work folder
+fi
 ORG=bench
 if [ $# -gt 0 ]; then SIZES=("$@"); else SIZES=(100 500 1000); fi
 
@@ -406,8 +415,20 @@ run_size() { # N
     "$GW_BIN" serve >"$dir/gateway-2.log" 2>&1 &
     gw_pid=$!
     PIDS+=("$gw_pid")
+    local perf_pids=()
+    if [ "${PERF:-0}" = 1 ]; then
+        perf record -q -F 499 -g -p "$gw_pid" -o "$dir/perf-gateway.data" >/dev/null 2>&1 &
+        perf_pids+=($!)
+        perf record -q -F 499 -g -p "$sim_pid" -o "$dir/perf-sim.data" >/dev/null 2>&1 &
+        perf_pids+=($!)
+    fi
     out=$(driver wait-connected "$gw" "$n" "$start" "$RECONNECT_TIMEOUT" "$key" "$probe_sid" "$PROBE_JID" "$PROBE_RATE")
     g1=$(cpu_ticks "$gw_pid"); b1=$(machine_busy); t1=$(machine_total); s1=$(cpu_ticks "$sim_pid")
+    if [ "${#perf_pids[@]}" -gt 0 ]; then
+        kill -INT "${perf_pids[@]}" 2>/dev/null || true
+        wait "${perf_pids[@]}" 2>/dev/null || true
+        log "N=$n: profiles in $dir/perf-gateway.data and $dir/perf-sim.data (perf report -i …)"
+    fi
     note_wrk "restart (N=$n)"
     local ready_s all_s gw_cpu_re sim_cpu_re other_re
     ready_s=$(jget ready <<<"$out"); all_s=$(jget all <<<"$out")
@@ -489,13 +510,17 @@ for r in rows:
     fdper = (int(fd1) - int(fd0)) / n
     probes.append(f"{n:>5} {int(fd0):>5}→{int(fd1):<6} {fdper:>5.2f} {ip50:>7}/{ip99:<7} |            {rp_n:>6} {rp_from:>7} "
                   f"{rp50:>7}/{rp99:<7} {rpmax:>8} {rp_err:>6}")
+    per_resume = float(gcpu2) * 1000 / n
     notes.append(f"N={n}: CPU linking (until idle): gateway {gcpu} s, simulator {scpu} s, others {other}% of the "
-                 f"machine; restart: gateway {gcpu2} s, simulator {scpu2} s, others {other2}%, idle {settled2} s "
+                 f"machine; restart: gateway {gcpu2} s ({per_resume:.2f} ms per resumed session), simulator "
+                 f"{scpu2} s ({float(scpu2) * 1000 / n:.2f} ms), others {other2}%, idle {settled2} s "
                  f"after all connected; SIGTERM to exit {stop} s; gateway warnings/errors: {warnings}")
     if n >= 1000 and per > 0.5:
         failed.append(f"N={n}: {per:.2f} MiB per connected session (target <= 0.5 MiB)")
-    if n >= 1000 and float(allc) > 60:
-        failed.append(f"N={n}: {float(allc):.1f} s to reconnect all after a restart (target <= 60 s)")
+    if n >= 1000 and float(allc) > 30:
+        failed.append(f"N={n}: {float(allc):.1f} s to reconnect all after a restart (target <= 30 s)")
+    if n >= 1000 and per_resume > 3:
+        failed.append(f"N={n}: {per_resume:.2f} ms of gateway CPU per resumed session (target <= 3 ms)")
     if n >= 1000 and (rp99 == "-" or float(rp99) >= 10):
         failed.append(f"N={n}: picture p99 {rp99} ms during the reconnect (target < 10 ms)")
 print()
@@ -517,8 +542,8 @@ for line in notes:
     print(line)
 for line in open(sys.argv[3]):
     print("  warning " + line.rstrip())
-print("targets (N >= 1000): <= 0.5 MiB per connected session (linked); all reconnected within 60 s of a restart;")
-print("picture p99 < 10 ms during the reconnect.")
+print("targets (N >= 1000): <= 0.5 MiB per connected session (linked); all reconnected within 30 s of a restart;")
+print("picture p99 < 10 ms during the reconnect; <= 3 ms of gateway CPU per resumed session (start to all connected).")
 if interference:
     print(f"WARNING: another benchmark (wrk, baseline server, cargo bench) was running during: {interference}; "
           "times are noisy.")

@@ -13,7 +13,15 @@
 # /api/v1/events and followed on /api/v1/events/stream. Last, messaging: it
 # sends a text to the world contact 14155550123, shows that the contact
 # (wa-sim) decrypted it and that its status moved to delivered, then the
-# contact replies and the receiver gets the message.received event.
+# contact replies and the receiver gets the message.received event; then
+# the first message is edited and deleted for everyone, and a location is
+# sent (the contact's log shows each). Then a poll: the contact votes
+# (wa-sim: POST /admin/accounts/{phone}/messages with "type": "vote", its
+# vote encrypted with the poll's secret as WhatsApp does), changes its
+# vote, and the tally (GET …/messages/{id}/poll) follows. Then groups, in
+# the fake world (the fake adapter, on a second gateway on 127.0.0.1:8081):
+# the account's groups, a group created with each participant's outcome, a
+# participant added, a message sent to the group and each member's receipt.
 # Everything it started is stopped on exit. Needs curl and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -189,4 +197,133 @@ echo "the conversation (GET …/messages?chat=$CONTACT@s.whatsapp.net, newest fi
 curl -sf "$M?chat=$CONTACT@s.whatsapp.net" -H "$AUTH" \
   | python3 -c 'import json, sys; [print("  %-8s fromMe=%-5s %-9s %r" % (m["id"][:8] + "…", m["fromMe"], m["status"], m["text"])) for m in json.load(sys.stdin)["data"]]'
 
-step "Done: the simulator, the gateway and the receiver stop now"
+step "Edit it (PATCH …/messages/$MSG): the contact gets the edit, the message shows editedAt"
+curl -sf -X PATCH "$M/$MSG" -H "$AUTH" -H 'Content-Type: application/json' -d '{"text": "Hello from wagate (edited)"}' \
+  | python3 -c 'import json, sys; m = json.load(sys.stdin); print("text:", repr(m["text"]), " editedAt:", m["editedAt"])'
+
+step "A location to the contact (type location)"
+LOC=$(curl -sf -X POST "$M" -H "$AUTH" -H 'Content-Type: application/json' \
+  -d "{\"to\": \"$CONTACT@s.whatsapp.net\", \"type\": \"location\", \"location\": {\"latitude\": 52.520008, \"longitude\": 13.404954, \"name\": \"Head office\", \"address\": \"Alexanderplatz 1, Berlin\"}}" \
+  | json "['id']")
+echo "$LOC"
+
+step "Delete the first message for everyone (DELETE …/messages/$MSG): type revoked, content gone"
+curl -sf -X DELETE "$M/$MSG" -H "$AUTH" \
+  | python3 -c 'import json, sys; m = json.load(sys.stdin); print("type:", m["type"], " text:", m["text"], " timestamp kept:", m["timestamp"])'
+
+step "What the contact got (wa-sim logs an edit or a deletion under the id of the message it changes)"
+for _ in $(seq 1 100); do
+  n=$(curl -sf "http://$SIM/admin/accounts/$PHONE/messages?peer=$CONTACT" \
+    | python3 -c 'import json, sys; print(sum(m["type"] in ("edit", "revoke", "location") for m in json.load(sys.stdin)["data"]))')
+  [ "$n" -ge 3 ] && break; sleep 0.1
+done
+curl -sf "http://$SIM/admin/accounts/$PHONE/messages?peer=$CONTACT" \
+  | python3 -c 'import json, sys; [print("  %-8s %-9s %r" % (m["id"][:8] + "…", m["type"], m["text"])) for m in json.load(sys.stdin)["data"]]'
+
+step "A poll to the contact (type poll: question, 2 to 12 options, selectableCount)"
+POLL=$(curl -sf -X POST "$M" -H "$AUTH" -H 'Content-Type: application/json' \
+  -d "{\"to\": \"$CONTACT@s.whatsapp.net\", \"type\": \"poll\", \"poll\": {\"question\": \"Which day suits you?\", \"options\": [\"Monday\", \"Tuesday\", \"Friday\"], \"selectableCount\": 2}}" \
+  | json "['id']")
+echo "$POLL"
+for _ in $(seq 1 100); do
+  curl -sf "http://$SIM/admin/accounts/$PHONE/messages?peer=$CONTACT" \
+    | python3 -c 'import json, sys; sys.exit(0 if any(m["id"] == sys.argv[1] and m["type"] == "poll" for m in json.load(sys.stdin)["data"]) else 1)' "$POLL" && break
+  sleep 0.1
+done
+
+tally() {
+  curl -sf "$M/$POLL/poll" -H "$AUTH" | python3 -c '
+import json, sys
+t = json.load(sys.stdin)
+print("  %s  (%d voter%s)" % (t["question"], t["voters"], "" if t["voters"] == 1 else "s"))
+for o in t["options"]:
+    print("    %-8s %d %s" % (o["name"], o["votes"], " ".join(o["voters"])))'
+}
+wait_votes() {
+  for _ in $(seq 1 100); do
+    [ "$(curl -sf "http://$GW/api/v1/events?types=message.poll_vote&sessionId=$SESSION" -H "$AUTH" | json "['data'].__len__()")" -ge "$1" ] && return; sleep 0.1
+  done
+  echo "no message.poll_vote event #$1" >&2; exit 1
+}
+
+step "The contact votes Monday and Friday (wa-sim: POST /admin/accounts/$PHONE/messages {\"type\": \"vote\"})"
+curl -sf -X POST "http://$SIM/admin/accounts/$PHONE/messages" -H 'Content-Type: application/json' \
+  -d "{\"from\": \"$CONTACT\", \"type\": \"vote\", \"target\": \"$POLL\", \"options\": [\"Monday\", \"Friday\"]}"; echo
+wait_votes 1
+tally
+
+step "It changes its mind: Tuesday only (its later vote replaces the first)"
+curl -sf -X POST "http://$SIM/admin/accounts/$PHONE/messages" -H 'Content-Type: application/json' \
+  -d "{\"from\": \"$CONTACT\", \"type\": \"vote\", \"target\": \"$POLL\", \"options\": [\"Tuesday\"]}"; echo
+wait_votes 2
+tally
+echo "the message.poll_vote events:"
+curl -sf "http://$GW/api/v1/events?types=message.poll_vote&sessionId=$SESSION" -H "$AUTH" \
+  | python3 -c 'import json, sys; [print("  %s voter=%s selected=%s" % (e["type"], e["data"]["voter"], e["data"]["selected"])) for e in json.load(sys.stdin)["data"]]'
+
+FAKE_GW=${FAKE_GW:-127.0.0.1:8081}
+step "Groups, in the fake world: a second gateway on $FAKE_GW with the fake adapter (its own database)"
+fake() { env WAGATE__SERVER__BIND="$FAKE_GW" WAGATE__DATABASE__URL="sqlite://$work/fake.db" WAGATE__WHATSAPP__ADAPTER=fake "$@"; }
+fake target/debug/wagate >"$work/fake-gateway.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do curl -sf "http://$FAKE_GW/readyz" >/dev/null && break; sleep 0.1; done
+FKEY=$(fake target/debug/wagate api-key create --org acme --name groups --capabilities read,send,manage --json | json "['key']")
+FAUTH="Authorization: Bearer $FKEY"
+FSESSION=$(curl -sf -X POST "http://$FAKE_GW/api/v1/sessions" -H "$FAUTH" -H 'Content-Type: application/json' -d '{"name":"groups"}' | json "['id']")
+curl -sf -o /dev/null -X POST "http://$FAKE_GW/api/v1/sessions/$FSESSION/connect" -H "$FAUTH"
+curl -sf -o /dev/null "http://$FAKE_GW/api/v1/sessions/$FSESSION/qr" -H "$FAUTH"   # the fake phone scans it at once
+G="http://$FAKE_GW/api/v1/sessions/$FSESSION/groups"
+show_groups() {
+  curl -sf "$G" -H "$FAUTH" | python3 -c '
+import json, sys
+for g in json.load(sys.stdin)["data"]:
+    print("  %-26s %-14s %d members" % (g["jid"], g["subject"], g["size"]))'
+}
+for _ in $(seq 1 100); do
+  [ "$(curl -sf "$G" -H "$FAUTH" | json "['data'].__len__()")" -ge 2 ] && break; sleep 0.1
+done
+echo "GET …/groups (from the gateway's store, read on connect):"
+show_groups
+
+step "Create a group with two people (POST …/groups): each one's outcome"
+curl -sf -X POST "$G" -H "$FAUTH" -H 'Content-Type: application/json' \
+  -d '{"subject": "Launch crew", "participants": ["14155550123@s.whatsapp.net", "14155550145@s.whatsapp.net"]}' \
+  >"$work/group.json"
+python3 -c '
+import json, sys
+g = json.load(open(sys.argv[1]))
+print("jid:", g["jid"], " subject:", g["subject"])
+for o in g["outcomes"]:
+    print("  %-28s %s" % (o["jid"], o["status"]))' "$work/group.json"
+GROUP=$(json "['jid']" <"$work/group.json")
+
+step "Add a participant (POST …/groups/$GROUP/participants)"
+curl -sf -X POST "$G/$GROUP/participants" -H "$FAUTH" -H 'Content-Type: application/json' \
+  -d '{"action": "add", "participants": ["14155550142@s.whatsapp.net"]}'; echo
+
+step "Send to the group (POST …/messages with to = the group): delivered once every member has it"
+FM="http://$FAKE_GW/api/v1/sessions/$FSESSION/messages"
+GMSG=$(curl -sf -X POST "$FM" -H "$FAUTH" -H 'Content-Type: application/json' \
+  -d "{\"to\": \"$GROUP\", \"type\": \"text\", \"text\": \"Launch at 10, everyone\"}" | json "['id']")
+for _ in $(seq 1 100); do
+  status=$(curl -sf "$FM/$GMSG" -H "$FAUTH" | json "['status']")
+  case "$status" in delivered|read) break ;; esac; sleep 0.1
+done
+echo "message $GMSG: $status"
+
+step "Who has it (GET …/messages/$GMSG/receipts): one receipt per member; read by 14155550142 only"
+curl -sf "$FM/$GMSG/receipts" -H "$FAUTH" | python3 -c '
+import json, sys
+for r in json.load(sys.stdin)["data"]:
+    print("  %-28s %-10s at %s" % (r["pn"] or r["jid"], r["status"], r["at"]))'
+
+step "The groups now (GET …/groups), and their events (GET /api/v1/events?types=group.*)"
+show_groups
+curl -sf "http://$FAKE_GW/api/v1/events?types=group.*" -H "$FAUTH" | python3 -c '
+import json, sys
+for e in json.load(sys.stdin)["data"]:
+    d = e["data"]
+    group = d["group"]["jid"] if isinstance(d["group"], dict) else d["group"]
+    print("  %-18s %s %s" % (e["type"], group, d.get("action", "")))'
+
+step "Done: the simulator, the gateways and the receiver stop now"

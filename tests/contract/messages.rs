@@ -470,7 +470,7 @@ async fn refusals_name_what_is_wrong(app, |c| {
     let text = |to: &str| json!({ "to": to, "type": "text", "text": "hi" });
 
     let e = assert_error(
-        send(&app, &key, &id, text("120363025246125486@g.us")).await,
+        send(&app, &key, &id, text("120363144038483540@newsletter")).await,
         400,
         "invalid_argument",
     )

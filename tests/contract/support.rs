@@ -87,15 +87,34 @@ pub struct TestApp {
     /// The fake adapter (`None` on the live one).
     pub fake: Option<Arc<FakeWhatsApp>>,
     stop: wagate::StopHandle,
-    running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The thread the gateway runs on, with a runtime of its own: it
+    /// outlives the test's runtime, so it can still shut down (server
+    /// workers, background tasks, database pools) once the test is over.
+    running: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        // Stop the server's worker threads, not just the task awaiting it.
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let stop = self.stop.clone();
-            rt.spawn(async move { stop.stop(false).await });
+        // Stopped from a thread of its own: the test's runtime may be
+        // ending (its tasks never run again) or blocked here. The folder
+        // (the SQLite file) stays until the gateway has closed it.
+        let Some(running) = self.running.take() else {
+            return;
+        };
+        let (stop, dir) = (self.stop.clone(), self.dir.clone());
+        let stopping = std::thread::Builder::new()
+            .name("test-app-stop".into())
+            .spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() {
+                    rt.block_on(stop.stop(false));
+                }
+                if let Ok(Err(e)) = running.join() {
+                    eprintln!("test gateway stopped with an error: {e:#}");
+                }
+                drop(dir);
+            });
+        if let Err(e) = stopping {
+            eprintln!("cannot stop the test gateway: {e}");
         }
     }
 }
@@ -171,14 +190,58 @@ impl TestApp {
 
     /// A gateway on `config`, whose database lives in `dir`.
     pub async fn spawn_with(config: Config, dir: Arc<TempDir>) -> Self {
-        let app = Application::build(config)
+        Self::spawn_placed(config, dir, None).await
+    }
+
+    /// A gateway on `config` whose sessions' live calls run where
+    /// `ownership` says (the database's own answer when `None`).
+    pub async fn spawn_placed(
+        config: Config,
+        dir: Arc<TempDir>,
+        ownership: Option<Arc<dyn wagate_store::SessionOwnership>>,
+    ) -> Self {
+        let (ready, built) = tokio::sync::oneshot::channel();
+        let running = std::thread::Builder::new()
+            .name("test-app".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()?;
+                let result = rt.block_on(async move {
+                    let built = match ownership {
+                        Some(ownership) => {
+                            Application::build_with_ownership(config, ownership).await
+                        }
+                        None => Application::build(config).await,
+                    };
+                    let app = match built {
+                        Ok(app) => app,
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                            return Ok(());
+                        }
+                    };
+                    let handles = (
+                        app.port(),
+                        app.gateway(),
+                        app.fake_whatsapp(),
+                        app.stop_handle(),
+                    );
+                    let _ = ready.send(Ok(handles));
+                    app.run_until_stopped().await
+                });
+                // Blocking work still under way is not waited for long.
+                rt.shutdown_timeout(Duration::from_secs(5));
+                result
+            })
+            .expect("gateway thread");
+        let (port, gateway, fake, stop) = built
             .await
+            .expect("gateway thread")
             .expect("application builds");
-        let address = format!("http://127.0.0.1:{}", app.port());
-        let gateway = app.gateway();
-        let fake = app.fake_whatsapp();
-        let stop = app.stop_handle();
-        let running = Some(tokio::spawn(app.run_until_stopped()));
+        let running = Some(running);
+        let address = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -269,9 +332,10 @@ impl TestApp {
     pub async fn shut_down(mut self) {
         self.stop.stop(true).await;
         if let Some(running) = self.running.take() {
-            running
+            tokio::task::spawn_blocking(move || running.join())
                 .await
-                .expect("gateway task")
+                .expect("join")
+                .expect("gateway thread")
                 .expect("gateway stopped cleanly");
         }
     }
@@ -400,6 +464,9 @@ pub const GHOST: &str = "sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX";
 /// A well-formed webhook id that no test creates.
 pub const GHOST_WEBHOOK: &str = "wh_01JBZ5T0Q4M6Y8V2K3N7R9S1WX";
 
+/// The built-in world's team group (the account is an admin of it).
+pub const GROUP: &str = "120363025246125486@g.us";
+
 /// A well-formed message id that no test sends.
 pub const GHOST_MESSAGE: &str = "3EB0C0FFEE0123456789AB";
 
@@ -410,6 +477,7 @@ pub fn routes(session: &str) -> Vec<(Method, String, &'static str)> {
     let c = format!("{s}/contacts/14155550123@s.whatsapp.net");
     let w = format!("/api/v1/webhooks/{GHOST_WEBHOOK}");
     let m = format!("{s}/messages/{GHOST_MESSAGE}");
+    let g = format!("{s}/groups/{GROUP}");
     vec![
         (Method::POST, "/api/v1/sessions".into(), "manage"),
         (Method::GET, "/api/v1/sessions".into(), "read"),
@@ -425,11 +493,32 @@ pub fn routes(session: &str) -> Vec<(Method, String, &'static str)> {
         (Method::POST, format!("{c}/block"), "send"),
         (Method::POST, format!("{c}/unblock"), "send"),
         (Method::GET, format!("{s}/blocklist"), "read"),
+        (Method::POST, format!("{c}/presence/subscribe"), "read"),
+        (
+            Method::POST,
+            format!("{s}/chats/14155550123@s.whatsapp.net/presence"),
+            "send",
+        ),
+        (Method::PUT, format!("{s}/presence"), "send"),
         (Method::POST, format!("{s}/messages"), "send"),
         (Method::GET, format!("{s}/messages"), "read"),
         (Method::GET, m.clone(), "read"),
+        (Method::PATCH, m.clone(), "send"),
+        (Method::DELETE, m.clone(), "send"),
         (Method::GET, format!("{m}/media"), "read"),
+        (Method::GET, format!("{m}/receipts"), "read"),
         (Method::POST, format!("{m}/reaction"), "send"),
+        (Method::GET, format!("{s}/groups"), "read"),
+        (Method::POST, format!("{s}/groups"), "send"),
+        (Method::POST, format!("{s}/groups/join"), "send"),
+        (Method::GET, g.clone(), "read"),
+        (Method::PATCH, g.clone(), "send"),
+        (Method::POST, format!("{g}/participants"), "send"),
+        (Method::GET, format!("{g}/invite"), "send"),
+        (Method::POST, format!("{g}/invite/revoke"), "send"),
+        (Method::POST, format!("{g}/leave"), "send"),
+        (Method::GET, format!("{g}/requests"), "send"),
+        (Method::POST, format!("{g}/requests"), "send"),
         (
             Method::POST,
             format!("{s}/chats/14155550123@s.whatsapp.net/read"),
@@ -469,6 +558,26 @@ pub fn body_for(method: &Method, path: &str) -> Option<Value> {
     } else if path.ends_with("/messages") && method == Method::POST {
         Some(
             serde_json::json!({ "to": "14155550123@s.whatsapp.net", "type": "text", "text": "hi" }),
+        )
+    } else if path.contains("/messages/") && method == Method::PATCH {
+        Some(serde_json::json!({ "text": "corrected" }))
+    } else if path.ends_with("/chats/14155550123@s.whatsapp.net/presence") {
+        Some(serde_json::json!({ "state": "typing" }))
+    } else if path.ends_with("/presence") && method == Method::PUT {
+        Some(serde_json::json!({ "available": true }))
+    } else if path.ends_with("/groups") && method == Method::POST {
+        Some(
+            serde_json::json!({ "subject": "Team", "participants": ["14155550123@s.whatsapp.net"] }),
+        )
+    } else if path.ends_with("/groups/join") {
+        Some(serde_json::json!({ "code": "WagateOpenInvite1" }))
+    } else if path.contains("/groups/") && method == Method::PATCH {
+        Some(serde_json::json!({ "subject": "Renamed" }))
+    } else if path.ends_with("/participants") {
+        Some(serde_json::json!({ "action": "add", "participants": ["14155550123@s.whatsapp.net"] }))
+    } else if path.ends_with("/requests") && method == Method::POST {
+        Some(
+            serde_json::json!({ "action": "approve", "participants": ["14155550177@s.whatsapp.net"] }),
         )
     } else if path.ends_with("/reaction") {
         Some(serde_json::json!({ "emoji": "👍" }))

@@ -20,10 +20,7 @@ const BACKEND: support::Backend = support::Backend::Postgres;
 
 /// As in `contract`, on the fake adapter only: the live adapter's half
 /// runs in `contract`, and its devices' keys on PostgreSQL have tests of
-/// their own (crates/whatsapp-live). A test app is not stopped when its test
-/// ends (its server threads outlive the test's runtime), so each keeps its
-/// connections: live apps, with a second pool for the keys, would use up
-/// the test server's connections.
+/// their own (crates/whatsapp-live).
 macro_rules! on_both_adapters {
     ($($tests:tt)*) => {
         adapter_tests!(fake, spawn_tuned, $($tests)*);
@@ -34,6 +31,8 @@ macro_rules! on_both_adapters {
 mod api_keys;
 #[path = "../contract/auth.rs"]
 mod auth;
+#[path = "../contract/cluster_caches.rs"]
+mod cluster_caches;
 #[path = "../contract/contacts.rs"]
 mod contacts;
 #[path = "../contract/deliveries.rs"]
@@ -42,6 +41,10 @@ mod deliveries;
 mod envelope;
 #[path = "../contract/events.rs"]
 mod events;
+#[path = "../contract/forwarding.rs"]
+mod forwarding;
+#[path = "../contract/groups.rs"]
+mod groups;
 #[path = "../contract/limits.rs"]
 mod limits;
 #[path = "../contract/messages.rs"]

@@ -23,12 +23,11 @@ mod receiver;
 #[path = "../process/mod.rs"]
 mod process;
 
+use process::Proc;
+
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -48,58 +47,15 @@ fn main() {
     println!("delivery_faults: 1 passed, 0 failed");
 }
 
-/// The gateway process; its output lines arrive on a channel.
-struct Gateway {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Gateway {
-    fn start(config: &PathBuf) -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .env(ROLE, "gateway")
-            .env("WAGATE_DELIVERY_FAULT_CONFIG", config)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        for out in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        let gw = Self { child, lines };
-        gw.wait_line("wagate is listening");
-        gw
-    }
-
-    fn wait_line(&self, part: &str) {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(part) => return,
-                Ok(_) => {}
-                Err(e) => panic!("gateway: no line with {part:?}: {e}"),
-            }
-        }
-    }
-
-    /// SIGKILL, and reap it.
-    fn kill_nine(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
+/// The gateway process, listening.
+fn start_gateway(config: &Path) -> Proc {
+    let gw = Proc::spawn(
+        ROLE,
+        "gateway",
+        &[("WAGATE_DELIVERY_FAULT_CONFIG", config.display().to_string())],
+    );
+    gw.wait_line(&["wagate is listening"], PATIENCE);
+    gw
 }
 
 /// A receiver that is down in the worst way: it accepts connections and
@@ -177,7 +133,7 @@ async fn pending_deliveries_survive_kill_nine() {
 
     // 1. The receiver hangs; the gateway runs; a webhook wants every event.
     let hole = black_hole(receiver_addr).await;
-    let gw = Gateway::start(&config);
+    let gw = start_gateway(&config);
     let created = api
         .post(
             "/webhooks",
@@ -226,7 +182,7 @@ async fn pending_deliveries_survive_kill_nine() {
 
     // 4. The receiver comes up; the gateway restarts.
     let mut receiver = receiver::Receiver::start_on(receiver_addr).await;
-    let gw = Gateway::start(&config);
+    let gw = start_gateway(&config);
 
     // 5. Every event arrives, with its id, verifiably signed.
     let mut wanted: HashSet<String> = events.iter().cloned().collect();

@@ -18,10 +18,9 @@ mod messages;
 #[path = "../process/mod.rs"]
 mod process;
 
-use std::io::{BufRead, BufReader};
+use process::Proc;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -66,61 +65,6 @@ fn run_sim() {
     });
 }
 
-/// A child process whose output lines arrive on a channel.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    name: &'static str,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, envs: &[(&str, String)]) -> Self {
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.env(ROLE, name)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let (tx, lines) = mpsc::channel();
-        for out in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Self { child, lines, name }
-    }
-
-    /// Waits for an output line holding every one of `parts`.
-    fn wait_line(&self, parts: &[&str]) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if parts.iter().all(|p| line.contains(p)) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("{}: no line with {parts:?}: {e}", self.name),
-            }
-        }
-    }
-
-    /// SIGKILL, and reap it.
-    fn kill_nine(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
 struct Rig {
     dir: tempfile::TempDir,
     sim_port: u16,
@@ -151,6 +95,7 @@ impl Rig {
 
     fn start_sim(&self) -> Proc {
         let sim = Proc::spawn(
+            ROLE,
             "sim",
             &[
                 (
@@ -163,19 +108,20 @@ impl Rig {
                 ),
             ],
         );
-        sim.wait_line(&["sim ready"]);
+        sim.wait_line(&["sim ready"], PATIENCE);
         sim
     }
 
     async fn start_gateway(&self) -> Proc {
         let gw = Proc::spawn(
+            ROLE,
             "gateway",
             &[(
                 "WAGATE_FAULT_CONFIG",
                 self.config_path().display().to_string(),
             )],
         );
-        gw.wait_line(&["wagate is listening"]);
+        gw.wait_line(&["wagate is listening"], PATIENCE);
         gw
     }
 
@@ -380,7 +326,7 @@ async fn kill_during(rig: &Rig, gw: Proc, id: &str, op: &str, at: &str) {
         // The answer never comes: the process is killed under it.
         let _ = http.request(method, url).bearer_auth(key).send().await;
     });
-    gw.wait_line(&[at, id, &format!("\"op\":\"{op}\"")]);
+    gw.wait_line(&[at, id, &format!("\"op\":\"{op}\"")], PATIENCE);
     gw.kill_nine();
     let _ = request.await;
 }

@@ -38,6 +38,23 @@ pub enum Command {
     /// Database operations.
     #[command(subcommand)]
     Db(DbCommand),
+    /// The gateways sharing a PostgreSQL database.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+/// `wagate cluster …`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// The live gateway nodes (lease not run out): id, advertised URL,
+    /// start, last heartbeat, draining, sessions owned. Needs a
+    /// `postgres://` database.url (on SQLite there is one gateway and no
+    /// cluster: an error says so).
+    Status {
+        /// Print `{"nodes": [...]}` and nothing else.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `wagate db …`
@@ -127,6 +144,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Db(DbCommand::Copy { from, to, devices }) => {
             db_copy(&from, &to, devices, &mut std::io::stdout().lock()).await
         }
+        Command::Cluster(ClusterCommand::Status { json }) => {
+            let store = open_store(&config).await?;
+            let nodes = store.cluster_nodes().await;
+            store.close().await;
+            let Some(nodes) = nodes? else {
+                anyhow::bail!(
+                    "this database is SQLite: one gateway, no cluster (cluster status needs a \
+                     postgres:// database.url shared by the gateways)"
+                );
+            };
+            cluster_status(&nodes, json, &mut std::io::stdout().lock())
+        }
         Command::ApiKey(cmd) => {
             let tools = KeyTools::open(&config).await?;
             let result = api_key(&tools.keys, cmd, &mut std::io::stdout().lock()).await;
@@ -199,6 +228,56 @@ pub async fn db_copy(
         writeln!(out, "{table}\t{rows}")?;
     }
     writeln!(out, "copied {} rows", report.total())?;
+    Ok(())
+}
+
+/// Prints `wagate cluster status`: `{"nodes": [...]}` with `json`, else a
+/// table.
+///
+/// # Errors
+///
+/// When `out` cannot be written.
+pub fn cluster_status(
+    nodes: &[wagate_store::NodeStatus],
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let time = |t: time::OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
+    if json {
+        let nodes: Vec<_> = nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "id": n.id.to_string(), "advertiseUrl": n.advertise_url,
+                    "startedAt": time(n.started_at), "heartbeatAt": time(n.heartbeat_at),
+                    "draining": n.draining, "sessions": n.sessions,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::json!({ "nodes": nodes }))?;
+        return Ok(());
+    }
+    if nodes.is_empty() {
+        writeln!(out, "No live gateway nodes.")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<32} {:<28} {:<9} {:<9} {:<30} HEARTBEAT",
+        "NODE", "ADVERTISE URL", "SESSIONS", "DRAINING", "STARTED"
+    )?;
+    for n in nodes {
+        writeln!(
+            out,
+            "{:<32} {:<28} {:<9} {:<9} {:<30} {}",
+            n.id.to_string(),
+            n.advertise_url,
+            n.sessions,
+            if n.draining { "yes" } else { "no" },
+            time(n.started_at),
+            time(n.heartbeat_at)
+        )?;
+    }
     Ok(())
 }
 

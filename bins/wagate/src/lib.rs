@@ -60,6 +60,8 @@ pub struct Application {
     to_resume: Vec<wagate_domain::Session>,
     /// `whatsapp.live.resume_rate`.
     resume_rate: u32,
+    /// This node, when several gateways share the (PostgreSQL) database.
+    cluster: Option<wagate_app::ClusterMember>,
 }
 
 impl std::fmt::Debug for Application {
@@ -80,26 +82,63 @@ impl Application {
     /// bound, a setting is invalid (such as `limits.burst = 0`), or the
     /// configuration asks for something this build lacks.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with(config, None).await
+    }
+
+    /// As [`Application::build`], with `ownership` deciding where each
+    /// session's live calls run instead of the database's own answer
+    /// (tests place sessions on other nodes with it).
+    ///
+    /// # Errors
+    ///
+    /// As [`Application::build`].
+    pub async fn build_with_ownership(
+        config: Config,
+        ownership: Arc<dyn wagate_store::SessionOwnership>,
+    ) -> anyhow::Result<Self> {
+        Self::build_with(config, Some(ownership)).await
+    }
+
+    async fn build_with(
+        config: Config,
+        ownership: Option<Arc<dyn wagate_store::SessionOwnership>>,
+    ) -> anyhow::Result<Self> {
         // Checked before anything is opened.
         let request_limit = config.limits.request_limit()?;
         let event_stream = config.events.event_stream()?;
         raise_open_files_limit();
-        let services = Services::build(&config).await?;
-        // Before serving: statuses from before a restart must not be shown.
-        let to_resume = services.gateway.prepare_resume().await?;
+        let database = config.database()?;
+        let mut services = Services::build(&config).await?;
         let listener = TcpListener::bind(&config.server.bind)
             .with_context(|| format!("cannot listen on {}", config.server.bind))?;
         let port = listener.local_addr()?.port();
-        if let config::Database::Postgres(cluster) = config.database()? {
-            tracing::info!(
-                advertise_url = %cluster.advertise_url(listener.local_addr()?),
-                "cluster settings read (not used yet: one gateway per database)"
-            );
+        let resume_rate = config.whatsapp.live.resume_rate;
+        let (to_resume, cluster) = match &database {
+            // Several gateways may share the database: this one connects
+            // only the sessions it claims (ClusterMember), never one
+            // another live gateway owns.
+            config::Database::Postgres(cluster) => {
+                let advertise_url = cluster.advertise_url(listener.local_addr()?);
+                let member = services
+                    .join_cluster(cluster, advertise_url, resume_rate)
+                    .await?;
+                let mut claimed = Vec::new();
+                if let Some(member) = &member {
+                    claimed = member.claim_at_start().await?;
+                }
+                (claimed, member)
+            }
+            // Before serving: statuses from before a restart must not be shown.
+            config::Database::Sqlite => (services.gateway.prepare_resume().await?, None),
+        };
+        if let Some(ownership) = ownership {
+            services.ownership = ownership;
         }
         let state =
             wagate_http::AppState::new(services.gateway.clone(), services.authenticator.clone())?
                 .with_request_limit(request_limit)
-                .with_event_stream(event_stream);
+                .with_event_stream(event_stream)
+                .with_cluster(services.ownership.clone(), services.link.clone());
         let streams = state.shutdown();
         let server = wagate_http::server(listener, state, config.server.workers)?;
         Ok(Self {
@@ -108,7 +147,8 @@ impl Application {
             server,
             streams,
             to_resume,
-            resume_rate: config.whatsapp.live.resume_rate,
+            resume_rate,
+            cluster,
         })
     }
 
@@ -159,18 +199,29 @@ impl Application {
                 );
             });
         }
-        // Accepted messages not sent before the restart go out again
-        // (under their ids), each session at its pace.
-        match self.services.gateway.resume_outbox().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(sessions = n, "sending pending messages"),
-            Err(e) => tracing::warn!(error = %e, "could not resume pending messages"),
+        if let Some(cluster) = &self.cluster {
+            // Claims, heartbeats, balancing. A claimed session's pending
+            // messages go out when it connects here.
+            cluster.start();
+        } else {
+            // Accepted messages not sent before the restart go out again
+            // (under their ids), each session at its pace.
+            match self.services.gateway.resume_outbox().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(sessions = n, "sending pending messages"),
+                Err(e) => tracing::warn!(error = %e, "could not resume pending messages"),
+            }
         }
         tracing::info!(port = self.port, "wagate is listening");
         // Serving: webhook deliveries and the event log's pruning run
         // until the server stops, and stop before the database closes.
         let background = self.services.start_background();
         let result = self.server.await;
+        if let Some(cluster) = &self.cluster {
+            // SIGTERM drains: every client stops cleanly and its session is
+            // released at once for the other gateways to claim.
+            cluster.drain().await;
+        }
         background.stop().await;
         self.services.shutdown().await;
         tracing::info!("wagate stopped");

@@ -5,28 +5,44 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use wagate_app::{
-    ApiKeyAdmin, DeliverySettings, EventBus, Gateway, GatewayDeps, RetentionPruner,
+    ApiKeyAdmin, ClusterMember, DeliverySettings, EventBus, Gateway, GatewayDeps, RetentionPruner,
     SessionEventRecorder, WebhookDispatcher,
 };
 use wagate_auth::{
     ApiKeyVerifier, Authenticator, AuthenticatorChain, JwtConfig, JwtVerifier, OsEntropy,
     RolePolicy,
 };
-use wagate_domain::{CapabilitySet, Clock, SystemClock};
-use wagate_store::{SessionCache, SessionRegistry, Store};
+use wagate_domain::{CapabilitySet, Clock, NodeId, SystemClock};
+use wagate_http::NodeLink;
+use wagate_store::{
+    Fence, InvalidationListener, PgLeases, PgStore, SessionCache, SessionOwnership,
+    SessionRegistry, SingleNode, Store,
+};
 use wagate_webhooks::{AddressPolicy, HttpMediaFetcher, HttpTransport, WebhookTransport};
 use wagate_whatsapp_live::{LiveConfig, LiveWhatsApp, SKIPS_CERT_CHAIN_VERIFY, parse_version};
 use wagate_whatsapp_port::{FakeWhatsApp, Fixtures, WhatsAppPort};
 
-use crate::config::{AdapterKind, Config, Database};
+use crate::config::{AdapterKind, ClusterSettings, Config, Database, MIN_CLUSTER_SECRET};
 
 /// Every long-lived piece of a running wagate, built once.
 #[derive(Debug, Clone)]
 pub struct Services {
     /// The database.
     pub store: Arc<dyn Store>,
+    /// The same database when it is PostgreSQL (several gateways may share
+    /// it: this one joins their cluster, [`Services::join_cluster`]).
+    pub postgres: Option<PgStore>,
     /// The use cases.
     pub gateway: Arc<Gateway>,
+    /// This process's id, new at every start.
+    pub node_id: NodeId,
+    /// Which process serves a session's live calls: this one alone on
+    /// SQLite ([`SingleNode`]); the leases on PostgreSQL
+    /// ([`Services::join_cluster`]).
+    pub ownership: Arc<dyn SessionOwnership>,
+    /// How this process reaches the others, signing with `cluster.secret`
+    /// (`None` without one: it neither forwards nor admits forwarded calls).
+    pub link: Option<Arc<NodeLink>>,
     /// The bearer-token chain.
     pub authenticator: Arc<dyn Authenticator>,
     /// The login-JWT verifier, when `auth.jwt.jwks_url` is set.
@@ -84,16 +100,18 @@ impl Services {
         let delivery = config.webhooks.delivery_settings()?;
         let retention = config.events.retention()?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let store = open_store(config).await?;
+        let (store, postgres) = open_database(config).await?;
         // Commits of events wake this process's streams and deliveries.
         let bus = Arc::new(EventBus::default());
         store.set_commit_listener(bus.clone());
 
         // Every request looks its session up: serve those reads from memory.
-        let sessions: Arc<dyn SessionRegistry> = Arc::new(SessionCache::new(store.clone()));
+        let session_cache = Arc::new(SessionCache::new(store.clone()));
+        let sessions: Arc<dyn SessionRegistry> = session_cache.clone();
         let messaging = config.messages.settings()?;
         let recorder = Arc::new(SessionEventRecorder::new(
             sessions.clone(),
+            store.clone(),
             store.clone(),
             clock.clone(),
         ));
@@ -116,6 +134,10 @@ impl Services {
         };
 
         let api_keys = Arc::new(ApiKeyVerifier::new(store.clone(), clock.clone()));
+        // Sessions and keys changed by any gateway sharing the database
+        // leave this one's caches as soon as that is heard.
+        let caches: Vec<Arc<dyn InvalidationListener>> = vec![session_cache, api_keys.clone()];
+        store.set_invalidation_listener(Arc::new(caches));
         let jwt = jwt_config.map(|jwt_config| {
             tracing::info!(jwks_url = %jwt_config.jwks_url, "login JWTs enabled");
             // Its key set starts loading in the background; `/readyz` waits for it.
@@ -138,7 +160,7 @@ impl Services {
                 whatsapp,
                 api_key_cache: api_keys,
                 entropy: Arc::new(OsEntropy),
-                clock,
+                clock: clock.clone(),
                 request_timeout: Duration::from_secs(config.whatsapp.request_timeout_secs.max(1)),
                 whatsapp_pacing: config.limits.whatsapp_pacing()?,
                 events: store.clone(),
@@ -148,6 +170,7 @@ impl Services {
                 )),
                 bus,
                 messages: store.clone(),
+                groups: store.clone(),
                 // Media URLs are held to the same SSRF rule as webhooks, under
                 // a switch of their own: allowing private webhook receivers
                 // must not let any sender make the gateway fetch from the
@@ -168,6 +191,10 @@ impl Services {
         );
         // Reconnects resume the session's sending.
         recorder.set_outbox(gateway.outbox());
+        // Connects read the account's groups into the store.
+        recorder.set_group_refresh(gateway.group_refresh());
+        // A write fenced off (another gateway owns the session) stops its client.
+        recorder.set_gateway(&gateway);
         let webhook_transport = Arc::new(
             HttpTransport::new(
                 AddressPolicy::new(config.webhooks.allow_private_targets),
@@ -175,9 +202,15 @@ impl Services {
             )
             .context("building the webhook HTTP client")?,
         );
+        let node_id = NodeId::from_ulid(ulid::Ulid::new());
+        let link = node_link(config, &node_id, clock)?;
         Ok(Self {
             store,
+            postgres,
             gateway,
+            node_id,
+            ownership: Arc::new(SingleNode),
+            link,
             authenticator,
             jwt,
             live,
@@ -186,6 +219,49 @@ impl Services {
             delivery,
             retention,
         })
+    }
+
+    /// Joins the cluster of gateways sharing the PostgreSQL database, as
+    /// node `node_id` reachable at `advertise_url`: registers it (its first
+    /// heartbeat), answers [`Services::ownership`] from the leases, and
+    /// fences every write the WhatsApp side makes for a
+    /// session by its claim. `None` on SQLite (one gateway, no leases).
+    ///
+    /// # Errors
+    ///
+    /// When the database does not answer.
+    pub async fn join_cluster(
+        &mut self,
+        cluster: &ClusterSettings,
+        advertise_url: String,
+        resume_rate: u32,
+    ) -> anyhow::Result<Option<ClusterMember>> {
+        let Some(pg) = &self.postgres else {
+            return Ok(None);
+        };
+        let node = self.node_id;
+        let fence = Arc::new(Fence::new(node));
+        let leases = Arc::new(PgLeases::new(
+            pg.clone(),
+            fence,
+            advertise_url.clone(),
+            cluster.lease,
+        ));
+        let member = ClusterMember::join(
+            self.gateway.clone(),
+            leases,
+            wagate_app::ClusterSettings::new(cluster.heartbeat, cluster.self_fence, resume_rate),
+        )
+        .await
+        .context("joining the cluster")?;
+        tracing::info!(node = %node, advertise_url, "joined the cluster of gateways on this database");
+        // Every device write of a client names this node's claim.
+        if let Some(live) = &self.live {
+            live.fence_writes(Arc::new(member.clone()));
+        }
+        // Live calls run where the leases say.
+        self.ownership = Arc::new(member.clone());
+        Ok(Some(member))
     }
 
     /// Starts the background work of a serving gateway: the webhook
@@ -220,15 +296,47 @@ impl Services {
 /// As [`Config::database`], or when the database cannot be opened or
 /// migrated.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let database = config.database()?;
-    let store = wagate_store::open(config.database.url.expose()).await?;
-    if let Database::Postgres(_) = database {
-        tracing::warn!(
-            "database on PostgreSQL: run one gateway per database for now; several gateways \
-             sharing one need session leases, which this version does not have yet"
-        );
+    config.database()?;
+    Ok(wagate_store::open(config.database.url.expose()).await?)
+}
+
+/// [`open_store`], with the PostgreSQL store itself when it is one.
+async fn open_database(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Option<PgStore>)> {
+    if let Database::Postgres(_) = config.database()? {
+        let pg = PgStore::connect(config.database.url.expose()).await?;
+        pg.migrate().await?;
+        return Ok((Arc::new(pg.clone()), Some(pg)));
     }
-    Ok(store)
+    Ok((open_store(config).await?, None))
+}
+
+/// Extra time a forwarding node waits for the owner's answer to start,
+/// beyond the owner's own WhatsApp deadline (`whatsapp.request_timeout_secs`).
+const FORWARD_SLACK: Duration = Duration::from_secs(5);
+
+/// The inter-node link of node `node`, when `cluster.secret` is set
+/// (required with PostgreSQL; optional, and checked the same way, with
+/// SQLite).
+fn node_link(
+    config: &Config,
+    node: &NodeId,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Option<Arc<NodeLink>>> {
+    let secret = match config.database()? {
+        Database::Postgres(cluster) => cluster.secret,
+        Database::Sqlite => match &config.cluster.secret {
+            None => return Ok(None),
+            Some(s) if s.expose().chars().count() < MIN_CLUSTER_SECRET => {
+                bail!("cluster.secret is too short: at least {MIN_CLUSTER_SECRET} characters")
+            }
+            Some(s) => s.clone(),
+        },
+    };
+    let answer_timeout =
+        Duration::from_secs(config.whatsapp.request_timeout_secs.max(1)) + FORWARD_SLACK;
+    let link = NodeLink::new(*node, secret.expose(), clock, answer_timeout)
+        .context("building the inter-node HTTP client")?;
+    Ok(Some(Arc::new(link)))
 }
 
 /// What the `wagate api-key` commands need: the database and the API-key

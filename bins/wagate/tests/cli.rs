@@ -285,3 +285,155 @@ fn api_keys_are_kept_in_postgres_when_the_url_says_so() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cluster.secret is required"));
 }
+
+#[test]
+fn commands_on_postgres_start_no_adapter_and_print_only_their_output() {
+    let Some(pg) = wagate_test_postgres::shared() else {
+        return;
+    };
+    let cli = Cli::new();
+    let url = pg.fresh_database();
+    let run = |args: &[&str]| {
+        let out = cli
+            .command(args)
+            .env("WAGATE__DATABASE__URL", &url)
+            .env(
+                "WAGATE__CLUSTER__SECRET",
+                "an-inter-node-secret-of-32-characters",
+            )
+            // The live adapter, whose device store on PostgreSQL is the
+            // `whatsapp` schema it creates as it starts; logging as it does.
+            .env("WAGATE__WHATSAPP__ADAPTER", "live")
+            .env("WAGATE__LOG__LEVEL", "debug")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        for level in ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"] {
+            assert!(
+                !stdout.contains(level),
+                "{args:?} logged on stdout: {stdout}"
+            );
+        }
+        stdout
+    };
+    run(&["migrate"]);
+    let created: Value = serde_json::from_str(&run(&[
+        "api-key",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "ci",
+        "--capabilities",
+        "read",
+        "--json",
+    ]))
+    .unwrap();
+    let listed: Value =
+        serde_json::from_str(&run(&["api-key", "list", "--org", "acme", "--json"])).unwrap();
+    assert_eq!(listed[0]["id"], created["id"]);
+    let status: Value = serde_json::from_str(&run(&["cluster", "status", "--json"])).unwrap();
+    assert_eq!(status["nodes"], serde_json::json!([]), "{status}");
+    let document: Value = serde_json::from_str(&run(&["openapi"])).unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
+    let database = url.rsplit('/').next().unwrap();
+    assert_eq!(
+        pg.query(
+            database,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'whatsapp'"
+        ),
+        "0",
+        "no WhatsApp adapter was started"
+    );
+}
+
+#[test]
+fn cluster_status_on_sqlite_says_there_is_no_cluster() {
+    let cli = Cli::new();
+    let out = cli.run(&["cluster", "status", "--json"]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no cluster"));
+}
+
+#[test]
+fn cluster_status_shows_a_serving_node_until_sigterm_drains_it() {
+    let Some(pg) = wagate_test_postgres::shared() else {
+        return;
+    };
+    let cli = Cli::new();
+    let url = pg.fresh_database();
+    let with_pg = |args: &[&str]| {
+        let mut c = cli.command(args);
+        c.env("WAGATE__DATABASE__URL", &url)
+            .env(
+                "WAGATE__CLUSTER__SECRET",
+                "an-inter-node-secret-of-32-characters",
+            )
+            .env("WAGATE__SERVER__BIND", "127.0.0.1:0")
+            .env("WAGATE__CLUSTER__HEARTBEAT_SECS", "1")
+            .env("WAGATE__CLUSTER__SELF_FENCE_SECS", "2")
+            .env("WAGATE__CLUSTER__LEASE_SECS", "3");
+        c
+    };
+    let status = || -> Value {
+        let out = with_pg(&["cluster", "status", "--json"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let mut serve = with_pg(&["serve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let nodes = loop {
+        let nodes = status()["nodes"].as_array().unwrap().clone();
+        if !nodes.is_empty() || std::time::Instant::now() > deadline {
+            break nodes;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    let node = &nodes[0];
+    assert!(node["id"].as_str().unwrap().starts_with("node_"));
+    assert!(
+        node["advertiseUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    assert_eq!(
+        (node["draining"].clone(), node["sessions"].clone()),
+        (Value::Bool(false), 0.into())
+    );
+    for field in ["startedAt", "heartbeatAt"] {
+        assert!(
+            node[field].as_str().unwrap().ends_with('Z'),
+            "{field}: {node}"
+        );
+    }
+    let table = with_pg(&["cluster", "status"]).output().unwrap();
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.starts_with("NODE") && table.contains(node["id"].as_str().unwrap()),
+        "{table}"
+    );
+    // SIGTERM: the node drains and leaves at once (not when its lease runs out).
+    let term = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(serve.wait().unwrap().success());
+    assert_eq!(status()["nodes"], Value::Array(Vec::new()));
+}

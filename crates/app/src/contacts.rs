@@ -16,7 +16,7 @@ use crate::{AppError, Gateway};
 impl Gateway {
     /// Checks the capability, the session's ownership and that it is
     /// connected, then runs `call` within the request deadline.
-    async fn live<T, F, Fut>(
+    pub(crate) async fn live<T, F, Fut>(
         &self,
         p: &Principal,
         cap: Capability,

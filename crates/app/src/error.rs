@@ -32,6 +32,17 @@ pub enum AppError {
         /// The session's status, when that is the conflict.
         status: Option<SessionStatus>,
     },
+    /// A message cannot be changed so (edited or deleted): not the
+    /// account's, past WhatsApp's window, not sent yet, deleted already.
+    #[error("{message}")]
+    MessageConflict {
+        /// For people.
+        message: &'static str,
+        /// For programs (`details.reason`): `not_own_message`,
+        /// `edit_window_passed`, `revoke_window_passed`, `not_sent`,
+        /// `revoked`, `not_editable`.
+        reason: &'static str,
+    },
     /// A live call on a session that is not connected.
     #[error("session is not connected")]
     NotConnected {

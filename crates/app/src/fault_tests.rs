@@ -123,6 +123,79 @@ impl WhatsAppPort for Switchboard {
     async fn blocklist(&self, s: &SessionId) -> Result<Vec<BlocklistEntry>, WhatsAppError> {
         self.fake.blocklist(s).await
     }
+    async fn groups(&self, s: &SessionId) -> Result<Vec<wagate_domain::Group>, WhatsAppError> {
+        self.fake.groups(s).await
+    }
+    async fn group(
+        &self,
+        s: &SessionId,
+        g: &wagate_domain::GroupJid,
+    ) -> Result<wagate_domain::Group, WhatsAppError> {
+        self.fake.group(s, g).await
+    }
+    async fn create_group(
+        &self,
+        s: &SessionId,
+        subject: &wagate_domain::GroupSubject,
+        p: &[Jid],
+    ) -> Result<(wagate_domain::Group, Vec<wagate_domain::ParticipantOutcome>), WhatsAppError> {
+        self.fake.create_group(s, subject, p).await
+    }
+    async fn update_group(
+        &self,
+        s: &SessionId,
+        g: &wagate_domain::GroupJid,
+        c: &wagate_whatsapp_port::GroupChange,
+    ) -> Result<(), WhatsAppError> {
+        self.fake.update_group(s, g, c).await
+    }
+    async fn change_participants(
+        &self,
+        s: &SessionId,
+        g: &wagate_domain::GroupJid,
+        a: wagate_domain::ParticipantAction,
+        p: &[Jid],
+    ) -> Result<Vec<wagate_domain::ParticipantOutcome>, WhatsAppError> {
+        self.fake.change_participants(s, g, a, p).await
+    }
+    async fn invite_code(
+        &self,
+        s: &SessionId,
+        g: &wagate_domain::GroupJid,
+        revoke: bool,
+    ) -> Result<wagate_domain::InviteCode, WhatsAppError> {
+        self.fake.invite_code(s, g, revoke).await
+    }
+    async fn join_group(
+        &self,
+        s: &SessionId,
+        code: &wagate_domain::InviteCode,
+    ) -> Result<wagate_domain::GroupJid, WhatsAppError> {
+        self.fake.join_group(s, code).await
+    }
+    async fn leave_group(
+        &self,
+        s: &SessionId,
+        g: &wagate_domain::GroupJid,
+    ) -> Result<(), WhatsAppError> {
+        self.fake.leave_group(s, g).await
+    }
+    async fn membership_requests(
+        &self,
+        s: &SessionId,
+        g: &wagate_domain::GroupJid,
+    ) -> Result<Vec<wagate_domain::MembershipRequest>, WhatsAppError> {
+        self.fake.membership_requests(s, g).await
+    }
+    async fn answer_requests(
+        &self,
+        s: &SessionId,
+        g: &wagate_domain::GroupJid,
+        a: wagate_domain::RequestAction,
+        p: &[Jid],
+    ) -> Result<Vec<wagate_domain::ParticipantOutcome>, WhatsAppError> {
+        self.fake.answer_requests(s, g, a, p).await
+    }
     async fn send_message(
         &self,
         s: &SessionId,
@@ -141,6 +214,37 @@ impl WhatsAppPort for Switchboard {
         self.fake
             .send_reaction(s, chat, target, from_me, emoji)
             .await
+    }
+    async fn edit_message(
+        &self,
+        s: &SessionId,
+        chat: &Jid,
+        target: &wagate_domain::MessageId,
+        text: &str,
+    ) -> Result<(), WhatsAppError> {
+        self.fake.edit_message(s, chat, target, text).await
+    }
+    async fn revoke_message(
+        &self,
+        s: &SessionId,
+        chat: &Jid,
+        target: &wagate_domain::MessageId,
+    ) -> Result<(), WhatsAppError> {
+        self.fake.revoke_message(s, chat, target).await
+    }
+    async fn send_chat_state(
+        &self,
+        s: &SessionId,
+        chat: &Jid,
+        state: wagate_domain::ChatState,
+    ) -> Result<(), WhatsAppError> {
+        self.fake.send_chat_state(s, chat, state).await
+    }
+    async fn set_presence(&self, s: &SessionId, available: bool) -> Result<(), WhatsAppError> {
+        self.fake.set_presence(s, available).await
+    }
+    async fn subscribe_presence(&self, s: &SessionId, jid: &Jid) -> Result<(), WhatsAppError> {
+        self.fake.subscribe_presence(s, jid).await
     }
     async fn mark_read(
         &self,
@@ -163,12 +267,15 @@ impl WhatsAppPort for Switchboard {
 
 /// The store, failing `record_observed` (adapter events) while
 /// `failures_left` is above zero, and the write that ends a logout or
-/// delete (`pending` cleared) while `finish_failures_left` is.
+/// delete (`pending` cleared) while `finish_failures_left` is; counting
+/// the writes of the WhatsApp side (one session each, and batches).
 #[derive(Debug)]
 struct FlakyRegistry {
     inner: Arc<SqliteStore>,
     failures_left: AtomicUsize,
     finish_failures_left: AtomicUsize,
+    observed_writes: AtomicUsize,
+    batch_writes: AtomicUsize,
 }
 
 #[async_trait]
@@ -209,6 +316,7 @@ impl SessionRegistry for FlakyRegistry {
         patch: &SessionPatch,
         now: OffsetDateTime,
     ) -> Result<Option<Session>, StoreError> {
+        self.observed_writes.fetch_add(1, Ordering::SeqCst);
         let failing = self
             .failures_left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -217,6 +325,21 @@ impl SessionRegistry for FlakyRegistry {
             return Err(StoreError::Unavailable("database is locked".into()));
         }
         self.inner.record_observed(id, patch, now).await
+    }
+    async fn record_observed_all(
+        &self,
+        patches: &[(SessionId, SessionPatch)],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Result<Option<Session>, StoreError>>, StoreError> {
+        self.batch_writes.fetch_add(1, Ordering::SeqCst);
+        let failing = self
+            .failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(StoreError::Unavailable("database is locked".into()));
+        }
+        self.inner.record_observed_all(patches, now).await
     }
     async fn delete(&self, org: &OrgId, id: &SessionId) -> Result<bool, StoreError> {
         self.inner.delete(org, id).await
@@ -246,12 +369,19 @@ async fn world_with(request_timeout: Duration, pacing: Option<RateLimit>) -> Wor
         inner: store.clone(),
         failures_left: AtomicUsize::new(0),
         finish_failures_left: AtomicUsize::new(0),
+        observed_writes: AtomicUsize::new(0),
+        batch_writes: AtomicUsize::new(0),
     });
     let clock = Arc::new(SystemClock);
     // Quick retries: the tests wait for them for real.
     let recorder: Arc<dyn SessionEventSink> = Arc::new(
-        SessionEventRecorder::new(registry.clone(), store.clone(), clock.clone())
-            .with_retries(5, Duration::from_millis(1)),
+        SessionEventRecorder::new(
+            registry.clone(),
+            store.clone(),
+            store.clone(),
+            clock.clone(),
+        )
+        .with_retries(5, Duration::from_millis(1)),
     );
     let wa = Arc::new(Switchboard {
         fake: FakeWhatsApp::new(Fixtures::builtin(), recorder.clone(), clock.clone()),
@@ -276,6 +406,7 @@ async fn world_with(request_timeout: Duration, pacing: Option<RateLimit>) -> Wor
         webhook_targets: Arc::new(wagate_webhooks::AddressPolicy::new(true)),
         bus: Arc::default(),
         messages: store.clone(),
+        groups: store.clone(),
         media_fetcher: Arc::new(
             wagate_webhooks::HttpMediaFetcher::new(
                 wagate_webhooks::AddressPolicy::new(true),
@@ -501,6 +632,30 @@ async fn resume_never_undoes_what_was_asked_since_the_start() {
 }
 
 #[tokio::test]
+async fn a_restart_marks_its_sessions_in_batches_not_one_write_each() {
+    let w = world().await;
+    let n = crate::gateway::MARK_BATCH + 2;
+    for i in 0..n {
+        linked(
+            &w.store,
+            u32::try_from(i).unwrap(),
+            SessionStatus::Connected,
+            true,
+        )
+        .await;
+    }
+    let to_resume = w.gateway.prepare_resume().await.unwrap();
+    assert_eq!(to_resume.len(), n);
+    assert_eq!(w.registry.observed_writes.load(Ordering::SeqCst), 0);
+    assert_eq!(w.registry.batch_writes.load(Ordering::SeqCst), 2);
+    let counts = w.store.count_by_status().await.unwrap();
+    assert!(
+        counts.contains(&(SessionStatus::Connecting, u64::try_from(n).unwrap())),
+        "{counts:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_restart_finishes_a_logout_or_delete_a_crash_cut_short() {
     let w = world().await;
     let out = linked(&w.store, 1, SessionStatus::Connected, false).await;
@@ -668,6 +823,7 @@ async fn no_message_is_accepted_while_a_logout_is_being_finished() {
                 to: alice(),
                 content: crate::SendContent::Text("hi".into()),
                 reply_to: None,
+                mentions: Vec::new(),
                 idempotency_key: None,
             },
         )

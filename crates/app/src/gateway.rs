@@ -9,8 +9,8 @@ use wagate_domain::{
     TokenBucket, since_unix_epoch,
 };
 use wagate_store::{
-    ApiKeyCache, ApiKeyStore, Entropy, EventLog, MessageStore, SessionPatch, SessionRegistry,
-    WebhookStore,
+    ApiKeyCache, ApiKeyStore, Entropy, EventLog, GroupStore, MessageStore, SessionPatch,
+    SessionRegistry, WebhookStore,
 };
 use wagate_webhooks::{MediaFetcher, WebhookTargets};
 use wagate_whatsapp_port::{WhatsAppError, WhatsAppPort};
@@ -49,6 +49,8 @@ pub struct GatewayDeps {
     pub whatsapp_pacing: Option<RateLimit>,
     /// Messages, the send queue and idempotency keys.
     pub messages: Arc<dyn MessageStore>,
+    /// The groups of each session's account.
+    pub groups: Arc<dyn GroupStore>,
     /// Downloads media given by URL (under the webhooks' SSRF rule).
     pub media_fetcher: Arc<dyn MediaFetcher>,
     /// `messages.*`.
@@ -73,6 +75,9 @@ pub struct Gateway {
     pub(crate) outbox: Arc<Outbox>,
     /// Most webhooks of one organization (`webhooks.max_per_org`).
     pub(crate) max_webhooks_per_org: u32,
+    /// The cluster's leases, when several gateways share the database
+    /// ([`Gateway::set_leases`]).
+    pub(crate) leases: std::sync::OnceLock<Arc<dyn wagate_store::NodeLeases>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -152,6 +157,7 @@ impl Gateway {
             pacing: Mutex::new(HashMap::new()),
             outbox,
             max_webhooks_per_org: crate::DEFAULT_MAX_WEBHOOKS_PER_ORG,
+            leases: std::sync::OnceLock::new(),
         }
     }
 
@@ -282,16 +288,21 @@ impl Gateway {
     /// `Unavailable` when the database does not answer.
     pub async fn prepare_resume(&self) -> Result<Vec<Session>, AppError> {
         let sessions = self.deps.sessions.to_resume().await?;
-        for s in &sessions {
-            let status = if s.keep_connected && s.pending.is_none() {
-                SessionStatus::Connecting
-            } else {
-                offline_status(s)
-            };
-            self.deps
+        for chunk in sessions.chunks(MARK_BATCH) {
+            let marks: Vec<_> = chunk.iter().map(|s| (s.id, resume_mark(s))).collect();
+            for (marked, (id, _)) in self
+                .deps
                 .sessions
-                .record_observed(&s.id, &SessionPatch::status(status), self.now())
-                .await?;
+                .record_observed_all(&marks, self.now())
+                .await?
+                .into_iter()
+                .zip(&marks)
+            {
+                // Fenced: another gateway's now (it resumes it there).
+                if let Err(e) = marked {
+                    tracing::warn!(session = %id, error = %e, "could not mark a session to resume");
+                }
+            }
         }
         Ok(sessions)
     }
@@ -339,6 +350,22 @@ impl Gateway {
         })
         .await
     }
+}
+
+/// Sessions marked in one transaction before a resume: a restart of
+/// 10,000 sessions commits ten times, not 10,000 (each commit an fsync on
+/// SQLite), and the writer is free for others between the batches.
+pub(crate) const MARK_BATCH: usize = 1000;
+
+/// What a session to resume shows until its client reports: `connecting`
+/// when it is to be kept connected (and no logout or delete is pending),
+/// its offline status otherwise.
+pub(crate) fn resume_mark(s: &Session) -> SessionPatch {
+    SessionPatch::status(if s.keep_connected && s.pending.is_none() {
+        SessionStatus::Connecting
+    } else {
+        offline_status(s)
+    })
 }
 
 /// Sessions [`Gateway::resume_sessions`] starts per second after a restart
@@ -471,6 +498,10 @@ pub(crate) fn adapter_error(e: WhatsAppError, ctx: AdapterContext) -> AppError {
             ),
         },
         WhatsAppError::InvalidTarget(m) => AppError::InvalidArgument(DomainError::new("jid", m)),
+        WhatsAppError::NotPermitted(_) => AppError::Conflict {
+            message: "WhatsApp does not let the account do this (only the group's admins may)",
+            status: None,
+        },
         WhatsAppError::NotOnWhatsApp => AppError::InvalidArgument(DomainError::new(
             "jid",
             "the number has no WhatsApp account",

@@ -1,6 +1,7 @@
 //! # wagate-app
 //!
-//! The use cases of wagate, in one place: [`Gateway`]. Every method takes
+//! The use cases of wagate, in one place: [`Gateway`] (sessions, contacts,
+//! groups, messages, events, webhooks, API keys). Every method takes
 //! the calling [`Principal`](wagate_domain::Principal) first and checks, in
 //! this order, that the caller holds the capability the use case needs
 //! (before any lookup, so a refusal reveals nothing), that the session
@@ -17,18 +18,26 @@
 //! Errors are [`AppError`]; the HTTP layer maps them to its envelope.
 
 mod api_keys;
+mod cluster;
 mod contacts;
+mod conversation;
 mod delivery;
 mod error;
 mod events;
 mod gateway;
+mod groups;
 mod lifecycle;
 mod messages;
 mod outbox;
+mod polls;
+mod presence;
+mod receipts;
 mod recorder;
 mod sessions;
 
 pub use api_keys::{ApiKeyAdmin, CreatedApiKey, NewApiKeyRequest};
+pub use cluster::{ClusterFigures, ClusterMember, ClusterSettings, preferred_node};
+pub use conversation::MessageEdit;
 pub use delivery::{
     DEFAULT_RETRY_SCHEDULE, DeliverySettings, DispatcherDeps, EntropyJitter, Jitter, MAX_BATCH,
     MAX_IDLE, NoJitter, ORG_SHARE_OF_IN_FLIGHT, RetentionPruner, WebhookDispatcher,
@@ -38,13 +47,16 @@ pub use events::{
     CreatedWebhook, DEFAULT_MAX_WEBHOOKS_PER_ORG, EventBus, EventQuery, NewWebhook, SECRET_OVERLAP,
 };
 pub use gateway::{DEFAULT_RESUME_RATE, Gateway, GatewayDeps, RESUME_IN_FLIGHT, RESUME_SLACK};
+pub use groups::{DEFAULT_GROUP_PAGE, GroupRefresh, Joined, MAX_GROUP_PAGE};
 pub use messages::{
     IDEMPOTENCY_WINDOW, MAX_READ_IDS, MediaContent, MediaInput, SendContent, SendOutcome,
     SendRequest,
 };
 pub use outbox::{MessagingSettings, Outbox};
-pub use recorder::SessionEventRecorder;
-pub use wagate_store::{EventPage, MessagePage, WebhookPatch};
+pub use receipts::{DEFAULT_RECEIPT_PAGE, MAX_RECEIPT_PAGE};
+pub use recorder::{EPHEMERAL_EVENTS, SessionEventRecorder};
+pub use wagate_store::{EventPage, GroupPage, MessagePage, NodeStatus, ReceiptPage, WebhookPatch};
+pub use wagate_whatsapp_port::GroupChange;
 
 #[cfg(test)]
 mod fault_tests;

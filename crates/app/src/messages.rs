@@ -4,9 +4,9 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 use wagate_domain::{
-    Capability, DomainError, IdempotencyKey, Jid, JidKind, MAX_CAPTION_CHARS, MAX_TEXT_CHARS,
-    MediaInfo, Message, MessageId, MessageStatus, MessageType, PendingLifecycle, Principal,
-    Session, SessionId, SessionStatus, StatusTimes, WebhookUrl,
+    Capability, DomainError, IdempotencyKey, Jid, JidKind, MAX_CAPTION_CHARS, MAX_MENTIONS,
+    MAX_TEXT_CHARS, MediaInfo, Message, MessageId, MessageStatus, MessageType, PendingLifecycle,
+    Principal, RichContent, Session, SessionId, SessionStatus, StatusTimes, WebhookUrl,
 };
 use wagate_store::{Accepted, IdempotencyClaim, MediaSource, MessagePage};
 use wagate_webhooks::FetchError;
@@ -63,12 +63,15 @@ pub enum SendContent {
         /// The bytes or where to get them.
         source: MediaInput,
     },
+    /// A location or contact cards (checked when built).
+    Rich(RichContent),
 }
 
 impl fmt::Debug for SendContent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SendContent::Text(_) => f.write_str("Text(..)"),
+            SendContent::Rich(r) => r.fmt(f),
             SendContent::Media { kind, source, .. } => f
                 .debug_struct("Media")
                 .field("kind", kind)
@@ -87,6 +90,8 @@ pub struct SendRequest {
     pub content: SendContent,
     /// The message it answers.
     pub reply_to: Option<MessageId>,
+    /// The people its text or caption @mentions (persons, at most 50).
+    pub mentions: Vec<Jid>,
     /// The `Idempotency-Key` header.
     pub idempotency_key: Option<IdempotencyKey>,
 }
@@ -107,10 +112,17 @@ impl SendRequest {
                 .map_or("", MessageId::as_str)
                 .as_bytes(),
         );
+        for m in &self.mentions {
+            part(m.to_string().as_bytes());
+        }
         match &self.content {
             SendContent::Text(t) => {
                 part(b"text");
                 part(t.as_bytes());
+            }
+            SendContent::Rich(r) => {
+                part(r.kind().as_str().as_bytes());
+                part(r.to_json().to_string().as_bytes());
             }
             SendContent::Media {
                 kind,
@@ -186,7 +198,11 @@ fn hex(bytes: &[u8]) -> String {
 
 impl Gateway {
     /// The caller's session, connected (for calls that need WhatsApp now).
-    async fn connected_session(&self, p: &Principal, id: &SessionId) -> Result<Session, AppError> {
+    pub(crate) async fn connected_session(
+        &self,
+        p: &Principal,
+        id: &SessionId,
+    ) -> Result<Session, AppError> {
         let s = self.owned_session(&p.org, id).await?;
         Self::connected(s)
     }
@@ -246,12 +262,27 @@ impl Gateway {
         request: SendRequest,
     ) -> Result<SendOutcome, AppError> {
         Self::require(p, Capability::Send)?;
-        if !request.to.kind().is_person() {
+        if request.to.kind() == JidKind::Channel {
             return Err(DomainError::new(
                 "to",
-                "must be a user JID (phone number or LID); groups and channels are not supported",
+                "must be a user JID (phone number or LID) or a group JID; channels are not supported",
             )
             .into());
+        }
+        if request.mentions.len() > MAX_MENTIONS {
+            return Err(
+                DomainError::new("mentions", format!("at most {MAX_MENTIONS} people")).into(),
+            );
+        }
+        if request.mentions.iter().any(|j| !j.kind().is_person()) {
+            return Err(
+                DomainError::new("mentions", "must be user JIDs (phone number or LID)").into(),
+            );
+        }
+        if !request.mentions.is_empty() && matches!(request.content, SendContent::Rich(_)) {
+            return Err(
+                DomainError::new("mentions", "only a text or a caption mentions people").into(),
+            );
         }
         let settings = self.outbox.settings().clone();
         let max = settings.max_media_bytes;
@@ -263,6 +294,7 @@ impl Gateway {
                 }
                 check_chars("text", text, MAX_TEXT_CHARS)?;
             }
+            SendContent::Rich(_) => {}
             SendContent::Media {
                 kind,
                 mimetype,
@@ -335,8 +367,14 @@ impl Gateway {
             .jid
             .clone()
             .ok_or_else(|| AppError::Internal("a connected session without a JID".into()))?;
+        let mut rich = None;
         let (kind, text, caption, media, voice_note, bytes) = match request.content {
             SendContent::Text(text) => (MessageType::Text, Some(text), None, None, false, None),
+            SendContent::Rich(content) => {
+                let kind = content.kind();
+                rich = Some(content);
+                (kind, None, None, None, false, None)
+            }
             SendContent::Media {
                 kind,
                 mimetype,
@@ -380,11 +418,14 @@ impl Gateway {
             text,
             caption,
             media,
+            rich,
             voice_note,
             reply_to: request.reply_to,
+            mentions: request.mentions,
             status: MessageStatus::Pending,
             status_at: StatusTimes::default(),
             error: None,
+            edited_at: None,
             timestamp: now,
             created_at: now,
         };
@@ -621,10 +662,10 @@ impl Gateway {
         ids: &[MessageId],
     ) -> Result<(), AppError> {
         Self::require(p, Capability::Send)?;
-        if !chat.kind().is_person() {
+        if chat.kind() == JidKind::Channel {
             return Err(DomainError::new(
                 "jid",
-                "must be a user JID (phone number or LID), not a group or channel",
+                "must be a user JID (phone number or LID) or a group JID, not a channel",
             )
             .into());
         }

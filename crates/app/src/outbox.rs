@@ -314,6 +314,8 @@ impl Outbox {
     async fn attempt(&self, session: &SessionId, m: &Message) -> Outcome {
         let content = if m.kind == MessageType::Text {
             OutgoingContent::Text(m.text.clone().unwrap_or_default())
+        } else if let Some(rich) = &m.rich {
+            OutgoingContent::Rich(rich.clone())
         } else {
             let data = match self.store.pending_media(session, &m.id).await {
                 Ok(Some(data)) => data,
@@ -339,6 +341,7 @@ impl Outbox {
             to: m.to.clone(),
             content,
             reply_to: m.reply_to.clone(),
+            mentions: m.mentions.clone(),
         };
         let sent = tokio::time::timeout(
             self.settings.send_timeout,
@@ -352,7 +355,8 @@ impl Outbox {
             Err(WhatsAppError::NotOnWhatsApp) => {
                 Outcome::Failed(MessageErrorCode::NotOnWhatsApp, None)
             }
-            Err(WhatsAppError::InvalidTarget(_)) => {
+            // Not allowed for good (e.g. an announcement group's non-admin).
+            Err(WhatsAppError::InvalidTarget(_) | WhatsAppError::NotPermitted(_)) => {
                 Outcome::Failed(MessageErrorCode::Rejected, None)
             }
             Err(WhatsAppError::Refused(Refusal::Server(code))) => {

@@ -43,6 +43,7 @@ async fn world(store: &Arc<SqliteStore>, clock: Arc<StepClock>) -> World {
     let recorder = Arc::new(SessionEventRecorder::new(
         store.clone(),
         store.clone(),
+        store.clone(),
         clock.clone(),
     ));
     let fake = Arc::new(FakeWhatsApp::new(
@@ -64,6 +65,7 @@ async fn world(store: &Arc<SqliteStore>, clock: Arc<StepClock>) -> World {
         webhook_targets: Arc::new(wagate_webhooks::AddressPolicy::new(true)),
         bus: Arc::default(),
         messages: store.clone(),
+        groups: store.clone(),
         media_fetcher: Arc::new(
             wagate_webhooks::HttpMediaFetcher::new(
                 wagate_webhooks::AddressPolicy::new(true),
@@ -130,6 +132,7 @@ async fn send_to(
                 to: Jid::parse(to).unwrap(),
                 content,
                 reply_to: None,
+                mentions: Vec::new(),
                 idempotency_key: None,
             },
         )

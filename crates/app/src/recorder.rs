@@ -1,51 +1,147 @@
 //! What the WhatsApp adapter observes, written to the session registry.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use wagate_domain::{
-    Clock, EventData, MessageError, MessageErrorCode, MessageStatus, SessionId, SessionStatus,
+    Clock, EventData, MessageError, MessageErrorCode, MessageStatus, RateLimit, SessionId,
+    SessionStatus, TokenBucket, since_unix_epoch,
 };
 use wagate_store::{
-    InboundBody, InboundRecord, MessageStore, SessionPatch, SessionRegistry, StatusChange,
-    StoreError,
+    GroupStore, InboundBody, InboundRecord, MessageStore, SessionPatch, SessionRegistry,
+    StatusChange, StoreError,
 };
 use wagate_whatsapp_port::{
     InboundContent, InboundMessage, NotRecorded, SessionEvent, SessionEventKind, SessionEventSink,
     StatusUpdate,
 };
 
-use crate::Outbox;
+use crate::{GroupRefresh, Outbox};
 
 /// The [`SessionEventSink`] the adapter is built with: each session event
 /// becomes one atomic patch of the session's record; received messages and
-/// status updates are written to the message store with their events.
+/// status updates are written to the message store with their events,
+/// group notices to the group store with theirs.
 #[derive(Debug)]
 pub struct SessionEventRecorder {
     sessions: Arc<dyn SessionRegistry>,
     messages: Arc<dyn MessageStore>,
+    groups: Arc<dyn GroupStore>,
     clock: Arc<dyn Clock>,
     attempts: u32,
     first_retry: Duration,
     /// Told when a session is connected (its pending messages go out).
     outbox: OnceLock<Arc<Outbox>>,
+    /// Each session's allowance of ephemeral events
+    /// ([`EPHEMERAL_EVENTS`]).
+    ephemeral: Mutex<HashMap<SessionId, TokenBucket>>,
+    /// Reads a session's groups when it connects.
+    group_refresh: OnceLock<Arc<GroupRefresh>>,
+    /// Stops a client whose session this node lost (a fenced write).
+    gateway: OnceLock<std::sync::Weak<crate::Gateway>>,
 }
 
+/// How many `presence.update` and `chat.state` events one session may write:
+/// 5 a second on average, 20 at once. A chatty contact (or many) cannot
+/// flood the log and its webhooks; what is over is dropped (they are
+/// ephemeral: the next one says the same again).
+pub const EPHEMERAL_EVENTS: RateLimit = match RateLimit::per_second(5, 20) {
+    Some(limit) => limit,
+    None => panic!("a positive rate"),
+};
+
+/// Sessions tracked before full buckets are forgotten.
+const EPHEMERAL_SWEEP_AT: usize = 1_024;
+
 impl SessionEventRecorder {
-    /// A recorder writing to `sessions` and `messages`.
+    /// A recorder writing to `sessions`, `messages` and `groups`.
     pub fn new(
         sessions: Arc<dyn SessionRegistry>,
         messages: Arc<dyn MessageStore>,
+        groups: Arc<dyn GroupStore>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             sessions,
             messages,
+            groups,
             clock,
             attempts: WRITE_ATTEMPTS,
             first_retry: FIRST_RETRY,
             outbox: OnceLock::new(),
+            ephemeral: Mutex::new(HashMap::new()),
+            group_refresh: OnceLock::new(),
+            gateway: OnceLock::new(),
+        }
+    }
+
+    /// Sets the gateway that stops a client when a write for its session
+    /// is fenced (another node owns the session now).
+    pub fn set_gateway(&self, gateway: &Arc<crate::Gateway>) {
+        let _ = self.gateway.set(Arc::downgrade(gateway));
+    }
+
+    /// This node lost `session` (its write was fenced): nothing is
+    /// published, and its client stops at once (on a task of its own: the
+    /// adapter awaits this write, and stopping waits for the adapter).
+    fn lost(&self, session: SessionId) {
+        tracing::warn!(session = %session, "another gateway owns this session now; stopping its client here");
+        if let Some(gateway) = self.gateway.get().and_then(std::sync::Weak::upgrade) {
+            tokio::spawn(async move { gateway.stop_client(&session).await });
+        }
+    }
+
+    /// Sets what reads a session's groups when it connects (once, like
+    /// [`SessionEventRecorder::set_outbox`]).
+    pub fn set_group_refresh(&self, refresh: Arc<GroupRefresh>) {
+        let _ = self.group_refresh.set(refresh);
+    }
+
+    /// Writes a group notice with its event (retried as events are).
+    async fn record_group(&self, session: &SessionId, notice: &wagate_domain::GroupNotice) {
+        let written = self
+            .retried("group notice", session, self.attempts, || {
+                self.groups
+                    .record_group_notice(session, notice, self.clock.now())
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::error!(session = %session, error = %e, "could not record a group notice; giving it up (the next connect reads the groups again)");
+        }
+    }
+
+    /// Writes an ephemeral event (presence, chat state) within the
+    /// session's allowance, once: a failed write is not retried (what it
+    /// said is stale by then).
+    async fn record_ephemeral(&self, session: &SessionId, data: EventData) {
+        let now = self.clock.now();
+        let allowed = {
+            let at = since_unix_epoch(now);
+            let mut buckets = self
+                .ephemeral
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if buckets.len() >= EPHEMERAL_SWEEP_AT {
+                buckets.retain(|_, b| !b.is_full(at));
+            }
+            buckets
+                .entry(*session)
+                .or_insert_with(|| TokenBucket::full(at))
+                .take(&EPHEMERAL_EVENTS, at)
+                .is_ok()
+        };
+        if !allowed {
+            tracing::debug!(session = %session, "ephemeral event over the session's allowance; dropped");
+            return;
+        }
+        match self.messages.record_ephemeral(session, &data, now).await {
+            Ok(_) => {}
+            Err(StoreError::Fenced) => self.lost(*session),
+            Err(e) => {
+                tracing::warn!(session = %session, error = %e, "could not record an ephemeral event; dropped")
+            }
         }
     }
 
@@ -72,6 +168,10 @@ impl SessionEventRecorder {
         loop {
             match write().await {
                 Ok(v) => return Ok(v),
+                Err(StoreError::Fenced) => {
+                    self.lost(*session);
+                    return Err(StoreError::Fenced);
+                }
                 Err(e) if attempt < attempts => {
                     tracing::warn!(session = %session, error = %e, attempt, "could not record {what}; retrying");
                     tokio::time::sleep(pause).await;
@@ -92,9 +192,27 @@ impl SessionEventRecorder {
                 .then(|| MessageError::new(MessageErrorCode::Rejected, update.error_code)),
         };
         let written = self
-            .retried("message status", session, self.attempts, || {
-                self.messages
-                    .update_status(session, &update.ids, &change, self.clock.now())
+            .retried("message status", session, self.attempts, || async {
+                match &update.participant {
+                    // A group participant's receipt: the store keeps it and
+                    // moves the message once every participant got there.
+                    Some(participant) => {
+                        self.messages
+                            .record_receipt(
+                                session,
+                                &update.ids,
+                                participant,
+                                &change,
+                                self.clock.now(),
+                            )
+                            .await
+                    }
+                    None => {
+                        self.messages
+                            .update_status(session, &update.ids, &change, self.clock.now())
+                            .await
+                    }
+                }
             })
             .await;
         if let Err(e) = written {
@@ -146,7 +264,10 @@ impl SessionEventRecorder {
                 last_error: error.clone().map(Some),
                 ..SessionPatch::status(SessionStatus::LoggedOut)
             },
-            SessionEventKind::MessageStatus(_) => return None,
+            SessionEventKind::MessageStatus(_)
+            | SessionEventKind::Presence { .. }
+            | SessionEventKind::ChatState { .. }
+            | SessionEventKind::Group(_) => return None,
         })
     }
 }
@@ -180,8 +301,21 @@ pub(crate) fn inbound_record(m: &InboundMessage) -> InboundRecord {
                 target: target.clone(),
                 emoji: emoji.clone(),
             },
+            InboundContent::Rich(r) => InboundBody::Rich(r.clone()),
+            InboundContent::Edit { target, text } => InboundBody::Edit {
+                target: target.clone(),
+                text: text.clone(),
+            },
+            InboundContent::Revoke { target } => InboundBody::Revoke {
+                target: target.clone(),
+            },
+            InboundContent::PollVote { target, selected } => InboundBody::PollVote {
+                target: target.clone(),
+                selected: selected.clone(),
+            },
         },
         reply_to: m.reply_to.clone(),
+        mentions: m.mentions.clone(),
     }
 }
 
@@ -203,9 +337,38 @@ impl SessionEventSink for SessionEventRecorder {
     /// its client online. The adapter awaits this, so what it does next
     /// waits for the write.
     async fn publish(&self, event: SessionEvent) {
-        if let SessionEventKind::MessageStatus(update) = &event.kind {
-            self.record_status(&event.session, update).await;
-            return;
+        match &event.kind {
+            SessionEventKind::MessageStatus(update) => {
+                self.record_status(&event.session, update).await;
+                return;
+            }
+            SessionEventKind::Presence {
+                jid,
+                available,
+                last_seen,
+            } => {
+                let data = EventData::PresenceUpdate {
+                    jid: jid.clone(),
+                    available: *available,
+                    last_seen: *last_seen,
+                };
+                self.record_ephemeral(&event.session, data).await;
+                return;
+            }
+            SessionEventKind::ChatState { chat, jid, state } => {
+                let data = EventData::ChatState {
+                    chat: chat.clone(),
+                    jid: jid.clone(),
+                    state: *state,
+                };
+                self.record_ephemeral(&event.session, data).await;
+                return;
+            }
+            SessionEventKind::Group(notice) => {
+                self.record_group(&event.session, notice).await;
+                return;
+            }
+            _ => {}
         }
         let mut pause = self.first_retry;
         for attempt in 1..=self.attempts {
@@ -220,11 +383,18 @@ impl SessionEventSink for SessionEventRecorder {
             {
                 Ok(Some(s)) => {
                     tracing::info!(session = %s.id, status = %s.status, "session status changed");
-                    if s.status == SessionStatus::Connected
-                        && let Some(outbox) = self.outbox.get()
-                    {
-                        outbox.connected(&s.id).await;
+                    if s.status == SessionStatus::Connected {
+                        if let Some(outbox) = self.outbox.get() {
+                            outbox.connected(&s.id).await;
+                        }
+                        if let Some(refresh) = self.group_refresh.get() {
+                            refresh.start(s.id);
+                        }
                     }
+                    return;
+                }
+                Err(StoreError::Fenced) => {
+                    self.lost(event.session);
                     return;
                 }
                 // Deleted meanwhile: nothing to record.

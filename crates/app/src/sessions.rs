@@ -65,6 +65,17 @@ impl Gateway {
         self.owned_session(&p.org, id).await
     }
 
+    /// Whether `id` names a session of `org`. The HTTP layer asks before it
+    /// looks up which gateway serves a session's live calls, so another
+    /// organization's sessions are never located (nor claimed) for a caller.
+    ///
+    /// # Errors
+    ///
+    /// `Unavailable`/`Internal` when the store fails.
+    pub async fn has_session(&self, org: &OrgId, id: &SessionId) -> Result<bool, AppError> {
+        Ok(self.deps.sessions.get(org, id).await?.is_some())
+    }
+
     /// Deletes a session: unlinks it from WhatsApp if linked, erases its
     /// device keys, then removes the record.
     ///
@@ -99,6 +110,9 @@ impl Gateway {
         id: &SessionId,
     ) -> Result<Session, AppError> {
         Self::require(p, Capability::Manage)?;
+        // With several gateways, the client runs where the session is held.
+        self.owned_session(&p.org, id).await?;
+        self.hold_here(id).await?;
         let (org, id) = (p.org.clone(), *id);
         self.lifecycle
             .run(

@@ -71,6 +71,79 @@ impl WhatsAppPort for StuckWhatsApp {
     async fn blocklist(&self, _: &SessionId) -> Result<Vec<BlocklistEntry>, WhatsAppError> {
         std::future::pending().await
     }
+    async fn groups(&self, _: &SessionId) -> Result<Vec<wagate_domain::Group>, WhatsAppError> {
+        std::future::pending().await
+    }
+    async fn group(
+        &self,
+        _: &SessionId,
+        _: &wagate_domain::GroupJid,
+    ) -> Result<wagate_domain::Group, WhatsAppError> {
+        std::future::pending().await
+    }
+    async fn create_group(
+        &self,
+        _: &SessionId,
+        _: &wagate_domain::GroupSubject,
+        _: &[Jid],
+    ) -> Result<(wagate_domain::Group, Vec<wagate_domain::ParticipantOutcome>), WhatsAppError> {
+        std::future::pending().await
+    }
+    async fn update_group(
+        &self,
+        _: &SessionId,
+        _: &wagate_domain::GroupJid,
+        _: &wagate_whatsapp_port::GroupChange,
+    ) -> Result<(), WhatsAppError> {
+        std::future::pending().await
+    }
+    async fn change_participants(
+        &self,
+        _: &SessionId,
+        _: &wagate_domain::GroupJid,
+        _: wagate_domain::ParticipantAction,
+        _: &[Jid],
+    ) -> Result<Vec<wagate_domain::ParticipantOutcome>, WhatsAppError> {
+        std::future::pending().await
+    }
+    async fn invite_code(
+        &self,
+        _: &SessionId,
+        _: &wagate_domain::GroupJid,
+        _: bool,
+    ) -> Result<wagate_domain::InviteCode, WhatsAppError> {
+        std::future::pending().await
+    }
+    async fn join_group(
+        &self,
+        _: &SessionId,
+        _: &wagate_domain::InviteCode,
+    ) -> Result<wagate_domain::GroupJid, WhatsAppError> {
+        std::future::pending().await
+    }
+    async fn leave_group(
+        &self,
+        _: &SessionId,
+        _: &wagate_domain::GroupJid,
+    ) -> Result<(), WhatsAppError> {
+        std::future::pending().await
+    }
+    async fn membership_requests(
+        &self,
+        _: &SessionId,
+        _: &wagate_domain::GroupJid,
+    ) -> Result<Vec<wagate_domain::MembershipRequest>, WhatsAppError> {
+        std::future::pending().await
+    }
+    async fn answer_requests(
+        &self,
+        _: &SessionId,
+        _: &wagate_domain::GroupJid,
+        _: wagate_domain::RequestAction,
+        _: &[Jid],
+    ) -> Result<Vec<wagate_domain::ParticipantOutcome>, WhatsAppError> {
+        std::future::pending().await
+    }
     async fn send_message(
         &self,
         _: &SessionId,
@@ -86,6 +159,37 @@ impl WhatsAppPort for StuckWhatsApp {
         _: bool,
         _: &str,
     ) -> Result<(), WhatsAppError> {
+        std::future::pending().await
+    }
+    async fn edit_message(
+        &self,
+        _: &SessionId,
+        _: &Jid,
+        _: &wagate_domain::MessageId,
+        _: &str,
+    ) -> Result<(), WhatsAppError> {
+        std::future::pending().await
+    }
+    async fn revoke_message(
+        &self,
+        _: &SessionId,
+        _: &Jid,
+        _: &wagate_domain::MessageId,
+    ) -> Result<(), WhatsAppError> {
+        std::future::pending().await
+    }
+    async fn send_chat_state(
+        &self,
+        _: &SessionId,
+        _: &Jid,
+        _: wagate_domain::ChatState,
+    ) -> Result<(), WhatsAppError> {
+        std::future::pending().await
+    }
+    async fn set_presence(&self, _: &SessionId, _: bool) -> Result<(), WhatsAppError> {
+        std::future::pending().await
+    }
+    async fn subscribe_presence(&self, _: &SessionId, _: &Jid) -> Result<(), WhatsAppError> {
         std::future::pending().await
     }
     async fn mark_read(
@@ -131,6 +235,7 @@ async fn gateway_with_deadline(
         webhook_targets: Arc::new(wagate_webhooks::AddressPolicy::new(true)),
         bus: Arc::default(),
         messages: store.clone(),
+        groups: store.clone(),
         media_fetcher: Arc::new(
             wagate_webhooks::HttpMediaFetcher::new(
                 wagate_webhooks::AddressPolicy::new(true),

@@ -8,7 +8,9 @@ use time::{Duration, OffsetDateTime};
 use wagate_domain::{
     ApiKey, ApiKeyId, ApiKeySecret, Clock, NewApiKey, OrgId, Principal, PrincipalKind,
 };
-use wagate_store::{ApiKeyCache, ApiKeyStore, StoreError, hash_secret};
+use wagate_store::{
+    ApiKeyCache, ApiKeyStore, Invalidation, InvalidationListener, StoreError, hash_secret,
+};
 
 use crate::{AuthError, Authenticator};
 
@@ -254,6 +256,25 @@ impl ApiKeyCache for ApiKeyVerifier {
         if let Ok(mut cache) = self.cache.write() {
             self.epoch.fetch_add(1, Ordering::AcqRel);
             cache.retain(|_, c| c.key.id != *id);
+        }
+    }
+}
+
+/// Told of revocations on every node sharing the database (PostgreSQL
+/// `LISTEN`/`NOTIFY`): a key revoked on another node is refused here as
+/// soon as that is heard, and after 30 s at the latest should it go
+/// unheard.
+impl InvalidationListener for ApiKeyVerifier {
+    fn changed(&self, what: Invalidation) {
+        match what {
+            Invalidation::ApiKey(id) => self.invalidate(&id),
+            Invalidation::Everything => {
+                if let Ok(mut cache) = self.cache.write() {
+                    self.epoch.fetch_add(1, Ordering::AcqRel);
+                    cache.clear();
+                }
+            }
+            Invalidation::Session(_) => {}
         }
     }
 }
@@ -604,6 +625,34 @@ mod tests {
 
     fn is_rejected(r: Result<Option<Principal>, AuthError>) -> bool {
         matches!(r, Err(AuthError::Rejected(_)))
+    }
+
+    #[tokio::test]
+    async fn a_revocation_heard_from_another_node_is_refused_at_once() {
+        let (store, clock, v, _d) = setup().await;
+        let (secret, id) = add_key(&store, clock.now(), None, 6).await;
+        let (other, _) = add_key(&store, clock.now(), None, 7).await;
+        assert!(v.authenticate(secret.expose()).await.unwrap().is_some());
+        assert!(v.authenticate(other.expose()).await.unwrap().is_some());
+        // Another node revokes both, straight in the database: cached here.
+        for key in [&secret, &other] {
+            let key = store
+                .find_by_hash(&hash_secret(key))
+                .await
+                .unwrap()
+                .unwrap();
+            store.revoke_key(None, &key.id, clock.now()).await.unwrap();
+        }
+        assert!(v.authenticate(secret.expose()).await.unwrap().is_some());
+        let session = wagate_domain::SessionId::parse("sess_01HZY0N4Q8ZK3J4M7ZC9W4X2QF").unwrap();
+        InvalidationListener::changed(&v, Invalidation::Session(session));
+        assert!(v.authenticate(secret.expose()).await.unwrap().is_some());
+        // Heard: refused at once, the other key still cached until told.
+        InvalidationListener::changed(&v, Invalidation::ApiKey(id));
+        assert!(is_rejected(v.authenticate(secret.expose()).await));
+        assert!(v.authenticate(other.expose()).await.unwrap().is_some());
+        InvalidationListener::changed(&v, Invalidation::Everything);
+        assert!(is_rejected(v.authenticate(other.expose()).await));
     }
 
     #[tokio::test]

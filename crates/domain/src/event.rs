@@ -7,8 +7,8 @@ use time::OffsetDateTime;
 
 use crate::message::rfc3339;
 use crate::{
-    DomainError, EventId, Jid, LastError, Message, MessageError, MessageId, MessageSource,
-    MessageStatus, OrgId, SessionId, SessionStatus, WebhookId,
+    ChatState, DomainError, EventId, GroupNotice, Jid, LastError, Message, MessageError, MessageId,
+    MessageSource, MessageStatus, OrgId, SessionId, SessionStatus, WebhookId,
 };
 
 /// Where an event sits in its organization's log: events of one
@@ -72,11 +72,29 @@ pub enum EventType {
     MessageStatus,
     /// Someone reacted to a message.
     MessageReaction,
+    /// A message's text or caption was edited by its writer.
+    MessageEdited,
+    /// A message was deleted for everyone by its writer.
+    MessageRevoked,
+    /// Someone voted on a poll (or changed or took back their vote).
+    MessagePollVote,
+    /// A contact the session subscribed to came online or went offline.
+    PresenceUpdate,
+    /// Someone is typing, recording or stopped in a chat.
+    ChatState,
+    /// The account created, was added to, or joined a group.
+    GroupJoined,
+    /// The account left or was removed from a group.
+    GroupLeft,
+    /// A group's members changed.
+    GroupParticipants,
+    /// A group's subject, description or settings changed.
+    GroupUpdated,
 }
 
 impl EventType {
     /// Every type.
-    pub const ALL: [EventType; 8] = [
+    pub const ALL: [EventType; 17] = [
         EventType::SessionStatus,
         EventType::SessionQr,
         EventType::SessionDeleted,
@@ -85,6 +103,15 @@ impl EventType {
         EventType::MessageSent,
         EventType::MessageStatus,
         EventType::MessageReaction,
+        EventType::MessageEdited,
+        EventType::MessageRevoked,
+        EventType::MessagePollVote,
+        EventType::PresenceUpdate,
+        EventType::ChatState,
+        EventType::GroupJoined,
+        EventType::GroupLeft,
+        EventType::GroupParticipants,
+        EventType::GroupUpdated,
     ];
 
     /// The type's name (`session.status`, …).
@@ -98,6 +125,15 @@ impl EventType {
             EventType::MessageSent => "message.sent",
             EventType::MessageStatus => "message.status",
             EventType::MessageReaction => "message.reaction",
+            EventType::MessageEdited => "message.edited",
+            EventType::MessageRevoked => "message.revoked",
+            EventType::MessagePollVote => "message.poll_vote",
+            EventType::PresenceUpdate => "presence.update",
+            EventType::ChatState => "chat.state",
+            EventType::GroupJoined => "group.joined",
+            EventType::GroupLeft => "group.left",
+            EventType::GroupParticipants => "group.participants",
+            EventType::GroupUpdated => "group.updated",
         }
     }
 
@@ -173,6 +209,48 @@ pub enum EventData {
         /// The emoji.
         emoji: String,
     },
+    /// `message.edited`: the message as edited and the text it had.
+    MessageEdited {
+        /// The message, with its new text (or caption) and `editedAt`.
+        message: Box<Message>,
+        /// Its text (or caption) before the edit.
+        previous_text: Option<String>,
+    },
+    /// `message.revoked`: the message as it is now (`type: "revoked"`).
+    MessageRevoked {
+        /// The message, its content gone.
+        message: Box<Message>,
+    },
+    /// `message.poll_vote`: a voter's vote as it now stands (it replaces
+    /// their earlier one; empty: taken back).
+    MessagePollVote {
+        /// The poll message.
+        message: Box<Message>,
+        /// Who voted.
+        voter: Jid,
+        /// The options they picked, in the poll's order.
+        selected: Vec<String>,
+    },
+    /// `presence.update` (ephemeral: never retried after a reconnect).
+    PresenceUpdate {
+        /// Whose presence.
+        jid: Jid,
+        /// Online now.
+        available: bool,
+        /// When last online, when WhatsApp says (and they share it).
+        last_seen: Option<OffsetDateTime>,
+    },
+    /// `chat.state` (ephemeral).
+    ChatState {
+        /// The chat.
+        chat: Jid,
+        /// Who is typing (the chat's person in a one-to-one chat).
+        jid: Jid,
+        /// What they do.
+        state: ChatState,
+    },
+    /// `group.joined`, `group.left`, `group.participants`, `group.updated`.
+    Group(Box<GroupNotice>),
 }
 
 impl EventData {
@@ -187,6 +265,12 @@ impl EventData {
             EventData::MessageSent { .. } => EventType::MessageSent,
             EventData::MessageStatus { .. } => EventType::MessageStatus,
             EventData::MessageReaction { .. } => EventType::MessageReaction,
+            EventData::MessageEdited { .. } => EventType::MessageEdited,
+            EventData::MessageRevoked { .. } => EventType::MessageRevoked,
+            EventData::MessagePollVote { .. } => EventType::MessagePollVote,
+            EventData::PresenceUpdate { .. } => EventType::PresenceUpdate,
+            EventData::ChatState { .. } => EventType::ChatState,
+            EventData::Group(notice) => notice.event_type(),
         }
     }
 }
@@ -243,6 +327,35 @@ impl EventData {
                 "from": from.to_string(),
                 "emoji": emoji,
             }),
+            EventData::MessageEdited {
+                message,
+                previous_text,
+            } => json!({ "message": message.to_json(), "previousText": previous_text }),
+            EventData::MessageRevoked { message } => json!({ "message": message.to_json() }),
+            EventData::MessagePollVote {
+                message,
+                voter,
+                selected,
+            } => json!({
+                "message": message.to_json(),
+                "voter": voter.to_string(),
+                "selected": selected,
+            }),
+            EventData::PresenceUpdate {
+                jid,
+                available,
+                last_seen,
+            } => json!({
+                "jid": jid.to_string(),
+                "available": available,
+                "lastSeen": last_seen.map(rfc3339),
+            }),
+            EventData::ChatState { chat, jid, state } => json!({
+                "chat": chat.to_string(),
+                "jid": jid.to_string(),
+                "state": state.as_str(),
+            }),
+            EventData::Group(notice) => notice.to_json(),
         }
     }
 
@@ -318,6 +431,50 @@ impl EventData {
                 from: Jid::parse(text("from")?)?,
                 emoji: text("emoji")?.to_owned(),
             },
+            EventType::MessageEdited => EventData::MessageEdited {
+                message: Box::new(Message::from_json(v.get("message").ok_or_else(bad)?)?),
+                previous_text: v
+                    .get("previousText")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned),
+            },
+            EventType::MessageRevoked => EventData::MessageRevoked {
+                message: Box::new(Message::from_json(v.get("message").ok_or_else(bad)?)?),
+            },
+            EventType::MessagePollVote => EventData::MessagePollVote {
+                message: Box::new(Message::from_json(v.get("message").ok_or_else(bad)?)?),
+                voter: Jid::parse(text("voter")?)?,
+                selected: v
+                    .get("selected")
+                    .and_then(serde_json::Value::as_array)
+                    .ok_or_else(bad)?
+                    .iter()
+                    .map(|o| o.as_str().map(str::to_owned).ok_or_else(bad))
+                    .collect::<Result<_, _>>()?,
+            },
+            EventType::PresenceUpdate => EventData::PresenceUpdate {
+                jid: Jid::parse(text("jid")?)?,
+                available: v
+                    .get("available")
+                    .and_then(serde_json::Value::as_bool)
+                    .ok_or_else(bad)?,
+                last_seen: match v.get("lastSeen").and_then(serde_json::Value::as_str) {
+                    None => None,
+                    Some(t) => Some(
+                        OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                            .map_err(|_| bad())?,
+                    ),
+                },
+            },
+            EventType::ChatState => EventData::ChatState {
+                chat: Jid::parse(text("chat")?)?,
+                jid: Jid::parse(text("jid")?)?,
+                state: ChatState::parse(text("state")?)?,
+            },
+            EventType::GroupJoined
+            | EventType::GroupLeft
+            | EventType::GroupParticipants
+            | EventType::GroupUpdated => EventData::Group(Box::new(GroupNotice::from_json(t, v)?)),
         })
     }
 }
@@ -491,6 +648,16 @@ mod tests {
             },
             EventData::WebhookTest {
                 webhook_id: WebhookId::parse("wh_01JBZ5T0Q4M6Y8V2K3N7R9S1WX").unwrap(),
+            },
+            EventData::PresenceUpdate {
+                jid: Jid::parse("14155550123@s.whatsapp.net").unwrap(),
+                available: false,
+                last_seen: Some(time::macros::datetime!(2026-11-28 10:00:00.123 UTC)),
+            },
+            EventData::ChatState {
+                chat: Jid::parse("14155550123@s.whatsapp.net").unwrap(),
+                jid: Jid::parse("14155550123@s.whatsapp.net").unwrap(),
+                state: ChatState::Recording,
             },
         ];
         for d in all {

@@ -105,6 +105,14 @@ prefixed_ulid!(
     "webhookId"
 );
 
+prefixed_ulid!(
+    /// A gateway process's id: `node_` followed by a ULID, new at every
+    /// start (so a restarted process never inherits its former leases).
+    NodeId,
+    "node_",
+    "nodeId"
+);
+
 /// An organization's id, as the frontend names it (a JWT claim or the
 /// `--org` of the CLI): 1 to 128 characters of `A-Z a-z 0-9 _ - . :`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -180,6 +188,17 @@ mod tests {
             );
         }
         assert!(SessionId::parse("sess_01HZY0N4Q8ZK3J4M7ZC9W4X2QF").is_ok());
+    }
+
+    #[test]
+    fn node_id_round_trips_and_refuses_other_shapes() {
+        let id = NodeId::from_ulid(Ulid::new());
+        assert!(id.to_string().starts_with("node_"));
+        assert_eq!(NodeId::parse(&id.to_string()).unwrap(), id);
+        assert_eq!(id.to_string().parse::<NodeId>().unwrap(), id);
+        for bad in ["", "node_", "sess_01HZY0N4Q8ZK3J4M7ZC9W4X2QF", "node_xyz"] {
+            assert_eq!(NodeId::parse(bad).unwrap_err().field, "nodeId", "{bad}");
+        }
     }
 
     #[test]

@@ -24,12 +24,17 @@ mod api_key;
 mod auth;
 mod clock;
 mod contact;
+mod conversation;
 mod error;
 mod event;
+mod group;
 mod ids;
 mod jid;
 mod message;
+mod poll;
+mod presence;
 mod rate;
+mod receipt;
 mod session;
 mod webhook;
 
@@ -56,15 +61,32 @@ pub use clock::{Clock, SystemClock};
 pub use contact::{
     About, Absence, BlocklistEntry, PairingCode, PhoneNumber, PictureType, ProfilePicture, QrCode,
 };
+pub use conversation::{
+    ContactCard, EDIT_WINDOW, Location, MAX_CONTACT_CARDS, MAX_PLACE_CHARS, MAX_VCARD_BYTES,
+    REVOKE_WINDOW, RichContent,
+};
 pub use error::DomainError;
 pub use event::{Event, EventCursor, EventData, EventFilter, EventPattern, EventType};
-pub use ids::{ApiKeyId, EventId, OrgId, SessionId, WebhookId};
+pub use group::{
+    Group, GroupDescription, GroupJid, GroupNotice, GroupParticipant, GroupRole, GroupSettings,
+    GroupSettingsPatch, GroupSubject, InviteCode, MAX_DESCRIPTION_CHARS, MAX_PARTICIPANTS,
+    MAX_SUBJECT_CHARS, MembershipRequest, ParticipantAction, ParticipantOutcome, ParticipantStatus,
+    RequestAction,
+};
+pub use ids::{ApiKeyId, EventId, NodeId, OrgId, SessionId, WebhookId};
 pub use jid::{Jid, JidKind};
 pub use message::{
-    IdempotencyKey, MAX_CAPTION_CHARS, MAX_TEXT_CHARS, MediaInfo, Message, MessageError,
-    MessageErrorCode, MessageId, MessageSource, MessageStatus, MessageType, StatusTimes,
+    IdempotencyKey, MAX_CAPTION_CHARS, MAX_MENTIONS, MAX_TEXT_CHARS, MediaInfo, Message,
+    MessageError, MessageErrorCode, MessageId, MessageSource, MessageStatus, MessageType,
+    StatusTimes,
 };
+pub use poll::{
+    MAX_POLL_OPTION_CHARS, MAX_POLL_OPTIONS, MAX_POLL_QUESTION_CHARS, MIN_POLL_OPTIONS, Poll,
+    PollTally, PollVote,
+};
+pub use presence::ChatState;
 pub use rate::{RateLimit, TokenBucket, retry_after_secs, since_unix_epoch};
+pub use receipt::{Receipt, Recipient, aggregate_status};
 pub use session::{
     LastError, Page, PageRequest, PendingLifecycle, Session, SessionErrorCode, SessionName,
     SessionStatus,

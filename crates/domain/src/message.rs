@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use time::OffsetDateTime;
 
-use crate::{DomainError, Jid, SessionId};
+use crate::{DomainError, Jid, RichContent, SessionId};
 
 /// Longest message id accepted. WhatsApp's own are 16 to 32 characters;
 /// other clients' are longer, never near this.
@@ -107,16 +107,28 @@ pub enum MessageType {
     Audio,
     /// A file, with its name.
     Document,
+    /// A place on the map.
+    Location,
+    /// One or more contact cards (vCards).
+    Contacts,
+    /// A poll people vote on.
+    Poll,
+    /// Deleted for everyone by its writer: the content is gone.
+    Revoked,
 }
 
 impl MessageType {
     /// Every type.
-    pub const ALL: [MessageType; 5] = [
+    pub const ALL: [MessageType; 9] = [
         MessageType::Text,
         MessageType::Image,
         MessageType::Video,
         MessageType::Audio,
         MessageType::Document,
+        MessageType::Location,
+        MessageType::Contacts,
+        MessageType::Poll,
+        MessageType::Revoked,
     ];
 
     /// The API's name for it.
@@ -127,6 +139,10 @@ impl MessageType {
             MessageType::Video => "video",
             MessageType::Audio => "audio",
             MessageType::Document => "document",
+            MessageType::Location => "location",
+            MessageType::Contacts => "contacts",
+            MessageType::Poll => "poll",
+            MessageType::Revoked => "revoked",
         }
     }
 
@@ -140,13 +156,28 @@ impl MessageType {
             .into_iter()
             .find(|t| t.as_str() == input)
             .ok_or_else(|| {
-                DomainError::new("type", "must be one of text, image, video, audio, document")
+                DomainError::new(
+                    "type",
+                    "must be one of text, image, video, audio, document, location, contacts, poll",
+                )
             })
     }
 
     /// True for the four types that carry media.
     pub fn has_media(self) -> bool {
-        self != MessageType::Text
+        matches!(
+            self,
+            MessageType::Image | MessageType::Video | MessageType::Audio | MessageType::Document
+        )
+    }
+
+    /// True for the types whose caption can be edited (media but audio,
+    /// which has none).
+    pub fn has_caption(self) -> bool {
+        matches!(
+            self,
+            MessageType::Image | MessageType::Video | MessageType::Document
+        )
     }
 }
 
@@ -268,6 +299,9 @@ pub const MAX_TEXT_CHARS: usize = 65_536;
 
 /// Longest caption or file name accepted.
 pub const MAX_CAPTION_CHARS: usize = 4_096;
+
+/// Most people one message @mentions.
+pub const MAX_MENTIONS: usize = 50;
 
 /// Why an outgoing message failed (the message object's `error.code`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -445,16 +479,23 @@ pub struct Message {
     pub caption: Option<String>,
     /// What is known of its media.
     pub media: Option<MediaInfo>,
+    /// A location, contact cards or a poll (`location`, `contacts`, `poll`
+    /// messages).
+    pub rich: Option<RichContent>,
     /// Audio sent as a voice note.
     pub voice_note: bool,
     /// The message it answers.
     pub reply_to: Option<MessageId>,
+    /// The people its text or caption @mentions.
+    pub mentions: Vec<Jid>,
     /// Where it is in its life.
     pub status: MessageStatus,
     /// When it reached each outgoing status.
     pub status_at: StatusTimes,
     /// Why it failed (`status` `failed`).
     pub error: Option<MessageError>,
+    /// When its text or caption was last edited (the editor's clock).
+    pub edited_at: Option<OffsetDateTime>,
     /// When it was written (the sender's clock; accept time for the API's).
     pub timestamp: OffsetDateTime,
     /// When the gateway stored it.
@@ -475,6 +516,50 @@ impl fmt::Debug for Message {
 }
 
 impl Message {
+    /// The text an edit replaces: the text of a text message, the caption
+    /// of one with media.
+    pub fn editable_text(&self) -> Option<&str> {
+        if self.kind == MessageType::Text {
+            self.text.as_deref()
+        } else {
+            self.caption.as_deref()
+        }
+    }
+
+    /// Applies an edit made `at` (its text, or its caption for media):
+    /// the text before, or `None` when the edit changes nothing it may
+    /// (a revoked message, a type without text, an edit older than the
+    /// last one applied).
+    pub fn edit(&mut self, text: &str, at: OffsetDateTime) -> Option<Option<String>> {
+        if self.edited_at.is_some_and(|last| at < last) {
+            return None;
+        }
+        let slot = match self.kind {
+            MessageType::Text => &mut self.text,
+            k if k.has_caption() => &mut self.caption,
+            _ => return None,
+        };
+        let previous = slot.replace(text.to_owned());
+        self.edited_at = Some(at);
+        Some(previous)
+    }
+
+    /// Deletes it for everyone: its id, chat, people, status and times
+    /// stay, its content goes (`type: "revoked"`). `false` when it was
+    /// revoked already.
+    pub fn revoke(&mut self) -> bool {
+        if self.kind == MessageType::Revoked {
+            return false;
+        }
+        self.kind = MessageType::Revoked;
+        self.text = None;
+        self.caption = None;
+        self.media = None;
+        self.rich = None;
+        self.voice_note = false;
+        true
+    }
+
     /// The message object (messaging.md), as the API, events and webhooks
     /// show it.
     pub fn to_json(&self) -> serde_json::Value {
@@ -496,7 +581,20 @@ impl Message {
             "media": self.media.as_ref().map(|m| json!({
                 "mimetype": m.mimetype, "filename": m.filename, "size": m.size, "sha256": m.sha256,
             })),
+            "location": match &self.rich {
+                Some(RichContent::Location(l)) => l.to_json(),
+                _ => serde_json::Value::Null,
+            },
+            "contacts": match &self.rich {
+                Some(RichContent::Contacts(c)) => c.iter().map(crate::ContactCard::to_json).collect(),
+                _ => serde_json::Value::Null,
+            },
+            "poll": match &self.rich {
+                Some(RichContent::Poll(p)) => p.to_json(),
+                _ => serde_json::Value::Null,
+            },
             "replyTo": self.reply_to.as_ref().map(MessageId::as_str),
+            "mentions": self.mentions.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "status": self.status.as_str(),
             "statusAt": {
                 "sent": t(self.status_at.sent),
@@ -505,6 +603,7 @@ impl Message {
                 "played": t(self.status_at.played),
             },
             "error": self.error.as_ref().map(MessageError::to_json),
+            "editedAt": t(self.edited_at),
             "timestamp": rfc3339(self.timestamp),
             "createdAt": rfc3339(self.created_at),
         })
@@ -570,11 +669,34 @@ impl Message {
             text: text("text").map(str::to_owned),
             caption: text("caption").map(str::to_owned),
             media,
+            rich: match (v.get("location"), v.get("contacts"), v.get("poll")) {
+                (Some(l), _, _) if !l.is_null() => {
+                    Some(RichContent::Location(crate::Location::from_json(l)?))
+                }
+                (_, Some(c), _) if !c.is_null() => Some(RichContent::Contacts(
+                    crate::ContactCard::list_from_json(c)?,
+                )),
+                (_, _, Some(p)) if !p.is_null() => {
+                    Some(RichContent::Poll(crate::Poll::from_json(p)?))
+                }
+                _ => None,
+            },
             voice_note: v
                 .get("voiceNote")
                 .and_then(serde_json::Value::as_bool)
                 .unwrap_or(false),
             reply_to: text("replyTo").map(MessageId::parse).transpose()?,
+            mentions: match v.get("mentions").and_then(serde_json::Value::as_array) {
+                None => Vec::new(),
+                Some(all) => all
+                    .iter()
+                    .map(|j| {
+                        j.as_str()
+                            .ok_or_else(|| bad("mentions"))
+                            .and_then(Jid::parse)
+                    })
+                    .collect::<Result<_, _>>()?,
+            },
             status: MessageStatus::parse(need("status")?)?,
             status_at: StatusTimes {
                 sent: at("sent")?,
@@ -586,6 +708,7 @@ impl Message {
                 None | Some(serde_json::Value::Null) => None,
                 Some(e) => Some(MessageError::from_json(e).ok_or_else(|| bad("error"))?),
             },
+            edited_at: text("editedAt").map(time).transpose()?,
             timestamp: time(need("timestamp")?)?,
             created_at: time(need("createdAt")?)?,
         })
@@ -662,14 +785,17 @@ mod tests {
                 size: 3,
                 sha256: "ab".into(),
             }),
+            rich: None,
             voice_note: false,
             reply_to: Some(MessageId::parse("3EB0BB").unwrap()),
+            mentions: vec![Jid::parse("14155550123@s.whatsapp.net").unwrap()],
             status: MessageStatus::Failed,
             status_at: StatusTimes {
                 sent: Some(at),
                 ..StatusTimes::default()
             },
             error: Some(MessageError::new(MessageErrorCode::Rejected, Some(479))),
+            edited_at: Some(at),
             timestamp: at,
             created_at: at,
         }
@@ -684,6 +810,39 @@ mod tests {
         assert_eq!(Message::from_json(&json).unwrap(), m);
         assert!(!format!("{m:?}").contains("secret"));
         assert!(Message::from_json(&serde_json::json!({"id": "x"})).is_err());
+        let mut place = m.clone();
+        place.revoke();
+        place.kind = MessageType::Location;
+        place.rich = Some(RichContent::Location(
+            crate::Location::new(1.5, -2.0, None, Some("Main St 1".into())).unwrap(),
+        ));
+        assert_eq!(place.to_json()["location"]["latitude"], 1.5);
+        assert_eq!(Message::from_json(&place.to_json()).unwrap(), place);
+    }
+
+    #[test]
+    fn edits_replace_text_or_caption_and_revokes_drop_content() {
+        let mut m = sample();
+        m.edited_at = None;
+        let at = m.timestamp;
+        assert_eq!(
+            m.edit("new caption", at),
+            Some(Some("secret caption".into()))
+        );
+        assert_eq!(
+            (m.caption.as_deref(), m.edited_at),
+            (Some("new caption"), Some(at))
+        );
+        // An older edit arriving late changes nothing.
+        assert_eq!(m.edit("older", at - time::Duration::seconds(1)), None);
+        assert!(m.revoke());
+        assert!(!m.revoke());
+        assert_eq!(
+            (m.kind, m.caption.clone(), m.media.clone()),
+            (MessageType::Revoked, None, None)
+        );
+        assert_eq!((m.id.as_str(), m.timestamp), ("3EB0AA", at));
+        assert_eq!(m.edit("again", at), None);
     }
 
     #[test]

@@ -8,8 +8,16 @@ use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{Array, ArrayBuilder, ObjectBuilder, Schema, Type};
 use wagate_domain::{About, ApiKey, BlocklistEntry, Capability, ProfilePicture, QrCode, Session};
 
+mod conversation;
 mod events;
+mod groups;
 mod messages;
+mod polls;
+mod receipts;
+pub use conversation::{
+    ChatStateData, ChatStateRequest, ContactCardBody, EditMessageRequest, LocationBody,
+    MessageEditedData, MessageRevokedData, PresenceRequest, PresenceUpdateData,
+};
 pub(crate) use events::event_pattern_regex;
 pub use events::{
     CreateWebhookRequest, CreatedWebhookBody, DeliveryBody, DeliveryList, EventBody, EventList,
@@ -17,10 +25,18 @@ pub use events::{
     SessionQrData, SessionStatusData, UpdateWebhookRequest, WebhookBody, WebhookList,
     WebhookSecretBody, WebhookTestBody, WebhookTestData,
 };
+pub use groups::{
+    AnswerRequestsRequest, CreateGroupRequest, CreatedGroupBody, GroupBody, GroupJoinedData,
+    GroupLeftData, GroupList, GroupParticipantsData, GroupSettingsBody, GroupUpdatedData,
+    InviteBody, JoinGroupRequest, JoinedBody, MembershipRequestBody, MembershipRequestList,
+    OutcomeBody, OutcomeList, ParticipantBody, ParticipantsRequest, UpdateGroupRequest,
+};
 pub use messages::{
     MediaBody, MessageBody, MessageErrorBody, MessageList, ReactionRequest, ReadRequest,
     SendMediaRequest, SendMessageRequest, StatusAtBody,
 };
+pub use polls::{MessagePollVoteData, PollBody, PollOptionBody, PollResultsBody};
+pub use receipts::{ReceiptBody, ReceiptList, ReceiptTimesBody};
 
 /// A session.
 #[derive(Debug, Serialize, ToSchema)]

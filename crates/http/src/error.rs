@@ -80,6 +80,18 @@ impl ApiError {
         .detail("retryAfterSecs", retry_after_secs)
     }
 
+    /// 503 `unavailable` with `Retry-After` (whole seconds, at least 1):
+    /// nothing can serve the call now, and it may work shortly.
+    pub fn unavailable(message: &str, retry_after_secs: u64) -> Self {
+        let retry_after_secs = retry_after_secs.max(1);
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("{message}; retry in {retry_after_secs} s"),
+        )
+        .detail("retryAfterSecs", retry_after_secs)
+    }
+
     /// 500 `internal`: the cause goes to the log, not to the caller.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
@@ -166,7 +178,10 @@ impl ResponseError for ApiError {
             .details
             .get("retryAfterSecs")
             .and_then(Value::as_u64)
-            .filter(|_| self.status == StatusCode::TOO_MANY_REQUESTS)
+            .filter(|_| {
+                self.status == StatusCode::TOO_MANY_REQUESTS
+                    || self.status == StatusCode::SERVICE_UNAVAILABLE
+            })
         {
             res.insert_header((header::RETRY_AFTER, secs));
         }
@@ -222,6 +237,9 @@ impl From<AppError> for ApiError {
                     Some(s) => e.detail("status", s.as_str()),
                     None => e,
                 }
+            }
+            AppError::MessageConflict { message, reason } => {
+                Self::new(StatusCode::CONFLICT, "conflict", message).detail("reason", reason)
             }
             AppError::NotConnected { status } => Self::new(
                 StatusCode::NOT_IMPLEMENTED,

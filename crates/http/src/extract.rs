@@ -49,6 +49,20 @@ pub(crate) fn session_id(raw: &str) -> Result<SessionId, ApiError> {
     SessionId::parse(raw).map_err(ApiError::from)
 }
 
+/// The preamble of a route that changes one thing of a session
+/// (`…/{sessionId}/…/{item}` with a JSON body): the session, the item
+/// parsed by `item`, and the body, refused in that order.
+pub(crate) fn session_item_body<I, B: DeserializeOwned + Default>(
+    req: &HttpRequest,
+    (session, raw_item): (&str, &str),
+    item: impl FnOnce(&str) -> Result<I, ApiError>,
+    body: &[u8],
+) -> Result<(SessionId, I, B), ApiError> {
+    let id = session_id(session)?;
+    let item = item(raw_item)?;
+    Ok((id, item, json_body(req, body, false)?))
+}
+
 /// `Ok` when the request says its body is JSON (`application/json` or
 /// `application/…+json`); 415 otherwise.
 pub(crate) fn require_json(req: &HttpRequest) -> Result<(), ApiError> {

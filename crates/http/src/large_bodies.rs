@@ -102,7 +102,8 @@ pub(crate) fn content_length(req: &actix_web::HttpRequest) -> Option<usize> {
 /// Reads the whole body, refusing it (`too_large`) as soon as it would pass
 /// `limit` bytes; sized once from `expected` (the `Content-Length`).
 pub(crate) async fn read(
-    mut payload: web::Payload,
+    mut payload: impl futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>
+    + Unpin,
     limit: usize,
     expected: Option<usize>,
     too_large: impl Fn() -> ApiError,

@@ -12,6 +12,9 @@
 //!
 //! The handlers are thin: they parse the request into domain values, call
 //! one use case of [`wagate_app::Gateway`], and turn its answer into JSON.
+//! A route that needs the session's WhatsApp client runs on the gateway
+//! that owns the session: when that is another one, it is forwarded there
+//! once, signed ([`NodeLink`], [`AppState::with_cluster`]).
 //!
 //! ```no_run
 //! # use std::sync::Arc;
@@ -26,6 +29,7 @@ mod docs;
 mod dto;
 mod error;
 mod extract;
+mod forward;
 mod large_bodies;
 mod metrics;
 mod middleware;
@@ -44,9 +48,11 @@ use actix_web::{App, HttpServer, web};
 use wagate_app::Gateway;
 use wagate_auth::Authenticator;
 use wagate_domain::RateLimit;
+use wagate_store::{SessionOwnership, SingleNode};
 
 pub use error::ApiError;
 pub use extract::Caller;
+pub use forward::{NodeLink, RETRY_AFTER_SECS, SIGNATURE_WINDOW};
 pub use metrics::Metrics;
 pub use rate_limit::DEFAULT_REQUEST_LIMIT;
 pub use stream::{EventStreamConfig, Shutdown};
@@ -63,6 +69,11 @@ pub struct AppState {
     pub authenticator: Arc<dyn Authenticator>,
     /// The metrics registry.
     pub metrics: Metrics,
+    /// Which gateway runs a session's live calls.
+    ownership: Arc<dyn SessionOwnership>,
+    /// How this gateway reaches the others (`None`: `cluster.secret` is
+    /// not set, so it neither forwards nor accepts forwarded requests).
+    link: Option<Arc<NodeLink>>,
     /// Request limits per credential (`None`: unlimited).
     limiter: Option<Arc<rate_limit::RateLimiter>>,
     /// How event streams behave.
@@ -95,6 +106,8 @@ impl AppState {
             gateway,
             authenticator,
             metrics: Metrics::new()?,
+            ownership: Arc::new(SingleNode),
+            link: None,
             limiter: None,
             event_stream: EventStreamConfig::default(),
             stream_slots: Arc::default(),
@@ -113,6 +126,21 @@ impl AppState {
     pub fn with_request_limit(mut self, limit: Option<RateLimit>) -> Self {
         self.limiter =
             limit.map(|limit| Arc::new(rate_limit::RateLimiter::new(limit, Instant::now())));
+        self
+    }
+
+    /// Runs each session's live calls where `ownership` says, forwarding
+    /// them to another node over `link` (which also admits the requests
+    /// other nodes forward here). Without it, every call runs here and a
+    /// forwarded request is refused.
+    #[must_use]
+    pub fn with_cluster(
+        mut self,
+        ownership: Arc<dyn SessionOwnership>,
+        link: Option<Arc<NodeLink>>,
+    ) -> Self {
+        self.ownership = ownership;
+        self.link = link;
         self
     }
 
@@ -146,7 +174,11 @@ pub(crate) fn send_body_limit(gateway: &Gateway) -> usize {
 /// Wrap the app in the edge middleware (as [`server`] does) to get request
 /// ids, metrics and the envelope on answers actix makes itself.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
-    use routes::{api_keys, contacts, events, messages, ops, sessions, webhooks};
+    use actix_web::middleware::from_fn;
+    use routes::{
+        api_keys, contacts, conversation, events, groups, messages, ops, polls, presence, receipts,
+        sessions, webhooks,
+    };
 
     // Routes are named by their full pattern, so metrics label them without
     // allocating: `api!` names a route of the /api/v1 scope, `op!` an
@@ -154,6 +186,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     macro_rules! api {
         ($path:literal) => {
             web::resource($path).name(concat!("/api/v1", $path))
+        };
+    }
+    // `live!` names a route that needs the session's WhatsApp client: it
+    // runs on the node that owns the session (forwarded there if need be).
+    macro_rules! live {
+        ($path:literal) => {
+            api!($path).wrap(from_fn(forward::forward_live))
         };
     }
     macro_rules! op {
@@ -173,54 +212,115 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         )
         .service(
             api!("/sessions/{sessionId}")
+                .wrap(from_fn(forward::forward_unless_get))
                 .route(web::get().to(sessions::get))
                 .route(web::delete().to(sessions::delete)),
         )
-        .service(api!("/sessions/{sessionId}/connect").route(web::post().to(sessions::connect)))
+        .service(live!("/sessions/{sessionId}/connect").route(web::post().to(sessions::connect)))
         .service(
-            api!("/sessions/{sessionId}/disconnect").route(web::post().to(sessions::disconnect)),
+            live!("/sessions/{sessionId}/disconnect").route(web::post().to(sessions::disconnect)),
         )
-        .service(api!("/sessions/{sessionId}/logout").route(web::post().to(sessions::logout)))
-        .service(api!("/sessions/{sessionId}/qr").route(web::get().to(sessions::qr_code)))
+        .service(live!("/sessions/{sessionId}/logout").route(web::post().to(sessions::logout)))
+        .service(live!("/sessions/{sessionId}/qr").route(web::get().to(sessions::qr_code)))
         .service(
-            api!("/sessions/{sessionId}/pairing-code")
+            live!("/sessions/{sessionId}/pairing-code")
                 .route(web::post().to(sessions::pairing_code)),
         )
         .service(
-            api!("/sessions/{sessionId}/contacts/{jid}/picture")
+            live!("/sessions/{sessionId}/contacts/{jid}/picture")
                 .route(web::get().to(contacts::picture)),
         )
         .service(
-            api!("/sessions/{sessionId}/contacts/{jid}/about")
+            live!("/sessions/{sessionId}/contacts/{jid}/about")
                 .route(web::get().to(contacts::about)),
         )
         .service(
-            api!("/sessions/{sessionId}/contacts/{jid}/block")
+            live!("/sessions/{sessionId}/contacts/{jid}/block")
                 .route(web::post().to(contacts::block)),
         )
         .service(
-            api!("/sessions/{sessionId}/contacts/{jid}/unblock")
+            live!("/sessions/{sessionId}/contacts/{jid}/unblock")
                 .route(web::post().to(contacts::unblock)),
         )
-        .service(api!("/sessions/{sessionId}/blocklist").route(web::get().to(contacts::blocklist)))
+        .service(live!("/sessions/{sessionId}/blocklist").route(web::get().to(contacts::blocklist)))
+        .service(
+            live!("/sessions/{sessionId}/contacts/{jid}/presence/subscribe")
+                .route(web::post().to(presence::subscribe)),
+        )
+        .service(
+            live!("/sessions/{sessionId}/chats/{jid}/presence")
+                .route(web::post().to(presence::chat_state)),
+        )
+        .service(
+            live!("/sessions/{sessionId}/presence").route(web::put().to(presence::set_presence)),
+        )
+        .service(
+            api!("/sessions/{sessionId}/groups")
+                // The list is the store's; creating a group is live.
+                .wrap(from_fn(forward::forward_unless_get))
+                .route(web::get().to(groups::list))
+                .route(web::post().to(groups::create)),
+        )
+        // Before `{groupJid}`: "join" is not a group.
+        .service(live!("/sessions/{sessionId}/groups/join").route(web::post().to(groups::join)))
+        .service(
+            live!("/sessions/{sessionId}/groups/{groupJid}")
+                .route(web::get().to(groups::get))
+                .route(web::patch().to(groups::update)),
+        )
+        .service(
+            live!("/sessions/{sessionId}/groups/{groupJid}/participants")
+                .route(web::post().to(groups::participants)),
+        )
+        .service(
+            live!("/sessions/{sessionId}/groups/{groupJid}/invite")
+                .route(web::get().to(groups::invite)),
+        )
+        .service(
+            live!("/sessions/{sessionId}/groups/{groupJid}/invite/revoke")
+                .route(web::post().to(groups::revoke_invite)),
+        )
+        .service(
+            live!("/sessions/{sessionId}/groups/{groupJid}/leave")
+                .route(web::post().to(groups::leave)),
+        )
+        .service(
+            live!("/sessions/{sessionId}/groups/{groupJid}/requests")
+                .route(web::get().to(groups::requests))
+                .route(web::post().to(groups::answer_requests)),
+        )
         .service(
             api!("/sessions/{sessionId}/messages")
+                .wrap(from_fn(forward::forward_unless_get))
                 .route(web::post().to(messages::send))
                 .route(web::get().to(messages::list)),
         )
         .service(
-            api!("/sessions/{sessionId}/messages/{messageId}").route(web::get().to(messages::get)),
+            // Reading is local; an edit or a deletion needs the client.
+            api!("/sessions/{sessionId}/messages/{messageId}")
+                .wrap(from_fn(forward::forward_unless_get))
+                .route(web::get().to(messages::get))
+                .route(web::patch().to(conversation::edit_message))
+                .route(web::delete().to(conversation::revoke_message)),
         )
         .service(
-            api!("/sessions/{sessionId}/messages/{messageId}/media")
+            live!("/sessions/{sessionId}/messages/{messageId}/media")
                 .route(web::get().to(messages::media)),
         )
         .service(
-            api!("/sessions/{sessionId}/messages/{messageId}/reaction")
+            api!("/sessions/{sessionId}/messages/{messageId}/poll")
+                .route(web::get().to(polls::results)),
+        )
+        .service(
+            api!("/sessions/{sessionId}/messages/{messageId}/receipts")
+                .route(web::get().to(receipts::list)),
+        )
+        .service(
+            live!("/sessions/{sessionId}/messages/{messageId}/reaction")
                 .route(web::post().to(messages::react)),
         )
         .service(
-            api!("/sessions/{sessionId}/chats/{jid}/read").route(web::post().to(messages::read)),
+            live!("/sessions/{sessionId}/chats/{jid}/read").route(web::post().to(messages::read)),
         )
         .service(
             api!("/api-keys")

@@ -1,9 +1,14 @@
 //! Prometheus metrics: requests by route and status, latency, requests
-//! refused by the rate limit, sessions by status.
+//! refused by the rate limit, sessions by status, live calls between
+//! gateways; with several gateways on one database, the live nodes (as
+//! `wagate cluster status` shows them) and this node's fenced writes and
+//! self-fences.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+use wagate_app::ClusterFigures;
 use wagate_domain::SessionStatus;
 
 /// The gateway's metrics, in their own registry.
@@ -14,6 +19,111 @@ pub struct Metrics {
     latency: HistogramVec,
     rate_limited: IntCounterVec,
     sessions: IntGaugeVec,
+    between_nodes: IntCounterVec,
+    cluster: ClusterMetrics,
+}
+
+/// The cluster's figures.
+#[derive(Debug, Clone)]
+struct ClusterMetrics {
+    nodes: IntGauge,
+    node_sessions: IntGaugeVec,
+    node_draining: IntGaugeVec,
+    node_started: IntGaugeVec,
+    node_heartbeat: IntGaugeVec,
+    held: IntGauge,
+    fenced_writes: IntCounter,
+    self_fences: IntCounter,
+}
+
+impl ClusterMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let per_node = |name: &str, help: &str| {
+            IntGaugeVec::new(Opts::new(name, help), &["node", "advertise_url"])
+        };
+        let m = Self {
+            nodes: IntGauge::new(
+                "wagate_cluster_nodes",
+                "Live gateway nodes sharing the database.",
+            )?,
+            node_sessions: per_node(
+                "wagate_cluster_node_sessions",
+                "Sessions each live node owns.",
+            )?,
+            node_draining: per_node(
+                "wagate_cluster_node_draining",
+                "1 while a live node drains (stopping).",
+            )?,
+            node_started: per_node(
+                "wagate_cluster_node_started_timestamp_seconds",
+                "When each live node started (Unix time).",
+            )?,
+            node_heartbeat: per_node(
+                "wagate_cluster_node_heartbeat_timestamp_seconds",
+                "Each live node's last heartbeat (Unix time, the database's clock).",
+            )?,
+            held: IntGauge::new(
+                "wagate_cluster_held_sessions",
+                "Sessions this node holds a claim of.",
+            )?,
+            fenced_writes: IntCounter::new(
+                "wagate_fenced_writes_total",
+                "Writes of this node refused because another node had claimed their session (its client was stopped).",
+            )?,
+            self_fences: IntCounter::new(
+                "wagate_self_fences_total",
+                "Times this node stopped every client because it could not renew its lease in time.",
+            )?,
+        };
+        registry.register(Box::new(m.nodes.clone()))?;
+        registry.register(Box::new(m.node_sessions.clone()))?;
+        registry.register(Box::new(m.node_draining.clone()))?;
+        registry.register(Box::new(m.node_started.clone()))?;
+        registry.register(Box::new(m.node_heartbeat.clone()))?;
+        registry.register(Box::new(m.held.clone()))?;
+        registry.register(Box::new(m.fenced_writes.clone()))?;
+        registry.register(Box::new(m.self_fences.clone()))?;
+        Ok(m)
+    }
+
+    fn set(&self, figures: &ClusterFigures) {
+        self.nodes
+            .set(i64::try_from(figures.nodes.len()).unwrap_or(i64::MAX));
+        // Nodes that left are no longer shown.
+        for vec in [
+            &self.node_sessions,
+            &self.node_draining,
+            &self.node_started,
+            &self.node_heartbeat,
+        ] {
+            vec.reset();
+        }
+        for n in &figures.nodes {
+            let id = n.id.to_string();
+            let labels = [id.as_str(), n.advertise_url.as_str()];
+            self.node_sessions
+                .with_label_values(&labels)
+                .set(i64::try_from(n.sessions).unwrap_or(i64::MAX));
+            self.node_draining
+                .with_label_values(&labels)
+                .set(i64::from(n.draining));
+            self.node_started
+                .with_label_values(&labels)
+                .set(n.started_at.unix_timestamp());
+            self.node_heartbeat
+                .with_label_values(&labels)
+                .set(n.heartbeat_at.unix_timestamp());
+        }
+        self.held
+            .set(i64::try_from(figures.held).unwrap_or(i64::MAX));
+        self.fenced_writes.inc_by(
+            figures
+                .fenced_writes
+                .saturating_sub(self.fenced_writes.get()),
+        );
+        self.self_fences
+            .inc_by(figures.self_fences.saturating_sub(self.self_fences.get()));
+    }
 }
 
 impl Metrics {
@@ -56,13 +166,27 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
+        let between_nodes = IntCounterVec::new(
+            Opts::new(
+                "wagate_forwarded_calls_total",
+                "Live calls between gateways: forwarded (sent to the session's owner), \
+                 admitted (received from another gateway), refused (a forwarded request \
+                 that did not verify), unavailable (no gateway could serve the session, \
+                 or its owner could not be reached).",
+            ),
+            &["outcome"],
+        )?;
         registry.register(Box::new(sessions.clone()))?;
+        registry.register(Box::new(between_nodes.clone()))?;
+        let cluster = ClusterMetrics::new(&registry)?;
         Ok(Self {
             registry,
             requests,
             latency,
             rate_limited,
             sessions,
+            between_nodes,
+            cluster,
         })
     }
 
@@ -84,6 +208,12 @@ impl Metrics {
         self.rate_limited.with_label_values(&[kind]).inc();
     }
 
+    /// Counts one live call between gateways: `forwarded`, `admitted`,
+    /// `refused` or `unavailable`.
+    pub fn between_nodes(&self, outcome: &'static str) {
+        self.between_nodes.with_label_values(&[outcome]).inc();
+    }
+
     /// Sets the sessions-by-status gauge.
     pub fn set_sessions(&self, counts: &[(SessionStatus, u64)]) {
         for (status, n) in counts {
@@ -91,6 +221,11 @@ impl Metrics {
                 .with_label_values(&[status.as_str()])
                 .set(i64::try_from(*n).unwrap_or(i64::MAX));
         }
+    }
+
+    /// Sets the cluster's figures (several gateways on one database).
+    pub fn set_cluster(&self, figures: &ClusterFigures) {
+        self.cluster.set(figures);
     }
 
     /// The text exposition of every metric.
@@ -127,11 +262,71 @@ mod tests {
         let m = Metrics::new().unwrap();
         m.observe("/api/v1/sessions", "GET", 200, 0.001);
         m.rate_limited("api_key");
+        m.between_nodes("forwarded");
         m.set_sessions(&[(SessionStatus::Connected, 3)]);
         let text = m.render().unwrap();
         assert!(text.contains(r#"wagate_http_requests_total{method="GET",route="/api/v1/sessions",status="200"} 1"#), "{text}");
         assert!(text.contains(r#"wagate_sessions{status="connected"} 3"#));
         assert!(text.contains("wagate_http_request_duration_seconds_bucket"));
         assert!(text.contains(r#"wagate_http_rate_limited_total{kind="api_key"} 1"#));
+        assert!(text.contains(r#"wagate_forwarded_calls_total{outcome="forwarded"} 1"#));
+    }
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use time::OffsetDateTime;
+    use ulid::Ulid;
+    use wagate_app::NodeStatus;
+    use wagate_domain::NodeId;
+
+    use super::*;
+
+    fn node(sessions: u64, draining: bool) -> NodeStatus {
+        NodeStatus {
+            id: NodeId::from_ulid(Ulid::new()),
+            advertise_url: "http://127.0.0.1:8081".into(),
+            started_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
+            heartbeat_at: OffsetDateTime::from_unix_timestamp(1_700_000_060).unwrap(),
+            draining,
+            sessions,
+        }
+    }
+
+    #[test]
+    fn shows_the_live_nodes_and_forgets_those_that_left() {
+        let m = Metrics::new().unwrap();
+        let (a, b) = (node(7, false), node(2, true));
+        let mut figures = ClusterFigures {
+            nodes: vec![a.clone(), b.clone()],
+            fenced_writes: 3,
+            self_fences: 1,
+            held: 7,
+        };
+        m.set_cluster(&figures);
+        let text = m.render().unwrap();
+        let label =
+            |n: &NodeStatus| format!(r#"advertise_url="{}",node="{}""#, n.advertise_url, n.id);
+        assert!(text.contains("wagate_cluster_nodes 2"), "{text}");
+        assert!(
+            text.contains(&format!("wagate_cluster_node_sessions{{{}}} 7", label(&a))),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("wagate_cluster_node_draining{{{}}} 1", label(&b))),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "wagate_cluster_node_heartbeat_timestamp_seconds{{{}}} 1700000060",
+            label(&a)
+        )));
+        assert!(text.contains("wagate_fenced_writes_total 3"));
+        assert!(text.contains("wagate_self_fences_total 1"));
+        figures.nodes = vec![a.clone()];
+        figures.fenced_writes = 5;
+        m.set_cluster(&figures);
+        let text = m.render().unwrap();
+        assert!(!text.contains(&b.id.to_string()), "{text}");
+        assert!(text.contains("wagate_fenced_writes_total 5"));
     }
 }

@@ -17,6 +17,7 @@ use futures_util::FutureExt;
 use wagate_domain::{Principal, PrincipalKind};
 
 use crate::extract::bearer_token;
+use crate::forward;
 use crate::rate_limit::Decision;
 use crate::{ApiError, AppState};
 
@@ -162,10 +163,46 @@ fn envelope_error(
 /// takes one request from the credential's rate limit (429 when it is used
 /// up), and leaves the [`Principal`](wagate_domain::Principal) for the
 /// [`Caller`](crate::Caller) extractor.
+///
+/// A request another gateway forwarded (it carries
+/// `X-Wagate-Forwarded-By`) is admitted by its inter-node signature instead:
+/// the caller it names was authenticated, and rate-limited, there.
 pub(crate) async fn authenticate(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if req.headers().contains_key(&forward::FORWARDED_BY) {
+        let admitted = match req.app_data::<web::Data<AppState>>().cloned() {
+            Some(state) => match state.link.clone() {
+                Some(link) => {
+                    let limit = crate::send_body_limit(&state.gateway);
+                    link.admit(&mut req, limit).await
+                }
+                None => {
+                    tracing::warn!(
+                        "refused a forwarded request: this gateway has no cluster.secret"
+                    );
+                    Err(ApiError::unauthorized())
+                }
+            },
+            None => Err(ApiError::internal(&"application state missing")),
+        };
+        if let Some(state) = req.app_data::<web::Data<AppState>>() {
+            state.metrics.between_nodes(if admitted.is_ok() {
+                "admitted"
+            } else {
+                "refused"
+            });
+        }
+        return match admitted {
+            Ok(principal) => {
+                req.extensions_mut().insert(principal);
+                req.extensions_mut().insert(forward::Forwarded);
+                Ok(next.call(req).await?.map_into_boxed_body())
+            }
+            Err(e) => Ok(req.into_response(e.error_response())),
+        };
+    }
     let result = match (
         req.app_data::<web::Data<AppState>>(),
         bearer_token(req.headers()),

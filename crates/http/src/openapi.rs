@@ -10,7 +10,10 @@ use utoipa::openapi::{ObjectBuilder, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use crate::dto;
-use crate::routes::{api_keys, contacts, events, messages, ops, sessions, webhooks};
+use crate::routes::{
+    api_keys, contacts, conversation, events, groups, messages, ops, polls, presence, receipts,
+    sessions, webhooks,
+};
 
 struct BearerAuth;
 
@@ -91,6 +94,83 @@ impl Modify for RateLimited {
     }
 }
 
+/// Every operation that runs on the session's owner can answer 503
+/// `unavailable` with `Retry-After` (several gateways: nobody holds the
+/// session right now). One response in `components.responses`, referred to
+/// by each of them; an operation with a 503 of its own keeps its words,
+/// followed by these.
+struct OwnerUnavailable;
+
+/// The name of the shared response.
+const UNAVAILABLE: &str = "Unavailable";
+
+impl OwnerUnavailable {
+    const WORDS: &str = "`unavailable`: with several gateways on one database, no gateway \
+        holds the session right now (it is moving between them, or its gateway stopped and \
+        another has not taken it over yet), or the one holding it could not be reached. \
+        `Retry-After` (and `details.retryAfterSecs`) says in whole seconds when to try again.";
+
+    fn response() -> Response {
+        let retry_after = HeaderBuilder::new()
+            .schema(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1)),
+            )
+            .description(Some(
+                "Whole seconds until the call is worth trying again; the same number as \
+                 `details.retryAfterSecs`.",
+            ))
+            .build();
+        Response::builder()
+            .description(Self::WORDS)
+            .header("Retry-After", retry_after)
+            .content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name("ErrorEnvelope"))),
+            )
+            .build()
+    }
+}
+
+impl Modify for OwnerUnavailable {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let shared = Self::response();
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components
+            .responses
+            .insert(UNAVAILABLE.to_owned(), RefOr::T(shared.clone()));
+        for (method, path) in crate::forward::FORWARDED_OPERATIONS {
+            let Some(item) = openapi.paths.paths.get_mut(*path) else {
+                continue;
+            };
+            let operation = match *method {
+                "get" => &mut item.get,
+                "put" => &mut item.put,
+                "post" => &mut item.post,
+                "delete" => &mut item.delete,
+                "patch" => &mut item.patch,
+                _ => &mut None,
+            };
+            let Some(operation) = operation else {
+                continue;
+            };
+            let answer = match operation.responses.responses.get("503") {
+                Some(RefOr::T(own)) if !own.description.is_empty() => {
+                    let mut merged = shared.clone();
+                    merged.description = format!("{} Also: {}", own.description, Self::WORDS);
+                    RefOr::T(merged)
+                }
+                _ => RefOr::Ref(Ref::new(format!("#/components/responses/{UNAVAILABLE}"))),
+            };
+            operation
+                .responses
+                .responses
+                .insert("503".to_owned(), answer);
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -102,7 +182,13 @@ impl Modify for RateLimited {
         sessions::create, sessions::list, sessions::get, sessions::delete,
         sessions::connect, sessions::disconnect, sessions::logout, sessions::qr_code, sessions::pairing_code,
         contacts::picture, contacts::about, contacts::block, contacts::unblock, contacts::blocklist,
+        groups::list, groups::create, groups::get, groups::update, groups::participants,
+        groups::invite, groups::revoke_invite, groups::join, groups::leave, groups::requests,
+        groups::answer_requests,
         messages::send, messages::list, messages::get, messages::media, messages::react, messages::read,
+        receipts::list,
+        conversation::edit_message, conversation::revoke_message, polls::results,
+        presence::chat_state, presence::set_presence, presence::subscribe,
         api_keys::create, api_keys::list, api_keys::revoke,
         events::list, events::stream,
         webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
@@ -122,12 +208,24 @@ impl Modify for RateLimited {
         dto::DeliveryBody, dto::DeliveryList, events::EventStreamMessage,
         dto::SendMessageRequest, dto::SendMediaRequest, dto::MessageBody, dto::MediaBody, dto::StatusAtBody,
         dto::MessageErrorBody, dto::MessageList, dto::ReactionRequest, dto::ReadRequest,
+        dto::LocationBody, dto::ContactCardBody, dto::EditMessageRequest, dto::MessageEditedData,
+        dto::MessageRevokedData, dto::ChatStateRequest, dto::PresenceRequest, dto::PresenceUpdateData,
+        dto::ChatStateData, dto::PollBody, dto::PollOptionBody, dto::PollResultsBody,
+        dto::MessagePollVoteData,
+        dto::GroupBody, dto::ParticipantBody, dto::GroupSettingsBody, dto::GroupList, dto::OutcomeBody,
+        dto::OutcomeList, dto::CreatedGroupBody, dto::CreateGroupRequest, dto::UpdateGroupRequest,
+        dto::ParticipantsRequest, dto::AnswerRequestsRequest, dto::JoinGroupRequest, dto::JoinedBody,
+        dto::InviteBody, dto::MembershipRequestBody, dto::MembershipRequestList,
+        dto::GroupJoinedData, dto::GroupLeftData, dto::GroupParticipantsData, dto::GroupUpdatedData,
+        dto::ReceiptBody, dto::ReceiptTimesBody, dto::ReceiptList,
     )),
-    modifiers(&BearerAuth, &RateLimited),
+    modifiers(&BearerAuth, &RateLimited, &OwnerUnavailable),
     tags(
         (name = "sessions", description = "Linked WhatsApp devices and their lifecycle."),
         (name = "contacts", description = "Live lookups and actions; the session must be connected (else 501)."),
+        (name = "groups", description = "The groups the account is in: listed from the gateway's store (fast, whether or not connected); read and changed live on WhatsApp (the session must be connected, else 501). Changes are reported as `group.*` events."),
         (name = "messages", description = "One-to-one messages: sent through a durable, paced per-session queue; received ones arrive as `message.received` events."),
+        (name = "presence", description = "Typing and presence: shown to a contact, or followed (`presence.update`, `chat.state` events; ephemeral, at most 5 a second per session with bursts of 20)."),
         (name = "api-keys", description = "API keys of the caller's organization."),
         (name = "events", description = "The organization's event log: pulled by cursor or followed as server-sent events."),
         (name = "webhooks", description = "Where the organization's events are pushed (signed, Standard Webhooks)."),
@@ -150,6 +248,27 @@ pub fn json() -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_forwarded_operation_declares_the_owners_503() {
+        let doc: serde_json::Value = serde_json::from_str(&super::json()).unwrap();
+        let shared = &doc["components"]["responses"]["Unavailable"];
+        assert!(shared["headers"]["Retry-After"].is_object(), "{shared}");
+        for (method, path) in crate::forward::FORWARDED_OPERATIONS {
+            let op = &doc["paths"][path][method];
+            assert!(op.is_object(), "{method} {path} is not in the document");
+            let answer = &op["responses"]["503"];
+            let by_ref = answer["$ref"] == "#/components/responses/Unavailable";
+            let merged = answer["headers"]["Retry-After"].is_object()
+                && answer["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("no gateway holds the session"));
+            assert!(by_ref || merged, "{method} {path}: {answer}");
+        }
+        // A read answered where it arrives is not forwarded.
+        let read = &doc["paths"]["/api/v1/sessions/{sessionId}"]["get"]["responses"];
+        assert!(read["503"]["$ref"].is_null(), "{read}");
+    }
+
     #[test]
     fn document_lists_every_route_of_the_contract() {
         let doc: serde_json::Value = serde_json::from_str(&super::json()).unwrap();
@@ -235,7 +354,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(operations, 34);
+        assert_eq!(operations, 52);
     }
 
     /// What scripts/fuzz-api.sh (schemathesis) found wrong in the document:

@@ -3,12 +3,17 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use wagate_domain::{OrgId, Page, PageRequest, Session, SessionId, SessionStatus};
 
-use crate::{SessionPatch, SessionRegistry, StoreError};
+use crate::{Invalidation, InvalidationListener, SessionPatch, SessionRegistry, StoreError};
+
+/// How long a session is served from memory before it is read again: the
+/// backstop should a change made by another process go unheard.
+pub const SESSION_TTL: Duration = Duration::from_secs(10);
 
 /// A [`SessionRegistry`] in front of another that answers [`get`] from
 /// memory: every authenticated call looks its session up, and a database
@@ -19,24 +24,42 @@ use crate::{SessionPatch, SessionRegistry, StoreError};
 /// write never stores what it read (a generation counter, bumped by every
 /// write under the same lock, tells). It is exact as long as this process
 /// is the only writer of the sessions (one gateway per database, as with
-/// SQLite).
+/// SQLite); with several, each is told of the others' writes as an
+/// [`InvalidationListener`] (PostgreSQL `LISTEN`/`NOTIFY`), and an entry
+/// lives at most [`SESSION_TTL`] should a notification be lost.
 ///
 /// [`get`]: SessionRegistry::get
 #[derive(Debug)]
 pub struct SessionCache {
     inner: Arc<dyn SessionRegistry>,
-    sessions: RwLock<HashMap<SessionId, Session>>,
+    sessions: RwLock<HashMap<SessionId, (Session, Instant)>>,
     generation: AtomicU64,
+    ttl: Duration,
 }
 
 impl SessionCache {
     /// A cache in front of `inner`.
     pub fn new(inner: Arc<dyn SessionRegistry>) -> Self {
+        Self::with_ttl(inner, SESSION_TTL)
+    }
+
+    /// A cache in front of `inner` whose entries live at most `ttl`.
+    pub fn with_ttl(inner: Arc<dyn SessionRegistry>, ttl: Duration) -> Self {
         Self {
             inner,
             sessions: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            ttl,
         }
+    }
+
+    fn forget_all(&self) {
+        let mut sessions = self
+            .sessions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        sessions.clear();
     }
 
     fn forget(&self, id: &SessionId) {
@@ -58,16 +81,18 @@ impl SessionRegistry for SessionCache {
     }
 
     async fn get(&self, org: &OrgId, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        if let Some(s) = self
+        if let Some((s, _)) = self
             .sessions
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(id)
+            .filter(|(_, at)| at.elapsed() < self.ttl)
         {
             // Another organization's session does not exist for this caller.
             return Ok((s.org == *org).then(|| s.clone()));
         }
         let generation = self.generation.load(Ordering::Acquire);
+        let read_at = Instant::now();
         let found = self.inner.get(org, id).await?;
         if let Some(s) = &found {
             let mut sessions = self
@@ -75,7 +100,7 @@ impl SessionRegistry for SessionCache {
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
             if self.generation.load(Ordering::Acquire) == generation {
-                sessions.insert(*id, s.clone());
+                sessions.insert(*id, (s.clone(), read_at));
             }
         }
         Ok(found)
@@ -108,6 +133,18 @@ impl SessionRegistry for SessionCache {
         result
     }
 
+    async fn record_observed_all(
+        &self,
+        patches: &[(SessionId, SessionPatch)],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Result<Option<Session>, StoreError>>, StoreError> {
+        let result = self.inner.record_observed_all(patches, now).await;
+        for (id, _) in patches {
+            self.forget(id);
+        }
+        result
+    }
+
     async fn delete(&self, org: &OrgId, id: &SessionId) -> Result<bool, StoreError> {
         let result = self.inner.delete(org, id).await;
         self.forget(id);
@@ -124,6 +161,16 @@ impl SessionRegistry for SessionCache {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
+    }
+}
+
+impl InvalidationListener for SessionCache {
+    fn changed(&self, what: Invalidation) {
+        match what {
+            Invalidation::Session(id) => self.forget(&id),
+            Invalidation::Everything => self.forget_all(),
+            Invalidation::ApiKey(_) => {}
+        }
     }
 }
 
@@ -172,5 +219,60 @@ mod tests {
         assert!(cache.delete(&acme, &s.id).await.is_err());
         // A failed write still forgets: the next read goes to the database.
         assert!(cache.get(&acme, &s.id).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn another_writers_change_is_seen_once_told_or_once_stale() {
+        let sqlite = Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap());
+        sqlite.migrate().await.unwrap();
+        let now = OffsetDateTime::now_utc();
+        let acme = OrgId::parse("acme").unwrap();
+        let (s, t) = (session("acme", 1, now), session("acme", 2, now));
+        sqlite.insert(&s).await.unwrap();
+        sqlite.insert(&t).await.unwrap();
+        let cache = SessionCache::new(sqlite.clone());
+        let status = async |id| cache.get(&acme, id).await.unwrap().unwrap().status;
+        let new = status(&s.id).await;
+        status(&t.id).await;
+        // Another process writes both (straight to the database).
+        for id in [&s.id, &t.id] {
+            sqlite
+                .record_observed(id, &SessionPatch::status(SessionStatus::Connected), now)
+                .await
+                .unwrap();
+        }
+        assert_eq!(status(&s.id).await, new, "served from memory");
+        cache.changed(Invalidation::ApiKey(wagate_domain::ApiKeyId::from_ulid(
+            ulid::Ulid::new(),
+        )));
+        assert_eq!(
+            status(&s.id).await,
+            new,
+            "a key's change is not a session's"
+        );
+        cache.changed(Invalidation::Session(s.id));
+        assert_eq!(status(&s.id).await, SessionStatus::Connected);
+        assert_eq!(status(&t.id).await, new);
+        cache.changed(Invalidation::Everything);
+        assert_eq!(status(&t.id).await, SessionStatus::Connected);
+
+        // Unheard changes last at most the entries' lifetime.
+        let brief = SessionCache::with_ttl(sqlite.clone(), Duration::ZERO);
+        assert_eq!(
+            brief.get(&acme, &s.id).await.unwrap().unwrap().status,
+            SessionStatus::Connected
+        );
+        sqlite
+            .record_observed(
+                &s.id,
+                &SessionPatch::status(SessionStatus::Disconnected),
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            brief.get(&acme, &s.id).await.unwrap().unwrap().status,
+            SessionStatus::Disconnected
+        );
     }
 }

@@ -7,23 +7,27 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use wagate_domain::{
-    ApiKey, ApiKeyId, Delivery, Event, EventCursor, EventData, EventFilter, EventType, Jid,
-    MediaInfo, Message, MessageId, MessageSource, MessageStatus, MessageType, NewApiKey, OrgId,
-    Page, PageRequest, Session, SessionId, SessionStatus, StatusTimes, Webhook, WebhookId,
-    WebhookSecret,
+    ApiKey, ApiKeyId, Delivery, Event, EventCursor, EventData, EventFilter, EventType, Group,
+    GroupJid, GroupNotice, GroupParticipant, GroupRole, GroupSettings, Jid, JidKind, MediaInfo,
+    Message, MessageId, MessageSource, MessageStatus, MessageType, NewApiKey, OrgId, Page,
+    PageRequest, ParticipantAction, Receipt, Recipient, Session, SessionId, SessionStatus,
+    StatusTimes, Webhook, WebhookId, WebhookSecret, aggregate_status,
 };
 
+use crate::groups::GroupPage;
 use crate::messages::{
-    Accepted, IdempotencyClaim, InboundBody, InboundRecord, MediaSource, MessagePage, StatusChange,
+    Accepted, IdempotencyClaim, InboundBody, InboundRecord, MediaSource, MessagePage, ReceiptPage,
+    StatusChange,
 };
 use crate::rows::{
-    Columns, DELIVERY_FINISH, EVENT_INSERT, KEY_INSERT, MESSAGE_INSERT, MESSAGE_STATUS_UPDATE,
-    SESSION_COUNTS, SESSION_INSERT, SESSION_UPDATE, Value, WEBHOOK_INSERT, WEBHOOK_UPDATE,
-    attempt_values, bind_values, db_err, delivery_from_row, due_deliveries, event_from_row,
-    event_id, event_values, failing_too_long, hook_filter, hook_target, key_columns, key_from_row,
-    key_values, media_info, media_source, message_columns, message_from_row, message_status_values,
-    message_values, ms, seq_i64, seq_u64, session_columns, session_from_row, session_values,
-    status_counts, ts, webhook_columns, webhook_from_row, webhook_update_values, webhook_values,
+    Columns, DELIVERY_FINISH, EVENT_INSERT, KEY_INSERT, MESSAGE_CONTENT_UPDATE, MESSAGE_INSERT,
+    MESSAGE_STATUS_UPDATE, SESSION_COUNTS, SESSION_INSERT, SESSION_UPDATE, Value, WEBHOOK_INSERT,
+    WEBHOOK_UPDATE, attempt_values, bind_values, db_err, delivery_from_row, due_deliveries,
+    event_from_row, event_id, event_values, failing_too_long, hook_filter, hook_target,
+    key_columns, key_from_row, key_values, media_info, media_source, message_columns,
+    message_content_values, message_from_row, message_status_values, message_values, ms, seq_i64,
+    seq_u64, session_columns, session_from_row, session_values, status_counts, ts, webhook_columns,
+    webhook_from_row, webhook_update_values, webhook_values,
 };
 use crate::{DueDelivery, EventPage, FinishedAttempt, SessionPatch, StoreError, WebhookPatch};
 
@@ -486,7 +490,9 @@ pub(crate) async fn accept_outgoing<C: Conn>(
 ) -> Result<Accepted, StoreError> {
     // One accept of a session at a time: the key check and the queue
     // bound are decided on what the previous one wrote.
-    session_owner(conn, &message.session, true).await?;
+    let own = session_owner(conn, &message.session, true)
+        .await?
+        .and_then(|(_, own)| own);
     let session = message.session.to_string();
     if let Some(claim) = idempotency {
         if let Some(answer) = idempotent_answer(conn, org, &message.session, claim).await? {
@@ -521,6 +527,7 @@ pub(crate) async fn accept_outgoing<C: Conn>(
             message.id
         )));
     }
+    expect_receipts(conn, own.as_ref(), message).await?;
     if let Some(claim) = idempotency {
         conn.run(
             "INSERT INTO idempotency_keys (org_id, session_id, key, request_hash, message_id, \
@@ -558,6 +565,38 @@ pub(crate) async fn record_inbound<C: Conn>(
     let mut recorded = 0;
     let mut events = Vec::new();
     for r in messages {
+        if let InboundBody::Edit { target, .. }
+        | InboundBody::Revoke { target }
+        | InboundBody::PollVote { target, .. } = &r.body
+        {
+            let n = conn
+                .run(
+                    "INSERT INTO message_changes (session_id, chat, sender, id, target, at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (session_id, chat, sender, id) DO NOTHING",
+                    vec![
+                        text(session.to_string()),
+                        text(r.chat.to_string()),
+                        text(r.sender.to_string()),
+                        text(r.id.as_str()),
+                        text(target.as_str()),
+                        text(ts(r.timestamp)),
+                    ],
+                )
+                .await?;
+            let applied = match &r.body {
+                _ if n != 1 => None,
+                InboundBody::PollVote { selected, .. } => {
+                    crate::polls::apply_vote(conn, session, r, target, selected).await?
+                }
+                _ => apply_change(conn, session, r, target).await?,
+            };
+            if let Some(event) = applied {
+                recorded += 1;
+                events.push(event);
+            }
+            continue;
+        }
         if let InboundBody::Reaction { target, emoji } = &r.body {
             let n = conn
                 .run(
@@ -599,6 +638,59 @@ pub(crate) async fn record_inbound<C: Conn>(
     Ok(Some((org, recorded, events)))
 }
 
+/// Applies the edit or deletion `r` to the message `target` its writer
+/// wrote in its chat; the event that reports it, or `None` when there is
+/// no such message or the change does nothing to it.
+async fn apply_change<C: Conn>(
+    conn: &mut C,
+    session: &SessionId,
+    r: &InboundRecord,
+    target: &MessageId,
+) -> Result<Option<EventData>, StoreError> {
+    // The account's own messages by session and id (a chat may be named
+    // by LID or phone number), a contact's in its chat.
+    let sql = concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE session_id = $1 AND id = $2 AND from_me = $3 \
+          AND (from_me OR chat = $4) ORDER BY seq LIMIT 1"
+    );
+    let row = conn
+        .one(
+            sql,
+            vec![
+                text(session.to_string()),
+                text(target.as_str()),
+                Value::Flag(r.from_me),
+                text(r.chat.to_string()),
+            ],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let (seq, mut message) = message_from_row(&row)?;
+    let event = match &r.body {
+        InboundBody::Edit { text, .. } => match message.edit(text, r.timestamp) {
+            Some(previous_text) => EventData::MessageEdited {
+                message: Box::new(message.clone()),
+                previous_text,
+            },
+            None => return Ok(None),
+        },
+        InboundBody::Revoke { .. } if message.revoke() => EventData::MessageRevoked {
+            message: Box::new(message.clone()),
+        },
+        _ => return Ok(None),
+    };
+    conn.run(
+        MESSAGE_CONTENT_UPDATE,
+        message_content_values(&message, seq_i64(seq)),
+    )
+    .await?;
+    Ok(Some(event))
+}
+
 /// Status changes written: the session's organization, the messages
 /// changed, and their events.
 pub(crate) type StatusesMoved = (OrgId, Vec<Message>, Vec<EventData>);
@@ -618,17 +710,304 @@ pub(crate) async fn update_status<C: Conn>(
     let mut events = Vec::new();
     for id in ids {
         for (seq, current) in outgoing(conn, session, id.as_str()).await? {
-            let Some((next, moved)) = advance(&current, change) else {
-                continue;
-            };
-            let mut values = message_status_values(&next);
-            values.push(int(seq_i64(seq)));
-            conn.run(MESSAGE_STATUS_UPDATE, values).await?;
-            events.extend(moved);
-            changed.push(next);
+            move_message(conn, seq, &current, change, &mut changed, &mut events).await?;
         }
     }
     Ok(Some((org, changed, events)))
+}
+
+/// Moves message `current` (row `seq`) to `change.status` if that is
+/// forward, adding it to `changed` and its events to `events`.
+async fn move_message<C: Conn>(
+    conn: &mut C,
+    seq: u64,
+    current: &Message,
+    change: &StatusChange,
+    changed: &mut Vec<Message>,
+    events: &mut Vec<EventData>,
+) -> Result<(), StoreError> {
+    let Some((next, moved)) = advance(current, change) else {
+        return Ok(());
+    };
+    let mut values = message_status_values(&next);
+    values.push(int(seq_i64(seq)));
+    conn.run(MESSAGE_STATUS_UPDATE, values).await?;
+    events.extend(moved);
+    changed.push(next);
+    Ok(())
+}
+
+// ---- Receipts (`message_receipts`: one row per outgoing group message
+// and recipient, under its `Recipient::key`).
+
+macro_rules! receipt_columns {
+    () => {
+        "participant, jid, pn, lid, expected, status, delivered_at, read_at, played_at"
+    };
+}
+
+/// Rows one multi-row insert of receipts writes at most (10 parameters
+/// each).
+const RECEIPTS_PER_INSERT: usize = 90;
+
+fn receipt_values(seq: u64, r: &Receipt, expected: bool) -> [Value; 10] {
+    [
+        int(seq_i64(seq)),
+        text(r.recipient.key().to_string()),
+        text(r.recipient.jid.to_string()),
+        Value::Text(r.recipient.pn.as_ref().map(ToString::to_string)),
+        Value::Text(r.recipient.lid.as_ref().map(ToString::to_string)),
+        Value::Flag(expected),
+        text(r.status.as_str()),
+        Value::Text(r.status_at.delivered.map(ts)),
+        Value::Text(r.status_at.read.map(ts)),
+        Value::Text(r.status_at.played.map(ts)),
+    ]
+}
+
+/// A receipt row, and whether its recipient was expected.
+fn receipt_from_row(r: &impl Columns) -> Result<(Receipt, bool), StoreError> {
+    let receipt = Receipt {
+        recipient: Recipient {
+            jid: r.parsed("jid", Jid::parse)?,
+            pn: r.opt_parsed("pn", Jid::parse)?,
+            lid: r.opt_parsed("lid", Jid::parse)?,
+        },
+        status: r.parsed("status", MessageStatus::parse)?,
+        status_at: StatusTimes {
+            sent: None,
+            delivered: r.opt_time("delivered_at")?,
+            read: r.opt_time("read_at")?,
+            played: r.opt_time("played_at")?,
+        },
+    };
+    Ok((receipt, r.flag("expected")?))
+}
+
+/// Inserts `receipts` of message `seq` (a recipient already there is
+/// left as it is).
+async fn insert_receipts<C: Conn>(
+    conn: &mut C,
+    seq: u64,
+    receipts: &[Receipt],
+    expected: bool,
+) -> Result<(), StoreError> {
+    for chunk in receipts.chunks(RECEIPTS_PER_INSERT) {
+        let mut q = Sql::new(concat!(
+            "INSERT INTO message_receipts (message_seq, ",
+            receipt_columns!(),
+            ") VALUES "
+        ));
+        for (i, r) in chunk.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.bind_list(receipt_values(seq, r, expected));
+        }
+        q.push(" ON CONFLICT (message_seq, participant) DO NOTHING");
+        q.run(conn).await?;
+    }
+    Ok(())
+}
+
+/// Writes a `pending` receipt of the just inserted outgoing `message` for
+/// each participant of its group but the account (`own`), as the store
+/// has the group; nothing for a chat, or a group the store does not have.
+async fn expect_receipts<C: Conn>(
+    conn: &mut C,
+    own: Option<&Jid>,
+    message: &Message,
+) -> Result<(), StoreError> {
+    let Ok(group) = GroupJid::from_jid(message.chat.clone()) else {
+        return Ok(());
+    };
+    let Some(g) = fetch_group(conn, &message.session, &group, false).await? else {
+        return Ok(());
+    };
+    let receipts: Vec<Receipt> = g
+        .participants
+        .iter()
+        .filter(|p| !own.is_some_and(|me| p.is(me)))
+        .map(|p| Receipt {
+            recipient: Recipient::from_participant(p),
+            status: MessageStatus::Pending,
+            status_at: StatusTimes::default(),
+        })
+        .collect();
+    if receipts.is_empty() {
+        return Ok(());
+    }
+    let row = conn
+        .one(
+            "SELECT seq FROM messages WHERE session_id = $1 AND chat = $2 AND sender = $3 \
+             AND id = $4",
+            vec![
+                text(message.session.to_string()),
+                text(message.chat.to_string()),
+                text(message.from.to_string()),
+                text(message.id.as_str()),
+            ],
+        )
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("the message just inserted is gone".into()))?;
+    insert_receipts(conn, seq_u64(row.need_int("seq")?), &receipts, true).await
+}
+
+/// Applies `participant`'s receipt `change` to message `seq`'s recipients;
+/// the status the counted recipients now make of the message, or `None`
+/// when the receipt changed no recipient or they make none yet.
+async fn take_receipt<C: Conn>(
+    conn: &mut C,
+    seq: u64,
+    participant: &Recipient,
+    change: &StatusChange,
+) -> Result<Option<MessageStatus>, StoreError> {
+    if !matches!(
+        change.status,
+        MessageStatus::Delivered | MessageStatus::Read | MessageStatus::Played
+    ) {
+        return Ok(None);
+    }
+    let rows = conn
+        .all(
+            concat!(
+                "SELECT ",
+                receipt_columns!(),
+                " FROM message_receipts WHERE message_seq = $1"
+            ),
+            vec![int(seq_i64(seq))],
+        )
+        .await?;
+    let mut all = rows
+        .iter()
+        .map(receipt_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let anyone_expected = all.iter().any(|(_, expected)| *expected);
+    match all.iter_mut().find(|(r, _)| r.recipient.is(participant)) {
+        Some((r, _)) => {
+            if !r.status.advances_to(change.status) {
+                return Ok(None);
+            }
+            r.status = change.status;
+            r.status_at.reach(change.status, change.at);
+            let [.., status, delivered, read, played] = receipt_values(seq, r, false);
+            conn.run(
+                "UPDATE message_receipts SET status = $1, delivered_at = $2, read_at = $3, \
+                 played_at = $4 WHERE message_seq = $5 AND participant = $6",
+                vec![
+                    status,
+                    delivered,
+                    read,
+                    played,
+                    int(seq_i64(seq)),
+                    text(r.recipient.key().to_string()),
+                ],
+            )
+            .await?;
+        }
+        None => {
+            let mut r = Receipt {
+                recipient: participant.clone(),
+                status: change.status,
+                status_at: StatusTimes::default(),
+            };
+            r.status_at.reach(change.status, change.at);
+            insert_receipts(conn, seq, std::slice::from_ref(&r), false).await?;
+            all.push((r, false));
+        }
+    }
+    Ok(aggregate_status(
+        all.iter()
+            .filter(|(_, expected)| *expected || !anyone_expected)
+            .map(|(r, _)| r.status),
+    ))
+}
+
+/// Writes [`MessageStore::record_receipt`](crate::MessageStore::record_receipt)
+/// in the caller's transaction; `None` when the session does not exist.
+pub(crate) async fn record_receipt<C: Conn>(
+    conn: &mut C,
+    session: &SessionId,
+    ids: &[MessageId],
+    participant: &Recipient,
+    change: &StatusChange,
+) -> Result<Option<StatusesMoved>, StoreError> {
+    let Some((org, _)) = session_owner(conn, session, true).await? else {
+        return Ok(None);
+    };
+    let mut changed = Vec::new();
+    let mut events = Vec::new();
+    for id in ids {
+        for (seq, current) in outgoing(conn, session, id.as_str()).await? {
+            let status = if current.chat.kind() == JidKind::Group {
+                match take_receipt(conn, seq, participant, change).await? {
+                    Some(status) => status,
+                    None => continue,
+                }
+            } else {
+                change.status
+            };
+            let moved = StatusChange {
+                status,
+                at: change.at,
+                error: None,
+            };
+            move_message(conn, seq, &current, &moved, &mut changed, &mut events).await?;
+        }
+    }
+    Ok(Some((org, changed, events)))
+}
+
+/// A page of the receipts of `org`'s session's outgoing message `id`
+/// (see [`MessageStore::receipts`](crate::MessageStore::receipts)).
+pub(crate) async fn receipts<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+    session: &SessionId,
+    id: &MessageId,
+    after: Option<&Jid>,
+    limit: u32,
+) -> Result<Option<ReceiptPage>, StoreError> {
+    let Some(row) = conn
+        .one(
+            "SELECT seq FROM messages WHERE org_id = $1 AND session_id = $2 AND id = $3 \
+             AND from_me = TRUE ORDER BY seq LIMIT 1",
+            vec![
+                text(org.as_str()),
+                text(session.to_string()),
+                text(id.as_str()),
+            ],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut q = Sql::new(concat!(
+        "SELECT ",
+        receipt_columns!(),
+        " FROM message_receipts WHERE message_seq = "
+    ));
+    q.bind(int(row.need_int("seq")?));
+    if let Some(after) = after {
+        q.push(" AND participant > ").bind(text(after.to_string()));
+    }
+    // One extra row tells whether another page follows.
+    q.push(" ORDER BY participant LIMIT ")
+        .bind(int(i64::from(limit) + 1));
+    let mut items = q
+        .all(conn)
+        .await?
+        .iter()
+        .map(|r| receipt_from_row(r).map(|(receipt, _)| receipt))
+        .collect::<Result<Vec<_>, _>>()?;
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next = if more {
+        items.last().map(|r| r.recipient.key().clone())
+    } else {
+        None
+    };
+    Ok(Some(ReceiptPage { items, next }))
 }
 
 /// A statement built piece by piece, its parameters numbered as they are
@@ -1385,8 +1764,13 @@ fn inbound_message(
     r: &InboundRecord,
     now: OffsetDateTime,
 ) -> Message {
+    let mut rich = None;
     let (kind, text, caption, media, voice_note) = match &r.body {
         InboundBody::Text(t) => (MessageType::Text, Some(t.clone()), None, None, false),
+        InboundBody::Rich(content) => {
+            rich = Some(content.clone());
+            (content.kind(), None, None, None, false)
+        }
         InboundBody::Media {
             kind,
             info,
@@ -1400,8 +1784,12 @@ fn inbound_message(
             Some(info.clone()),
             *voice_note,
         ),
-        // Reactions are not messages; never called with one.
-        InboundBody::Reaction { .. } => (MessageType::Text, None, None, None, false),
+        // Reactions, edits and deletions are not messages; never called
+        // with one.
+        InboundBody::Reaction { .. }
+        | InboundBody::Edit { .. }
+        | InboundBody::Revoke { .. }
+        | InboundBody::PollVote { .. } => (MessageType::Text, None, None, None, false),
     };
     let mut status_at = StatusTimes::default();
     if r.from_me {
@@ -1424,8 +1812,10 @@ fn inbound_message(
         text,
         caption,
         media,
+        rich,
         voice_note,
         reply_to: r.reply_to.clone(),
+        mentions: r.mentions.clone(),
         status: if r.from_me {
             MessageStatus::Sent
         } else {
@@ -1433,6 +1823,7 @@ fn inbound_message(
         },
         status_at,
         error: None,
+        edited_at: None,
         timestamp: r.timestamp,
         created_at: now,
     }
@@ -1440,8 +1831,12 @@ fn inbound_message(
 
 /// `current` moved to `change.status`, with the events that report it, or
 /// `None` when that is not forward ([`MessageStatus::advances_to`]): a
-/// `message.status` event, and a `message.sent` (source `api`) first when
-/// it leaves `pending` for anything but `failed`.
+/// `message.sent` (source `api`) first when it leaves `pending` for
+/// anything but `failed`, then one `message.status` for each status it
+/// passes through, in order. WhatsApp's receipts can arrive out of order or
+/// not at all (a read receipt before the delivery receipt): a read message
+/// was delivered, so a reader of the log always sees `sent`, `delivered`,
+/// `read` in that order, as `statusAt` shows them.
 fn advance(current: &Message, change: &StatusChange) -> Option<(Message, Vec<EventData>)> {
     if !current.status.advances_to(change.status) {
         return None;
@@ -1464,13 +1859,23 @@ fn advance(current: &Message, change: &StatusChange) -> Option<(Message, Vec<Eve
             source: MessageSource::Api,
         });
     }
-    events.push(EventData::MessageStatus {
-        id: next.id.clone(),
-        chat: next.chat.clone(),
-        status: next.status,
-        at,
-        error: next.error.clone(),
-    });
+    // The statuses skipped on the way (none for `failed`), then the new one.
+    let passed = [
+        MessageStatus::Sent,
+        MessageStatus::Delivered,
+        MessageStatus::Read,
+    ]
+    .into_iter()
+    .filter(|s| current.status.advances_to(*s) && s.advances_to(change.status));
+    for status in passed.chain([change.status]) {
+        events.push(EventData::MessageStatus {
+            id: next.id.clone(),
+            chat: next.chat.clone(),
+            status,
+            at,
+            error: next.error.clone(),
+        });
+    }
     Some((next, events))
 }
 
@@ -1484,4 +1889,295 @@ fn inbound_event(r: &InboundRecord, message: Message) -> EventData {
     } else {
         EventData::MessageReceived(Box::new(message))
     }
+}
+
+// ---- Groups (`session_groups`: one row per session and group, members as
+// a JSON array of participant objects).
+
+macro_rules! group_columns {
+    () => {
+        "jid, subject, description, owner, created_at, announce, locked, approval, participants"
+    };
+}
+
+/// Writes a group whole (inserted, or replacing the stored one).
+const GROUP_UPSERT: &str = "INSERT INTO session_groups (session_id, jid, subject, description, \
+     owner, created_at, announce, locked, approval, size, participants, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+     ON CONFLICT (session_id, jid) DO UPDATE SET subject = excluded.subject, \
+     description = excluded.description, owner = excluded.owner, \
+     created_at = excluded.created_at, announce = excluded.announce, locked = excluded.locked, \
+     approval = excluded.approval, size = excluded.size, participants = excluded.participants, \
+     updated_at = excluded.updated_at";
+
+fn group_values(session: &SessionId, g: &Group, now: OffsetDateTime) -> Vec<Value> {
+    let participants: Vec<serde_json::Value> = g
+        .participants
+        .iter()
+        .map(GroupParticipant::to_json)
+        .collect();
+    vec![
+        text(session.to_string()),
+        text(g.jid.to_string()),
+        text(g.subject.as_str()),
+        Value::Text(g.description.clone()),
+        Value::Text(g.owner.as_ref().map(ToString::to_string)),
+        Value::Text(g.created_at.map(ts)),
+        Value::Flag(g.settings.announce),
+        Value::Flag(g.settings.locked),
+        Value::Flag(g.settings.approval),
+        int(i64::try_from(g.participants.len()).unwrap_or(i64::MAX)),
+        text(serde_json::Value::Array(participants).to_string()),
+        text(ts(now)),
+    ]
+}
+
+fn group_from_row(r: &impl Columns) -> Result<Group, StoreError> {
+    let participants: serde_json::Value = serde_json::from_str(&r.need("participants")?)
+        .map_err(|e| StoreError::Corrupt(format!("participants: {e}")))?;
+    let participants = participants
+        .as_array()
+        .ok_or_else(|| StoreError::Corrupt("participants: not an array".into()))?
+        .iter()
+        .map(GroupParticipant::from_json)
+        .collect::<Result<_, _>>()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Group {
+        jid: r.parsed("jid", |s| GroupJid::parse(s, "jid"))?,
+        subject: r.need("subject")?,
+        description: r.text("description")?,
+        owner: r.opt_parsed("owner", Jid::parse)?,
+        created_at: r.opt_time("created_at")?,
+        participants,
+        settings: GroupSettings {
+            announce: r.flag("announce")?,
+            locked: r.flag("locked")?,
+            approval: r.flag("approval")?,
+        },
+    })
+}
+
+/// Writes group `g` of `session` whole.
+pub(crate) async fn put_group<C: Conn>(
+    conn: &mut C,
+    session: &SessionId,
+    g: &Group,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    conn.run(GROUP_UPSERT, group_values(session, g, now))
+        .await?;
+    Ok(())
+}
+
+/// Group `jid` of `session`; `lock`: to be written by this transaction.
+async fn fetch_group<C: Conn>(
+    conn: &mut C,
+    session: &SessionId,
+    jid: &GroupJid,
+    lock: bool,
+) -> Result<Option<Group>, StoreError> {
+    let sql = format!(
+        "{}{}",
+        concat!(
+            "SELECT ",
+            group_columns!(),
+            " FROM session_groups WHERE session_id = $1 AND jid = $2"
+        ),
+        if lock { C::FOR_UPDATE } else { "" }
+    );
+    let row = conn
+        .one(&sql, vec![text(session.to_string()), text(jid.to_string())])
+        .await?;
+    row.as_ref().map(group_from_row).transpose()
+}
+
+/// Applies `notice` to the stored groups of `session` in the caller's
+/// transaction; the session's organization, or `None` when there is no
+/// such session. The caller records the event and commits.
+pub(crate) async fn apply_group_notice<C: Conn>(
+    conn: &mut C,
+    session: &SessionId,
+    notice: &GroupNotice,
+    now: OffsetDateTime,
+) -> Result<Option<OrgId>, StoreError> {
+    // The session's row is held: one session's group writes take turns.
+    let Some((org, _)) = session_owner(conn, session, true).await? else {
+        return Ok(None);
+    };
+    match notice {
+        GroupNotice::Joined { group, .. } => put_group(conn, session, group, now).await?,
+        GroupNotice::Left { group, .. } => {
+            conn.run(
+                "DELETE FROM session_groups WHERE session_id = $1 AND jid = $2",
+                vec![text(session.to_string()), text(group.to_string())],
+            )
+            .await?;
+        }
+        GroupNotice::Participants {
+            group,
+            action,
+            participants,
+            ..
+        } => {
+            if let Some(mut g) = fetch_group(conn, session, group, true).await? {
+                for p in participants {
+                    let at = g.participants.iter().position(|m| {
+                        m.is(&p.jid)
+                            || p.pn.as_ref().is_some_and(|j| m.is(j))
+                            || p.lid.as_ref().is_some_and(|j| m.is(j))
+                    });
+                    match (action, at) {
+                        (ParticipantAction::Add | ParticipantAction::Join, None) => {
+                            g.participants.push(p.clone());
+                        }
+                        (ParticipantAction::Remove | ParticipantAction::Leave, Some(i)) => {
+                            g.participants.remove(i);
+                        }
+                        (ParticipantAction::Promote, Some(i)) => {
+                            g.participants[i].role = GroupRole::Admin;
+                        }
+                        (ParticipantAction::Demote, Some(i)) => {
+                            g.participants[i].role = GroupRole::Member;
+                        }
+                        _ => {}
+                    }
+                }
+                put_group(conn, session, &g, now).await?;
+            }
+        }
+        GroupNotice::Updated {
+            group,
+            subject,
+            description,
+            settings,
+            ..
+        } => {
+            if let Some(mut g) = fetch_group(conn, session, group, true).await? {
+                if let Some(s) = subject {
+                    g.subject.clone_from(s);
+                }
+                if let Some(d) = description {
+                    g.description.clone_from(d);
+                }
+                if let Some(s) = settings {
+                    g.settings = *s;
+                }
+                put_group(conn, session, &g, now).await?;
+            }
+        }
+    }
+    Ok(Some(org))
+}
+
+/// Replaces the groups of `session` by `groups` in the caller's
+/// transaction; whether the session exists.
+pub(crate) async fn replace_groups<C: Conn>(
+    conn: &mut C,
+    session: &SessionId,
+    groups: &[Group],
+    now: OffsetDateTime,
+) -> Result<bool, StoreError> {
+    if session_owner(conn, session, true).await?.is_none() {
+        return Ok(false);
+    }
+    let mut q = Sql::new("DELETE FROM session_groups WHERE session_id = ");
+    q.bind(text(session.to_string()));
+    if !groups.is_empty() {
+        q.push(" AND jid NOT IN ")
+            .bind_list(groups.iter().map(|g| text(g.jid.to_string())));
+    }
+    q.run(conn).await?;
+    for g in groups {
+        put_group(conn, session, g, now).await?;
+    }
+    Ok(true)
+}
+
+/// Whether `session`'s stored groups are `groups` already (in any order):
+/// then a refresh has nothing to write (the common reconnect).
+pub(crate) async fn same_groups<C: Conn>(
+    conn: &mut C,
+    session: &SessionId,
+    groups: &[Group],
+) -> Result<bool, StoreError> {
+    let stored = conn
+        .all(
+            concat!(
+                "SELECT ",
+                group_columns!(),
+                " FROM session_groups WHERE session_id = $1"
+            ),
+            vec![text(session.to_string())],
+        )
+        .await?;
+    if stored.len() != groups.len() {
+        return Ok(false);
+    }
+    let mut stored = stored
+        .iter()
+        .map(group_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut wanted: Vec<&Group> = groups.iter().collect();
+    stored.sort_by_cached_key(|g| g.jid.to_string());
+    wanted.sort_by_cached_key(|g| g.jid.to_string());
+    Ok(stored.iter().eq(wanted))
+}
+
+/// A page of `org`'s session's groups by JID; `None` when the session is
+/// not `org`'s.
+pub(crate) async fn list_groups<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+    session: &SessionId,
+    after: Option<&GroupJid>,
+    limit: u32,
+) -> Result<Option<GroupPage>, StoreError> {
+    if session_owner(conn, session, false)
+        .await?
+        .is_none_or(|(o, _)| o != *org)
+    {
+        return Ok(None);
+    }
+    let mut q = Sql::new(concat!(
+        "SELECT ",
+        group_columns!(),
+        " FROM session_groups WHERE session_id = "
+    ));
+    q.bind(text(session.to_string()));
+    if let Some(after) = after {
+        q.push(" AND jid > ").bind(text(after.to_string()));
+    }
+    // One extra row tells whether another page follows.
+    q.push(" ORDER BY jid LIMIT ")
+        .bind(int(i64::from(limit) + 1));
+    let mut items = q
+        .all(conn)
+        .await?
+        .iter()
+        .map(group_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next = if more {
+        items.last().map(|g| g.jid.clone())
+    } else {
+        None
+    };
+    Ok(Some(GroupPage { items, next }))
+}
+
+/// Group `jid` of `org`'s session as stored.
+pub(crate) async fn get_group<C: Conn>(
+    conn: &mut C,
+    org: &OrgId,
+    session: &SessionId,
+    jid: &GroupJid,
+) -> Result<Option<Group>, StoreError> {
+    if session_owner(conn, session, false)
+        .await?
+        .is_none_or(|(o, _)| o != *org)
+    {
+        return Ok(None);
+    }
+    fetch_group(conn, session, jid, false).await
 }

@@ -70,7 +70,16 @@ on_both_stores!(
     idempotency_keys_and_the_queue_bound,
     the_queue_leaves_out_the_chats_it_is_told_to,
     a_contact_reusing_an_id_does_not_take_the_message_s_place,
+    edits_and_deletions_apply_once_with_one_event_each,
+    poll_votes_replace_earlier_ones_once_with_one_event_each,
+    ephemeral_events_are_logged_for_an_existing_session,
+    many_sessions_are_marked_in_one_write_with_their_events,
 );
+
+#[path = "contract_groups.rs"]
+mod groups;
+#[path = "contract_receipts.rs"]
+mod receipts;
 
 async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -392,6 +401,95 @@ async fn a_status_change_and_its_event_are_one_write(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(page.events.len(), 1);
+}
+
+async fn many_sessions_are_marked_in_one_write_with_their_events(store: Arc<dyn Store>) {
+    let now = OffsetDateTime::now_utc();
+    let (a, b) = (session("acme", 1, now), session("acme", 2, now));
+    let other = session("other", 3, now);
+    for s in [&a, &b, &other] {
+        store.insert(s).await.unwrap();
+    }
+    store
+        .record_observed(&b.id, &SessionPatch::status(SessionStatus::Connecting), now)
+        .await
+        .unwrap();
+    let gone = session("acme", 4, now).id;
+    let connecting = SessionPatch::status(SessionStatus::Connecting);
+    let marked = store
+        .record_observed_all(
+            &[
+                (a.id, connecting.clone()),
+                (gone, connecting.clone()),
+                (b.id, connecting.clone()),
+                (other.id, connecting.clone()),
+            ],
+            now,
+        )
+        .await
+        .unwrap();
+    let statuses: Vec<_> = marked
+        .iter()
+        .map(|m| m.as_ref().unwrap().as_ref().map(|s| (s.id, s.status)))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            Some((a.id, SessionStatus::Connecting)),
+            None,
+            Some((b.id, SessionStatus::Connecting)),
+            Some((other.id, SessionStatus::Connecting)),
+        ]
+    );
+    // b was connecting already: no change, no second event for it.
+    let b_now = store.get(&acme(), &b.id).await.unwrap().unwrap();
+    assert_eq!(
+        marked[2].as_ref().unwrap().as_ref().unwrap().revision,
+        b_now.revision
+    );
+    let all = EventFilter::default();
+    let events = |org: OrgId| {
+        let store = store.clone();
+        let all = all.clone();
+        async move {
+            store
+                .read_events(&org, EventCursor::START, &all, 10)
+                .await
+                .unwrap()
+                .events
+                .into_iter()
+                .map(|e| (e.session, e.data))
+                .collect::<Vec<_>>()
+        }
+    };
+    let connecting_from = |previous| EventData::SessionStatus {
+        status: SessionStatus::Connecting,
+        previous,
+        last_error: None,
+    };
+    assert_eq!(
+        events(acme()).await,
+        [
+            (Some(b.id), connecting_from(SessionStatus::New)),
+            (Some(a.id), connecting_from(SessionStatus::New)),
+        ]
+    );
+    assert_eq!(
+        events(OrgId::parse("other").unwrap()).await,
+        [(Some(other.id), connecting_from(SessionStatus::New))]
+    );
+    let counts = store.count_by_status().await.unwrap();
+    assert!(
+        counts.contains(&(SessionStatus::Connecting, 3)),
+        "{counts:?}"
+    );
+    assert!(
+        store
+            .record_observed_all(&[], now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn pruned_cursors_are_gone(store: Arc<dyn Store>) {
@@ -874,7 +972,7 @@ async fn types(store: &dyn Store, org: &OrgId) -> Vec<EventType> {
         .collect()
 }
 
-fn inbound(id: &str, body: InboundBody, from_me: bool) -> InboundRecord {
+pub(crate) fn inbound(id: &str, body: InboundBody, from_me: bool) -> InboundRecord {
     let alice = jid("14155550123@s.whatsapp.net");
     InboundRecord {
         id: MessageId::parse(id).unwrap(),
@@ -890,6 +988,7 @@ fn inbound(id: &str, body: InboundBody, from_me: bool) -> InboundRecord {
         timestamp: OffsetDateTime::now_utc(),
         body,
         reply_to: None,
+        mentions: Vec::new(),
     }
 }
 
@@ -912,11 +1011,17 @@ fn outgoing(s: &SessionId, id: &str, now: OffsetDateTime) -> Message {
             size: 3,
             sha256: "x".into(),
         }),
+        rich: None,
         voice_note: false,
         reply_to: None,
+        mentions: vec![
+            jid("14155550199@s.whatsapp.net"),
+            jid("123456789012345@lid"),
+        ],
         status: MessageStatus::Pending,
         status_at: StatusTimes::default(),
         error: None,
+        edited_at: None,
         timestamp: now,
         created_at: now,
     }
@@ -1060,7 +1165,29 @@ async fn outgoing_statuses_only_move_forward_with_their_events(store: Arc<dyn St
         vec![
             EventType::MessageSent,
             EventType::MessageStatus,
+            EventType::MessageStatus,
             EventType::MessageStatus
+        ]
+    );
+    // The read receipt came before the delivery receipt: the log still says
+    // delivered before read (a read message was delivered), once each.
+    let statuses: Vec<_> = store
+        .read_events(&s.org, EventCursor::START, &EventFilter::default(), 10)
+        .await
+        .unwrap()
+        .events
+        .into_iter()
+        .filter_map(|e| match e.data {
+            EventData::MessageStatus { status, .. } => Some(status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            MessageStatus::Sent,
+            MessageStatus::Delivered,
+            MessageStatus::Read
         ]
     );
     let got = store
@@ -1287,4 +1414,269 @@ async fn a_contact_reusing_an_id_does_not_take_the_message_s_place(store: Arc<dy
         .unwrap()
         .unwrap();
     assert_eq!(got.chat, jid("14155550123@s.whatsapp.net"));
+}
+
+async fn edits_and_deletions_apply_once_with_one_event_each(store: Arc<dyn Store>) {
+    let now = OffsetDateTime::now_utc();
+    let s = session("acme", 1, now);
+    store.insert(&s).await.unwrap();
+    let media = InboundBody::Media {
+        kind: MessageType::Image,
+        info: MediaInfo {
+            mimetype: "image/png".into(),
+            filename: None,
+            size: 3,
+            sha256: "x".into(),
+        },
+        caption: Some("before".into()),
+        voice_note: false,
+        media_ref: vec![1, 2, 3],
+    };
+    let place = wagate_domain::RichContent::Location(
+        wagate_domain::Location::new(52.5, 13.4, Some("Office".into()), None).unwrap(),
+    );
+    let originals = vec![
+        inbound("T1", InboundBody::Text("helo".into()), false),
+        inbound("M1", media, false),
+        inbound("L1", InboundBody::Rich(place.clone()), false),
+    ];
+    assert_eq!(
+        store.record_inbound(&s.id, &originals, now).await.unwrap(),
+        3
+    );
+    let later = now + time::Duration::seconds(5);
+    let change = |id: &str, body: InboundBody| InboundRecord {
+        timestamp: later,
+        ..inbound(id, body, false)
+    };
+    let target = |id: &str| MessageId::parse(id).unwrap();
+    let changes = vec![
+        change(
+            "E1",
+            InboundBody::Edit {
+                target: target("T1"),
+                text: "hello".into(),
+            },
+        ),
+        change(
+            "E2",
+            InboundBody::Edit {
+                target: target("M1"),
+                text: "after".into(),
+            },
+        ),
+        change(
+            "R1",
+            InboundBody::Revoke {
+                target: target("M1"),
+            },
+        ),
+        // Names nothing stored: nothing changes, no event.
+        change(
+            "R2",
+            InboundBody::Revoke {
+                target: target("NOPE"),
+            },
+        ),
+    ];
+    assert_eq!(store.record_inbound(&s.id, &changes, now).await.unwrap(), 3);
+    // Redelivered: nothing changes twice, no second event.
+    assert_eq!(store.record_inbound(&s.id, &changes, now).await.unwrap(), 0);
+    // A second deletion of a deleted message, under a new id: nothing.
+    let again = change(
+        "R3",
+        InboundBody::Revoke {
+            target: target("M1"),
+        },
+    );
+    assert_eq!(store.record_inbound(&s.id, &[again], now).await.unwrap(), 0);
+    let events = store
+        .read_events(&s.org, EventCursor::START, &EventFilter::default(), 100)
+        .await
+        .unwrap()
+        .events;
+    let kinds: Vec<_> = events.iter().map(|e| e.data.event_type()).collect();
+    assert_eq!(
+        kinds[3..],
+        [
+            EventType::MessageEdited,
+            EventType::MessageEdited,
+            EventType::MessageRevoked
+        ]
+    );
+    let EventData::MessageEdited {
+        message,
+        previous_text,
+    } = &events[3].data
+    else {
+        panic!("not an edit")
+    };
+    assert_eq!(
+        (message.text.as_deref(), previous_text.as_deref()),
+        (Some("hello"), Some("helo"))
+    );
+    let get = |id: &'static str| {
+        let store = store.clone();
+        let org = s.org.clone();
+        async move {
+            store
+                .get_message(&org, &s.id, &MessageId::parse(id).unwrap())
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let text = get("T1").await;
+    assert_eq!(text.text.as_deref(), Some("hello"));
+    assert!(
+        text.edited_at
+            .is_some_and(|at| (at - later).abs() < time::Duration::seconds(1))
+    );
+    let gone = get("M1").await;
+    assert_eq!(
+        (gone.kind, gone.caption.clone(), gone.media.clone()),
+        (MessageType::Revoked, None, None)
+    );
+    // Its id, people, status and times stay.
+    assert_eq!(
+        (
+            gone.id.as_str(),
+            gone.status,
+            gone.created_at,
+            gone.edited_at.is_some()
+        ),
+        ("M1", MessageStatus::Received, text.created_at, true)
+    );
+    assert!(
+        store
+            .media(&s.org, &s.id, &MessageId::parse("M1").unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "a revoked message's media handle is gone"
+    );
+    assert_eq!(get("L1").await.rich, Some(place));
+}
+
+async fn poll_votes_replace_earlier_ones_once_with_one_event_each(store: Arc<dyn Store>) {
+    use sha2::{Digest, Sha256};
+    let now = OffsetDateTime::now_utc();
+    let s = session("acme", 1, now);
+    store.insert(&s).await.unwrap();
+    let poll = wagate_domain::Poll::new(
+        "Lunch?".into(),
+        vec!["Pizza".into(), "Sushi".into(), "Tacos".into()],
+        2,
+    )
+    .unwrap();
+    let rich = wagate_domain::RichContent::Poll(poll);
+    let polls = [inbound("P1", InboundBody::Rich(rich.clone()), false)];
+    assert_eq!(store.record_inbound(&s.id, &polls, now).await.unwrap(), 1);
+    let hash = |o: &str| <[u8; 32]>::from(Sha256::digest(o.as_bytes()));
+    let vote = |id: &str, secs: i64, options: &[&str], target: &str| InboundRecord {
+        timestamp: now + time::Duration::seconds(secs),
+        ..inbound(
+            id,
+            InboundBody::PollVote {
+                target: MessageId::parse(target).unwrap(),
+                selected: options.iter().map(|o| hash(o)).collect(),
+            },
+            false,
+        )
+    };
+    let votes = vec![
+        vote("V1", 5, &["Tacos", "Pizza", "Nope"], "P1"),
+        vote("V2", 10, &["Sushi"], "P1"),
+        // Older than the vote stored: it replaces nothing.
+        vote("V0", 1, &["Pizza"], "P1"),
+        // Names no poll.
+        vote("V3", 11, &["Pizza"], "NOPE"),
+    ];
+    assert_eq!(store.record_inbound(&s.id, &votes, now).await.unwrap(), 2);
+    // Redelivered: nothing changes twice, no second event.
+    assert_eq!(store.record_inbound(&s.id, &votes, now).await.unwrap(), 0);
+    let events = store
+        .read_events(&s.org, EventCursor::START, &EventFilter::default(), 100)
+        .await
+        .unwrap()
+        .events;
+    let selections: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.data {
+            EventData::MessagePollVote {
+                message,
+                voter,
+                selected,
+            } => Some((message.id.to_string(), voter.to_string(), selected.clone())),
+            _ => None,
+        })
+        .collect();
+    let alice = "14155550123@s.whatsapp.net".to_owned();
+    assert_eq!(
+        selections,
+        [
+            (
+                "P1".into(),
+                alice.clone(),
+                vec!["Pizza".into(), "Tacos".into()]
+            ),
+            ("P1".into(), alice.clone(), vec!["Sushi".to_owned()]),
+        ]
+    );
+    let (message, tally) = store
+        .poll_votes(&s.org, &s.id, &MessageId::parse("P1").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(message.rich, Some(rich));
+    assert_eq!(tally.len(), 1);
+    assert_eq!(
+        (tally[0].voter.to_string(), tally[0].selected.clone()),
+        (alice, vec!["Sushi".to_owned()])
+    );
+    // Taken back: an empty vote.
+    let back = vote("V4", 20, &[], "P1");
+    assert_eq!(store.record_inbound(&s.id, &[back], now).await.unwrap(), 1);
+    let (_, tally) = store
+        .poll_votes(&s.org, &s.id, &MessageId::parse("P1").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(tally[0].selected.is_empty());
+    assert!(
+        store
+            .poll_votes(&s.org, &s.id, &MessageId::parse("NOPE").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn ephemeral_events_are_logged_for_an_existing_session(store: Arc<dyn Store>) {
+    let now = OffsetDateTime::now_utc();
+    let s = session("acme", 1, now);
+    store.insert(&s).await.unwrap();
+    let typing = EventData::ChatState {
+        chat: jid("14155550123@s.whatsapp.net"),
+        jid: jid("14155550123@s.whatsapp.net"),
+        state: wagate_domain::ChatState::Typing,
+    };
+    assert!(store.record_ephemeral(&s.id, &typing, now).await.unwrap());
+    let events = store
+        .read_events(&s.org, EventCursor::START, &EventFilter::default(), 10)
+        .await
+        .unwrap()
+        .events;
+    assert_eq!(events.len(), 1);
+    assert_eq!((events[0].session, &events[0].data), (Some(s.id), &typing));
+    assert!(
+        store
+            .list_messages(&s.org, &s.id, None, None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    store.delete(&s.org, &s.id).await.unwrap();
+    assert!(!store.record_ephemeral(&s.id, &typing, now).await.unwrap());
 }

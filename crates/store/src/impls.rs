@@ -8,15 +8,29 @@
 //! - `commit_with_events(tx, org, session, events, now)`: appends the events
 //!   (and their deliveries), commits and tells the commit listeners;
 //!   `commit_queued(tx, org)`: commits deliveries queued without events;
+//! - `fence_write(tx, session, observed)`: checks, before a session write,
+//!   that this process still owns the session (a write the WhatsApp side
+//!   makes, `observed`; PostgreSQL with leases only);
 //! - `session_moved(from, to)`: a session's status changed (or it came or
 //!   went), for stores that keep counts;
+//! - `announce(what)`: a cached record changed (after the commit), for
+//!   stores other processes share;
 //! - what differs between the databases: `sessions_to_resume()`,
 //!   `status_counts()`, `due_webhooks(now)`, `next_due_at()`.
 
+/// The events one session's write appends: its organization, the session
+/// (if any), the events (see `commit_with_events_of`).
+pub(crate) type EventsOf<'a> = (
+    &'a wagate_domain::OrgId,
+    Option<&'a wagate_domain::SessionId>,
+    &'a [wagate_domain::EventData],
+);
+
 /// Implements [`SessionRegistry`](crate::SessionRegistry),
 /// [`ApiKeyStore`](crate::ApiKeyStore), [`EventLog`](crate::EventLog),
-/// [`WebhookStore`](crate::WebhookStore) and
-/// [`MessageStore`](crate::MessageStore) for a backend type.
+/// [`WebhookStore`](crate::WebhookStore),
+/// [`MessageStore`](crate::MessageStore) and
+/// [`GroupStore`](crate::GroupStore) for a backend type.
 macro_rules! store_traits {
     ($store:ty) => {
         const _: () = {
@@ -24,14 +38,14 @@ macro_rules! store_traits {
             use time::OffsetDateTime;
             use wagate_domain::{
                 ApiKey, ApiKeyId, Delivery, Event, EventCursor, EventData, EventFilter, Jid,
-                MediaInfo, Message, MessageId, NewApiKey, OrgId, Page, PageRequest, Session,
-                SessionId, SessionStatus, Webhook, WebhookId, WebhookSecret,
+                MediaInfo, Message, MessageId, NewApiKey, OrgId, Page, PageRequest, PollVote,
+                Recipient, Session, SessionId, SessionStatus, Webhook, WebhookId, WebhookSecret,
             };
 
             use $crate::conn;
             use $crate::messages::{
                 Accepted, IdempotencyClaim, InboundRecord, MediaSource, MessagePage, MessageStore,
-                StatusChange,
+                ReceiptPage, StatusChange,
             };
             use $crate::rows::db_err;
             use $crate::{
@@ -51,18 +65,24 @@ macro_rules! store_traits {
                     now: OffsetDateTime,
                 ) -> Result<Option<Session>, StoreError> {
                     let mut tx = self.begin().await?;
+                    self.fence_write(&mut tx, id, org.is_none()).await?;
                     let Some((current, next, events)) =
                         conn::patch_session(&mut *tx, org, id, patch, now).await?
                     else {
                         return Ok(None);
                     };
                     if next.is_none() && events.is_empty() {
+                        // What was read may be another writer's work not
+                        // yet committed (SQLite's group commit): answer
+                        // once it is.
+                        tx.rollback().await.map_err(db_err)?;
                         return Ok(Some(current));
                     }
                     self.commit_with_events(tx, &current.org, Some(id), &events, now)
                         .await?;
                     if let Some(next) = &next {
                         self.session_moved(Some(current.status), Some(next.status));
+                        self.announce($crate::Invalidation::Session(*id)).await;
                     }
                     Ok(Some(next.unwrap_or(current)))
                 }
@@ -111,6 +131,54 @@ macro_rules! store_traits {
                     self.patch(None, id, patch, now).await
                 }
 
+                async fn record_observed_all(
+                    &self,
+                    patches: &[(SessionId, SessionPatch)],
+                    now: OffsetDateTime,
+                ) -> Result<Vec<Result<Option<Session>, StoreError>>, StoreError> {
+                    let mut out = Vec::with_capacity(patches.len());
+                    if patches.is_empty() {
+                        return Ok(out);
+                    }
+                    let mut tx = self.begin().await?;
+                    // (session, status before if the row changed, events).
+                    let mut changed = Vec::new();
+                    for (id, patch) in patches {
+                        match self.fence_write(&mut tx, id, true).await {
+                            Ok(()) => {}
+                            Err(StoreError::Fenced) => {
+                                out.push(Err(StoreError::Fenced));
+                                continue;
+                            }
+                            Err(e) => return Err(e),
+                        }
+                        match conn::patch_session(&mut *tx, None, id, patch, now).await? {
+                            None => out.push(Ok(None)),
+                            Some((current, None, events)) if events.is_empty() => {
+                                out.push(Ok(Some(current)));
+                            }
+                            Some((current, next, events)) => {
+                                let from = next.is_some().then_some(current.status);
+                                let s = next.unwrap_or(current);
+                                changed.push((s.clone(), from, events));
+                                out.push(Ok(Some(s)));
+                            }
+                        }
+                    }
+                    let all: Vec<$crate::impls::EventsOf<'_>> = changed
+                        .iter()
+                        .map(|(s, _, events)| (&s.org, Some(&s.id), events.as_slice()))
+                        .collect();
+                    self.commit_with_events_of(tx, &all, now).await?;
+                    for (s, from, _) in &changed {
+                        if let Some(from) = *from {
+                            self.session_moved(Some(from), Some(s.status));
+                            self.announce($crate::Invalidation::Session(s.id)).await;
+                        }
+                    }
+                    Ok(out)
+                }
+
                 async fn delete(&self, org: &OrgId, id: &SessionId) -> Result<bool, StoreError> {
                     let mut tx = self.begin().await?;
                     let Some(status) = conn::delete_session(&mut *tx, org, id).await? else {
@@ -120,6 +188,7 @@ macro_rules! store_traits {
                     self.commit_with_events(tx, org, Some(id), &[EventData::SessionDeleted], now)
                         .await?;
                     self.session_moved(status, None);
+                    self.announce($crate::Invalidation::Session(*id)).await;
                     Ok(true)
                 }
 
@@ -159,7 +228,12 @@ macro_rules! store_traits {
                     id: &ApiKeyId,
                     now: OffsetDateTime,
                 ) -> Result<Option<ApiKey>, StoreError> {
-                    conn::revoke_key(&mut *self.writer().await?, org, id, now).await
+                    let revoked =
+                        conn::revoke_key(&mut *self.writer().await?, org, id, now).await?;
+                    if revoked.is_some() {
+                        self.announce($crate::Invalidation::ApiKey(*id)).await;
+                    }
+                    Ok(revoked)
                 }
 
                 async fn touch_key(
@@ -375,6 +449,10 @@ macro_rules! store_traits {
                     .await?;
                     if matches!(accepted, Accepted::New(_)) {
                         tx.commit().await.map_err(db_err)?;
+                    } else {
+                        // A replay answers as the first time only once
+                        // the first is committed.
+                        tx.rollback().await.map_err(db_err)?;
                     }
                     Ok(accepted)
                 }
@@ -436,6 +514,8 @@ macro_rules! store_traits {
                         return Ok(0);
                     }
                     let mut tx = self.begin().await?;
+                    // Written for the WhatsApp side: only while this process holds the session.
+                    self.fence_write(&mut tx, session, true).await?;
                     let Some((org, recorded, events)) =
                         conn::record_inbound(&mut *tx, session, messages, now).await?
                     else {
@@ -444,6 +524,30 @@ macro_rules! store_traits {
                     self.commit_with_events(tx, &org, Some(session), &events, now)
                         .await?;
                     Ok(recorded)
+                }
+
+                async fn record_ephemeral(
+                    &self,
+                    session: &SessionId,
+                    data: &EventData,
+                    now: OffsetDateTime,
+                ) -> Result<bool, StoreError> {
+                    let mut tx = self.begin().await?;
+                    // Written for the WhatsApp side: only while this process holds the session.
+                    self.fence_write(&mut tx, session, true).await?;
+                    let Some((org, _)) = conn::session_owner(&mut *tx, session, false).await?
+                    else {
+                        return Ok(false);
+                    };
+                    self.commit_with_events(
+                        tx,
+                        &org,
+                        Some(session),
+                        std::slice::from_ref(data),
+                        now,
+                    )
+                    .await?;
+                    Ok(true)
                 }
 
                 async fn update_status(
@@ -457,6 +561,8 @@ macro_rules! store_traits {
                         return Ok(Vec::new());
                     }
                     let mut tx = self.begin().await?;
+                    // Written for the WhatsApp side: only while this process holds the session.
+                    self.fence_write(&mut tx, session, true).await?;
                     let Some((org, changed, events)) =
                         conn::update_status(&mut *tx, session, ids, change).await?
                     else {
@@ -465,6 +571,40 @@ macro_rules! store_traits {
                     self.commit_with_events(tx, &org, Some(session), &events, now)
                         .await?;
                     Ok(changed)
+                }
+
+                async fn record_receipt(
+                    &self,
+                    session: &SessionId,
+                    ids: &[MessageId],
+                    participant: &Recipient,
+                    change: &StatusChange,
+                    now: OffsetDateTime,
+                ) -> Result<Vec<Message>, StoreError> {
+                    if ids.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let mut tx = self.begin().await?;
+                    let Some((org, changed, events)) =
+                        conn::record_receipt(&mut *tx, session, ids, participant, change).await?
+                    else {
+                        return Ok(Vec::new());
+                    };
+                    self.commit_with_events(tx, &org, Some(session), &events, now)
+                        .await?;
+                    Ok(changed)
+                }
+
+                async fn receipts(
+                    &self,
+                    org: &OrgId,
+                    session: &SessionId,
+                    id: &MessageId,
+                    after: Option<&Jid>,
+                    limit: u32,
+                ) -> Result<Option<ReceiptPage>, StoreError> {
+                    let mut c = self.reader().await?;
+                    conn::receipts(&mut *c, org, session, id, after, limit).await
                 }
 
                 async fn mark_received_read(
@@ -509,11 +649,102 @@ macro_rules! store_traits {
                     conn::media(&mut *self.reader().await?, org, session, id).await
                 }
 
+                async fn poll_votes(
+                    &self,
+                    org: &OrgId,
+                    session: &SessionId,
+                    id: &MessageId,
+                ) -> Result<Option<(Message, Vec<PollVote>)>, StoreError> {
+                    crate::polls::poll_votes(&mut *self.reader().await?, org, session, id).await
+                }
+
                 async fn prune_idempotency_keys(
                     &self,
                     before: OffsetDateTime,
                 ) -> Result<u64, StoreError> {
                     conn::prune_idempotency_keys(&mut *self.writer().await?, before).await
+                }
+            }
+
+            #[async_trait]
+            impl $crate::GroupStore for $store {
+                async fn record_group_notice(
+                    &self,
+                    session: &SessionId,
+                    notice: &wagate_domain::GroupNotice,
+                    now: OffsetDateTime,
+                ) -> Result<bool, StoreError> {
+                    let mut tx = self.begin().await?;
+                    // Written for the WhatsApp side: only while this process holds the session.
+                    self.fence_write(&mut tx, session, true).await?;
+                    let Some(org) =
+                        conn::apply_group_notice(&mut *tx, session, notice, now).await?
+                    else {
+                        return Ok(false);
+                    };
+                    let events = [EventData::Group(Box::new(notice.clone()))];
+                    self.commit_with_events(tx, &org, Some(session), &events, now)
+                        .await?;
+                    Ok(true)
+                }
+
+                async fn replace_groups(
+                    &self,
+                    session: &SessionId,
+                    groups: &[wagate_domain::Group],
+                    now: OffsetDateTime,
+                ) -> Result<(), StoreError> {
+                    // Read first: a reconnect mostly finds what is stored,
+                    // and then takes no write transaction.
+                    if conn::same_groups(&mut *self.reader().await?, session, groups).await? {
+                        return Ok(());
+                    }
+                    let mut tx = self.begin().await?;
+                    // Written for the WhatsApp side: only while this process holds the session.
+                    self.fence_write(&mut tx, session, true).await?;
+                    if conn::replace_groups(&mut *tx, session, groups, now).await? {
+                        tx.commit().await.map_err(db_err)?;
+                    }
+                    Ok(())
+                }
+
+                async fn put_group(
+                    &self,
+                    session: &SessionId,
+                    group: &wagate_domain::Group,
+                    now: OffsetDateTime,
+                ) -> Result<(), StoreError> {
+                    let mut tx = self.begin().await?;
+                    // Written for the WhatsApp side: only while this process holds the session.
+                    self.fence_write(&mut tx, session, true).await?;
+                    if conn::session_owner(&mut *tx, session, true)
+                        .await?
+                        .is_some()
+                    {
+                        conn::put_group(&mut *tx, session, group, now).await?;
+                        tx.commit().await.map_err(db_err)?;
+                    }
+                    Ok(())
+                }
+
+                async fn list_groups(
+                    &self,
+                    org: &OrgId,
+                    session: &SessionId,
+                    after: Option<&wagate_domain::GroupJid>,
+                    limit: u32,
+                ) -> Result<Option<$crate::GroupPage>, StoreError> {
+                    let mut c = self.reader().await?;
+                    conn::list_groups(&mut *c, org, session, after, limit).await
+                }
+
+                async fn get_group(
+                    &self,
+                    org: &OrgId,
+                    session: &SessionId,
+                    jid: &wagate_domain::GroupJid,
+                ) -> Result<Option<wagate_domain::Group>, StoreError> {
+                    conn::get_group(&mut *self.reader().await?, org, session, jid).await
                 }
             }
         };

@@ -3,7 +3,7 @@
 //! Where wagate keeps what must survive a restart: the [`SessionRegistry`]
 //! (sessions, scoped by organization), the [`ApiKeyStore`] (API keys, kept
 //! only as hashes), the [`EventLog`], the [`WebhookStore`] (webhooks and
-//! their deliveries) and the [`MessageStore`]. The traits are the contract
+//! their deliveries), the [`MessageStore`] and the [`GroupStore`]. The traits are the contract
 //! the rest of wagate codes against; [`open`] gives all of them as one
 //! [`Store`] on the database a URL names:
 //!
@@ -16,6 +16,8 @@
 //! (`rows`); the traits are implemented once for both (`impls`), and the
 //! same contract tests run on both. Migrations are embedded in the binary
 //! and applied on start. Nothing outside this crate knows sqlx.
+//! [`SessionOwnership`] says which gateway process serves a session's live
+//! calls ([`SingleNode`] when there is one).
 //!
 //! ```no_run
 //! use wagate_store::SessionRegistry;
@@ -36,15 +38,20 @@ use wagate_domain::{
 };
 
 mod cached;
+mod cluster;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod conn;
 #[cfg(all(test, feature = "sqlite", feature = "postgres"))]
 mod contract;
 #[cfg(all(feature = "sqlite", feature = "postgres"))]
 mod copy;
+mod groups;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod impls;
 mod messages;
+mod ownership;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod polls;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -54,28 +61,48 @@ mod secrets;
 mod sqlite;
 
 pub use cached::SessionCache;
+pub use cluster::{Claim, Fence, LeaseOwner, NodeLeases, NodeStatus, Owned};
 #[cfg(all(feature = "sqlite", feature = "postgres"))]
 pub use copy::{CopyReport, CopySource, copy_sqlite_to_postgres};
+pub use groups::{GroupPage, GroupStore};
 pub use messages::{
     Accepted, IdempotencyClaim, InboundBody, InboundRecord, MediaSource, MessagePage, MessageStore,
-    StatusChange,
+    ReceiptPage, StatusChange,
 };
+pub use ownership::{SessionOwner, SessionOwnership, SingleNode};
 #[cfg(feature = "postgres")]
-pub use postgres::PgStore;
+pub use postgres::{PgLeases, PgStore};
 pub use secrets::{ApiKeyCache, Entropy, OsEntropy, hash_secret, mint_api_key};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
 /// Everything wagate keeps, on one database: what [`open`] returns.
 #[async_trait]
-pub trait Store: SessionRegistry + ApiKeyStore + EventLog + WebhookStore + MessageStore {
+pub trait Store:
+    SessionRegistry + ApiKeyStore + EventLog + WebhookStore + MessageStore + GroupStore
+{
     /// Sets who is told when events commit (once; later calls are ignored).
     /// On PostgreSQL that includes the commits of other processes sharing
     /// the database.
     fn set_commit_listener(&self, listener: std::sync::Arc<dyn CommitListener>);
 
+    /// Sets who is told when a process sharing the database changed a
+    /// record processes cache (a session, an API key), so caches stay
+    /// correct across processes (once; later calls are ignored). A database
+    /// only one process uses (SQLite) has nothing to tell: the default
+    /// ignores it.
+    fn set_invalidation_listener(&self, _listener: std::sync::Arc<dyn InvalidationListener>) {}
+
     /// Closes every connection; later calls fail.
     async fn close(&self);
+
+    /// The live gateway nodes sharing this database (PostgreSQL), or
+    /// `None` when the database has no cluster (SQLite: one gateway).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn cluster_nodes(&self) -> Result<Option<Vec<NodeStatus>>, StoreError>;
 }
 
 /// Which database a URL names.
@@ -151,6 +178,11 @@ pub enum StoreError {
     /// the session has changed since: read it again and decide anew.
     #[error("the session changed since it was read")]
     Changed,
+    /// This process no longer owns the session it wrote for (another
+    /// gateway claimed it, or this one fenced itself): nothing was written,
+    /// and its WhatsApp client must stop.
+    #[error("the session is owned by another gateway now")]
+    Fenced,
     /// A cursor points before what the event log still keeps (retention).
     #[error("the cursor is older than the events kept")]
     Gone,
@@ -344,6 +376,23 @@ pub trait SessionRegistry: Send + Sync + std::fmt::Debug {
         now: OffsetDateTime,
     ) -> Result<Option<Session>, StoreError>;
 
+    /// [`SessionRegistry::record_observed`] for many sessions in one
+    /// transaction (a restart or a take-over marks every session it
+    /// resumes: one commit, not one each). Per session, in order: the
+    /// updated session, `None` if there is no such session, or
+    /// `Err(StoreError::Fenced)` (nothing written for it) when another
+    /// gateway owns it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`] (nothing is
+    /// written then).
+    async fn record_observed_all(
+        &self,
+        patches: &[(SessionId, SessionPatch)],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Result<Option<Session>, StoreError>>, StoreError>;
+
     /// Deletes session `id` of `org`; whether it existed.
     ///
     /// # Errors
@@ -429,6 +478,35 @@ pub trait CommitListener: Send + Sync + std::fmt::Debug {
     /// Events of `org` were committed; `deliveries` whether webhook
     /// deliveries were queued with them.
     fn committed(&self, org: &OrgId, deliveries: bool);
+}
+
+/// A record that changed, which every process that caches it must forget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalidation {
+    /// A session changed or was deleted.
+    Session(SessionId),
+    /// An API key was revoked.
+    ApiKey(ApiKeyId),
+    /// Changes may have gone unheard (the notifications' connection was
+    /// lost): forget everything.
+    Everything,
+}
+
+/// Told when a record processes cache changed, in this process or in
+/// another sharing the database (PostgreSQL `LISTEN`/`NOTIFY`, channel
+/// `wagate_invalidate`).
+pub trait InvalidationListener: Send + Sync + std::fmt::Debug {
+    /// `what` changed: forget it.
+    fn changed(&self, what: Invalidation);
+}
+
+/// Several caches told of the same changes.
+impl InvalidationListener for Vec<std::sync::Arc<dyn InvalidationListener>> {
+    fn changed(&self, what: Invalidation) {
+        for listener in self {
+            listener.changed(what);
+        }
+    }
 }
 
 /// One page of an organization's event log.

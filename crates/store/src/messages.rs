@@ -6,8 +6,8 @@ use std::fmt;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use wagate_domain::{
-    IdempotencyKey, Jid, MediaInfo, Message, MessageError, MessageId, MessageStatus, MessageType,
-    OrgId, SessionId,
+    EventData, IdempotencyKey, Jid, MediaInfo, Message, MessageError, MessageId, MessageStatus,
+    MessageType, OrgId, PollVote, Receipt, Recipient, RichContent, SessionId,
 };
 
 use crate::StoreError;
@@ -61,6 +61,29 @@ pub enum InboundBody {
         /// The emoji.
         emoji: String,
     },
+    /// A location or contact cards.
+    Rich(RichContent),
+    /// The writer's edit of its message `target` (same chat): the new
+    /// text, or caption for media.
+    Edit {
+        /// The message edited.
+        target: MessageId,
+        /// Its new text.
+        text: String,
+    },
+    /// The writer deleted its message `target` (same chat) for everyone.
+    Revoke {
+        /// The message deleted.
+        target: MessageId,
+    },
+    /// The writer's vote on the poll `target` (of the same chat, anyone's):
+    /// SHA-256 of each option picked (empty: taken back).
+    PollVote {
+        /// The poll.
+        target: MessageId,
+        /// The options picked, by hash.
+        selected: Vec<[u8; 32]>,
+    },
 }
 
 impl fmt::Debug for InboundBody {
@@ -69,6 +92,10 @@ impl fmt::Debug for InboundBody {
             InboundBody::Text(_) => f.write_str("Text(..)"),
             InboundBody::Media { kind, .. } => write!(f, "Media({kind})"),
             InboundBody::Reaction { target, .. } => write!(f, "Reaction({target})"),
+            InboundBody::Rich(r) => write!(f, "Rich({})", r.kind()),
+            InboundBody::Edit { target, .. } => write!(f, "Edit({target})"),
+            InboundBody::Revoke { target } => write!(f, "Revoke({target})"),
+            InboundBody::PollVote { target, .. } => write!(f, "PollVote({target})"),
         }
     }
 }
@@ -95,6 +122,8 @@ pub struct InboundRecord {
     pub body: InboundBody,
     /// The message it answers.
     pub reply_to: Option<MessageId>,
+    /// The people it @mentions.
+    pub mentions: Vec<Jid>,
 }
 
 /// A status change of outgoing messages.
@@ -138,6 +167,15 @@ pub struct MessagePage {
     pub next: Option<u64>,
 }
 
+/// One page of an outgoing group message's receipts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptPage {
+    /// By recipient (its [`Recipient::key`]).
+    pub items: Vec<Receipt>,
+    /// Pass as `after` for the next page; `None` on the last.
+    pub next: Option<Jid>,
+}
+
 /// Messages, sent and received, and the send queue. Reads a request reaches
 /// take the caller's organization; another organization's messages do not
 /// exist. Every write that an event reports writes the event in the same
@@ -146,7 +184,9 @@ pub struct MessagePage {
 #[async_trait]
 pub trait MessageStore: Send + Sync + std::fmt::Debug {
     /// Stores `message` (status `pending`, with `media_data` for media) in
-    /// `org`'s session, unless `idempotency` names a key already used since
+    /// `org`'s session (to a group the gateway's store has: with a
+    /// `pending` receipt for each of its participants but the account,
+    /// the recipients [`MessageStore::record_receipt`] expects), unless `idempotency` names a key already used since
     /// its `not_before` (then the first answer, or a conflict) or the
     /// session already has `max_queue` pending messages; all decided and
     /// written atomically. The key is remembered with the message.
@@ -246,9 +286,16 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug {
     /// Records messages that arrived for `session`, all or none, in one
     /// transaction with their events: `message.received` (from a contact),
     /// `message.sent` with source `device` (`from_me`), `message.reaction`
-    /// (a reaction). A message already recorded (same session, chat, sender
-    /// and id) is skipped: no second row, no second event. How many were
-    /// new; 0 when the session does not exist (deleted).
+    /// (a reaction), `message.edited` and `message.revoked` (an edit or a
+    /// deletion, applied to the stored message it names — the writer's
+    /// own, of the same chat — in the same transaction; one that names no
+    /// stored message, or a revoked one, changes nothing and makes no
+    /// event), `message.poll_vote` (a vote: the voter's current vote on
+    /// the poll it names, replaced unless a later one is stored). A
+    /// message already recorded (same session, chat, sender and id; edits,
+    /// deletions and votes by their own id) is skipped: no second row, no
+    /// second change, no second event. How many were new; 0 when the
+    /// session does not exist (deleted).
     ///
     /// # Errors
     ///
@@ -259,6 +306,20 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug {
         messages: &[InboundRecord],
         now: OffsetDateTime,
     ) -> Result<u32, StoreError>;
+
+    /// Appends `data`, an ephemeral event about `session` tied to no row
+    /// (`presence.update`, `chat.state`), to its organization's log with
+    /// its webhook deliveries; `false` when the session does not exist.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]: nothing was written.
+    async fn record_ephemeral(
+        &self,
+        session: &SessionId,
+        data: &EventData,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
 
     /// Moves the outgoing messages `ids` of `session` to `change.status`
     /// where that is forward ([`MessageStatus::advances_to`]), each with a
@@ -278,6 +339,46 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug {
         change: &StatusChange,
         now: OffsetDateTime,
     ) -> Result<Vec<Message>, StoreError>;
+
+    /// Records `participant`'s receipt (`change.status`: delivered, read
+    /// or played) of `session`'s outgoing group messages `ids`, each
+    /// recipient's status only forward, in one transaction with what it
+    /// makes of the messages: a message moves (as by
+    /// [`MessageStore::update_status`], with its events) to the furthest
+    /// status every expected recipient reached — the participants of the
+    /// group when it was accepted, the account left out; anyone a receipt
+    /// comes from when nobody was. A receipt that changes no recipient (a
+    /// redelivery) changes nothing and makes no event. A receipt of a
+    /// one-to-one message moves it directly. The messages changed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn record_receipt(
+        &self,
+        session: &SessionId,
+        ids: &[MessageId],
+        participant: &Recipient,
+        change: &StatusChange,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Message>, StoreError>;
+
+    /// Up to `limit` receipts of the account's group message `id` in
+    /// `org`'s session (the one [`MessageStore::get_message`] picks), by
+    /// recipient after `after`; `None` when `org`'s session has no such
+    /// outgoing message.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn receipts(
+        &self,
+        org: &OrgId,
+        session: &SessionId,
+        id: &MessageId,
+        after: Option<&Jid>,
+        limit: u32,
+    ) -> Result<Option<ReceiptPage>, StoreError>;
 
     /// Marks `org`'s received messages `ids` of `chat` `read` (a read
     /// receipt was sent); how many changed. No event (events report what
@@ -338,6 +439,21 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug {
         session: &SessionId,
         id: &MessageId,
     ) -> Result<Option<(MediaInfo, MediaSource)>, StoreError>;
+
+    /// Message `id` of `org`'s session (the one
+    /// [`MessageStore::get_message`] picks) and, when it is a poll, each
+    /// voter's current vote (oldest first); `None` when there is no such
+    /// message.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn poll_votes(
+        &self,
+        org: &OrgId,
+        session: &SessionId,
+        id: &MessageId,
+    ) -> Result<Option<(Message, Vec<PollVote>)>, StoreError>;
 
     /// Forgets `Idempotency-Key`s stored before `before`; how many.
     ///

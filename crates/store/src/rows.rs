@@ -14,8 +14,9 @@ use wagate_domain::{
     ApiKey, ApiKeyId, ApiKeyName, CapabilitySet, Delivery, DeliveryState, DomainError, Event,
     EventCursor, EventData, EventFilter, EventId, EventPattern, EventType, Jid, LastError,
     MediaInfo, Message, MessageError, MessageErrorCode, MessageId, MessageStatus, MessageType,
-    NewApiKey, OrgId, PendingLifecycle, Session, SessionErrorCode, SessionId, SessionName,
-    SessionStatus, StatusTimes, Webhook, WebhookDescription, WebhookId, WebhookSecret, WebhookUrl,
+    NewApiKey, OrgId, PendingLifecycle, RichContent, Session, SessionErrorCode, SessionId,
+    SessionName, SessionStatus, StatusTimes, Webhook, WebhookDescription, WebhookId, WebhookSecret,
+    WebhookUrl,
 };
 
 use crate::StoreError;
@@ -38,7 +39,7 @@ macro_rules! message_columns {
         "seq, session_id, chat, sender, id, from_me, sender_pn, sender_lid, recipient, type, text, \
          caption, media_mimetype, media_filename, media_size, media_sha256, voice_note, reply_to, \
          status, sent_at, delivered_at, read_at, played_at, error_code, error_message, error_nack, \
-         timestamp, created_at"
+         timestamp, created_at, rich, edited_at, mentions"
     };
 }
 macro_rules! webhook_columns {
@@ -96,9 +97,9 @@ pub(crate) const MESSAGE_INSERT: &str = "INSERT INTO messages (org_id, session_i
      id, from_me, sender_pn, sender_lid, recipient, type, text, caption, media_mimetype, \
      media_filename, media_size, media_sha256, voice_note, media_ref, media_data, reply_to, \
      status, sent_at, delivered_at, read_at, played_at, error_code, error_message, error_nack, \
-     timestamp, created_at, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-     $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, \
-     $30, $31) ON CONFLICT (session_id, chat, sender, id) DO NOTHING";
+     timestamp, created_at, created_ms, rich, edited_at, mentions) VALUES ($1, $2, $3, $4, $5, \
+     $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, \
+     $25, $26, $27, $28, $29, $30, $31, $32, $33, $34) ON CONFLICT (session_id, chat, sender, id) DO NOTHING";
 
 /// A column's value as both schemas store it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -559,6 +560,47 @@ pub(crate) fn message_values(
         Value::text(ts(m.timestamp)),
         Value::text(ts(m.created_at)),
         Value::Int(Some(ms(m.created_at))),
+        Value::Text(m.rich.as_ref().map(|r| r.to_json().to_string())),
+        Value::Text(m.edited_at.map(ts)),
+        Value::Text(mentions_text(&m.mentions)),
+    ]
+}
+
+/// The `mentions` column: the JIDs space-separated, `None` for none.
+fn mentions_text(mentions: &[Jid]) -> Option<String> {
+    (!mentions.is_empty()).then(|| {
+        mentions
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
+}
+
+/// Writes what an edit or a deletion changes of a message: its type, text,
+/// caption, media, rich content and `edited_at` (then `$10`: the row's
+/// `seq`); a revoked message's media handle and bytes go with its content.
+pub(crate) const MESSAGE_CONTENT_UPDATE: &str = "UPDATE messages SET type = $1, text = $2, \
+     caption = $3, media_mimetype = $4, media_filename = $5, media_size = $6, media_sha256 = $7, \
+     voice_note = $8, rich = $9, edited_at = $11, \
+     media_ref = CASE WHEN $1 = 'revoked' THEN NULL ELSE media_ref END, \
+     media_data = CASE WHEN $1 = 'revoked' THEN NULL ELSE media_data END WHERE seq = $10";
+
+/// The values [`MESSAGE_CONTENT_UPDATE`] writes of `m` (its `seq` is `seq`).
+pub(crate) fn message_content_values(m: &Message, seq: i64) -> Vec<Value> {
+    let media = m.media.as_ref();
+    vec![
+        Value::text(m.kind.as_str()),
+        Value::opt_text(m.text.as_deref()),
+        Value::opt_text(m.caption.as_deref()),
+        Value::opt_text(media.map(|i| i.mimetype.as_str())),
+        Value::opt_text(media.and_then(|i| i.filename.as_deref())),
+        Value::Int(media.map(|i| i64::try_from(i.size).unwrap_or(i64::MAX))),
+        Value::opt_text(media.map(|i| i.sha256.as_str())),
+        Value::Flag(m.voice_note),
+        Value::Text(m.rich.as_ref().map(|r| r.to_json().to_string())),
+        Value::Int(Some(seq)),
+        Value::Text(m.edited_at.map(ts)),
     ]
 }
 
@@ -608,8 +650,23 @@ pub(crate) fn message_from_row(row: &impl Columns) -> Result<(u64, Message), Sto
         text: row.text("text")?,
         caption: row.text("caption")?,
         media: media_info(row)?,
+        rich: match row.text("rich")? {
+            None => None,
+            Some(json) => Some(
+                serde_json::from_str(&json)
+                    .ok()
+                    .and_then(|v| RichContent::from_json(&v).ok())
+                    .ok_or_else(|| StoreError::Corrupt("messages.rich".into()))?,
+            ),
+        },
         voice_note: row.flag("voice_note")?,
         reply_to: row.opt_parsed("reply_to", MessageId::parse)?,
+        mentions: row
+            .text("mentions")?
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|j| Jid::parse(j).map_err(|_| StoreError::Corrupt("messages.mentions".into())))
+            .collect::<Result<_, _>>()?,
         status: row.parsed("status", MessageStatus::parse)?,
         status_at: StatusTimes {
             sent: row.opt_time("sent_at")?,
@@ -618,6 +675,7 @@ pub(crate) fn message_from_row(row: &impl Columns) -> Result<(u64, Message), Sto
             played: row.opt_time("played_at")?,
         },
         error,
+        edited_at: row.opt_time("edited_at")?,
         timestamp: row.time("timestamp")?,
         created_at: row.time("created_at")?,
     };

@@ -236,6 +236,38 @@ impl PgServer {
         self.url(name)
     }
 
+    /// Runs `sql` on database `name` with psql; what it printed (unaligned,
+    /// tuples only: one row a line, columns separated by `|`).
+    ///
+    /// # Panics
+    ///
+    /// When psql fails (it is a test helper: the panic is the report).
+    pub fn query(&self, name: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+            ])
+            .args(["-p", &self.port.to_string(), "-U", USER, "-d", name])
+            .args(["-c", sql])
+            .env_remove("PGPASSWORD")
+            .env_remove("PGSERVICE")
+            .output()
+            .unwrap_or_else(|e| panic!("running psql: {e}"));
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// Stops the server and removes its folder; waits until both are done.
     pub fn stop(&self) {
         let keeper = self

@@ -210,3 +210,25 @@ CREATE TABLE IF NOT EXISTS wagate_live_sessions (
     device INTEGER NOT NULL UNIQUE,
     created_at TEXT NOT NULL
 );
+
+-- Several gateways on one database: a write for a session's device names
+-- the claim its gateway holds (the session, the node, the epoch; the
+-- gateway's table public.session_owners, migration 0005_cluster). The
+-- device id goes through this function, which hands it back only while
+-- the owner row still names that node at that epoch, and locks the row
+-- (FOR SHARE, until the write commits) so a concurrent claim waits for the
+-- write; otherwise the statement fails (SQLSTATE WG001) and changes nothing.
+CREATE OR REPLACE FUNCTION whatsapp.fenced_device(
+    p_device INTEGER, p_session TEXT, p_node TEXT, p_epoch BIGINT
+) RETURNS INTEGER LANGUAGE plpgsql VOLATILE AS $fenced$
+BEGIN
+    PERFORM 1 FROM public.session_owners o
+     WHERE o.session_id = p_session AND o.owner_node = p_node AND o.epoch = p_epoch
+       FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'session % is not held by node % at epoch %', p_session, p_node, p_epoch
+            USING ERRCODE = 'WG001';
+    END IF;
+    RETURN p_device;
+END
+$fenced$;

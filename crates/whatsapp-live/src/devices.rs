@@ -121,6 +121,11 @@ impl DeviceDirectory {
     /// The device id of `session`, allocating one the first time.
     pub(crate) async fn device_for(&self, session: &SessionId, now: &str) -> Result<i32, String> {
         let id = session.to_string();
+        // A session that has one (every session a restart resumes) finds it
+        // on a reader, not in the queue of the device store's one writer.
+        if let Some(device) = self.device_of(session, Via::Read).await? {
+            return Ok(device);
+        }
         let mut last = String::new();
         for _ in 0..5 {
             if let Some(device) = self.existing_device(session).await? {
@@ -146,9 +151,13 @@ impl DeviceDirectory {
     /// The device id of `session`, if it has one.
     pub(crate) async fn existing_device(&self, session: &SessionId) -> Result<Option<i32>, String> {
         // On the writer: an id allocated a moment ago must be seen.
+        self.device_of(session, Via::Write).await
+    }
+
+    async fn device_of(&self, session: &SessionId, via: Via) -> Result<Option<i32>, String> {
         self.db
             .fetch_one::<DeviceRow>(
-                Via::Write,
+                via,
                 Stmt::new("SELECT device FROM wagate_live_sessions WHERE session_id = $1")
                     .arg(session.to_string()),
             )

@@ -33,7 +33,7 @@ impl InboundDurabilityHook for RecordingHook {
         let alternates = media::alternates(&client, wanted).await;
         let mut recorded = Vec::with_capacity(batch.len());
         for item in batch {
-            match messages::inbound_message(&item.message, &item.info, &own, &alternates) {
+            match crate::votes::inbound(&client, item, &own, &alternates).await {
                 Ok(m) => recorded.push(m),
                 Err(why) => {
                     // The id only: never the content.

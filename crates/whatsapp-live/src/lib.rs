@@ -109,7 +109,9 @@
 //! whether this build has it.
 
 mod config;
+mod conversation;
 mod devices;
+mod groups;
 mod inbound;
 mod live;
 mod mapping;
@@ -120,6 +122,7 @@ mod sql;
 mod store;
 mod transport;
 mod version;
+mod votes;
 mod wire;
 
 pub use config::{

@@ -10,12 +10,14 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use wagate_domain::{
-    About, BlocklistEntry, Clock, Jid, JidKind, MessageId, PairingCode, PhoneNumber, PictureType,
-    ProfilePicture, QrCode, SessionErrorCode, SessionId,
+    About, BlocklistEntry, ChatState, Clock, Group, GroupJid, GroupNotice, GroupParticipant,
+    GroupRole, GroupSubject, InviteCode, Jid, JidKind, MembershipRequest, MessageId, PairingCode,
+    ParticipantAction, ParticipantOutcome, ParticipantStatus, PhoneNumber, PictureType,
+    ProfilePicture, QrCode, RequestAction, SessionErrorCode, SessionId,
 };
 use wagate_whatsapp_port::{
-    MediaDownload, MediaRef, OutgoingContent, OutgoingMessage, SessionEvent, SessionEventKind,
-    SessionEventSink, WhatsAppError, WhatsAppPort,
+    GroupChange, MediaDownload, MediaRef, OutgoingContent, OutgoingMessage, SessionClaims,
+    SessionEvent, SessionEventKind, SessionEventSink, WhatsAppError, WhatsAppPort,
 };
 use whatsapp_rust::Client;
 use whatsapp_rust::bot::Bot;
@@ -31,6 +33,7 @@ use whatsapp_rust::{SendOptions, UploadOptions};
 
 use crate::config::{LiveConfig, LiveOptions};
 use crate::devices::DeviceDirectory;
+use crate::groups;
 use crate::inbound::RecordingHook;
 use crate::mapping::{self, iq_error};
 use crate::media::{MediaHttp, MediaSink};
@@ -57,6 +60,9 @@ pub(crate) struct Shared {
     pub media_http: MediaHttp,
     /// Places for media downloads running at once ([`MAX_DOWNLOADS`]).
     pub downloads: Arc<tokio::sync::Semaphore>,
+    /// Several gateways on PostgreSQL: the claims every device write names
+    /// ([`LiveWhatsApp::fence_writes`]).
+    pub claims: std::sync::OnceLock<Arc<dyn SessionClaims>>,
 }
 
 /// Media downloads running at once, all sessions together: each holds a
@@ -195,10 +201,20 @@ impl LiveWhatsApp {
                 options,
                 media_http,
                 downloads: Arc::new(tokio::sync::Semaphore::new(MAX_DOWNLOADS)),
+                claims: std::sync::OnceLock::new(),
             }),
             slots: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),
         }))
+    }
+
+    /// With several gateways sharing a PostgreSQL device store: from now on
+    /// every device-state write of a client started here is conditional on
+    /// the claim `claims` hold on its session, and one refused (another
+    /// gateway claimed the session) is reported to `claims` and fails
+    /// (set once; before any client starts).
+    pub fn fence_writes(&self, claims: Arc<dyn SessionClaims>) {
+        let _ = self.shared.claims.set(claims);
     }
 
     /// Closes every session's client cleanly (each within the stop timeout,
@@ -401,7 +417,10 @@ impl LiveWhatsApp {
         ),
         WhatsAppError,
     > {
-        let store = self.shared.devices.store_for(device);
+        let mut store = self.shared.devices.store_for(device);
+        if let Some(claims) = self.shared.claims.get() {
+            store = store.fenced(*session, claims.clone());
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let probe = Arc::new(TransportProbe::default());
         let mut builder = Bot::builder()
@@ -523,11 +542,69 @@ fn person(jid: &Jid) -> Result<(), WhatsAppError> {
     }
 }
 
+impl LiveWhatsApp {
+    /// Publishes the `Participants` notice of a membership change the
+    /// account made (those it was done for, as the group now lists them).
+    async fn changed(
+        &self,
+        client: &Client,
+        session: &SessionId,
+        group: &GroupJid,
+        action: ParticipantAction,
+        outcomes: &[ParticipantOutcome],
+    ) {
+        let done: Vec<&Jid> = outcomes
+            .iter()
+            .filter(|o| o.status == ParticipantStatus::Done)
+            .map(|o| &o.jid)
+            .collect();
+        if done.is_empty() {
+            return;
+        }
+        let now = groups::metadata(client, group).await.ok();
+        let participants = done
+            .into_iter()
+            .map(|j| {
+                now.as_ref()
+                    .and_then(|g| g.participant(j).cloned())
+                    .unwrap_or_else(|| GroupParticipant {
+                        jid: j.clone(),
+                        pn: (j.kind() == JidKind::User).then(|| j.clone()),
+                        lid: (j.kind() == JidKind::Lid).then(|| j.clone()),
+                        role: GroupRole::Member,
+                    })
+            })
+            .collect();
+        let by = client
+            .pn()
+            .and_then(|j| mapping::from_wa_jid(&j.to_non_ad()));
+        self.publish(
+            session,
+            SessionEventKind::Group(GroupNotice::Participants {
+                group: group.clone(),
+                action,
+                participants,
+                by,
+            }),
+        )
+        .await;
+    }
+}
+
 fn blocking_error(e: BlockingError) -> WhatsAppError {
     match e {
         BlockingError::Iq(iq) => iq_error(&iq),
         BlockingError::InvalidJid(m) => WhatsAppError::InvalidTarget(m),
         other => WhatsAppError::Internal(format!("{other:#}")),
+    }
+}
+
+fn presence_error(e: whatsapp_rust::features::PresenceError) -> WhatsAppError {
+    match e {
+        whatsapp_rust::features::PresenceError::Client(c) => {
+            WhatsAppError::Unavailable(format!("presence not sent: {c}"))
+        }
+        other => WhatsAppError::Internal(format!("presence not sent: {other:#}")),
     }
 }
 
@@ -880,15 +957,166 @@ impl WhatsAppPort for LiveWhatsApp {
         Ok(out)
     }
 
+    async fn groups(&self, session: &SessionId) -> Result<Vec<Group>, WhatsAppError> {
+        let client = self.online(session)?;
+        groups::participating(&client).await
+    }
+
+    async fn group(&self, session: &SessionId, group: &GroupJid) -> Result<Group, WhatsAppError> {
+        let client = self.online(session)?;
+        groups::metadata(&client, group).await
+    }
+
+    async fn create_group(
+        &self,
+        session: &SessionId,
+        subject: &GroupSubject,
+        participants: &[Jid],
+    ) -> Result<(Group, Vec<ParticipantOutcome>), WhatsAppError> {
+        let client = self.online(session)?;
+        let (group, outcomes) = groups::create(&client, subject, participants).await?;
+        self.publish(
+            session,
+            SessionEventKind::Group(GroupNotice::Joined {
+                group: Box::new(group.clone()),
+                by: None,
+            }),
+        )
+        .await;
+        Ok((group, outcomes))
+    }
+
+    async fn update_group(
+        &self,
+        session: &SessionId,
+        group: &GroupJid,
+        change: &GroupChange,
+    ) -> Result<(), WhatsAppError> {
+        let client = self.online(session)?;
+        groups::update(&client, group, change).await?;
+        let after = groups::metadata(&client, group).await?;
+        let me = client
+            .pn()
+            .and_then(|j| mapping::from_wa_jid(&j.to_non_ad()));
+        self.publish(
+            session,
+            SessionEventKind::Group(GroupNotice::Updated {
+                group: group.clone(),
+                subject: change.subject.as_ref().map(|_| after.subject.clone()),
+                description: change
+                    .description
+                    .as_ref()
+                    .map(|_| after.description.clone()),
+                settings: (!change.settings.is_empty()).then_some(after.settings),
+                by: me,
+            }),
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn change_participants(
+        &self,
+        session: &SessionId,
+        group: &GroupJid,
+        action: ParticipantAction,
+        participants: &[Jid],
+    ) -> Result<Vec<ParticipantOutcome>, WhatsAppError> {
+        let client = self.online(session)?;
+        let outcomes = groups::participants(&client, group, action, participants).await?;
+        self.changed(&client, session, group, action, &outcomes)
+            .await;
+        Ok(outcomes)
+    }
+
+    async fn invite_code(
+        &self,
+        session: &SessionId,
+        group: &GroupJid,
+        revoke: bool,
+    ) -> Result<InviteCode, WhatsAppError> {
+        let client = self.online(session)?;
+        groups::invite(&client, group, revoke).await
+    }
+
+    async fn join_group(
+        &self,
+        session: &SessionId,
+        code: &InviteCode,
+    ) -> Result<GroupJid, WhatsAppError> {
+        let client = self.online(session)?;
+        let jid = groups::join(&client, code).await?;
+        // A member now (not when the group wants approval first).
+        if let Ok(group) = groups::metadata(&client, &jid).await {
+            self.publish(
+                session,
+                SessionEventKind::Group(GroupNotice::Joined {
+                    group: Box::new(group),
+                    by: None,
+                }),
+            )
+            .await;
+        }
+        Ok(jid)
+    }
+
+    async fn leave_group(
+        &self,
+        session: &SessionId,
+        group: &GroupJid,
+    ) -> Result<(), WhatsAppError> {
+        let client = self.online(session)?;
+        groups::leave(&client, group).await?;
+        self.publish(
+            session,
+            SessionEventKind::Group(GroupNotice::Left {
+                group: group.clone(),
+                by: None,
+            }),
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn membership_requests(
+        &self,
+        session: &SessionId,
+        group: &GroupJid,
+    ) -> Result<Vec<MembershipRequest>, WhatsAppError> {
+        let client = self.online(session)?;
+        groups::requests(&client, group).await
+    }
+
+    async fn answer_requests(
+        &self,
+        session: &SessionId,
+        group: &GroupJid,
+        action: RequestAction,
+        participants: &[Jid],
+    ) -> Result<Vec<ParticipantOutcome>, WhatsAppError> {
+        let client = self.online(session)?;
+        let outcomes = groups::answer(&client, group, action, participants).await?;
+        if action == RequestAction::Approve {
+            self.changed(&client, session, group, ParticipantAction::Add, &outcomes)
+                .await;
+        }
+        Ok(outcomes)
+    }
+
     async fn send_message(
         &self,
         session: &SessionId,
         message: &OutgoingMessage,
     ) -> Result<(), WhatsAppError> {
-        person(&message.to)?;
+        let to_group = message.to.kind() == JidKind::Group;
+        if !to_group {
+            person(&message.to)?;
+        }
         let client = self.online(session)?;
         let to = mapping::to_wa_jid(&message.to);
-        self.check_registered(&client, &to).await?;
+        if !to_group {
+            self.check_registered(&client, &to).await?;
+        }
         let body = match &message.content {
             OutgoingContent::Text(text) => messages::text_message(text, message.reply_to.as_ref()),
             OutgoingContent::Media(media) => {
@@ -899,7 +1127,9 @@ impl WhatsAppPort for LiveWhatsApp {
                     .map_err(|e| messages::media_error(false, &e))?;
                 messages::media_message(media, upload, message.reply_to.as_ref())?
             }
+            OutgoingContent::Rich(rich) => messages::rich_message(rich, message.reply_to.as_ref()),
         };
+        let body = messages::with_mentions(body, &message.mentions);
         settle_signal_state(&client).await?;
         client
             .send_message_with_options(
@@ -929,6 +1159,97 @@ impl WhatsAppPort for LiveWhatsApp {
             .await
             .map_err(|e| messages::send_error(&e))?;
         Ok(())
+    }
+
+    async fn edit_message(
+        &self,
+        session: &SessionId,
+        chat: &Jid,
+        target: &MessageId,
+        text: &str,
+    ) -> Result<(), WhatsAppError> {
+        person(chat)?;
+        let client = self.online(session)?;
+        settle_signal_state(&client).await?;
+        client
+            .edit_message(
+                mapping::to_wa_jid(chat),
+                target.as_str(),
+                messages::text_message(text, None),
+            )
+            .await
+            .map_err(|e| messages::send_error(&e))?;
+        Ok(())
+    }
+
+    async fn revoke_message(
+        &self,
+        session: &SessionId,
+        chat: &Jid,
+        target: &MessageId,
+    ) -> Result<(), WhatsAppError> {
+        person(chat)?;
+        let client = self.online(session)?;
+        settle_signal_state(&client).await?;
+        client
+            .revoke_message(
+                mapping::to_wa_jid(chat),
+                target.as_str(),
+                whatsapp_rust::RevokeType::Sender,
+            )
+            .await
+            .map_err(|e| messages::send_error(&e))?;
+        Ok(())
+    }
+
+    async fn send_chat_state(
+        &self,
+        session: &SessionId,
+        chat: &Jid,
+        state: ChatState,
+    ) -> Result<(), WhatsAppError> {
+        use whatsapp_rust::features::ChatStateType;
+        person(chat)?;
+        let client = self.online(session)?;
+        let state = match state {
+            ChatState::Typing => ChatStateType::Composing,
+            ChatState::Recording => ChatStateType::Recording,
+            ChatState::Paused => ChatStateType::Paused,
+        };
+        client
+            .chatstate()
+            .send(&mapping::to_wa_jid(chat), state)
+            .await
+            .map_err(|e| WhatsAppError::Unavailable(format!("chat state not sent: {e}")))
+    }
+
+    async fn set_presence(
+        &self,
+        session: &SessionId,
+        available: bool,
+    ) -> Result<(), WhatsAppError> {
+        let client = self.online(session)?;
+        let presence = client.presence();
+        let sent = if available {
+            presence.set_available().await
+        } else {
+            presence.set_unavailable().await
+        };
+        sent.map_err(presence_error)
+    }
+
+    async fn subscribe_presence(
+        &self,
+        session: &SessionId,
+        jid: &Jid,
+    ) -> Result<(), WhatsAppError> {
+        person(jid)?;
+        let client = self.online(session)?;
+        client
+            .presence()
+            .subscribe(mapping::to_wa_jid(jid))
+            .await
+            .map_err(presence_error)
     }
 
     async fn mark_read(

@@ -7,7 +7,10 @@
 use std::collections::HashMap;
 
 use time::OffsetDateTime;
-use wagate_domain::{Jid, JidKind, MediaInfo, MessageId, MessageStatus, MessageType};
+use wagate_domain::{
+    ContactCard, Jid, JidKind, MediaInfo, MessageId, MessageStatus, MessageType, Recipient,
+    RichContent,
+};
 use wagate_whatsapp_port::{
     InboundContent, InboundMessage, MediaRef, OutgoingMedia, Refusal, StatusUpdate, WhatsAppError,
 };
@@ -56,6 +59,173 @@ pub(crate) fn text_message(text: &str, reply_to: Option<&MessageId>) -> wa::Mess
     }
 }
 
+/// `message` (text or media) @mentioning `mentions`: their JIDs in its
+/// context (a plain `conversation` becomes an `extendedTextMessage`, the
+/// kind that carries one).
+pub(crate) fn with_mentions(mut message: wa::Message, mentions: &[Jid]) -> wa::Message {
+    if mentions.is_empty() {
+        return message;
+    }
+    let jids: Vec<String> = mentions
+        .iter()
+        .map(|j| crate::mapping::to_wa_jid(j).to_string())
+        .collect();
+    if let Some(text) = message.conversation.take() {
+        message.extended_text_message = MessageField::some(wa::message::ExtendedTextMessage {
+            text: Some(text),
+            ..Default::default()
+        });
+    }
+    let contexts = [
+        message
+            .extended_text_message
+            .as_option_mut()
+            .map(|m| &mut m.context_info),
+        message
+            .image_message
+            .as_option_mut()
+            .map(|m| &mut m.context_info),
+        message
+            .video_message
+            .as_option_mut()
+            .map(|m| &mut m.context_info),
+        message
+            .document_message
+            .as_option_mut()
+            .map(|m| &mut m.context_info),
+    ];
+    for context in contexts.into_iter().flatten() {
+        context.get_or_insert_default().mentioned_jid = jids.clone();
+    }
+    message
+}
+
+/// The people a received message @mentions (its context's
+/// `mentionedJid`), as JIDs; ones that do not parse are left out.
+fn mentions_of(message: &wa::Message) -> Vec<Jid> {
+    let m = message.get_base_message();
+    let context = m
+        .extended_text_message
+        .as_option()
+        .and_then(|x| x.context_info.as_option())
+        .or_else(|| {
+            m.image_message
+                .as_option()
+                .and_then(|x| x.context_info.as_option())
+        })
+        .or_else(|| {
+            m.video_message
+                .as_option()
+                .and_then(|x| x.context_info.as_option())
+        })
+        .or_else(|| {
+            m.document_message
+                .as_option()
+                .and_then(|x| x.context_info.as_option())
+        });
+    context
+        .map(|c| {
+            c.mentioned_jid
+                .iter()
+                .filter_map(|j| Jid::parse(j).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A location, contact cards or a poll as WhatsApp's message (one card: a
+/// `contactMessage`; more: a `contactsArrayMessage`; a poll: see
+/// [`poll_message`]).
+pub(crate) fn rich_message(rich: &RichContent, reply_to: Option<&MessageId>) -> wa::Message {
+    match rich {
+        RichContent::Poll(poll) => {
+            let mut secret = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
+            poll_message(poll, secret, reply_to)
+        }
+        RichContent::Location(l) => wa::Message {
+            location_message: MessageField::some(wa::message::LocationMessage {
+                degrees_latitude: Some(l.latitude()),
+                degrees_longitude: Some(l.longitude()),
+                name: l.name().map(str::to_owned),
+                address: l.address().map(str::to_owned),
+                context_info: reply_context(reply_to),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        RichContent::Contacts(cards) => {
+            let card = |c: &ContactCard| wa::message::ContactMessage {
+                display_name: Some(c.display_name().to_owned()),
+                vcard: Some(c.vcard().to_owned()),
+                ..Default::default()
+            };
+            match cards.as_slice() {
+                [one] => wa::Message {
+                    contact_message: MessageField::some(wa::message::ContactMessage {
+                        context_info: reply_context(reply_to),
+                        ..card(one)
+                    }),
+                    ..Default::default()
+                },
+                many => wa::Message {
+                    contacts_array_message: MessageField::some(wa::message::ContactsArrayMessage {
+                        display_name: Some(format!("{} contacts", many.len())),
+                        contacts: many.iter().map(card).collect(),
+                        context_info: reply_context(reply_to),
+                    }),
+                    ..Default::default()
+                },
+            }
+        }
+    }
+}
+
+/// A poll as WhatsApp Web makes one (whatsapp-rust's `features/polls.rs`):
+/// `pollCreationMessageV3` for a single choice, `pollCreationMessage` for
+/// several, the options by name, and `secret` in the message's context.
+/// whatsapp-rust keeps a sent message's secret in the device store
+/// (`msg_secrets`), where a vote's decryption finds it.
+pub(crate) fn poll_message(
+    poll: &wagate_domain::Poll,
+    secret: [u8; 32],
+    reply_to: Option<&MessageId>,
+) -> wa::Message {
+    let creation = wa::message::PollCreationMessage {
+        name: Some(poll.question().to_owned()),
+        options: poll
+            .options()
+            .iter()
+            .map(|o| wa::message::poll_creation_message::Option {
+                option_name: Some(o.clone()),
+                option_hash: None,
+            })
+            .collect(),
+        selectable_options_count: Some(u32::from(poll.selectable_count())),
+        context_info: reply_context(reply_to),
+        poll_content_type: Some(wa::message::PollContentType::TEXT),
+        ..Default::default()
+    };
+    let single = poll.selectable_count() == 1;
+    wa::Message {
+        poll_creation_message_v3: if single {
+            MessageField::some(creation.clone())
+        } else {
+            MessageField::none()
+        },
+        poll_creation_message: if single {
+            MessageField::none()
+        } else {
+            MessageField::some(creation)
+        },
+        message_context_info: MessageField::some(wa::MessageContextInfo {
+            message_secret: Some(secret.to_vec()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// The media type an outgoing kind is encrypted and uploaded as.
 ///
 /// # Errors
@@ -67,9 +237,13 @@ pub(crate) fn media_type(kind: MessageType) -> Result<MediaType, WhatsAppError> 
         MessageType::Video => Ok(MediaType::Video),
         MessageType::Audio => Ok(MediaType::Audio),
         MessageType::Document => Ok(MediaType::Document),
-        MessageType::Text => Err(WhatsAppError::Internal(
-            "text is not media; nothing to upload".into(),
-        )),
+        MessageType::Text
+        | MessageType::Location
+        | MessageType::Contacts
+        | MessageType::Poll
+        | MessageType::Revoked => Err(WhatsAppError::Internal(format!(
+            "{kind} is not media; nothing to upload"
+        ))),
     }
 }
 
@@ -155,10 +329,14 @@ pub(crate) fn media_message(
             }),
             ..Default::default()
         },
-        MessageType::Text => {
-            return Err(WhatsAppError::Internal(
-                "text is not media; nothing to send as media".into(),
-            ));
+        kind @ (MessageType::Text
+        | MessageType::Location
+        | MessageType::Contacts
+        | MessageType::Poll
+        | MessageType::Revoked) => {
+            return Err(WhatsAppError::Internal(format!(
+                "{kind} is not media; nothing to send as media"
+            )));
         }
     };
     Ok(message)
@@ -303,7 +481,12 @@ impl std::fmt::Debug for MediaHandle {
 
 fn kind_code(kind: MessageType) -> u8 {
     match kind {
-        MessageType::Text => 0,
+        // Never media: no handle names them.
+        MessageType::Text
+        | MessageType::Location
+        | MessageType::Contacts
+        | MessageType::Poll
+        | MessageType::Revoked => 0,
         MessageType::Image => 1,
         MessageType::Video => 2,
         MessageType::Audio => 3,
@@ -427,7 +610,8 @@ pub(crate) struct Own {
 }
 
 impl Own {
-    fn is_me(&self, jid: &whatsapp_rust::Jid) -> bool {
+    /// Whether `jid` (bare) is the account.
+    pub(crate) fn is_me(&self, jid: &whatsapp_rust::Jid) -> bool {
         [&self.pn, &self.lid]
             .into_iter()
             .flatten()
@@ -642,14 +826,14 @@ fn content(message: &wa::Message) -> Option<(InboundContent, Option<MessageId>)>
         let emoji = r.text.clone().unwrap_or_default();
         return Some((InboundContent::Reaction { target, emoji }, None));
     }
-    None
+    crate::conversation::content(m)
 }
 
 /// Why an arrived message is not recorded (for a debug log line; never
 /// its content).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Skipped {
-    /// A group, broadcast list, status or channel message.
+    /// A broadcast list, status or channel message.
     NotOneToOne,
     /// Of a kind wagate does not record (protocol message, sticker, …).
     Unsupported,
@@ -665,16 +849,102 @@ pub(crate) fn inbound_message(
     own: &Own,
     alternates: &Alternates,
 ) -> Result<InboundMessage, Skipped> {
+    inbound_with(content(message), message, info, own, alternates)
+}
+
+/// As [`inbound_message`], with the content (and the message it answers)
+/// already read, e.g. a poll vote opened with its poll's secret.
+pub(crate) fn inbound_with(
+    read: Option<(InboundContent, Option<MessageId>)>,
+    message: &wa::Message,
+    info: &MessageInfo,
+    own: &Own,
+    alternates: &Alternates,
+) -> Result<InboundMessage, Skipped> {
     let source = &info.source;
     let chat = source.chat.to_non_ad();
-    if source.is_group || !is_person(&chat) {
+    let group = if source.is_group && chat.server == Server::Group {
+        let group = from_wa_jid(&chat).ok_or(Skipped::Malformed)?;
+        if group.kind() != JidKind::Group {
+            return Err(Skipped::NotOneToOne);
+        }
+        Some(group)
+    } else if source.is_group || !is_person(&chat) {
         return Err(Skipped::NotOneToOne);
-    }
-    let (content, reply_to) = content(message).ok_or(Skipped::Unsupported)?;
+    } else {
+        None
+    };
+    let (content, reply_to) = read.ok_or(Skipped::Unsupported)?;
     let id = MessageId::parse(&info.id).map_err(|_| Skipped::Malformed)?;
-    let (chat, sender, sender_pn, sender_lid) = if source.is_from_me {
-        // Written by the account (its phone or another device): the chat is
-        // the person it went to, by phone number when known.
+    let (chat, author) = match group {
+        Some(group) => (group, group_author(info, own, alternates)?),
+        None => one_to_one_chat(info, &chat, own, alternates)?,
+    };
+    Ok(InboundMessage {
+        id,
+        chat,
+        sender: author.jid,
+        sender_pn: author.pn,
+        sender_lid: author.lid,
+        from_me: source.is_from_me,
+        timestamp: timestamp(info.timestamp),
+        content,
+        reply_to,
+        mentions: mentions_of(message),
+    })
+}
+
+/// Who wrote a message: as WhatsApp names them, with their phone number
+/// and LID when known.
+struct Author {
+    jid: Jid,
+    pn: Option<Jid>,
+    lid: Option<Jid>,
+}
+
+/// The account wrote it (its phone or another device): named by its
+/// number when known, else its LID, else as the message names it.
+fn own_author(own: &Own, named: &whatsapp_rust::Jid) -> Result<Author, Skipped> {
+    let pn = own.pn.as_ref().and_then(from_wa_jid);
+    let lid = own.lid.as_ref().and_then(from_wa_jid);
+    let jid = pn
+        .clone()
+        .or_else(|| lid.clone())
+        .or_else(|| from_wa_jid(named))
+        .ok_or(Skipped::Malformed)?;
+    Ok(Author { jid, pn, lid })
+}
+
+/// A contact wrote it: named as the message names them, with the other
+/// form when the message or the client's mappings know it.
+fn contact_author(
+    info: &MessageInfo,
+    from: &whatsapp_rust::Jid,
+    alternates: &Alternates,
+) -> Result<Author, Skipped> {
+    let alt = info
+        .source
+        .sender_alt
+        .as_ref()
+        .map(|j| j.to_non_ad())
+        .filter(is_person)
+        .or_else(|| alternates.get(&from.to_string()).cloned());
+    let (pn, lid) = pn_and_lid(from, alt.as_ref());
+    let jid = from_wa_jid(from).ok_or(Skipped::Malformed)?;
+    Ok(Author { jid, pn, lid })
+}
+
+/// A one-to-one message's chat (the person, by phone number when known)
+/// and author.
+fn one_to_one_chat(
+    info: &MessageInfo,
+    chat: &whatsapp_rust::Jid,
+    own: &Own,
+    alternates: &Alternates,
+) -> Result<(Jid, Author), Skipped> {
+    let source = &info.source;
+    let (chat, author) = if source.is_from_me {
+        // Written by the account: the chat is the person it went to.
         let chat_pn = match chat.server {
             Server::Pn => Some(chat.clone()),
             _ => info
@@ -683,63 +953,59 @@ pub(crate) fn inbound_message(
                 .map(|j| j.to_non_ad())
                 .or_else(|| alternates.get(&chat.to_string()).cloned()),
         };
-        let chat = from_wa_jid(chat_pn.as_ref().unwrap_or(&chat)).ok_or(Skipped::Malformed)?;
-        let me = source.sender.to_non_ad();
-        let (pn, lid) = (
-            own.pn.as_ref().and_then(from_wa_jid),
-            own.lid.as_ref().and_then(from_wa_jid),
-        );
-        let sender = pn
-            .clone()
-            .or_else(|| lid.clone())
-            .or_else(|| from_wa_jid(&me))
-            .ok_or(Skipped::Malformed)?;
-        (chat, sender, pn, lid)
+        let chat = from_wa_jid(chat_pn.as_ref().unwrap_or(chat)).ok_or(Skipped::Malformed)?;
+        (chat, own_author(own, &source.sender.to_non_ad())?)
     } else {
         let from = source.sender.to_non_ad();
         if !is_person(&from) {
             return Err(Skipped::NotOneToOne);
         }
-        let alt = source
-            .sender_alt
-            .as_ref()
-            .map(|j| j.to_non_ad())
-            .filter(is_person)
-            .or_else(|| alternates.get(&from.to_string()).cloned());
-        let (pn, lid) = pn_and_lid(&from, alt.as_ref());
-        let sender = from_wa_jid(&from).ok_or(Skipped::Malformed)?;
-        let chat = pn.clone().unwrap_or_else(|| sender.clone());
-        (chat, sender, pn, lid)
+        let author = contact_author(info, &from, alternates)?;
+        (
+            author.pn.clone().unwrap_or_else(|| author.jid.clone()),
+            author,
+        )
     };
     if !matches!(chat.kind(), JidKind::User | JidKind::Lid) {
         return Err(Skipped::NotOneToOne);
     }
-    Ok(InboundMessage {
-        id,
-        chat,
-        sender,
-        sender_pn,
-        sender_lid,
-        from_me: source.is_from_me,
-        timestamp: timestamp(info.timestamp),
-        content,
-        reply_to,
-    })
+    Ok((chat, author))
+}
+
+/// A group message's author: the member who wrote it (as WhatsApp names
+/// them, LID or number), or the account.
+fn group_author(info: &MessageInfo, own: &Own, alternates: &Alternates) -> Result<Author, Skipped> {
+    let from = info.source.sender.to_non_ad();
+    if info.source.is_from_me || own.is_me(&from) {
+        own_author(own, &from)
+    } else if is_person(&from) {
+        contact_author(info, &from, alternates)
+    } else {
+        Err(Skipped::Malformed)
+    }
 }
 
 // ---------------------------------------------------------------- statuses
 
-/// The JID a receipt or ack names its chat by, when it needs looking up
-/// (a LID whose phone number the event does not carry).
+/// The JID a receipt names its chat (or, in a group, its participant) by,
+/// when it needs looking up (a LID whose phone number the event does not
+/// carry).
 pub(crate) fn receipt_chat_to_learn(receipt: &Receipt) -> Option<whatsapp_rust::Jid> {
     let chat = receipt.source.chat.to_non_ad();
+    if chat.server == Server::Group {
+        let participant = receipt.source.sender.to_non_ad();
+        return (participant.server == Server::Lid && receipt.source.sender_alt.is_none())
+            .then_some(participant);
+    }
     (chat.server == Server::Lid).then_some(chat)
 }
 
 /// A contact's receipt as a status change of the messages it names:
-/// delivered, read or played. `None` for receipts of other kinds (retries,
-/// our own devices' read-self, …), from groups, or from the account itself
-/// (those are about messages it received, not sent).
+/// delivered, read or played; in a group, the receipt of the participant
+/// its `participant` attribute names (the gateway makes the message's
+/// status of its participants' receipts). `None` for receipts of other
+/// kinds (retries, our own devices' read-self, …), or from the account
+/// itself (those are about messages it received, not sent).
 pub(crate) fn receipt_status(
     receipt: &Receipt,
     own: &Own,
@@ -752,14 +1018,32 @@ pub(crate) fn receipt_status(
         _ => return None,
     };
     let chat = receipt.source.chat.to_non_ad();
-    if receipt.source.is_group || !is_person(&chat) || own.is_me(&chat) {
-        return None;
-    }
     let sender = receipt.source.sender.to_non_ad();
     if own.is_me(&sender) {
         return None;
     }
-    let chat = person_by_phone(&chat, receipt.source.sender_alt.as_ref(), alternates)?;
+    let alt = receipt.source.sender_alt.as_ref();
+    let (chat, participant) = if chat.server == Server::Group {
+        // Without a participant the receipt names nobody to count.
+        if !is_person(&sender) {
+            return None;
+        }
+        let alt = alt
+            .map(|j| j.to_non_ad())
+            .or_else(|| alternates.get(&sender.to_string()).cloned());
+        let (pn, lid) = pn_and_lid(&sender, alt.as_ref());
+        let participant = Recipient {
+            jid: from_wa_jid(&sender)?,
+            pn,
+            lid,
+        };
+        (from_wa_jid(&chat)?, Some(participant))
+    } else {
+        if !is_person(&chat) || own.is_me(&chat) {
+            return None;
+        }
+        (person_by_phone(&chat, alt, alternates)?, None)
+    };
     let ids: Vec<MessageId> = receipt
         .message_ids
         .iter()
@@ -771,6 +1055,7 @@ pub(crate) fn receipt_status(
     Some(StatusUpdate {
         ids,
         chat,
+        participant,
         status,
         at: timestamp(receipt.timestamp),
         error_code: None,
@@ -791,9 +1076,10 @@ fn person_by_phone(
     pn.or_else(|| from_wa_jid(jid))
 }
 
-/// The server's ack of a message this account sent: `Sent`, or `Failed`
-/// with the nack code. `None` for acks of other stanzas (receipts,
-/// notifications, …), of group or own-device traffic, or without a chat.
+/// The server's ack of a message this account sent (to a person or a
+/// group): `Sent`, or `Failed` with the nack code. `None` for acks of
+/// other stanzas (receipts, notifications, …), of own-device traffic, or
+/// without a chat.
 pub(crate) fn ack_status(
     ack: &ServerAck,
     own: &Own,
@@ -804,11 +1090,15 @@ pub(crate) fn ack_status(
         return None;
     }
     let chat = ack.from.as_ref()?.to_non_ad();
-    if !is_person(&chat) || own.is_me(&chat) {
-        return None;
-    }
+    let chat = if chat.server == Server::Group {
+        from_wa_jid(&chat)?
+    } else {
+        if !is_person(&chat) || own.is_me(&chat) {
+            return None;
+        }
+        person_by_phone(&chat, None, alternates)?
+    };
     let id = MessageId::parse(&ack.id).ok()?;
-    let chat = person_by_phone(&chat, None, alternates)?;
     let (status, error_code) = match ack.error.as_deref() {
         None => (MessageStatus::Sent, None),
         Some(code) => (
@@ -819,6 +1109,7 @@ pub(crate) fn ack_status(
     Some(StatusUpdate {
         ids: vec![id],
         chat,
+        participant: None,
         status,
         at: ack.timestamp.map(timestamp).unwrap_or(now),
         error_code,
@@ -876,6 +1167,29 @@ mod tests {
             conversation: Some(s.into()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn mentions_ride_in_the_context_both_ways() {
+        let alice = Jid::parse("14155550123@s.whatsapp.net").unwrap();
+        let lid = Jid::parse("123456789012345@lid").unwrap();
+        let plain = text_message("hi @14155550123", None);
+        assert_eq!(with_mentions(plain.clone(), &[]), plain);
+        let m = with_mentions(plain, &[alice.clone(), lid.clone()]);
+        assert!(m.conversation.is_none());
+        let ext = m.extended_text_message.as_option().unwrap();
+        assert_eq!(ext.text.as_deref(), Some("hi @14155550123"));
+        assert_eq!(mentions_of(&m), vec![alice.clone(), lid]);
+        // A reply keeps its quote and gains the mentions.
+        let id = MessageId::parse("3EB0AA").unwrap();
+        let reply = with_mentions(text_message("x", Some(&id)), std::slice::from_ref(&alice));
+        let context = reply
+            .extended_text_message
+            .as_option()
+            .and_then(|e| e.context_info.as_option())
+            .unwrap();
+        assert_eq!(context.stanza_id.as_deref(), Some("3EB0AA"));
+        assert_eq!(mentions_of(&reply), vec![alice]);
     }
 
     #[test]
@@ -946,17 +1260,55 @@ mod tests {
     }
 
     #[test]
-    fn groups_broadcasts_and_protocol_messages_are_skipped() {
+    fn group_messages_name_the_group_and_the_member() {
+        // A member known by LID, its number beside it.
         let group = MessageSource {
             chat: wa_jid("120363025246125486@g.us"),
-            sender: wa_jid("14155550123@s.whatsapp.net"),
+            sender: wa_jid("123456789012345@lid"),
+            sender_alt: Some(wa_jid("14155550123@s.whatsapp.net")),
             is_group: true,
             ..Default::default()
         };
+        let m = inbound_message(&text("x"), &info(group), &own(), &Alternates::new()).unwrap();
+        assert_eq!(m.chat.to_string(), "120363025246125486@g.us");
+        assert_eq!(m.sender.to_string(), "123456789012345@lid");
         assert_eq!(
-            inbound_message(&text("x"), &info(group), &own(), &Alternates::new()),
-            Err(Skipped::NotOneToOne)
+            m.sender_pn.map(|j| j.to_string()).as_deref(),
+            Some("14155550123@s.whatsapp.net")
         );
+        assert_eq!(
+            m.sender_lid.map(|j| j.to_string()).as_deref(),
+            Some("123456789012345@lid")
+        );
+        // Known by LID alone: no number, unless the client learned it.
+        let lid_only = MessageSource {
+            chat: wa_jid("120363025246125486@g.us"),
+            sender: wa_jid("111222333444555@lid"),
+            is_group: true,
+            ..Default::default()
+        };
+        let m = inbound_message(
+            &text("x"),
+            &info(lid_only.clone()),
+            &own(),
+            &Alternates::new(),
+        )
+        .unwrap();
+        assert_eq!(m.sender_pn, None);
+        let mut learned = Alternates::new();
+        learned.insert(
+            "111222333444555@lid".into(),
+            wa_jid("14155550777@s.whatsapp.net"),
+        );
+        let m = inbound_message(&text("x"), &info(lid_only), &own(), &learned).unwrap();
+        assert_eq!(
+            m.sender_pn.map(|j| j.to_string()).as_deref(),
+            Some("14155550777@s.whatsapp.net")
+        );
+    }
+
+    #[test]
+    fn broadcasts_and_protocol_messages_are_skipped() {
         let status = MessageSource {
             chat: wa_jid("status@broadcast"),
             sender: wa_jid("14155550123@s.whatsapp.net"),
@@ -1255,10 +1607,17 @@ mod tests {
                 "14155550123@s.whatsapp.net",
                 "14155550123@s.whatsapp.net",
             ),
+            // A group's receipt naming no participant, or the account's
+            // own device.
             receipt(
                 ReceiptType::Delivered,
                 "120363025246125486@g.us",
-                "14155550123@s.whatsapp.net",
+                "120363025246125486@g.us",
+            ),
+            receipt(
+                ReceiptType::Read,
+                "120363025246125486@g.us",
+                "100000000000001:3@lid",
             ),
         ] {
             assert_eq!(
@@ -1268,6 +1627,80 @@ mod tests {
                 r.r#type
             );
         }
+    }
+
+    #[test]
+    fn a_group_receipt_is_its_participant_s() {
+        // By number: the participant attribute, device dropped.
+        let r = receipt(
+            ReceiptType::Read,
+            "120363025246125486@g.us",
+            "14155550123:4@s.whatsapp.net",
+        );
+        assert_eq!(receipt_chat_to_learn(&r), None);
+        let s = receipt_status(&r, &own(), &Alternates::new()).unwrap();
+        assert_eq!(s.chat, jid("120363025246125486@g.us"));
+        assert_eq!(s.status, MessageStatus::Read);
+        assert_eq!(s.ids.len(), 2);
+        let p = s.participant.unwrap();
+        assert_eq!(p.jid, jid("14155550123@s.whatsapp.net"));
+        assert_eq!(p.pn, Some(jid("14155550123@s.whatsapp.net")));
+        assert_eq!(p.lid, None);
+
+        // By LID, with its number in `participant_pn`.
+        let mut r = receipt(
+            ReceiptType::Delivered,
+            "120363025246125486@g.us",
+            "123456789012345:1@lid",
+        );
+        r.source.sender_alt = Some(wa_jid("14155550123@s.whatsapp.net"));
+        assert_eq!(receipt_chat_to_learn(&r), None);
+        let p = receipt_status(&r, &own(), &Alternates::new())
+            .unwrap()
+            .participant
+            .unwrap();
+        assert_eq!(
+            (p.jid, p.pn, p.lid),
+            (
+                jid("123456789012345@lid"),
+                Some(jid("14155550123@s.whatsapp.net")),
+                Some(jid("123456789012345@lid"))
+            )
+        );
+
+        // By LID alone: looked up, or kept as its LID.
+        r.source.sender_alt = None;
+        assert_eq!(
+            receipt_chat_to_learn(&r),
+            Some(wa_jid("123456789012345@lid"))
+        );
+        let known = Alternates::from([(
+            "123456789012345@lid".to_owned(),
+            wa_jid("14155550123@s.whatsapp.net"),
+        )]);
+        let p = receipt_status(&r, &own(), &known)
+            .unwrap()
+            .participant
+            .unwrap();
+        assert_eq!(p.pn, Some(jid("14155550123@s.whatsapp.net")));
+        let p = receipt_status(&r, &own(), &Alternates::new())
+            .unwrap()
+            .participant
+            .unwrap();
+        assert_eq!((p.pn, p.lid), (None, Some(jid("123456789012345@lid"))));
+
+        // A one-to-one receipt names no participant.
+        let r = receipt(
+            ReceiptType::Read,
+            "14155550123@s.whatsapp.net",
+            "14155550123@s.whatsapp.net",
+        );
+        assert_eq!(
+            receipt_status(&r, &own(), &Alternates::new())
+                .unwrap()
+                .participant,
+            None
+        );
     }
 
     fn ack(class: Option<&str>, from: Option<&str>, error: Option<&str>) -> ServerAck {
@@ -1310,12 +1743,23 @@ mod tests {
         .unwrap();
         assert_eq!(failed.status, MessageStatus::Failed);
         assert_eq!(failed.error_code, Some(479));
+        // A group message's ack: the group is the chat.
+        let group = ack_status(
+            &ack(Some("message"), Some("120363025246125486@g.us"), None),
+            &own(),
+            &Alternates::new(),
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            (group.status, group.chat, group.participant),
+            (MessageStatus::Sent, jid("120363025246125486@g.us"), None)
+        );
         for a in [
             ack(Some("receipt"), Some("14155550123@s.whatsapp.net"), None),
             ack(None, Some("14155550123@s.whatsapp.net"), None),
             ack(Some("message"), None, None),
             ack(Some("message"), Some("15550001111@s.whatsapp.net"), None),
-            ack(Some("message"), Some("120363025246125486@g.us"), None),
         ] {
             assert_eq!(
                 ack_status(&a, &own(), &Alternates::new(), now),

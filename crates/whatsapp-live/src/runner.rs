@@ -78,6 +78,7 @@ impl EventHandler for Forwarder {
             EventKind::StreamError,
             EventKind::Receipt,
             EventKind::ServerAck,
+            EventKind::GroupUpdate,
         ])
     }
 }
@@ -272,6 +273,7 @@ impl Runner {
         match event {
             Event::Receipt(receipt) => return self.on_receipt(receipt).await,
             Event::ServerAck(ack) => return self.on_ack(ack).await,
+            Event::GroupUpdate(update) => return self.on_group_update(update).await,
             _ => {}
         }
         let Some(observed) = mapping::observe(event) else {
@@ -363,6 +365,14 @@ impl Runner {
             media::alternates(&self.client, messages::receipt_chat_to_learn(receipt)).await;
         if let Some(update) = messages::receipt_status(receipt, &own, &alternates) {
             self.publish(SessionEventKind::MessageStatus(update)).await;
+        }
+    }
+
+    /// A group notification: `group.*` events for changes others made.
+    async fn on_group_update(&self, update: &whatsapp_rust::types::events::GroupUpdate) {
+        let own = media::own(&self.client);
+        for notice in crate::groups::notices(&self.client, &own, update).await {
+            self.publish(SessionEventKind::Group(notice)).await;
         }
     }
 

@@ -9,14 +9,23 @@
 //! count; blobs travel as hex). An `INDEXED BY` hint, SQLite's only, is
 //! dropped for PostgreSQL. Rows decode into one struct per shape that
 //! derives both libraries' row traits ([`Row`]).
+//!
+//! Several gateways share a PostgreSQL device store, so a write there can
+//! be fenced ([`Stmt::fenced`]): the device id `$1` is then read through
+//! `whatsapp.fenced_device(…)` (sql/postgres.sql), which hands it over only
+//! while the session's owner row still names this node at the claim's
+//! epoch, and holds that row (`FOR SHARE`) until the write commits, so a
+//! concurrent claim waits for it; otherwise the statement fails with
+//! SQLSTATE `WG001` and changes nothing ([`FencedWrite`]). Same statement,
+//! no extra round trip. SQLite (one gateway) ignores the fence.
 
 use std::fmt;
 use std::str::FromStr as _;
 
-use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
-use diesel::sql_types::{BigInt, Binary, Bool, Integer, Nullable, Text};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Binary, Bool, Integer, Nullable, Text, Untyped};
 use diesel::sqlite::{Sqlite, SqliteConnection};
-use diesel::{QueryableByName, RunQueryDsl as _};
+use diesel::{QueryResult, QueryableByName, RunQueryDsl};
 use sqlx::Arguments as _;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use whatsapp_rust::store::{SqliteStore, SqliteStoreConfig};
@@ -75,11 +84,34 @@ arg_from! {
     Vec<i32> => Ints, Vec<String> => Texts, Vec<Vec<u8>> => Blobs,
 }
 
+/// The claim a fenced write names: the session, this node, the epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WriteFence {
+    pub session: String,
+    pub node: String,
+    pub epoch: i64,
+}
+
+/// The SQLSTATE `whatsapp.fenced_device` raises (sql/postgres.sql).
+const FENCED_SQLSTATE: &str = "WG001";
+
+/// A fenced write refused: the session's claim is no longer this node's
+/// at that epoch (another gateway owns the session now). Nothing changed.
+#[derive(Debug, thiserror::Error)]
+#[error("another gateway owns this session now; the write was refused")]
+pub(crate) struct FencedWrite;
+
+/// Whether `e` is a refused fenced write.
+pub(crate) fn is_fenced(e: &StoreError) -> bool {
+    matches!(e, StoreError::Database(inner) if inner.is::<FencedWrite>())
+}
+
 /// A statement and its arguments, `$1` first.
 #[derive(Debug, Clone)]
 pub(crate) struct Stmt {
     sql: &'static str,
     args: Vec<Arg>,
+    fence: Option<WriteFence>,
 }
 
 impl Stmt {
@@ -87,7 +119,15 @@ impl Stmt {
         Self {
             sql,
             args: Vec::new(),
+            fence: None,
         }
+    }
+
+    /// Makes this write conditional on `fence` on PostgreSQL (see the
+    /// module docs); `$1` must be the device id.
+    pub(crate) fn fenced(mut self, fence: Option<&WriteFence>) -> Self {
+        self.fence = fence.cloned();
+        self
     }
 
     /// Binds the next parameter.
@@ -96,32 +136,42 @@ impl Stmt {
         self
     }
 
-    fn sqlite(self) -> Result<BoxedSqlQuery<'static, Sqlite, SqlQuery>> {
-        let text = sqlite_text(self.sql, &self.args);
-        let mut q = diesel::sql_query(text).into_boxed::<Sqlite>();
-        for a in self.args {
-            q = match a {
-                Arg::Int(v) => q.bind::<Integer, _>(v),
-                Arg::Big(v) => q.bind::<BigInt, _>(v),
-                Arg::OptInt(v) => q.bind::<Nullable<Integer>, _>(v),
-                Arg::OptBig(v) => q.bind::<Nullable<BigInt>, _>(v),
-                Arg::Text(v) => q.bind::<Text, _>(v),
-                Arg::OptText(v) => q.bind::<Nullable<Text>, _>(v),
-                Arg::Blob(v) => q.bind::<Binary, _>(v),
-                Arg::OptBlob(v) => q.bind::<Nullable<Binary>, _>(v),
-                Arg::Bool(v) => q.bind::<Bool, _>(v),
-                Arg::Ints(v) => q.bind::<Text, _>(json(&v)?),
-                Arg::Texts(v) => q.bind::<Text, _>(json(&v)?),
-                Arg::Blobs(v) => {
-                    q.bind::<Text, _>(json(&v.iter().map(|b| hex(b)).collect::<Vec<_>>())?)
-                }
-            };
-        }
-        Ok(q)
+    fn sqlite(self) -> Result<Prepared> {
+        let sql = sqlite_text(self.sql, &self.args);
+        let binds = self
+            .args
+            .into_iter()
+            .map(|a| {
+                Ok(match a {
+                    Arg::Int(v) => Bind::Int(v),
+                    Arg::Big(v) => Bind::Big(v),
+                    Arg::OptInt(v) => Bind::OptInt(v),
+                    Arg::OptBig(v) => Bind::OptBig(v),
+                    Arg::Text(v) => Bind::Text(v),
+                    Arg::OptText(v) => Bind::OptText(v),
+                    Arg::Blob(v) => Bind::Blob(v),
+                    Arg::OptBlob(v) => Bind::OptBlob(v),
+                    Arg::Bool(v) => Bind::Bool(v),
+                    Arg::Ints(v) => Bind::Text(json(&v)?),
+                    Arg::Texts(v) => Bind::Text(json(&v)?),
+                    Arg::Blobs(v) => {
+                        Bind::Text(json(&v.iter().map(|b| hex(b)).collect::<Vec<_>>())?)
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Prepared::new(&sql, binds))
     }
 
     /// The PostgreSQL text and its bound arguments.
-    fn postgres(self) -> Result<(sqlx::AssertSqlSafe<String>, PgArguments)> {
+    fn postgres(mut self) -> Result<(sqlx::AssertSqlSafe<String>, PgArguments)> {
+        let mut text = postgres_text(self.sql);
+        if let Some(fence) = self.fence.take() {
+            text = fence_device(&text, self.args.len());
+            self.args.push(Arg::Text(fence.session));
+            self.args.push(Arg::Text(fence.node));
+            self.args.push(Arg::Big(fence.epoch));
+        }
         let mut out = PgArguments::default();
         for a in self.args {
             match a {
@@ -140,7 +190,45 @@ impl Stmt {
             }
             .map_err(StoreError::Serialization)?;
         }
-        Ok((sqlx::AssertSqlSafe(postgres_text(self.sql)), out))
+        Ok((sqlx::AssertSqlSafe(text), out))
+    }
+}
+
+/// `sql` with every `$1` (the device id) read through the fence function,
+/// whose other arguments follow the statement's `bound` ones. A scalar
+/// sub-select is evaluated once per statement (an init plan), before any
+/// row is written.
+fn fence_device(sql: &str, bound: usize) -> String {
+    let guarded = format!(
+        "(SELECT whatsapp.fenced_device($1, ${}, ${}, ${}))",
+        bound + 1,
+        bound + 2,
+        bound + 3
+    );
+    let mut out = String::with_capacity(sql.len() + 2 * guarded.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find("$1") {
+        let after = &rest[at + 2..];
+        out.push_str(&rest[..at]);
+        if after.starts_with(|c: char| c.is_ascii_digit()) {
+            out.push_str("$1");
+        } else {
+            out.push_str(&guarded);
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A PostgreSQL error, as the device store's error (a refused fenced write
+/// as [`FencedWrite`]).
+fn pg(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.code().as_deref() == Some(FENCED_SQLSTATE) => {
+            StoreError::Database(Box::new(FencedWrite))
+        }
+        _ => db(e),
     }
 }
 
@@ -199,6 +287,102 @@ fn postgres_text(sql: &str) -> String {
     out.push_str(rest);
     out
 }
+
+/// A value bound to a SQLite statement (lists already JSON text).
+#[derive(Debug)]
+enum Bind {
+    Int(i32),
+    Big(i64),
+    OptInt(Option<i32>),
+    OptBig(Option<i64>),
+    Text(String),
+    OptText(Option<String>),
+    Blob(Vec<u8>),
+    OptBlob(Option<Vec<u8>>),
+    Bool(bool),
+}
+
+/// A SQLite statement diesel keeps prepared on the connection that ran it,
+/// keyed by its text and the types of its binds. (diesel's `sql_query` is
+/// prepared anew on every call: during a mass login that was one SQLite
+/// parse and plan per statement of every session.) Our texts are fixed
+/// (`&'static str`, lists bound as one JSON text), so the cache holds one
+/// entry per statement, not one per call.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    /// The text between parameters, each followed by the index in `binds`
+    /// of the one it is followed by (`?N` is `binds[N - 1]`; diesel numbers
+    /// nothing, so a parameter used twice is bound twice).
+    pieces: Vec<(String, Option<usize>)>,
+    binds: Vec<Bind>,
+}
+
+impl Prepared {
+    /// `sql` with `?N` parameters.
+    fn new(sql: &str, binds: Vec<Bind>) -> Self {
+        let mut pieces = Vec::new();
+        let mut text = String::new();
+        let mut rest = sql;
+        while let Some(at) = rest.find('?') {
+            let after = &rest[at + 1..];
+            let digits = after
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(after.len());
+            match after[..digits].parse::<usize>() {
+                Ok(n) if n > 0 => {
+                    text.push_str(&rest[..at]);
+                    pieces.push((std::mem::take(&mut text), Some(n - 1)));
+                }
+                // Not a parameter of ours: text.
+                _ => text.push_str(&rest[..=at + digits]),
+            }
+            rest = &after[digits..];
+        }
+        text.push_str(rest);
+        pieces.push((text, None));
+        Self { pieces, binds }
+    }
+}
+
+impl QueryFragment<Sqlite> for Prepared {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        for (text, param) in &self.pieces {
+            out.push_sql(text);
+            let Some(i) = *param else {
+                continue;
+            };
+            let b = self.binds.get(i).ok_or_else(|| {
+                diesel::result::Error::QueryBuilderError(
+                    format!("no value bound for parameter {}", i + 1).into(),
+                )
+            })?;
+            match b {
+                Bind::Int(v) => out.push_bind_param::<Integer, _>(v)?,
+                Bind::Big(v) => out.push_bind_param::<BigInt, _>(v)?,
+                Bind::OptInt(v) => out.push_bind_param::<Nullable<Integer>, _>(v)?,
+                Bind::OptBig(v) => out.push_bind_param::<Nullable<BigInt>, _>(v)?,
+                Bind::Text(v) => out.push_bind_param::<Text, _>(v)?,
+                Bind::OptText(v) => out.push_bind_param::<Nullable<Text>, _>(v)?,
+                Bind::Blob(v) => out.push_bind_param::<Binary, _>(v)?,
+                Bind::OptBlob(v) => out.push_bind_param::<Nullable<Binary>, _>(v)?,
+                Bind::Bool(v) => out.push_bind_param::<Bool, _>(v)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl QueryId for Prepared {
+    type QueryId = ();
+    // No static id: the cache keys it by its SQL text and bind types.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for Prepared {
+    type SqlType = Untyped;
+}
+
+impl RunQueryDsl<SqliteConnection> for Prepared {}
 
 /// A row shape both databases decode (by column name).
 pub(crate) trait Row:
@@ -275,7 +459,13 @@ impl Db {
     pub(crate) async fn open_postgres(url: &str, connections: u32) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Connection(Box::new(e)))?
-            .options([("search_path", PG_SCHEMA)]);
+            .options([("search_path", PG_SCHEMA)])
+            // A gateway stopped inside a transaction would keep its fenced
+            // writes' `FOR SHARE` locks on the session's owner row, and the
+            // other nodes' claims (`SKIP LOCKED`) would pass over that
+            // session until it resumed: the server ends such a transaction
+            // (as the gateway's own store does, wagate-store).
+            .options([("idle_in_transaction_session_timeout", "4s")]);
         let pool = PgPoolOptions::new()
             .max_connections(connections.max(1))
             .connect_with(options)
@@ -319,7 +509,7 @@ impl Db {
                     .execute(pool)
                     .await
                     .map(|r| r.rows_affected())
-                    .map_err(db)
+                    .map_err(pg)
             }
         }
     }
@@ -352,7 +542,7 @@ impl Db {
                     let done = sqlx::query_with(sql, args)
                         .execute(&mut *tx)
                         .await
-                        .map_err(db)?;
+                        .map_err(pg)?;
                     changed.push(done.rows_affected());
                 }
                 tx.commit().await.map_err(db)?;
@@ -379,7 +569,7 @@ impl Db {
                 sqlx::query_as_with::<_, R, _>(sql, args)
                     .fetch_all(pool)
                     .await
-                    .map_err(db)
+                    .map_err(pg)
             }
         }
     }
@@ -393,11 +583,79 @@ impl Db {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::sync::Arc;
 
     /// A new, empty database on the tests' throwaway PostgreSQL server;
     /// `None` (stderr says why) when there is none.
     pub(crate) fn fresh_postgres() -> Option<String> {
         wagate_test_postgres::shared().map(wagate_test_postgres::PgServer::fresh_database)
+    }
+
+    /// Each statement is prepared once per connection and then reused: a
+    /// mass login runs the same few statements for every session.
+    #[tokio::test]
+    async fn sqlite_statements_are_prepared_once() {
+        use diesel::connection::{Connection as _, InstrumentationEvent};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("keys.db").display().to_string();
+        let db = Db::open_sqlite(&url).await.unwrap();
+        db.execute(Stmt::new("CREATE TABLE t (a INTEGER, b TEXT)"))
+            .await
+            .unwrap();
+        let prepared = Arc::new(AtomicUsize::new(0));
+        let started = Arc::new(AtomicUsize::new(0));
+        let Db::Sqlite { base, .. } = &db else {
+            unreachable!("opened on SQLite")
+        };
+        let (p, s) = (prepared.clone(), started.clone());
+        // The writer is one connection: what it prepares from now on.
+        base.shared()
+            .run(move |conn| {
+                conn.set_instrumentation(move |e: InstrumentationEvent<'_>| match e {
+                    InstrumentationEvent::CacheQuery { .. } => {
+                        p.fetch_add(1, Ordering::SeqCst);
+                    }
+                    InstrumentationEvent::StartQuery { .. } => {
+                        s.fetch_add(1, Ordering::SeqCst);
+                    }
+                    _ => {}
+                });
+                Ok(())
+            })
+            .await
+            .unwrap();
+        for i in 0..3 {
+            db.execute(
+                Stmt::new("INSERT INTO t (a, b) VALUES ($1, $2)")
+                    .arg(i)
+                    .arg(Some(format!("row {i}"))),
+            )
+            .await
+            .unwrap();
+            db.execute(Stmt::new("DELETE FROM t WHERE a = ANY($1)").arg(vec![i - 1]))
+                .await
+                .unwrap();
+        }
+        assert_eq!(started.load(Ordering::SeqCst), 6);
+        assert_eq!(
+            prepared.load(Ordering::SeqCst),
+            2,
+            "two statements, each prepared once"
+        );
+    }
+
+    #[test]
+    fn parameters_are_bound_where_they_stand() {
+        let p = Prepared::new(
+            "SELECT a FROM t WHERE a = ?2 AND b = ?1 OR a = ?2",
+            Vec::new(),
+        );
+        let order: Vec<_> = p.pieces.iter().map(|(_, i)| *i).collect();
+        assert_eq!(order, [Some(1), Some(0), Some(1), None]);
+        let text: String = p.pieces.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(text, "SELECT a FROM t WHERE a =  AND b =  OR a = ");
     }
 
     #[test]
@@ -418,6 +676,37 @@ pub(crate) mod tests {
         assert_eq!(
             postgres_text("SELECT id FROM prekeys INDEXED BY idx_prekeys_device_id WHERE x"),
             "SELECT id FROM prekeys WHERE x"
+        );
+    }
+
+    #[test]
+    fn a_fenced_write_reads_the_device_through_the_fence() {
+        assert_eq!(
+            fence_device(
+                "DELETE FROM t WHERE a = $2 AND device_id = $1 AND b = $12",
+                12
+            ),
+            "DELETE FROM t WHERE a = $2 AND device_id = \
+             (SELECT whatsapp.fenced_device($1, $13, $14, $15)) AND b = $12"
+        );
+        let fence = WriteFence {
+            session: "s".into(),
+            node: "n".into(),
+            epoch: 4,
+        };
+        let stmt = Stmt::new("INSERT INTO t (k, device_id) VALUES ($2, $1)")
+            .arg(7)
+            .arg("k")
+            .fenced(Some(&fence));
+        // SQLite, one gateway, is not fenced.
+        assert_eq!(
+            sqlite_text(stmt.sql, &stmt.args),
+            "INSERT INTO t (k, device_id) VALUES (?2, ?1)"
+        );
+        let (sql, _) = stmt.postgres().unwrap();
+        assert_eq!(
+            sql.0,
+            "INSERT INTO t (k, device_id) VALUES ($2, (SELECT whatsapp.fenced_device($1, $3, $4, $5)))"
         );
     }
 

@@ -21,6 +21,14 @@
 //! writers of a device — two processes during a hand-over — cannot lose an
 //! update between them.
 //!
+//! With several gateways on PostgreSQL a handle is fenced
+//! ([`DeviceHandle::fenced`]): every write names the claim this process
+//! holds on the handle's session ([`SessionClaims`]), and the database
+//! refuses it, changing nothing, once the session was claimed by another
+//! node ([`crate::sql::Stmt::fenced`]). A refusal, or a write attempted
+//! while no claim is held, is reported to [`SessionClaims::lost`] (counted,
+//! the client stopped) and fails.
+//!
 //! The tests below run one script of calls against a `SqliteStore` opened
 //! for one device and handles for another (on SQLite and, when a server is
 //! at hand, PostgreSQL), and compare what each returns and what each left
@@ -45,7 +53,10 @@ use whatsapp_rust::wacore::store::traits::{
     SignalStore, TcTokenEntry,
 };
 
-use crate::sql::{Arg, Db, Stmt, Via};
+use wagate_domain::SessionId;
+use wagate_whatsapp_port::SessionClaims;
+
+use crate::sql::{Arg, Db, FencedWrite, Stmt, Via, WriteFence, is_fenced};
 use crate::wire;
 
 /// whatsapp-rust's storage for one device of the process's [`Db`]: what a
@@ -54,6 +65,15 @@ use crate::wire;
 pub(crate) struct DeviceHandle {
     db: Arc<Db>,
     device: i32,
+    /// Several gateways: whose claim this device's writes name.
+    guard: Option<Arc<Guard>>,
+}
+
+/// The session a fenced handle's device belongs to, and this process's
+/// claims.
+struct Guard {
+    session: SessionId,
+    claims: Arc<dyn SessionClaims>,
 }
 
 impl fmt::Debug for DeviceHandle {
@@ -494,7 +514,51 @@ fn device_statement(device: i32, d: &CoreDevice) -> Stmt {
 
 impl DeviceHandle {
     pub(crate) fn new(db: Arc<Db>, device: i32) -> Self {
-        Self { db, device }
+        Self {
+            db,
+            device,
+            guard: None,
+        }
+    }
+
+    /// This handle with every write conditional on the claim `claims`
+    /// hold on `session` (PostgreSQL; SQLite has one gateway and no
+    /// claims, and is left as it is).
+    pub(crate) fn fenced(mut self, session: SessionId, claims: Arc<dyn SessionClaims>) -> Self {
+        if matches!(*self.db, Db::Postgres(_)) {
+            self.guard = Some(Arc::new(Guard { session, claims }));
+        }
+        self
+    }
+
+    /// The claim a write names now; a write without one is refused here
+    /// (reported lost) without reaching the database.
+    fn write_fence(&self) -> Result<Option<WriteFence>> {
+        let Some(guard) = &self.guard else {
+            return Ok(None);
+        };
+        match guard.claims.claim(&guard.session) {
+            Some(claim) => Ok(Some(WriteFence {
+                session: guard.session.to_string(),
+                node: claim.node.to_string(),
+                epoch: i64::try_from(claim.epoch).unwrap_or(i64::MAX),
+            })),
+            None => {
+                guard.claims.lost(&guard.session);
+                Err(StoreError::Database(Box::new(FencedWrite)))
+            }
+        }
+    }
+
+    /// Reports a write the database refused (the session is another
+    /// node's now).
+    fn refused<T>(&self, written: Result<T>) -> Result<T> {
+        if let (Err(e), Some(guard)) = (&written, &self.guard)
+            && is_fenced(e)
+        {
+            guard.claims.lost(&guard.session);
+        }
+        written
     }
 
     /// A statement with this device as `$1`.
@@ -502,16 +566,32 @@ impl DeviceHandle {
         Stmt::new(sql).arg(self.device)
     }
 
+    /// One writing statement (fenced).
     async fn run(&self, stmt: Stmt) -> Result<u64> {
-        self.db.execute(stmt).await
+        let stmt = stmt.fenced(self.write_fence()?.as_ref());
+        self.refused(self.db.execute(stmt).await)
     }
 
-    /// `stmts` in one transaction (nothing to do for none).
+    /// `stmts` in one transaction (nothing to do for none), each fenced.
     async fn run_all(&self, stmts: Vec<Stmt>) -> Result<u64> {
         if stmts.is_empty() {
             return Ok(0);
         }
-        Ok(self.db.execute_all(stmts).await?.into_iter().sum())
+        let fence = self.write_fence()?;
+        let stmts = stmts
+            .into_iter()
+            .map(|s| s.fenced(fence.as_ref()))
+            .collect();
+        Ok(self
+            .refused(self.db.execute_all(stmts).await)?
+            .into_iter()
+            .sum())
+    }
+
+    /// The rows a writing statement returns (`… RETURNING`; fenced).
+    async fn write_returning<R: crate::sql::Row>(&self, stmt: Stmt) -> Result<Option<R>> {
+        let stmt = stmt.fenced(self.write_fence()?.as_ref());
+        self.refused(self.db.fetch_one(Via::Write, stmt).await)
     }
 
     async fn rows<R: crate::sql::Row>(&self, stmt: Stmt) -> Result<Vec<R>> {
@@ -1272,9 +1352,7 @@ impl ProtocolStore for DeviceHandle {
     async fn take_sent_message(&self, chat_jid: &str, message_id: &str) -> Result<Option<Vec<u8>>> {
         // One statement: of two takers, one gets the payload.
         let row = self
-            .db
-            .fetch_one::<BlobRow>(
-                Via::Write,
+            .write_returning::<BlobRow>(
                 self.stmt(
                     "DELETE FROM sent_messages \
                      WHERE chat_jid = $2 AND message_id = $3 AND device_id = $1 \
@@ -2083,6 +2161,127 @@ mod tests {
             keypair_bytes(&here.identity_key)
         );
         assert_eq!(elsewhere.get_max_prekey_id().await.unwrap(), 3);
+    }
+
+    /// The claims of a test node: one session, at the epoch set.
+    #[derive(Debug, Default)]
+    struct TestClaims {
+        held: std::sync::Mutex<Option<wagate_whatsapp_port::SessionClaim>>,
+        lost: std::sync::atomic::AtomicU64,
+    }
+
+    impl SessionClaims for TestClaims {
+        fn claim(&self, _: &SessionId) -> Option<wagate_whatsapp_port::SessionClaim> {
+            *self.held.lock().unwrap()
+        }
+
+        fn lost(&self, _: &SessionId) {
+            self.lost.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Several gateways: a handle's writes land while its node holds the
+    /// session at the claim's epoch, and are refused, changing nothing,
+    /// once another claim took it.
+    #[tokio::test]
+    async fn fenced_writes_land_only_while_the_claim_is_the_sessions() {
+        use std::sync::atomic::Ordering::SeqCst;
+        use wagate_domain::NodeId;
+        use wagate_whatsapp_port::SessionClaim;
+
+        let Some(pg) = crate::sql::tests::fresh_postgres() else {
+            return;
+        };
+        let postgres = Arc::new(Db::open_postgres(&pg, 4).await.unwrap());
+        let Db::Postgres(pool) = &*postgres else {
+            unreachable!()
+        };
+        // The gateway's owner table (its migration 0005), as the fence reads it.
+        sqlx::raw_sql(
+            "CREATE TABLE public.session_owners (session_id TEXT COLLATE \"C\" PRIMARY KEY, \
+             owner_node TEXT COLLATE \"C\", epoch BIGINT NOT NULL DEFAULT 0)",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        let session = SessionId::parse("sess_01HZY0N4Q8ZK3J4M7ZC9W4X2QF").unwrap();
+        let me = NodeId::parse("node_01HZY0N4Q8ZK3J4M7ZC9W4X2QA").unwrap();
+        let other = NodeId::parse("node_01HZY0N4Q8ZK3J4M7ZC9W4X2QB").unwrap();
+        let own = |node: NodeId, epoch: i64| {
+            sqlx::query(
+                "INSERT INTO public.session_owners VALUES ($1, $2, $3) \
+                 ON CONFLICT (session_id) DO UPDATE SET owner_node = $2, epoch = $3",
+            )
+            .bind(session.to_string())
+            .bind(node.to_string())
+            .bind(epoch)
+            .execute(pool)
+        };
+        own(me, 3).await.unwrap();
+        let claims = Arc::new(TestClaims::default());
+        *claims.held.lock().unwrap() = Some(SessionClaim { node: me, epoch: 3 });
+        let handle = DeviceHandle::new(postgres.clone(), 7).fenced(session, claims.clone());
+
+        // While held, every write of the script lands as an unfenced one.
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("keys.db").display().to_string();
+        let sqlite = Db::open_sqlite(&url).await.unwrap();
+        let reference = SqliteStore::new_for_device(&url, 7).await.unwrap();
+        assert_eq!(script(&handle).await, script(&reference).await);
+        assert_eq!(rows(&postgres, 7).await, rows(&sqlite, 7).await);
+        assert_eq!(claims.lost.load(SeqCst), 0);
+
+        // Another node claims the session (a new epoch): each kind of write
+        // is refused by the database, reported lost, and changes nothing.
+        own(other, 4).await.unwrap();
+        let before = rows(&postgres, 7).await;
+        let refused: Vec<Result<()>> = vec![
+            handle.put_identity("a@s.whatsapp.net", [9; 32]).await,
+            handle.delete_identity("a@s.whatsapp.net").await,
+            handle
+                .put_sessions_batch(&[(arc("s1"), Bytes::from_static(b"stale"))])
+                .await,
+            handle.delete_session("s1").await,
+            handle
+                .store_prekeys_batch(&[(7, Bytes::from_static(b"p7"))], false)
+                .await,
+            handle.put_sender_key("g::a", b"stale").await,
+            handle.put_lid_mapping(&lid("100", "15550001111", 9)).await,
+            handle
+                .update_device_lists(vec![list("u", &[1, 2], None)])
+                .await,
+            handle.clear_mutation_macs("regular_low").await,
+            handle.save(&CoreDevice::new()).await,
+            handle.take_sent_message("c", "m").await.map(drop),
+        ];
+        for (i, r) in refused.iter().enumerate() {
+            assert!(
+                r.as_ref().is_err_and(crate::sql::is_fenced),
+                "write {i}: {r:?}"
+            );
+        }
+        assert_eq!(rows(&postgres, 7).await, before, "nothing changed");
+        assert_eq!(claims.lost.load(SeqCst), refused.len() as u64);
+        // The claim's epoch on another node is not this claim either.
+        own(other, 3).await.unwrap();
+        assert!(handle.put_identity("z", [1; 32]).await.is_err());
+
+        // With no claim held, a write is refused before the database.
+        *claims.held.lock().unwrap() = None;
+        own(me, 3).await.unwrap();
+        assert!(
+            handle
+                .put_identity("a@s.whatsapp.net", [8; 32])
+                .await
+                .is_err_and(|e| crate::sql::is_fenced(&e))
+        );
+        assert_eq!(rows(&postgres, 7).await, before);
+        assert_eq!(claims.lost.load(SeqCst), refused.len() as u64 + 2);
+        // Reads are never fenced.
+        assert_eq!(
+            handle.load_identity("a@s.whatsapp.net").await.unwrap(),
+            Some([4; 32])
+        );
     }
 
     /// Two writers of one device at once (two processes during a

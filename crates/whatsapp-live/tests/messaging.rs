@@ -45,6 +45,7 @@ async fn send_then_sent_and_delivered() {
         to: jid(&format!("{FRIEND}@s.whatsapp.net")),
         content: OutgoingContent::Text("Hello from wagate".into()),
         reply_to: None,
+        mentions: Vec::new(),
     };
     let mark = sink.mark();
     live.send_message(&s, &message).await.unwrap();
@@ -71,13 +72,14 @@ async fn send_then_sent_and_delivered() {
     assert_eq!(ours[0]["text"], "Hello from wagate");
     assert_eq!(ours[0]["type"], "text");
 
-    // Not a person: refused before anything is sent.
-    let to_group = OutgoingMessage {
-        to: jid("120363025246125486@g.us"),
+    // Neither a person nor a group (a channel): refused before anything is
+    // sent.
+    let to_channel = OutgoingMessage {
+        to: jid("120363144038483540@newsletter"),
         ..message.clone()
     };
     assert!(matches!(
-        live.send_message(&s, &to_group).await.unwrap_err(),
+        live.send_message(&s, &to_channel).await.unwrap_err(),
         WhatsAppError::InvalidTarget(_)
     ));
     // Offline: NotConnected, the caller keeps it.
@@ -203,6 +205,7 @@ async fn media_both_ways() {
                 data: picture.clone(),
             }),
             reply_to: None,
+            mentions: Vec::new(),
         },
     )
     .await

@@ -29,6 +29,7 @@ async fn send(live: &LiveWhatsApp, sink: &WaitingSink, s: &SessionId, id: &str, 
             to: jid(&format!("{FRIEND}@s.whatsapp.net")),
             content: OutgoingContent::Text(text.into()),
             reply_to: None,
+            mentions: Vec::new(),
         },
     )
     .await

@@ -17,6 +17,10 @@ pub enum WhatsAppError {
     /// The JID is of a kind this call does not take (e.g. blocking a group).
     #[error("invalid target: {0}")]
     InvalidTarget(String),
+    /// WhatsApp does not let the account do this (a group change only
+    /// admins may make); the text says what, for people.
+    #[error("not permitted: {0}")]
+    NotPermitted(String),
     /// The phone number has no WhatsApp account.
     #[error("not on WhatsApp")]
     NotOnWhatsApp,

@@ -1,7 +1,8 @@
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use wagate_domain::{Jid, LastError, QrCode, SessionId};
+use time::OffsetDateTime;
+use wagate_domain::{ChatState, GroupNotice, Jid, LastError, QrCode, SessionId};
 
 use crate::{InboundMessage, NotRecorded, StatusUpdate};
 
@@ -45,6 +46,29 @@ pub enum SessionEventKind {
     },
     /// Outgoing messages' status changed (server ack, receipt, nack).
     MessageStatus(StatusUpdate),
+    /// A contact the session subscribed to
+    /// ([`crate::WhatsAppPort::subscribe_presence`]) came online or went
+    /// offline. Ephemeral: published once, never kept for a reconnect.
+    Presence {
+        /// Whose presence.
+        jid: Jid,
+        /// Online now.
+        available: bool,
+        /// When last online, when WhatsApp tells.
+        last_seen: Option<OffsetDateTime>,
+    },
+    /// Someone is typing, recording or stopped in a chat. Ephemeral.
+    ChatState {
+        /// The chat.
+        chat: Jid,
+        /// Who.
+        jid: Jid,
+        /// What they do.
+        state: ChatState,
+    },
+    /// Something happened to a group the account is in (a `Joined` notice
+    /// carries the group's members).
+    Group(GroupNotice),
 }
 
 /// Receives [`SessionEvent`]s from an adapter.

@@ -11,14 +11,20 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 use time::{Duration, OffsetDateTime};
 use wagate_domain::{
-    About, Absence, BlocklistEntry, Clock, Jid, JidKind, MediaInfo, MessageId, MessageStatus,
-    PairingCode, PhoneNumber, PictureType, ProfilePicture, QrCode, SessionId,
+    About, Absence, BlocklistEntry, ChatState, Clock, Group, GroupJid, GroupSubject, InviteCode,
+    Jid, JidKind, MediaInfo, MembershipRequest, MessageId, MessageStatus, PairingCode,
+    ParticipantAction, ParticipantOutcome, PhoneNumber, PictureType, ProfilePicture, QrCode,
+    RequestAction, RichContent, SessionId,
 };
 
+mod groups;
+
+pub use groups::BUILTIN_FAKE_GROUPS;
+
 use crate::{
-    InboundContent, InboundMessage, MediaDownload, MediaRef, OutgoingContent, OutgoingMessage,
-    Refusal, SessionEvent, SessionEventKind, SessionEventSink, StatusUpdate, WhatsAppError,
-    WhatsAppPort,
+    GroupChange, InboundContent, InboundMessage, MediaDownload, MediaRef, OutgoingContent,
+    OutgoingMessage, Refusal, SessionEvent, SessionEventKind, SessionEventSink, StatusUpdate,
+    WhatsAppError, WhatsAppPort, option_hash,
 };
 
 /// How long a fake QR code is valid (WhatsApp's first code lives 60 s).
@@ -58,7 +64,9 @@ pub const BUILTIN_WORLD: &str = r#"{
 /// it (`readsAfterMs`), so the demo and the contract tests can receive
 /// messages over HTTP alone; `14155550143` refuses every call for good
 /// (`fail: refused`) and `14155550144` every media message
-/// (`fail: media_refused`), so a permanent refusal can be seen too.
+/// (`fail: media_refused`), so a permanent refusal can be seen too;
+/// `14155550145` can only be invited to groups, not added
+/// (`inviteOnly`).
 pub const BUILTIN_FAKE_CONTACTS: &str = r#"{
   "14155550142@s.whatsapp.net": {
     "about": { "text": "I answer everything", "setAt": null },
@@ -66,7 +74,8 @@ pub const BUILTIN_FAKE_CONTACTS: &str = r#"{
     "replies": true
   },
   "14155550143@s.whatsapp.net": { "fail": "refused" },
-  "14155550144@s.whatsapp.net": { "fail": "media_refused" }
+  "14155550144@s.whatsapp.net": { "fail": "media_refused" },
+  "14155550145@s.whatsapp.net": { "inviteOnly": true }
 }"#;
 
 /// Why a fixtures file was refused.
@@ -150,6 +159,10 @@ pub struct ContactFixture {
     /// with `You said: <text>`, a media message with the same media.
     #[serde(default)]
     replies: bool,
+    /// The contact's privacy settings let nobody add them to a group: an
+    /// admin must send an invite (fake only).
+    #[serde(default)]
+    invite_only: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +173,9 @@ struct FixturesFile {
     push_name: Option<String>,
     #[serde(default)]
     contacts: BTreeMap<String, ContactFixture>,
+    /// Groups (fake only; see [`BUILTIN_FAKE_GROUPS`] for the format).
+    #[serde(default)]
+    groups: BTreeMap<String, groups::GroupFixture>,
 }
 
 /// The fake world: the phone that links every session, and its contacts.
@@ -170,6 +186,8 @@ pub struct Fixtures {
     contacts: HashMap<Jid, ContactFixture>,
     /// LID → phone-number JID, from the contacts' `lid`.
     lids: HashMap<Jid, Jid>,
+    /// The world's groups.
+    groups: Vec<groups::WorldGroup>,
 }
 
 impl Fixtures {
@@ -185,6 +203,11 @@ impl Fixtures {
                 world.contacts.insert(jid, contact);
             }
         }
+        let fixtures: BTreeMap<String, groups::GroupFixture> =
+            serde_json::from_str(BUILTIN_FAKE_GROUPS)
+                .unwrap_or_else(|e| unreachable!("built-in fake groups: {e}"));
+        world.groups = groups::parse_groups(fixtures, &world)
+            .unwrap_or_else(|e| unreachable!("built-in fake groups: {e}"));
         world
     }
 
@@ -226,12 +249,15 @@ impl Fixtures {
             }
             contacts.insert(jid, contact);
         }
-        Ok(Self {
+        let mut world = Self {
             phone,
             push_name: file.push_name,
             contacts,
             lids,
-        })
+            groups: Vec::new(),
+        };
+        world.groups = groups::parse_groups(file.groups, &world)?;
+        Ok(world)
     }
 
     /// The contact a JID names, by phone-number JID or by LID.
@@ -266,6 +292,11 @@ struct FakeSession {
     /// Messages for the account the gateway has not recorded yet: kept
     /// and delivered again on the next connect (at least once).
     undelivered: Vec<InboundMessage>,
+    /// Whose presence the session asked for since it connected.
+    subscribed: HashSet<Jid>,
+    /// The session's copy of the world's groups (by JID), made the first
+    /// time it is online.
+    groups: Option<BTreeMap<String, groups::FakeGroup>>,
 }
 
 /// What the fake did on WhatsApp for a session, for tests to inspect.
@@ -286,6 +317,34 @@ pub enum FakeAction {
         target: MessageId,
         /// The emoji (empty: removed).
         emoji: String,
+    },
+    /// An edit of a message went out.
+    Edited {
+        /// The chat.
+        chat: Jid,
+        /// The message edited.
+        target: MessageId,
+        /// Its new text.
+        text: String,
+    },
+    /// A deletion for everyone went out.
+    Revoked {
+        /// The chat.
+        chat: Jid,
+        /// The message deleted.
+        target: MessageId,
+    },
+    /// A chat state (typing…) went out.
+    ChatStateSent {
+        /// The chat.
+        chat: Jid,
+        /// The state.
+        state: ChatState,
+    },
+    /// The account's presence was set.
+    PresenceSet {
+        /// Online.
+        available: bool,
     },
     /// Read receipts went out.
     MarkedRead {
@@ -319,6 +378,9 @@ pub struct FakeWhatsApp {
     written: Mutex<u64>,
     /// The phone scans a QR code only when told ([`FakeWhatsApp::scan_qr`]).
     scans_held: AtomicBool,
+    /// Group members send receipts only when told
+    /// ([`FakeWhatsApp::member_receipt`]).
+    receipts_held: AtomicBool,
 }
 
 impl FakeWhatsApp {
@@ -333,6 +395,7 @@ impl FakeWhatsApp {
             actions: Mutex::new(HashMap::new()),
             written: Mutex::new(0),
             scans_held: AtomicBool::new(false),
+            receipts_held: AtomicBool::new(false),
         }
     }
 
@@ -435,9 +498,32 @@ impl FakeWhatsApp {
         let seed = digest(&[b"reply", message.id.as_str().as_bytes()]);
         let content = match &message.content {
             OutgoingContent::Text(text) => OutgoingContent::Text(format!("You said: {text}")),
-            media @ OutgoingContent::Media(_) => media.clone(),
+            // It votes for the first option of a poll.
+            OutgoingContent::Rich(RichContent::Poll(poll)) => {
+                let reply = self.written_by(
+                    &message.to,
+                    seed,
+                    OutgoingContent::Text(String::new()),
+                    None,
+                );
+                return Some(
+                    reply.with_content(InboundContent::PollVote {
+                        target: message.id.clone(),
+                        selected: poll
+                            .options()
+                            .iter()
+                            .take(1)
+                            .map(|o| option_hash(o))
+                            .collect(),
+                    }),
+                );
+            }
+            other @ (OutgoingContent::Media(_) | OutgoingContent::Rich(_)) => other.clone(),
         };
-        Some(self.written_by(&message.to, seed, content, Some(message.id.clone())))
+        let mut reply = self.written_by(&message.to, seed, content, Some(message.id.clone()));
+        // It mentions whom it was told about.
+        reply.mentions = message.mentions.clone();
+        Some(reply)
     }
 
     /// A message the contact `from` writes to the account: its id drawn
@@ -454,6 +540,7 @@ impl FakeWhatsApp {
         random.copy_from_slice(&seed[..9]);
         let content = match content {
             OutgoingContent::Text(text) => InboundContent::Text(text),
+            OutgoingContent::Rich(r) => InboundContent::Rich(r),
             OutgoingContent::Media(m) => {
                 let sha = Sha256::digest(&m.data).to_vec();
                 let size = m.data.len() as u64;
@@ -483,6 +570,7 @@ impl FakeWhatsApp {
             timestamp: self.clock.now(),
             content,
             reply_to,
+            mentions: Vec::new(),
         }
     }
 
@@ -504,18 +592,143 @@ impl FakeWhatsApp {
         from: &Jid,
         content: OutgoingContent,
     ) -> Result<MessageId, WhatsAppError> {
+        self.contact_writes(session, from, |seed| {
+            self.written_by(from, seed, content, None)
+        })
+        .await
+    }
+
+    /// The world contact `from` edits its message `target` to the account
+    /// linked as `session`: its new text (the caption, for media), as
+    /// WhatsApp delivers an edit (a message of its own, handed over like
+    /// [`FakeWhatsApp::deliver_from`]'s). Returns the edit's id.
+    ///
+    /// # Errors
+    ///
+    /// As [`FakeWhatsApp::deliver_from`].
+    pub async fn edit_from(
+        &self,
+        session: &SessionId,
+        from: &Jid,
+        target: &MessageId,
+        text: &str,
+    ) -> Result<MessageId, WhatsAppError> {
+        let content = InboundContent::Edit {
+            target: target.clone(),
+            text: text.to_owned(),
+        };
+        self.contact_writes(session, from, |seed| {
+            self.written_by(from, seed, OutgoingContent::Text(String::new()), None)
+                .with_content(content)
+        })
+        .await
+    }
+
+    /// The world contact `from` deletes its message `target` for everyone
+    /// (as [`FakeWhatsApp::edit_from`]). Returns the deletion's id.
+    ///
+    /// # Errors
+    ///
+    /// As [`FakeWhatsApp::deliver_from`].
+    pub async fn revoke_from(
+        &self,
+        session: &SessionId,
+        from: &Jid,
+        target: &MessageId,
+    ) -> Result<MessageId, WhatsAppError> {
+        let content = InboundContent::Revoke {
+            target: target.clone(),
+        };
+        self.contact_writes(session, from, |seed| {
+            self.written_by(from, seed, OutgoingContent::Text(String::new()), None)
+                .with_content(content)
+        })
+        .await
+    }
+
+    /// The world contact `from` votes on the poll `target` (the account's,
+    /// or one `from` sent): `options` picked by their text (none: the vote
+    /// taken back), as WhatsApp delivers a vote (a message of its own,
+    /// handed over like [`FakeWhatsApp::deliver_from`]'s). Returns the
+    /// vote's id.
+    ///
+    /// # Errors
+    ///
+    /// As [`FakeWhatsApp::deliver_from`].
+    pub async fn vote_from(
+        &self,
+        session: &SessionId,
+        from: &Jid,
+        target: &MessageId,
+        options: &[&str],
+    ) -> Result<MessageId, WhatsAppError> {
+        let content = InboundContent::PollVote {
+            target: target.clone(),
+            selected: options.iter().map(|o| option_hash(o)).collect(),
+        };
+        self.contact_writes(session, from, |seed| {
+            self.written_by(from, seed, OutgoingContent::Text(String::new()), None)
+                .with_content(content)
+        })
+        .await
+    }
+
+    /// The world contact `jid` comes online (`available`) or goes
+    /// offline: a `Presence` event, if `session` is connected and
+    /// subscribed to `jid` (as WhatsApp tells only subscribers). Ephemeral:
+    /// nothing is kept for a later connect. Whether it was published.
+    pub async fn presence_of(
+        &self,
+        session: &SessionId,
+        jid: &Jid,
+        available: bool,
+        last_seen: Option<OffsetDateTime>,
+    ) -> bool {
+        let wanted = self
+            .sessions()
+            .get(session)
+            .is_some_and(|s| s.connected && s.subscribed.contains(jid));
+        if wanted {
+            let kind = SessionEventKind::Presence {
+                jid: jid.clone(),
+                available,
+                last_seen,
+            };
+            self.publish(session, kind).await;
+        }
+        wanted
+    }
+
+    /// The world contact `from` types, records or stops in its chat with
+    /// the account: a `ChatState` event if `session` is connected
+    /// (ephemeral, as [`FakeWhatsApp::presence_of`]). Whether it was
+    /// published.
+    pub async fn chat_state_from(&self, session: &SessionId, from: &Jid, state: ChatState) -> bool {
+        let online = self.sessions().get(session).is_some_and(|s| s.connected);
+        if online {
+            let kind = SessionEventKind::ChatState {
+                chat: from.clone(),
+                jid: from.clone(),
+                state,
+            };
+            self.publish(session, kind).await;
+        }
+        online
+    }
+
+    /// Hands the message `write` makes (from a fresh seed) to the gateway
+    /// as the contact `from`'s, or keeps it for the next connect.
+    async fn contact_writes(
+        &self,
+        session: &SessionId,
+        from: &Jid,
+        write: impl FnOnce([u8; 32]) -> InboundMessage,
+    ) -> Result<MessageId, WhatsAppError> {
         Self::person(from)?;
         if self.world.contact(from).is_none() {
             return Err(WhatsAppError::NotFound(None));
         }
-        let count = {
-            let mut n = lock(&self.written);
-            *n += 1;
-            *n
-        };
-        let id = session.to_string();
-        let seed = digest(&[b"written", id.as_bytes(), &count.to_be_bytes()]);
-        let message = self.written_by(from, seed, content, None);
+        let message = write(self.next_seed(session, b"written"));
         let message_id = message.id.clone();
         let online = {
             let mut sessions = self.sessions();
@@ -534,12 +747,46 @@ impl FakeWhatsApp {
         Ok(message_id)
     }
 
+    /// A seed no other message of the fake has: the n-th of this fake.
+    fn next_seed(&self, session: &SessionId, what: &[u8]) -> [u8; 32] {
+        let count = {
+            let mut n = lock(&self.written);
+            *n += 1;
+            *n
+        };
+        let id = session.to_string();
+        digest(&[what, id.as_bytes(), &count.to_be_bytes()])
+    }
+
+    /// An edit or deletion of the account's own `target` goes out;
+    /// `NotFound` when the fake never sent `target`.
+    fn own_change(
+        &self,
+        session: &SessionId,
+        chat: &Jid,
+        target: &MessageId,
+        action: FakeAction,
+    ) -> Result<(), WhatsAppError> {
+        Self::person(chat)?;
+        self.live(session, Some(chat))?;
+        if !self
+            .sessions()
+            .get(session)
+            .is_some_and(|s| s.sent.contains(target))
+        {
+            return Err(WhatsAppError::NotFound(None));
+        }
+        self.act(session, action);
+        Ok(())
+    }
+
     async fn status(&self, session: &SessionId, chat: &Jid, id: &MessageId, status: MessageStatus) {
         self.publish(
             session,
             SessionEventKind::MessageStatus(StatusUpdate {
                 ids: vec![id.clone()],
                 chat: chat.clone(),
+                participant: None,
                 status,
                 at: self.clock.now(),
                 error_code: None,
@@ -573,6 +820,7 @@ impl FakeWhatsApp {
             s.linked_as = Some(jid.clone());
             s.connected = true;
             s.qr = None;
+            groups::seed(&self.world, session, s, &jid);
         }
         let push_name = self.world.push_name.clone();
         self.publish(session, SessionEventKind::Connected { jid, push_name })
@@ -591,6 +839,14 @@ impl FakeWhatsApp {
             )),
             Some(FailMode::Refused) => Err(WhatsAppError::Refused(Refusal::Server(403))),
             Some(FailMode::MediaRefused) | None => Ok(()),
+        }
+    }
+
+    fn person_or_group(jid: &Jid) -> Result<(), WhatsAppError> {
+        if jid.kind() == JidKind::Group {
+            Ok(())
+        } else {
+            Self::person(jid)
         }
     }
 
@@ -649,6 +905,7 @@ impl WhatsAppPort for FakeWhatsApp {
                     Some(jid) => {
                         s.linked_as = Some(jid.clone());
                         s.connected = true;
+                        groups::seed(&self.world, session, s, &jid);
                         SessionEventKind::Connected {
                             jid,
                             push_name: self.world.push_name.clone(),
@@ -679,6 +936,9 @@ impl WhatsAppPort for FakeWhatsApp {
         session: &SessionId,
         message: &OutgoingMessage,
     ) -> Result<(), WhatsAppError> {
+        if message.to.kind() == JidKind::Group {
+            return self.send_to_group(session, message).await;
+        }
         Self::person(&message.to)?;
         self.live(session, Some(&message.to))?;
         let contact = self
@@ -729,9 +989,9 @@ impl WhatsAppPort for FakeWhatsApp {
         _target_from_me: bool,
         emoji: &str,
     ) -> Result<(), WhatsAppError> {
-        Self::person(chat)?;
+        Self::person_or_group(chat)?;
         self.live(session, Some(chat))?;
-        if self.world.contact(chat).is_none() {
+        if chat.kind() != JidKind::Group && self.world.contact(chat).is_none() {
             return Err(WhatsAppError::NotOnWhatsApp);
         }
         self.act(
@@ -745,6 +1005,73 @@ impl WhatsAppPort for FakeWhatsApp {
         Ok(())
     }
 
+    async fn edit_message(
+        &self,
+        session: &SessionId,
+        chat: &Jid,
+        target: &MessageId,
+        text: &str,
+    ) -> Result<(), WhatsAppError> {
+        let action = FakeAction::Edited {
+            chat: chat.clone(),
+            target: target.clone(),
+            text: text.to_owned(),
+        };
+        self.own_change(session, chat, target, action)
+    }
+
+    async fn revoke_message(
+        &self,
+        session: &SessionId,
+        chat: &Jid,
+        target: &MessageId,
+    ) -> Result<(), WhatsAppError> {
+        let action = FakeAction::Revoked {
+            chat: chat.clone(),
+            target: target.clone(),
+        };
+        self.own_change(session, chat, target, action)
+    }
+
+    async fn send_chat_state(
+        &self,
+        session: &SessionId,
+        chat: &Jid,
+        state: ChatState,
+    ) -> Result<(), WhatsAppError> {
+        Self::person(chat)?;
+        self.live(session, Some(chat))?;
+        let action = FakeAction::ChatStateSent {
+            chat: chat.clone(),
+            state,
+        };
+        self.act(session, action);
+        Ok(())
+    }
+
+    async fn set_presence(
+        &self,
+        session: &SessionId,
+        available: bool,
+    ) -> Result<(), WhatsAppError> {
+        self.live(session, None)?;
+        self.act(session, FakeAction::PresenceSet { available });
+        Ok(())
+    }
+
+    async fn subscribe_presence(
+        &self,
+        session: &SessionId,
+        jid: &Jid,
+    ) -> Result<(), WhatsAppError> {
+        Self::person(jid)?;
+        self.live(session, Some(jid))?;
+        if let Some(s) = self.sessions().get_mut(session) {
+            s.subscribed.insert(jid.clone());
+        }
+        Ok(())
+    }
+
     async fn mark_read(
         &self,
         session: &SessionId,
@@ -752,7 +1079,7 @@ impl WhatsAppPort for FakeWhatsApp {
         _sender: &Jid,
         ids: &[MessageId],
     ) -> Result<(), WhatsAppError> {
-        Self::person(chat)?;
+        Self::person_or_group(chat)?;
         self.live(session, Some(chat))?;
         self.act(
             session,
@@ -787,6 +1114,8 @@ impl WhatsAppPort for FakeWhatsApp {
         if let Some(s) = self.sessions().get_mut(session) {
             s.connected = false;
             s.qr = None;
+            // WhatsApp forgets presence subscriptions with the connection.
+            s.subscribed.clear();
         }
         Ok(())
     }
@@ -916,6 +1245,86 @@ impl WhatsAppPort for FakeWhatsApp {
             s.blocked.remove(&listed.to_string());
         }
         Ok(())
+    }
+
+    async fn groups(&self, session: &SessionId) -> Result<Vec<Group>, WhatsAppError> {
+        self.member_groups(session)
+    }
+
+    async fn group(&self, session: &SessionId, group: &GroupJid) -> Result<Group, WhatsAppError> {
+        self.group_now(session, group).await
+    }
+
+    async fn create_group(
+        &self,
+        session: &SessionId,
+        subject: &GroupSubject,
+        participants: &[Jid],
+    ) -> Result<(Group, Vec<ParticipantOutcome>), WhatsAppError> {
+        self.create(session, subject, participants, None).await
+    }
+
+    async fn update_group(
+        &self,
+        session: &SessionId,
+        group: &GroupJid,
+        change: &GroupChange,
+    ) -> Result<(), WhatsAppError> {
+        self.update(session, group, change).await
+    }
+
+    async fn change_participants(
+        &self,
+        session: &SessionId,
+        group: &GroupJid,
+        action: ParticipantAction,
+        participants: &[Jid],
+    ) -> Result<Vec<ParticipantOutcome>, WhatsAppError> {
+        self.participants(session, group, action, participants)
+            .await
+    }
+
+    async fn invite_code(
+        &self,
+        session: &SessionId,
+        group: &GroupJid,
+        revoke: bool,
+    ) -> Result<InviteCode, WhatsAppError> {
+        self.invite(session, group, revoke).await
+    }
+
+    async fn join_group(
+        &self,
+        session: &SessionId,
+        code: &InviteCode,
+    ) -> Result<GroupJid, WhatsAppError> {
+        self.join(session, code).await
+    }
+
+    async fn leave_group(
+        &self,
+        session: &SessionId,
+        group: &GroupJid,
+    ) -> Result<(), WhatsAppError> {
+        self.leave(session, group).await
+    }
+
+    async fn membership_requests(
+        &self,
+        session: &SessionId,
+        group: &GroupJid,
+    ) -> Result<Vec<MembershipRequest>, WhatsAppError> {
+        self.requests(session, group).await
+    }
+
+    async fn answer_requests(
+        &self,
+        session: &SessionId,
+        group: &GroupJid,
+        action: RequestAction,
+        participants: &[Jid],
+    ) -> Result<Vec<ParticipantOutcome>, WhatsAppError> {
+        self.answer(session, group, action, participants).await
     }
 
     async fn blocklist(&self, session: &SessionId) -> Result<Vec<BlocklistEntry>, WhatsAppError> {
@@ -1141,6 +1550,7 @@ mod tests {
             to: jid(to),
             content: OutgoingContent::Text("hi".into()),
             reply_to: None,
+            mentions: Vec::new(),
         }
     }
 
@@ -1163,7 +1573,7 @@ mod tests {
             Err(WhatsAppError::NotOnWhatsApp)
         );
         assert!(matches!(
-            fake.send_message(&s, &text_to("120363025246125486@g.us", 3))
+            fake.send_message(&s, &text_to("120363144038483540@newsletter", 3))
                 .await,
             Err(WhatsAppError::InvalidTarget(_))
         ));

@@ -32,21 +32,25 @@
 //! # }
 //! ```
 
+mod claims;
 mod error;
 mod events;
 mod fake;
+mod groups;
 mod messages;
 mod port;
 
+pub use claims::{SessionClaim, SessionClaims};
 pub use error::{Refusal, WhatsAppError};
 pub use events::{RecordingSink, SessionEvent, SessionEventKind, SessionEventSink};
 pub use fake::{
-    BUILTIN_FAKE_CONTACTS, BUILTIN_WORLD, ContactFixture, FailMode, FakeAction, FakeWhatsApp,
-    Fixtures, FixturesError,
+    BUILTIN_FAKE_CONTACTS, BUILTIN_FAKE_GROUPS, BUILTIN_WORLD, ContactFixture, FailMode,
+    FakeAction, FakeWhatsApp, Fixtures, FixturesError,
 };
+pub use groups::GroupChange;
 pub use messages::{
     InboundContent, InboundMessage, MediaDownload, MediaRef, MediaSender, NotRecorded,
-    OutgoingContent, OutgoingMedia, OutgoingMessage, StatusUpdate,
+    OutgoingContent, OutgoingMedia, OutgoingMessage, StatusUpdate, option_hash,
 };
 #[cfg(feature = "mock")]
 pub use port::MockWhatsAppPort;

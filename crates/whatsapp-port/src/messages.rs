@@ -3,7 +3,9 @@
 use std::fmt;
 
 use time::OffsetDateTime;
-use wagate_domain::{Jid, MediaInfo, MessageId, MessageStatus, MessageType};
+use wagate_domain::{
+    Jid, MediaInfo, MessageId, MessageStatus, MessageType, Recipient, RichContent,
+};
 
 use crate::WhatsAppError;
 
@@ -19,6 +21,8 @@ pub struct OutgoingMessage {
     pub content: OutgoingContent,
     /// The message it answers (quotes), if any.
     pub reply_to: Option<MessageId>,
+    /// The people its text or caption @mentions.
+    pub mentions: Vec<Jid>,
 }
 
 /// What an [`OutgoingMessage`] carries.
@@ -28,6 +32,8 @@ pub enum OutgoingContent {
     Text(String),
     /// A picture, video, audio or document, its bytes in hand.
     Media(OutgoingMedia),
+    /// A location or contact cards.
+    Rich(RichContent),
 }
 
 /// Media to upload and send.
@@ -53,6 +59,7 @@ impl fmt::Debug for OutgoingMessage {
         let kind = match &self.content {
             OutgoingContent::Text(_) => MessageType::Text,
             OutgoingContent::Media(m) => m.kind,
+            OutgoingContent::Rich(r) => r.kind(),
         };
         f.debug_struct("OutgoingMessage")
             .field("id", &self.id)
@@ -68,6 +75,7 @@ impl fmt::Debug for OutgoingContent {
         match self {
             OutgoingContent::Text(_) => f.write_str("Text(..)"),
             OutgoingContent::Media(m) => m.fmt(f),
+            OutgoingContent::Rich(r) => r.fmt(f),
         }
     }
 }
@@ -104,6 +112,24 @@ pub struct InboundMessage {
     pub content: InboundContent,
     /// The message it answers, if any.
     pub reply_to: Option<MessageId>,
+    /// The people it @mentions.
+    pub mentions: Vec<Jid>,
+}
+
+/// How a poll vote names an option: SHA-256 of the option's text (what
+/// WhatsApp encrypts into a vote).
+pub fn option_hash(option: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(option.as_bytes()).into()
+}
+
+impl InboundMessage {
+    /// The same message carrying `content` instead.
+    #[must_use]
+    pub fn with_content(mut self, content: InboundContent) -> Self {
+        self.content = content;
+        self
+    }
 }
 
 /// What an [`InboundMessage`] carries.
@@ -132,6 +158,30 @@ pub enum InboundContent {
         /// The emoji, or empty when the reaction was taken back.
         emoji: String,
     },
+    /// A location or contact cards.
+    Rich(RichContent),
+    /// The writer edited an earlier message of theirs: its new text (the
+    /// caption, for media).
+    Edit {
+        /// The message edited (same chat and writer).
+        target: MessageId,
+        /// Its new text.
+        text: String,
+    },
+    /// The writer deleted an earlier message of theirs for everyone.
+    Revoke {
+        /// The message deleted (same chat and writer).
+        target: MessageId,
+    },
+    /// The writer voted on the poll `target` (of this chat, anyone's):
+    /// their vote as it now stands, replacing any earlier one.
+    PollVote {
+        /// The poll message.
+        target: MessageId,
+        /// SHA-256 of each picked option's text, as WhatsApp carries a
+        /// vote (opened with the poll's secret); empty: taken back.
+        selected: Vec<[u8; 32]>,
+    },
 }
 
 impl fmt::Debug for InboundMessage {
@@ -140,6 +190,10 @@ impl fmt::Debug for InboundMessage {
             InboundContent::Text(_) => "text",
             InboundContent::Media { kind, .. } => kind.as_str(),
             InboundContent::Reaction { .. } => "reaction",
+            InboundContent::Rich(r) => r.kind().as_str(),
+            InboundContent::Edit { .. } => "edit",
+            InboundContent::Revoke { .. } => "revoke",
+            InboundContent::PollVote { .. } => "poll_vote",
         };
         f.debug_struct("InboundMessage")
             .field("id", &self.id)
@@ -165,6 +219,18 @@ impl fmt::Debug for InboundContent {
                 .debug_struct("Reaction")
                 .field("target", target)
                 .finish_non_exhaustive(),
+            InboundContent::Rich(r) => r.fmt(f),
+            InboundContent::Edit { target, .. } => f
+                .debug_struct("Edit")
+                .field("target", target)
+                .finish_non_exhaustive(),
+            InboundContent::Revoke { target } => {
+                f.debug_struct("Revoke").field("target", target).finish()
+            }
+            InboundContent::PollVote { target, .. } => f
+                .debug_struct("PollVote")
+                .field("target", target)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -185,12 +251,19 @@ impl fmt::Debug for MediaRef {
 /// An outgoing message's status changed on WhatsApp's side: the server's
 /// ack (`Sent`), or a receipt from the contact (`Delivered`, `Read`,
 /// `Played`), or the server refused it (`Failed`, with its code).
+///
+/// In a group a receipt is one participant's (`participant`): the
+/// gateway keeps each participant's receipts and moves the message itself
+/// only once every participant it went to got that far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusUpdate {
     /// The messages it is about (a receipt may name several).
     pub ids: Vec<MessageId>,
     /// Their chat.
     pub chat: Jid,
+    /// The group participant whose receipt this is; `None` for the
+    /// server's ack and nack, and for a one-to-one chat's receipts.
+    pub participant: Option<Recipient>,
     /// The new status.
     pub status: MessageStatus,
     /// When WhatsApp says it happened.

@@ -1,10 +1,11 @@
 use async_trait::async_trait;
 use wagate_domain::{
-    About, BlocklistEntry, Jid, MessageId, PairingCode, PhoneNumber, PictureType, ProfilePicture,
-    QrCode, SessionId,
+    About, BlocklistEntry, ChatState, Group, GroupJid, GroupSubject, InviteCode, Jid,
+    MembershipRequest, MessageId, PairingCode, ParticipantAction, ParticipantOutcome, PhoneNumber,
+    PictureType, ProfilePicture, QrCode, RequestAction, SessionId,
 };
 
-use crate::{MediaDownload, MediaRef, OutgoingMessage, WhatsAppError};
+use crate::{GroupChange, MediaDownload, MediaRef, OutgoingMessage, WhatsAppError};
 
 /// Everything wagate asks of WhatsApp, for many sessions at once.
 ///
@@ -132,6 +133,128 @@ pub trait WhatsAppPort: Send + Sync + std::fmt::Debug {
     /// The common errors.
     async fn blocklist(&self, session: &SessionId) -> Result<Vec<BlocklistEntry>, WhatsAppError>;
 
+    /// Every group the account is in, with their members (for the
+    /// gateway's group store, refreshed on connect).
+    ///
+    /// # Errors
+    ///
+    /// The common errors.
+    async fn groups(&self, session: &SessionId) -> Result<Vec<Group>, WhatsAppError>;
+
+    /// One group, as WhatsApp has it now.
+    ///
+    /// # Errors
+    ///
+    /// [`WhatsAppError::NotFound`] when there is no such group or the
+    /// account is not in it; the common errors.
+    async fn group(&self, session: &SessionId, group: &GroupJid) -> Result<Group, WhatsAppError>;
+
+    /// Creates a group with the account as its superadmin and adds
+    /// `participants`; the group and each participant's outcome. A
+    /// [`crate::SessionEventKind::Group`] `Joined` notice follows.
+    ///
+    /// # Errors
+    ///
+    /// The common errors.
+    async fn create_group(
+        &self,
+        session: &SessionId,
+        subject: &GroupSubject,
+        participants: &[Jid],
+    ) -> Result<(Group, Vec<ParticipantOutcome>), WhatsAppError>;
+
+    /// Changes a group's subject, description and settings (what `change`
+    /// names, in that order). An `Updated` notice follows.
+    ///
+    /// # Errors
+    ///
+    /// [`WhatsAppError::NotFound`] as for [`WhatsAppPort::group`];
+    /// [`WhatsAppError::NotPermitted`] when only admins may and the account
+    /// is not one; the common errors.
+    async fn update_group(
+        &self,
+        session: &SessionId,
+        group: &GroupJid,
+        change: &GroupChange,
+    ) -> Result<(), WhatsAppError>;
+
+    /// Adds, removes, promotes or demotes `participants`; each one's
+    /// outcome. A `Participants` notice follows, naming those it was done
+    /// for. ([`ParticipantAction::Join`] and
+    /// [`ParticipantAction::Leave`] are not asked for this way.)
+    ///
+    /// # Errors
+    ///
+    /// As [`WhatsAppPort::update_group`]; [`WhatsAppError::InvalidTarget`]
+    /// for `Join` or `Leave`.
+    async fn change_participants(
+        &self,
+        session: &SessionId,
+        group: &GroupJid,
+        action: ParticipantAction,
+        participants: &[Jid],
+    ) -> Result<Vec<ParticipantOutcome>, WhatsAppError>;
+
+    /// The group's invite code; with `revoke`, a new one (the old link
+    /// stops working).
+    ///
+    /// # Errors
+    ///
+    /// As [`WhatsAppPort::update_group`].
+    async fn invite_code(
+        &self,
+        session: &SessionId,
+        group: &GroupJid,
+        revoke: bool,
+    ) -> Result<InviteCode, WhatsAppError>;
+
+    /// Joins the group an invite code names; its JID (when the group needs
+    /// approval, the account has asked to join and is not a member yet).
+    /// A `Joined` notice follows once it is a member.
+    ///
+    /// # Errors
+    ///
+    /// [`WhatsAppError::NotFound`] when the code is unknown or revoked; the
+    /// common errors.
+    async fn join_group(
+        &self,
+        session: &SessionId,
+        code: &InviteCode,
+    ) -> Result<GroupJid, WhatsAppError>;
+
+    /// Leaves a group. A `Left` notice follows.
+    ///
+    /// # Errors
+    ///
+    /// As [`WhatsAppPort::group`].
+    async fn leave_group(&self, session: &SessionId, group: &GroupJid)
+    -> Result<(), WhatsAppError>;
+
+    /// Who asks to join the group (approval on).
+    ///
+    /// # Errors
+    ///
+    /// As [`WhatsAppPort::update_group`].
+    async fn membership_requests(
+        &self,
+        session: &SessionId,
+        group: &GroupJid,
+    ) -> Result<Vec<MembershipRequest>, WhatsAppError>;
+
+    /// Approves or rejects requests to join; each one's outcome. Approved
+    /// people are reported in a `Participants` notice (`Add`).
+    ///
+    /// # Errors
+    ///
+    /// As [`WhatsAppPort::update_group`].
+    async fn answer_requests(
+        &self,
+        session: &SessionId,
+        group: &GroupJid,
+        action: RequestAction,
+        participants: &[Jid],
+    ) -> Result<Vec<ParticipantOutcome>, WhatsAppError>;
+
     /// Encrypts `message` and puts it on the wire under `message.id`. `Ok`
     /// means WhatsApp has been handed it; its server ack and the contact's
     /// receipts arrive later as [`crate::SessionEventKind::MessageStatus`].
@@ -167,6 +290,69 @@ pub trait WhatsAppPort: Send + Sync + std::fmt::Debug {
         target_from_me: bool,
         emoji: &str,
     ) -> Result<(), WhatsAppError>;
+
+    /// Edits the account's own message `target` of `chat`: its new text
+    /// (the caption, for media). `Ok` means WhatsApp has been handed the
+    /// edit.
+    ///
+    /// # Errors
+    ///
+    /// [`WhatsAppError::InvalidTarget`] when `chat` is not a person;
+    /// [`WhatsAppError::NotFound`] when the adapter knows `target` was
+    /// never sent; [`WhatsAppError::Refused`] when WhatsApp refuses the
+    /// edit (e.g. past its window); the common errors.
+    async fn edit_message(
+        &self,
+        session: &SessionId,
+        chat: &Jid,
+        target: &MessageId,
+        text: &str,
+    ) -> Result<(), WhatsAppError>;
+
+    /// Deletes the account's own message `target` of `chat` for everyone.
+    /// `Ok` means WhatsApp has been handed the deletion.
+    ///
+    /// # Errors
+    ///
+    /// As [`WhatsAppPort::edit_message`].
+    async fn revoke_message(
+        &self,
+        session: &SessionId,
+        chat: &Jid,
+        target: &MessageId,
+    ) -> Result<(), WhatsAppError>;
+
+    /// Shows `state` (typing, recording, paused) to the person of `chat`.
+    ///
+    /// # Errors
+    ///
+    /// [`WhatsAppError::InvalidTarget`] when `chat` is not a person; the
+    /// common errors.
+    async fn send_chat_state(
+        &self,
+        session: &SessionId,
+        chat: &Jid,
+        state: ChatState,
+    ) -> Result<(), WhatsAppError>;
+
+    /// Shows the account online (`available`) or offline to its contacts.
+    ///
+    /// # Errors
+    ///
+    /// The common errors.
+    async fn set_presence(&self, session: &SessionId, available: bool)
+    -> Result<(), WhatsAppError>;
+
+    /// Asks WhatsApp for `jid`'s presence: its changes arrive as
+    /// [`crate::SessionEventKind::Presence`] events while the session stays
+    /// connected (subscribe again after a reconnect). Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// [`WhatsAppError::InvalidTarget`] when `jid` is not a person; the
+    /// common errors.
+    async fn subscribe_presence(&self, session: &SessionId, jid: &Jid)
+    -> Result<(), WhatsAppError>;
 
     /// Sends read receipts for messages `sender` wrote in `chat`.
     ///

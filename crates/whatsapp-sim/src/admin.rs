@@ -118,11 +118,54 @@ pub struct Health {
     /// start (a replaced connection counts until it is closed): 1 in a
     /// healthy run, 0 if no device ever logged in.
     pub max_per_device: usize,
+    /// Connections closed since start because the same device logged in
+    /// again on another one: closed, as WhatsApp does, with
+    /// `<stream:error><conflict type="replaced"/></stream:error>`.
+    pub replaced: u64,
     /// Whether a state file keeps the state across restarts.
     pub persistent: bool,
     /// Why the state file could not be written last time, until a write
     /// succeeds.
     pub state_error: Option<String>,
+}
+
+/// `GET /admin/logins`: every login of every device since start (the
+/// ended ones, up to the last 100,000), from which duplicate connections
+/// (overlapping logins of one device) and per-device downtime follow.
+#[derive(Debug, Clone, Serialize)]
+pub struct Logins {
+    /// One entry per device (account phone + device number), in order.
+    pub devices: Vec<DeviceLogins>,
+}
+
+/// The logins of one device.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceLogins {
+    /// The account's phone number (digits).
+    pub phone: String,
+    /// The device number.
+    pub device: u16,
+    /// Its logins, oldest first.
+    pub logins: Vec<LoginRecord>,
+}
+
+/// One connection logged in as a device.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginRecord {
+    /// The connection's number (unique since start).
+    pub conn: u64,
+    /// When it logged in (Unix milliseconds).
+    pub opened_at_ms: u64,
+    /// When it closed (Unix milliseconds); `null` while open.
+    pub closed_at_ms: Option<u64>,
+    /// Why it closed; `null` while open: `replaced` (the device logged in
+    /// on another connection), `device_removed` (the phone unlinked it),
+    /// `dropped` (the simulator dropped it: `/drop`, an outage, shutdown),
+    /// `server` (another close by the simulator), `relogin` (the same
+    /// connection logged in again), `closed` (the client closed it, or it
+    /// broke).
+    pub cause: Option<&'static str>,
 }
 
 /// The in-process admin API: what a phone (or an operator) does to the
@@ -302,19 +345,58 @@ impl Admin {
         crate::messaging::chat_json(&self.sim, phone, Some(peer))
     }
 
+    /// Every device's logins since start: when each connection logged in,
+    /// when it closed and why.
+    pub fn logins(&self) -> Logins {
+        let mut devices: std::collections::BTreeMap<(String, u16), Vec<LoginRecord>> =
+            std::collections::BTreeMap::new();
+        {
+            let g = self.sim.lock();
+            let open = g.conns.values().filter_map(|c| c.login_record.as_ref());
+            for login in g.logins.iter().chain(open) {
+                devices
+                    .entry(login.device.clone())
+                    .or_default()
+                    .push(LoginRecord {
+                        conn: login.conn,
+                        opened_at_ms: login.opened_ms,
+                        closed_at_ms: login.closed_ms,
+                        cause: login.cause,
+                    });
+            }
+        }
+        Logins {
+            devices: devices
+                .into_iter()
+                .map(|((phone, device), mut logins)| {
+                    logins.sort_by_key(|l| (l.opened_at_ms, l.conn));
+                    DeviceLogins {
+                        phone,
+                        device,
+                        logins,
+                    }
+                })
+                .collect(),
+        }
+    }
+
     /// Connection and account counts, outage and state-file status, and
     /// the per-device login counts (`overlaps`, `max_per_device`).
     pub fn health(&self) -> Health {
-        let (connections, logged_in, accounts, outage, refused, overlaps, max_per_device) = {
+        let (
+            (connections, logged_in, accounts, outage, refused),
+            (overlaps, max_per_device, replaced),
+        ) = {
             let g = self.sim.lock();
             (
-                g.conns.len(),
-                g.conns.values().filter(|c| c.login.is_some()).count(),
-                g.accounts().len(),
-                g.in_outage(),
-                g.refused,
-                g.overlaps,
-                g.max_per_device,
+                (
+                    g.conns.len(),
+                    g.conns.values().filter(|c| c.login.is_some()).count(),
+                    g.accounts().len(),
+                    g.in_outage(),
+                    g.refused,
+                ),
+                (g.overlaps, g.max_per_device, g.replaced),
             )
         };
         Health {
@@ -326,6 +408,7 @@ impl Admin {
             refused,
             overlaps,
             max_per_device,
+            replaced,
             persistent: self.sim.has_store(),
             state_error: self.sim.state_error(),
         }
@@ -390,6 +473,10 @@ pub(crate) fn router(sim: Arc<Sim>) -> axum::Router {
             get(|State(a): State<Admin>| async move { Json(a.health()) }),
         )
         .route(
+            "/admin/logins",
+            get(|State(a): State<Admin>| async move { Json(a.logins()) }),
+        )
+        .route(
             "/admin/scan-qr",
             post(|State(a): State<Admin>, Json(b): Json<ScanQr>| async move {
                 a.scan_qr(&b.qr, &b.phone).await.map(Json)
@@ -447,6 +534,60 @@ pub(crate) fn router(sim: Arc<Sim>) -> axum::Router {
                  Query(q): Query<std::collections::HashMap<String, String>>| async move {
                     crate::messaging::chat_json(&a.sim, &phone, q.get("peer").map(String::as_str))
                         .map(Json)
+                },
+            ),
+        )
+        .route(
+            "/admin/groups",
+            post(
+                |State(a): State<Admin>, body: axum::body::Bytes| async move {
+                    crate::groups::create(&a.sim, &body).await.map(Json)
+                },
+            ),
+        )
+        .route(
+            "/admin/groups/{jid}",
+            get(
+                |State(a): State<Admin>, Path(jid): Path<String>| async move {
+                    crate::groups::get(&a.sim, &jid).map(Json)
+                },
+            )
+            .patch(
+                |State(a): State<Admin>, Path(jid): Path<String>, body: axum::body::Bytes| async move {
+                    crate::groups::update(&a.sim, &jid, &body).await.map(Json)
+                },
+            ),
+        )
+        .route(
+            "/admin/groups/{jid}/messages",
+            post(
+                |State(a): State<Admin>, Path(jid): Path<String>, body: axum::body::Bytes| async move {
+                    let id = crate::groups::post(&a.sim, &jid, &body).await?;
+                    Ok::<_, AdminError>(Json(serde_json::json!({ "id": id })))
+                },
+            )
+            .get(
+                |State(a): State<Admin>,
+                 Path(jid): Path<String>,
+                 Query(q): Query<std::collections::HashMap<String, String>>| async move {
+                    crate::groups::received(&a.sim, &jid, q.get("member").map(String::as_str))
+                        .map(Json)
+                },
+            ),
+        )
+        .route(
+            "/admin/groups/{jid}/participants",
+            post(
+                |State(a): State<Admin>, Path(jid): Path<String>, body: axum::body::Bytes| async move {
+                    crate::groups::participants(&a.sim, &jid, &body).await.map(Json)
+                },
+            ),
+        )
+        .route(
+            "/admin/groups/{jid}/requests",
+            post(
+                |State(a): State<Admin>, Path(jid): Path<String>, body: axum::body::Bytes| async move {
+                    crate::groups::request(&a.sim, &jid, &body).await.map(Json)
                 },
             ),
         )

@@ -149,18 +149,25 @@ pub(crate) async fn serve(ws: WebSocket, sim: Arc<Sim>) {
                 device: None,
                 pending_link: None,
                 ready: false,
+                login_record: None,
             },
         );
     }
     let mut wire = Wire::new(ws);
-    match run(&mut wire, &sim, id, rx).await {
-        Ok(()) => tracing::debug!(conn = id, "connection closed"),
-        Err(e) => tracing::debug!(conn = id, "connection ended: {e:#}"),
-    }
+    let cause = match run(&mut wire, &sim, id, rx).await {
+        Ok(cause) => {
+            tracing::debug!(conn = id, cause, "connection closed");
+            cause
+        }
+        Err(e) => {
+            tracing::debug!(conn = id, "connection ended: {e:#}");
+            CLOSED
+        }
+    };
     // Forgotten before the socket is closed: a client that reconnects as
     // soon as it sees the close never finds its old connection still
     // counted as logged in (that would be an overlap).
-    sim.remove_conn(id);
+    sim.remove_conn(id, cause);
     drop(wire);
 }
 
@@ -185,12 +192,32 @@ async fn handshake(wire: &mut Wire, sim: &Sim) -> anyhow::Result<Established> {
     }
 }
 
+/// Why a connection closed, as `GET /admin/logins` says: the client closed
+/// it (or it broke, or went idle).
+const CLOSED: &str = "closed";
+/// The simulator dropped it without a goodbye (`/drop`, an outage, shutdown).
+const DROPPED: &str = "dropped";
+
+/// The cause a closing stream error names: its `<conflict type>`
+/// (`replaced`, `device_removed`), else `"server"`.
+fn close_cause(node: &Node) -> &'static str {
+    let conflict = node
+        .get_optional_child("conflict")
+        .and_then(|n| n.attrs().optional_string("type").map(|t| t.into_owned()));
+    match conflict.as_deref() {
+        Some("replaced") => "replaced",
+        Some("device_removed") => "device_removed",
+        _ => "server",
+    }
+}
+
+/// Serves the connection until it closes; returns why it did.
 async fn run(
     wire: &mut Wire,
     sim: &Arc<Sim>,
     id: u64,
     mut rx: mpsc::UnboundedReceiver<Outbound>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<&'static str> {
     let est = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(wire, sim))
         .await
         .map_err(|_| anyhow::anyhow!("handshake timed out"))??;
@@ -207,14 +234,14 @@ async fn run(
     }
     if session.close {
         let _ = wire.ws.send(Message::Close(None)).await;
-        return Ok(());
+        return Ok("server");
     }
 
     loop {
         tokio::select! {
             frame = tokio::time::timeout(IDLE_TIMEOUT, wire.next_frame()) => {
                 let Some(frame) = frame.map_err(|_| anyhow::anyhow!("idle timeout"))?? else {
-                    return Ok(());
+                    return Ok(CLOSED);
                 };
                 let plain = ciphers.open(frame)?;
                 let data = wacore_binary::util::unpack(&plain)?;
@@ -231,19 +258,20 @@ async fn run(
                 }
                 if session.close {
                     let _ = wire.ws.send(Message::Close(None)).await;
-                    return Ok(());
+                    return Ok("server");
                 }
             }
             cmd = rx.recv() => match cmd {
                 Some(Outbound::Node(node)) => send_node(wire, &mut ciphers, &node).await?,
                 Some(Outbound::Close(node)) => {
+                    let cause = node.as_ref().map_or("server", close_cause);
                     if let Some(node) = node {
                         send_node(wire, &mut ciphers, &node).await?;
                     }
                     let _ = wire.ws.send(Message::Close(None)).await;
-                    return Ok(());
+                    return Ok(cause);
                 }
-                Some(Outbound::Drop) | None => return Ok(()),
+                Some(Outbound::Drop) | None => return Ok(DROPPED),
             },
         }
     }
@@ -355,9 +383,11 @@ fn open_session(
             // One connection per device: an older one is replaced, as on
             // WhatsApp (its client sees `StreamReplaced`).
             let me = Some((phone.clone(), device));
+            let mut closed_older = 0;
             for (other, c) in g.conns.iter_mut() {
                 if *other != id && c.login == me {
                     c.login = None;
+                    closed_older += 1;
                     let replaced = NodeBuilder::new("stream:error")
                         .children([NodeBuilder::new("conflict")
                             .attr("type", "replaced")
@@ -366,6 +396,7 @@ fn open_session(
                     let _ = c.tx.send(Outbound::Close(Some(replaced)));
                 }
             }
+            g.replaced += closed_older;
             if let Some(c) = g.conns.get_mut(&id) {
                 c.login = me;
             }

@@ -124,6 +124,16 @@ impl Session {
         self.login = Some((phone, device, lid));
     }
 
+    /// The phone number of the account with LID user `lid`: this
+    /// connection's own without a search (every login asks for its
+    /// primary phone's bundle by LID), any other by a scan of the accounts.
+    fn phone_of_lid(&self, g: &crate::state::Inner, lid: &str) -> Option<String> {
+        match &self.login {
+            Some((phone, _, own)) if own == lid => Some(phone.clone()),
+            _ => g.phone_of_lid(lid).map(str::to_owned),
+        }
+    }
+
     pub(crate) fn take_out(&mut self) -> Vec<Node> {
         std::mem::take(&mut self.out)
     }
@@ -136,7 +146,9 @@ impl Session {
             "message" => {
                 let me = self.me();
                 let ack = me.and_then(|(phone, dev)| {
-                    crate::messaging::client_message(&self.sim, (&phone, dev), node)
+                    crate::groups::client_message(&self.sim, (&phone, dev), node).or_else(|| {
+                        crate::messaging::client_message(&self.sim, (&phone, dev), node)
+                    })
                 });
                 match ack {
                     Some(ack) => self.out.push(ack),
@@ -195,6 +207,12 @@ impl Session {
         let child_tag = child.map(|c| c.tag.as_ref().to_owned()).unwrap_or_default();
         let reply = match (xmlns.as_str(), ty.as_str(), child_tag.as_str()) {
             ("w:p", _, _) => Some(result(&id, vec![])),
+            ("w:g2", _, _) => match self.me() {
+                Some((phone, dev)) => {
+                    Some(crate::groups::iq(&self.sim, (&phone, dev), self.conn, iq))
+                }
+                None => Some(error(&id, 401, "not-authorized")),
+            },
             ("passive", "set", "active") => {
                 let r = result(&id, vec![]);
                 self.out.push(r);
@@ -489,34 +507,44 @@ impl Session {
     }
 
     fn digest(&self, id: &str) -> Node {
-        let Some(d) = self.with_device(|d| d.clone()) else {
+        // Under the lock only what the answer needs: every client asks at
+        // every login, and a copy of the device (its ~800 pre-keys, one
+        // allocation each) was most of what this cost.
+        let found = self.with_device(|d| {
+            if d.pre_keys.is_empty() {
+                return None;
+            }
+            let pubs: Vec<&[u8]> = d.pre_keys.values().map(Vec::as_slice).collect();
+            let hash = wacore::prekeys::compute_key_bundle_digest(
+                &d.reg.identity_pub,
+                &d.reg.signed_pre_key.public,
+                &d.reg.signed_pre_key.signature,
+                &pubs,
+            );
+            let ids: Vec<u32> = d.pre_keys.keys().copied().collect();
+            Some((
+                d.reg.registration_id,
+                d.reg.identity_pub.to_vec(),
+                skey_node(d),
+                ids,
+                hash,
+            ))
+        });
+        let Some(Some((registration, identity, skey, ids, hash))) = found else {
             return error(id, 404, "item-not-found");
         };
-        if d.pre_keys.is_empty() {
-            return error(id, 404, "item-not-found");
-        }
-        let pubs: Vec<&[u8]> = d.pre_keys.values().map(Vec::as_slice).collect();
-        let hash = wacore::prekeys::compute_key_bundle_digest(
-            &d.reg.identity_pub,
-            &d.reg.signed_pre_key.public,
-            &d.reg.signed_pre_key.signature,
-            &pubs,
-        );
         let digest = NodeBuilder::new("digest")
             .children([
                 NodeBuilder::new("registration")
-                    .bytes(d.reg.registration_id.to_be_bytes().to_vec())
+                    .bytes(registration.to_be_bytes().to_vec())
                     .build(),
                 NodeBuilder::new("type").bytes(vec![5]).build(),
-                NodeBuilder::new("identity")
-                    .bytes(d.reg.identity_pub.to_vec())
-                    .build(),
-                skey_node(&d),
+                NodeBuilder::new("identity").bytes(identity).build(),
+                skey,
                 NodeBuilder::new("list")
                     .children(
-                        d.pre_keys
-                            .keys()
-                            .map(|k| NodeBuilder::new("id").bytes(u24(*k)).build()),
+                        ids.into_iter()
+                            .map(|k| NodeBuilder::new("id").bytes(u24(k)).build()),
                     )
                     .build(),
                 NodeBuilder::new("hash").bytes(hash).build(),
@@ -549,7 +577,7 @@ impl Session {
                 .and_then(|d| d.parse().ok())
                 .unwrap_or(0);
             let phone = if server == "lid" {
-                g.phone_of_lid(user).map(str::to_owned)
+                self.phone_of_lid(&g, user)
             } else {
                 Some(user.to_owned())
             };
@@ -683,7 +711,7 @@ impl Session {
                 let phone = world
                     .contact_by_lid(user)
                     .map(|c| c.user.clone())
-                    .or_else(|| g.phone_of_lid(user).map(str::to_owned));
+                    .or_else(|| self.phone_of_lid(&g, user));
                 (phone, Some(user.to_owned()))
             }
             "s.whatsapp.net" | "c.us" => {
@@ -877,7 +905,13 @@ impl Session {
                 }
             }
             let mut user = NodeBuilder::new("user").attr("jid", bare.clone());
+            // A `lidOnly` contact's number is never disclosed.
+            let lid_only = person
+                .as_ref()
+                .and_then(|p| p.contact.as_ref())
+                .is_some_and(|c| c.lid_only);
             if bare.ends_with("@lid")
+                && !lid_only
                 && let Some(p) = person.as_ref().and_then(|p| p.phone.clone())
             {
                 user = user.attr("pn_jid", format!("{p}@s.whatsapp.net"));

@@ -27,6 +27,7 @@
 mod admin;
 mod conn;
 mod contact;
+mod groups;
 mod iq;
 mod messaging;
 mod noise;

@@ -40,13 +40,13 @@ const MAX_MEDIA_BYTES: usize = 16 << 20;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct LoggedMessage {
-    id: String,
+    pub(crate) id: String,
     #[serde(rename = "type")]
-    kind: String,
-    text: Option<String>,
-    caption: Option<String>,
+    pub(crate) kind: String,
+    pub(crate) text: Option<String>,
+    pub(crate) caption: Option<String>,
     media: Option<MediaInfo>,
-    at: String,
+    pub(crate) at: String,
 }
 
 /// The media of a logged message.
@@ -94,13 +94,52 @@ pub(crate) struct Pending {
     /// `pkmsg` or `msg`.
     enc_type: String,
     mediatype: Option<String>,
+    /// The pairwise copy (empty in a group message whose sender key the
+    /// device already has).
     ciphertext: B64,
+    /// In a group message (`from` is then the group): the member who wrote
+    /// it, by LID, its number when disclosed, and the sender-key copy.
+    #[serde(default)]
+    pub(crate) participant: Option<String>,
+    #[serde(default)]
+    pub(crate) participant_pn: Option<String>,
+    #[serde(default)]
+    pub(crate) skmsg: Option<B64>,
     /// The connection it was last sent on (not saved: a restart resends).
     #[serde(skip)]
     sent_on: Option<u64>,
 }
 
 impl Pending {
+    /// A member's group message for one account device: `sender` is its
+    /// (LID, number when disclosed), `pairwise` the sender-key
+    /// distribution for a device that lacks it (empty otherwise).
+    pub(crate) fn group(
+        id: &str,
+        group: &str,
+        t: i64,
+        notify: Option<String>,
+        sender: (String, Option<String>),
+        pairwise: (String, Vec<u8>),
+        skmsg: Vec<u8>,
+    ) -> Self {
+        Self {
+            id: id.to_owned(),
+            from: group.to_owned(),
+            sender_lid: None,
+            notify,
+            t,
+            kind: "text".to_owned(),
+            enc_type: pairwise.0,
+            mediatype: None,
+            ciphertext: B64(pairwise.1),
+            participant: Some(sender.0),
+            participant_pn: sender.1,
+            skmsg: Some(B64(skmsg)),
+            sent_on: None,
+        }
+    }
+
     fn node(&self) -> Node {
         let mut b = NodeBuilder::new("message")
             .attr("from", self.from.clone())
@@ -113,14 +152,29 @@ impl Pending {
         if let Some(l) = &self.sender_lid {
             b = b.attr("sender_lid", l.clone());
         }
-        let mut enc = NodeBuilder::new("enc")
-            .attr("v", "2")
-            .attr("type", self.enc_type.clone());
-        if let Some(m) = &self.mediatype {
-            enc = enc.attr("mediatype", m.clone());
+        if let Some(p) = &self.participant {
+            b = b
+                .attr("participant", p.clone())
+                .attr("addressing_mode", "lid");
         }
-        b.children([enc.bytes(self.ciphertext.0.clone()).build()])
-            .build()
+        if let Some(p) = &self.participant_pn {
+            b = b.attr("participant_pn", p.clone());
+        }
+        let enc = |kind: String, bytes: Vec<u8>| {
+            let mut enc = NodeBuilder::new("enc").attr("v", "2").attr("type", kind);
+            if let Some(m) = &self.mediatype {
+                enc = enc.attr("mediatype", m.clone());
+            }
+            enc.bytes(bytes).build()
+        };
+        let mut children = Vec::new();
+        if !self.ciphertext.0.is_empty() {
+            children.push(enc(self.enc_type.clone(), self.ciphertext.0.clone()));
+        }
+        if let Some(sk) = &self.skmsg {
+            children.push(enc("skmsg".to_owned(), sk.0.clone()));
+        }
+        b.children(children).build()
     }
 }
 
@@ -137,6 +191,13 @@ pub(crate) struct Messaging {
     /// `"{account}.{device}"` → messages that device has not acknowledged.
     #[serde(default)]
     pending: BTreeMap<String, Vec<Pending>>,
+    /// Group id (the user part of its JID) → the group.
+    #[serde(default)]
+    pub(crate) groups: BTreeMap<String, crate::groups::Group>,
+    /// `"{account}/{contact}/{poll id}"` → the message secret of a poll one
+    /// of them wrote: what a vote on it is encrypted with.
+    #[serde(default)]
+    poll_secrets: BTreeMap<String, B64>,
 }
 
 impl Messaging {
@@ -149,20 +210,58 @@ impl Messaging {
     }
 
     /// The Signal user of contact `phone`, made on first use.
-    fn contact(&mut self, phone: &str) -> anyhow::Result<&mut ContactUser> {
-        if !self.contacts.contains_key(phone) {
-            self.contacts
-                .insert(phone.to_owned(), ContactUser::generate()?);
-        }
-        self.contacts
-            .get_mut(phone)
-            .ok_or_else(|| anyhow::anyhow!("contact {phone} vanished"))
+    pub(crate) fn contact(&mut self, phone: &str) -> anyhow::Result<&mut ContactUser> {
+        contact_user(&mut self.contacts, phone)
+    }
+
+    /// The contacts' Signal users and the groups, to change together.
+    pub(crate) fn contacts_and_groups(
+        &mut self,
+    ) -> (
+        &mut BTreeMap<String, ContactUser>,
+        &mut BTreeMap<String, crate::groups::Group>,
+    ) {
+        (&mut self.contacts, &mut self.groups)
+    }
+
+    /// Queues `message` for the account device `peer` (see [`peer_key`]).
+    pub(crate) fn queue(&mut self, peer: String, message: Pending) {
+        self.pending.entry(peer).or_default().push(message);
     }
 
     fn chat(&mut self, account: &str, contact: &str) -> &mut Chat {
         self.chats
             .entry(format!("{account}/{contact}"))
             .or_default()
+    }
+}
+
+/// The Signal user of contact `phone` in `contacts`, made on first use.
+pub(crate) fn contact_user<'a>(
+    contacts: &'a mut BTreeMap<String, ContactUser>,
+    phone: &str,
+) -> anyhow::Result<&'a mut ContactUser> {
+    if !contacts.contains_key(phone) {
+        contacts.insert(phone.to_owned(), ContactUser::generate()?);
+    }
+    contacts
+        .get_mut(phone)
+        .ok_or_else(|| anyhow::anyhow!("contact {phone} vanished"))
+}
+
+/// A companion's published keys, to start a contact's session with it
+/// (one one-time pre-key used up).
+pub(crate) fn companion_bundle(device: &mut crate::state::Device) -> CompanionBundle {
+    CompanionBundle {
+        registration_id: device.reg.registration_id,
+        device: device.id,
+        identity: device.reg.identity_pub.to_vec(),
+        signed_pre_key: (
+            device.reg.signed_pre_key.id,
+            device.reg.signed_pre_key.public.clone(),
+            device.reg.signed_pre_key.signature.clone(),
+        ),
+        one_time: device.pre_keys.pop_first(),
     }
 }
 
@@ -191,7 +290,7 @@ impl MediaStore {
 }
 
 /// Now as RFC 3339 (UTC, milliseconds).
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
     let now = now
         .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
@@ -211,7 +310,7 @@ pub(crate) fn new_message_id() -> String {
 }
 
 /// `user@server` split, device and agent dropped.
-fn split_jid(jid: &str) -> Option<(&str, &str, u16)> {
+pub(crate) fn split_jid(jid: &str) -> Option<(&str, &str, u16)> {
     let (user, server) = jid.split_once('@')?;
     let (user, device) = match user.split_once(':') {
         Some((u, d)) => (u, d.parse().ok()?),
@@ -254,7 +353,7 @@ pub(crate) fn contact_bundle(g: &mut Inner, world: &World, jid: &str) -> Option<
 }
 
 /// What a decrypted message is, for the log.
-fn summarize(id: &str, m: &wa::Message) -> Option<LoggedMessage> {
+pub(crate) fn summarize(id: &str, m: &wa::Message) -> Option<LoggedMessage> {
     let media = |mimetype: &Option<String>, len: Option<u64>, sha: &Option<Vec<u8>>| {
         Some(MediaInfo {
             mimetype: mimetype.clone(),
@@ -299,7 +398,41 @@ fn summarize(id: &str, m: &wa::Message) -> Option<LoggedMessage> {
     if let Some(x) = m.reaction_message.as_option() {
         return Some(entry("reaction", x.text.clone(), None, None));
     }
-    if m.protocol_message.is_set() || m.sender_key_distribution_message.is_set() {
+    if let Some(x) = m.location_message.as_option() {
+        return Some(entry("location", x.name.clone(), x.address.clone(), None));
+    }
+    if let Some(x) = m.contact_message.as_option() {
+        return Some(entry("contacts", x.display_name.clone(), None, None));
+    }
+    if let Some(x) = m.contacts_array_message.as_option() {
+        return Some(entry("contacts", x.display_name.clone(), None, None));
+    }
+    if let Some(x) = poll_of(m) {
+        return Some(entry("poll", x.name.clone(), None, None));
+    }
+    if let Some(p) = m.protocol_message.as_option() {
+        use wa::message::protocol_message::Type;
+        // An edit or a deletion for everyone: logged under the id of the
+        // message it changes (an edit with its new text).
+        let target = p.key.as_option().and_then(|k| k.id.clone());
+        let kind = match p.r#type {
+            Some(Type::MessageEdit) => "edit",
+            Some(Type::Revoke) => "revoke",
+            _ => return None,
+        };
+        let text = p.edited_message.as_option().and_then(|e| {
+            e.conversation.clone().or_else(|| {
+                e.extended_text_message
+                    .as_option()
+                    .and_then(|x| x.text.clone())
+            })
+        });
+        return target.map(|target| LoggedMessage {
+            id: target,
+            ..entry(kind, text, None, None)
+        });
+    }
+    if m.sender_key_distribution_message.is_set() {
         return None; // plumbing, not a message
     }
     Some(entry("unknown", None, None, None))
@@ -375,9 +508,26 @@ pub(crate) fn client_message(sim: &Arc<Sim>, me: (&str, u16), node: &NodeRef<'_>
                 let entry = summarize(&id, &message);
                 if let Some(entry) = &entry {
                     let chat = g.messaging_mut().chat(account, &contact.user);
-                    if !chat.data.iter().any(|m| m.id == entry.id) {
+                    // A redelivery logs nothing twice; an edit or a
+                    // deletion shares the id of the message it changes.
+                    let seen = chat
+                        .data
+                        .iter()
+                        .any(|m| m.id == entry.id && m.kind == entry.kind && m.text == entry.text);
+                    if !seen {
                         chat.data.push(entry.clone());
                     }
+                }
+                // A poll's secret: the contact's votes are encrypted with it.
+                if poll_of(&message).is_some()
+                    && let Some(secret) = message
+                        .message_context_info
+                        .as_option()
+                        .and_then(|c| c.message_secret.clone())
+                {
+                    g.messaging_mut()
+                        .poll_secrets
+                        .insert(poll_key(account, &contact.user, &id), B64(secret));
                 }
                 entry
             }
@@ -441,6 +591,9 @@ pub(crate) fn client_receipt(sim: &Sim, me: (&str, u16), node: &NodeRef<'_>) {
         return;
     };
     let Some(contact) = contact_of(&sim.world, &to) else {
+        if to.ends_with("@g.us") {
+            crate::groups::client_receipt(sim, me, node);
+        }
         return;
     };
     let mut ids: Vec<String> = node
@@ -507,7 +660,7 @@ pub(crate) fn client_ack(sim: &Sim, me: (&str, u16), node: &NodeRef<'_>) {
     }
 }
 
-fn acknowledge(messaging: &mut Messaging, account: &str, device: u16, ids: &[String]) {
+pub(crate) fn acknowledge(messaging: &mut Messaging, account: &str, device: u16, ids: &[String]) {
     let key = peer_key(account, device);
     if let Some(queue) = messaging.pending.get_mut(&key) {
         queue.retain(|m| !ids.contains(&m.id));
@@ -546,12 +699,253 @@ pub(crate) fn ready(sim: &Sim, conn: u64, account: &str, device: u16) -> Vec<Nod
 #[serde(deny_unknown_fields)]
 struct PostBody {
     from: String,
+    /// `text` or `image` (the default: whichever is given), `location`,
+    /// `contacts`, `poll`, `edit`, `revoke`, `vote`.
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
     #[serde(default)]
     text: Option<String>,
     #[serde(default)]
     image: Option<ImageBody>,
     #[serde(default)]
     caption: Option<String>,
+    #[serde(default)]
+    location: Option<LocationBody>,
+    #[serde(default)]
+    contacts: Option<Vec<CardBody>>,
+    #[serde(default)]
+    poll: Option<PollBody>,
+    /// The message an edit, a deletion or a vote is about.
+    #[serde(default)]
+    target: Option<String>,
+    /// The options a vote picks (none: the vote taken back).
+    #[serde(default)]
+    options: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocationBody {
+    latitude: f64,
+    longitude: f64,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    address: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CardBody {
+    display_name: String,
+    vcard: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PollBody {
+    question: String,
+    options: Vec<String>,
+    #[serde(default)]
+    selectable_count: Option<u32>,
+}
+
+/// A poll creation message, whichever version carries it.
+fn poll_of(m: &wa::Message) -> Option<&wa::message::PollCreationMessage> {
+    [
+        &m.poll_creation_message,
+        &m.poll_creation_message_v2,
+        &m.poll_creation_message_v3,
+    ]
+    .into_iter()
+    .find_map(|p| p.as_option())
+}
+
+fn poll_key(account: &str, contact: &str, id: &str) -> String {
+    format!("{account}/{contact}/{id}")
+}
+
+/// What the contact `from` sends `account`, by the body's `type`: the
+/// message, and the secret to keep for a poll it creates.
+fn conversation_message(
+    sim: &Sim,
+    account: &str,
+    from: &str,
+    kind: &str,
+    body: PostBody,
+) -> Result<(wa::Message, Option<Vec<u8>>), AdminError> {
+    let bad = |m: &str| Err(AdminError::BadRequest(m.to_owned()));
+    let target = |t: Option<String>| {
+        t.filter(|t| !t.is_empty()).ok_or_else(|| {
+            AdminError::BadRequest(format!("a {kind} needs \"target\": the message id"))
+        })
+    };
+    // From the contact's side the chat is the account, and its own
+    // messages are `fromMe`.
+    let key = |target: String, from_me: bool| wa::MessageKey {
+        remote_jid: Some(format!("{account}@s.whatsapp.net")),
+        from_me: Some(from_me),
+        id: Some(target),
+        participant: None,
+    };
+    let message = match kind {
+        "location" => {
+            let Some(l) = body.location else {
+                return bad(
+                    "a location needs \"location\": {latitude, longitude, name?, address?}",
+                );
+            };
+            wa::Message {
+                location_message: buffa::MessageField::some(wa::message::LocationMessage {
+                    degrees_latitude: Some(l.latitude),
+                    degrees_longitude: Some(l.longitude),
+                    name: l.name,
+                    address: l.address,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        }
+        "contacts" => {
+            let cards: Vec<_> = body
+                .contacts
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| wa::message::ContactMessage {
+                    display_name: Some(c.display_name),
+                    vcard: Some(c.vcard),
+                    ..Default::default()
+                })
+                .collect();
+            match cards.len() {
+                0 => return bad("contacts needs \"contacts\": [{displayName, vcard}…]"),
+                1 => wa::Message {
+                    contact_message: buffa::MessageField::some(
+                        cards.into_iter().next().unwrap_or_default(),
+                    ),
+                    ..Default::default()
+                },
+                n => wa::Message {
+                    contacts_array_message: buffa::MessageField::some(
+                        wa::message::ContactsArrayMessage {
+                            display_name: Some(format!("{n} contacts")),
+                            contacts: cards,
+                            ..Default::default()
+                        },
+                    ),
+                    ..Default::default()
+                },
+            }
+        }
+        "poll" => {
+            let Some(p) = body.poll else {
+                return bad("a poll needs \"poll\": {question, options, selectableCount?}");
+            };
+            if p.options.len() < 2 || p.options.len() > 12 {
+                return bad("a poll has 2 to 12 options");
+            }
+            let secret: [u8; 32] = rand_010::random();
+            let creation = wa::message::PollCreationMessage {
+                name: Some(p.question),
+                options: p
+                    .options
+                    .into_iter()
+                    .map(|o| wa::message::poll_creation_message::Option {
+                        option_name: Some(o),
+                        option_hash: None,
+                    })
+                    .collect(),
+                selectable_options_count: Some(p.selectable_count.unwrap_or(1)),
+                ..Default::default()
+            };
+            let message = wa::Message {
+                poll_creation_message_v3: buffa::MessageField::some(creation),
+                message_context_info: buffa::MessageField::some(wa::MessageContextInfo {
+                    message_secret: Some(secret.to_vec()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            return Ok((message, Some(secret.to_vec())));
+        }
+        "edit" => {
+            let Some(text) = body.text.filter(|t| !t.is_empty()) else {
+                return bad("an edit needs \"text\"");
+            };
+            wa::Message {
+                protocol_message: buffa::MessageField::some(wa::message::ProtocolMessage {
+                    key: buffa::MessageField::some(key(target(body.target)?, true)),
+                    r#type: Some(wa::message::protocol_message::Type::MessageEdit),
+                    edited_message: buffa::MessageField::some(wa::Message {
+                        conversation: Some(text),
+                        ..Default::default()
+                    }),
+                    timestamp_ms: Some(wacore::time::now_millis()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        }
+        "revoke" => wa::Message {
+            protocol_message: buffa::MessageField::some(wa::message::ProtocolMessage {
+                key: buffa::MessageField::some(key(target(body.target)?, true)),
+                r#type: Some(wa::message::protocol_message::Type::Revoke),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        "vote" => {
+            let poll = target(body.target)?;
+            // The account's poll, or one the contact created itself.
+            let g = sim.lock();
+            let secrets = &g.messaging().poll_secrets;
+            let (secret, creator, from_me) = match (
+                secrets.get(&poll_key(account, from, &poll)),
+                secrets.get(&poll_key(from, account, &poll)),
+            ) {
+                (Some(s), _) => (s.0.clone(), account, false),
+                (None, Some(s)) => (s.0.clone(), from, true),
+                (None, None) => {
+                    return Err(AdminError::NotFound(format!(
+                        "no poll {poll} between {account} and {from}"
+                    )));
+                }
+            };
+            drop(g);
+            let hashes: Vec<Vec<u8>> = body
+                .options
+                .unwrap_or_default()
+                .iter()
+                .map(|o| wacore::poll::compute_option_hash(o).to_vec())
+                .collect();
+            let (payload, iv) = wacore::poll::encrypt_poll_vote_with_secret(
+                &hashes,
+                &secret,
+                &poll,
+                &format!("{creator}@s.whatsapp.net"),
+                &format!("{from}@s.whatsapp.net"),
+            )
+            .map_err(|e| AdminError::Failed(format!("vote encryption: {e}")))?;
+            wa::Message {
+                poll_update_message: buffa::MessageField::some(wa::message::PollUpdateMessage {
+                    poll_creation_message_key: buffa::MessageField::some(key(poll, from_me)),
+                    vote: buffa::MessageField::some(wa::message::PollEncValue {
+                        enc_payload: Some(payload),
+                        enc_iv: Some(iv.to_vec()),
+                    }),
+                    sender_timestamp_ms: Some(wacore::time::now_millis()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        }
+        other => {
+            return Err(AdminError::BadRequest(format!(
+                "\"type\" '{other}' is none of text, image, location, contacts, poll, edit, revoke, vote"
+            )));
+        }
+    };
+    Ok((message, None))
 }
 
 #[derive(Debug, Deserialize)]
@@ -645,7 +1039,7 @@ fn upload_image(
 pub(crate) async fn post(sim: &Arc<Sim>, account: &str, body: &[u8]) -> Result<String, AdminError> {
     let body: PostBody = serde_json::from_slice(body).map_err(|e| {
         AdminError::BadRequest(format!(
-            "the body must be {{\"from\", \"text\"}} or {{\"from\", \"image\": {{\"data\", \"mimetype\"}}, \"caption\"}}: {e}"
+            "the body must be {{\"from\", \"text\"}}, {{\"from\", \"image\": {{\"data\", \"mimetype\"}}, \"caption\"}} or {{\"from\", \"type\", …}} (see docs/simulator.md): {e}"
         ))
     })?;
     let from = phone_digits(body.from.split('@').next().unwrap_or_default()).ok_or_else(|| {
@@ -660,12 +1054,21 @@ pub(crate) async fn post(sim: &Arc<Sim>, account: &str, body: &[u8]) -> Result<S
     if !sim.lock().accounts().contains_key(account) {
         return Err(AdminError::NotFound(format!("no account {account}")));
     }
-    let (message, kind) = build_message(sim, body)?;
+    let (message, kind, secret) = match body.kind.clone().as_deref() {
+        None | Some("text" | "image") => {
+            let (message, kind) = build_message(sim, body)?;
+            (message, kind, None)
+        }
+        Some(other) => {
+            let (message, secret) = conversation_message(sim, account, &from, other, body)?;
+            (message, "text", secret)
+        }
+    };
     let mediatype = (kind == "media").then(|| "image".to_owned());
     let plaintext = wacore::messages::MessageUtils::pad_message_v2(message.encode_to_vec());
     let id = new_message_id();
     let t = wacore::time::now_secs();
-    let mut sends = Vec::new();
+    let sends;
     {
         let mut g = sim.lock();
         let (accounts, messaging) = g.accounts_and_messaging_mut();
@@ -678,17 +1081,7 @@ pub(crate) async fn post(sim: &Arc<Sim>, account: &str, body: &[u8]) -> Result<S
         let mut queued = Vec::new();
         for (dev_id, dev) in acc.devices.iter_mut() {
             let peer = peer_key(account, *dev_id);
-            let bundle = (!user.has_session(&peer)).then(|| CompanionBundle {
-                registration_id: dev.reg.registration_id,
-                device: *dev_id,
-                identity: dev.reg.identity_pub.to_vec(),
-                signed_pre_key: (
-                    dev.reg.signed_pre_key.id,
-                    dev.reg.signed_pre_key.public.clone(),
-                    dev.reg.signed_pre_key.signature.clone(),
-                ),
-                one_time: dev.pre_keys.pop_first(),
-            });
+            let bundle = (!user.has_session(&peer)).then(|| companion_bundle(dev));
             match user.encrypt(&peer, bundle, &plaintext) {
                 Ok((enc_type, ciphertext)) => queued.push((
                     peer,
@@ -702,6 +1095,9 @@ pub(crate) async fn post(sim: &Arc<Sim>, account: &str, body: &[u8]) -> Result<S
                         enc_type: enc_type.to_owned(),
                         mediatype: mediatype.clone(),
                         ciphertext: B64(ciphertext),
+                        participant: None,
+                        participant_pn: None,
+                        skmsg: None,
                         sent_on: None,
                     },
                 )),
@@ -713,28 +1109,12 @@ pub(crate) async fn post(sim: &Arc<Sim>, account: &str, body: &[u8]) -> Result<S
         for (peer, p) in queued {
             messaging.pending.entry(peer).or_default().push(p);
         }
-        // Devices connected and ready get it now.
-        let targets: Vec<(u64, u16, _)> = g
-            .conns
-            .iter()
-            .filter(|(_, c)| c.ready)
-            .filter_map(|(id, c)| match &c.login {
-                Some((p, d)) if p == account => Some((*id, *d, c.tx.clone())),
-                _ => None,
-            })
-            .collect();
-        for (conn, dev, tx) in targets {
-            let key = peer_key(account, dev);
-            if let Some(m) = g
-                .messaging_mut()
-                .pending
-                .get_mut(&key)
-                .and_then(|q| q.iter_mut().find(|m| m.id == id))
-            {
-                m.sent_on = Some(conn);
-                sends.push((tx, m.node()));
-            }
+        if let Some(secret) = secret {
+            messaging
+                .poll_secrets
+                .insert(poll_key(&from, account, &id), B64(secret));
         }
+        sends = to_ready_devices(&mut g, account, &id);
     }
     // On disk before it is on the wire (a counter is never reused).
     let _ = sim.persist().await;
@@ -743,6 +1123,38 @@ pub(crate) async fn post(sim: &Arc<Sim>, account: &str, body: &[u8]) -> Result<S
     }
     tracing::debug!(account, from, id, "contact sent a message");
     Ok(id)
+}
+
+/// The queued message `id` of `account`, for each of its devices connected
+/// and ready now (marked as sent on that connection): what to send where.
+pub(crate) fn to_ready_devices(
+    g: &mut Inner,
+    account: &str,
+    id: &str,
+) -> Vec<(tokio::sync::mpsc::UnboundedSender<Outbound>, Node)> {
+    let targets: Vec<(u64, u16, _)> = g
+        .conns
+        .iter()
+        .filter(|(_, c)| c.ready)
+        .filter_map(|(conn, c)| match &c.login {
+            Some((p, d)) if p == account => Some((*conn, *d, c.tx.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut sends = Vec::new();
+    for (conn, dev, tx) in targets {
+        let key = peer_key(account, dev);
+        if let Some(m) = g
+            .messaging_mut()
+            .pending
+            .get_mut(&key)
+            .and_then(|q| q.iter_mut().find(|m| m.id == id))
+        {
+            m.sent_on = Some(conn);
+            sends.push((tx, m.node()));
+        }
+    }
+    sends
 }
 
 /// `GET /admin/accounts/{phone}/messages?peer=…`.
@@ -808,6 +1220,40 @@ pub(crate) fn media_download(sim: &Sim, path: &str) -> axum::response::Response 
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn edits_and_deletions_are_logged_under_the_message_they_change() {
+        use wa::message::protocol_message::Type;
+        let change = |kind: Type, edited: Option<&str>| wa::Message {
+            protocol_message: buffa::MessageField::some(wa::message::ProtocolMessage {
+                key: buffa::MessageField::some(wa::MessageKey {
+                    id: Some("3EB0ORIGINAL".into()),
+                    ..Default::default()
+                }),
+                r#type: Some(kind),
+                edited_message: match edited {
+                    Some(t) => buffa::MessageField::some(wa::Message {
+                        conversation: Some(t.into()),
+                        ..Default::default()
+                    }),
+                    None => buffa::MessageField::none(),
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let edit = summarize("3EB0EDIT", &change(Type::MessageEdit, Some("new"))).unwrap();
+        assert_eq!(
+            (edit.id.as_str(), edit.kind.as_str(), edit.text.as_deref()),
+            ("3EB0ORIGINAL", "edit", Some("new"))
+        );
+        let revoke = summarize("3EB0REVOKE", &change(Type::Revoke, None)).unwrap();
+        assert_eq!(
+            (revoke.id.as_str(), revoke.kind.as_str()),
+            ("3EB0ORIGINAL", "revoke")
+        );
+        assert!(summarize("3EB0X", &change(Type::EphemeralSetting, None)).is_none());
+    }
 
     #[test]
     fn summaries_name_the_kind() {

@@ -193,6 +193,35 @@ pub(crate) struct Conn {
     /// Set once the logged-in client said `<active/>`: messages are
     /// delivered to it from then on.
     pub ready: bool,
+    /// Its current login, for `GET /admin/logins` (moved to
+    /// [`Inner::logins`] when it ends).
+    pub login_record: Option<Login>,
+}
+
+/// One login of a device: a connection that logged in as it, when, and
+/// how it ended (`GET /admin/logins`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Login {
+    /// The connection's number.
+    pub conn: u64,
+    /// The account's phone number and the device number.
+    pub device: (String, u16),
+    /// Unix milliseconds of the login.
+    pub opened_ms: u64,
+    /// Unix milliseconds of the close; `None` while open.
+    pub closed_ms: Option<u64>,
+    /// Why it closed (see [`crate::admin::Logins`]); `None` while open.
+    pub cause: Option<&'static str>,
+}
+
+/// How many ended logins are kept (the oldest are dropped first).
+pub(crate) const LOGINS_KEPT: usize = 100_000;
+
+/// Now, in Unix milliseconds.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[derive(Debug, Default)]
@@ -224,6 +253,11 @@ pub(crate) struct Inner {
     pub overlaps: u64,
     /// The most connections one device ever had logged in at once.
     pub max_per_device: usize,
+    /// Connections closed because the same device connected again
+    /// (`<stream:error><conflict type="replaced"/>`).
+    pub replaced: u64,
+    /// Ended logins, oldest first (at most [`LOGINS_KEPT`]).
+    pub logins: std::collections::VecDeque<Login>,
 }
 
 impl Inner {
@@ -284,11 +318,18 @@ impl Inner {
     /// overlap when other connections of that device are still logged in
     /// (open). Returns how many others there are.
     pub(crate) fn count_login(&mut self, id: u64, device: (String, u16)) -> usize {
-        self.end_login(id);
+        self.end_login(id, "relogin");
         let Some(conn) = self.conns.get_mut(&id) else {
             return 0;
         };
         conn.device = Some(device.clone());
+        conn.login_record = Some(Login {
+            conn: id,
+            device: device.clone(),
+            opened_ms: unix_ms(),
+            closed_ms: None,
+            cause: None,
+        });
         let live = self.per_device.entry(device).or_insert(0);
         let others = *live;
         *live += 1;
@@ -300,9 +341,20 @@ impl Inner {
         others
     }
 
-    /// Stops counting connection `id` as logged in (when it closes); a
-    /// no-op when it was not.
-    pub(crate) fn end_login(&mut self, id: u64) {
+    /// Stops counting connection `id` as logged in (when it closes, for
+    /// `cause`); a no-op when it was not.
+    pub(crate) fn end_login(&mut self, id: u64, cause: &'static str) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if let Some(mut login) = conn.login_record.take() {
+            login.closed_ms = Some(unix_ms());
+            login.cause = Some(cause);
+            if self.logins.len() >= LOGINS_KEPT {
+                self.logins.pop_front();
+            }
+            self.logins.push_back(login);
+        }
         let Some(device) = self.conns.get_mut(&id).and_then(|c| c.device.take()) else {
             return;
         };
@@ -576,9 +628,10 @@ impl Sim {
     }
 
     /// Forgets a closed connection and the refs it showed.
-    pub(crate) fn remove_conn(&self, id: u64) {
+    /// Forgets connection `id`, which closed for `cause`.
+    pub(crate) fn remove_conn(&self, id: u64, cause: &'static str) {
         let mut g = self.lock();
-        g.end_login(id);
+        g.end_login(id, cause);
         g.conns.remove(&id);
         g.refs.retain(|_, c| *c != id);
         g.link_codes.retain(|_, r| r.conn != id);
@@ -600,6 +653,7 @@ mod tests {
                 login: None,
                 device: None,
                 pending_link: None,
+                login_record: None,
             },
         );
     }
@@ -612,7 +666,7 @@ mod tests {
         open(&mut g, 1);
         assert_eq!(g.count_login(1, dev()), 0);
         // A reconnect after the first connection closed: no overlap.
-        g.end_login(1);
+        g.end_login(1, "closed");
         g.conns.remove(&1);
         open(&mut g, 2);
         assert_eq!(g.count_login(2, dev()), 0);
@@ -628,12 +682,26 @@ mod tests {
         open(&mut g, 5);
         assert_eq!(g.count_login(5, dev()), 2);
         assert_eq!((g.overlaps, g.max_per_device), (2, 3));
-        g.end_login(2);
-        g.end_login(2); // idempotent
-        g.end_login(4);
+        g.end_login(2, "closed");
+        g.end_login(2, "closed"); // idempotent
+        g.end_login(4, "replaced");
         assert_eq!(g.per_device.get(&dev()), Some(&1));
-        g.end_login(5);
+        g.end_login(5, "dropped");
         assert_eq!(g.per_device.get(&dev()), None);
+        // Every ended login is kept with its cause; 3's is still open.
+        let ended: Vec<_> = g.logins.iter().map(|l| (l.conn, l.cause)).collect();
+        assert_eq!(
+            ended,
+            [
+                (1, Some("closed")),
+                (2, Some("closed")),
+                (4, Some("replaced")),
+                (5, Some("dropped"))
+            ]
+        );
+        assert!(g.logins.iter().all(|l| l.closed_ms >= Some(l.opened_ms)));
+        let open = g.conns[&3].login_record.as_ref().unwrap();
+        assert_eq!((open.closed_ms, open.cause), (None, None));
         assert_eq!((g.overlaps, g.max_per_device), (2, 3));
     }
 }

@@ -6,7 +6,8 @@
 //! accounts (`{"phone", "lid", "pushName"}`) that exist before anyone pairs;
 //! `receiptDelayMs` (top level, default 20), the delay of contacts'
 //! delivery receipts; and per contact `readsAfterMs` (read receipts that
-//! long after delivery) and `pushName` (`notify` on its messages).
+//! long after delivery), `pushName` (`notify` on its messages) and
+//! `lidOnly` (in groups, known by its LID alone).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -85,6 +86,10 @@ struct ContactFile {
     /// Simulator only: the contact's push name (`notify` on its messages).
     #[serde(default)]
     push_name: Option<String>,
+    /// Simulator only: in groups it is known by its LID alone (its number
+    /// is never disclosed beside it).
+    #[serde(default)]
+    lid_only: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +164,9 @@ pub struct Contact {
     pub reads_after_ms: Option<u64>,
     /// The contact's push name, sent as `notify` on its messages.
     pub push_name: Option<String>,
+    /// In groups it is known by its LID alone (`lidOnly`): its number is
+    /// never disclosed beside it.
+    pub lid_only: bool,
 }
 
 /// An account that exists before anyone pairs.
@@ -362,6 +370,7 @@ impl World {
                 fail: c.fail,
                 reads_after_ms: c.reads_after_ms,
                 push_name: c.push_name,
+                lid_only: c.lid_only,
             };
             if let Some(lid) = lid {
                 world.lids.insert(lid, user.clone());

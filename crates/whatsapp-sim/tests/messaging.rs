@@ -85,28 +85,13 @@ async fn wait_log(
     }
 }
 
-/// Waits for an incoming message with this text; returns its id.
+/// Waits for an incoming message with this text from the reader; returns
+/// its id.
 async fn wait_text(bot: &mut TestBot, body: &str) -> String {
-    let e = bot
-        .wait_for(15, &format!("the message '{body}'"), |e| match e {
-            Event::Messages(batch) => batch
-                .messages
-                .iter()
-                .any(|m| m.message.conversation.as_deref() == Some(body)),
-            _ => false,
-        })
-        .await;
-    let Event::Messages(batch) = &*e else {
-        unreachable!()
-    };
-    let m = batch
-        .messages
-        .iter()
-        .find(|m| m.message.conversation.as_deref() == Some(body))
-        .unwrap();
-    assert_eq!(m.info.source.sender.user, READER);
-    assert!(!m.info.source.is_from_me);
-    m.info.id.clone()
+    let info = bot.wait_text(15, body).await;
+    assert_eq!(info.source.sender.user, READER);
+    assert!(!info.source.is_from_me);
+    info.id
 }
 
 async fn post(sim_admin: &str, body: serde_json::Value) -> (u16, serde_json::Value) {

@@ -43,7 +43,28 @@ async fn reconnect_after_drop_is_not_an_overlap() {
 
     let (status, health) = admin_get(&sim.admin_url(), "/health").await;
     assert_eq!(status, 200, "{health}");
+    assert_eq!(health["replaced"], 0, "{health}");
     assert_eq!(health["overlaps"], 0, "{health}");
+    // The device's logins: the two dropped, then the open one, none
+    // overlapping.
+    let (status, logins) = admin_get(&sim.admin_url(), "/logins").await;
+    assert_eq!(status, 200, "{logins}");
+    let device = &logins["devices"][0];
+    assert_eq!(device["phone"], PHONE, "{logins}");
+    let list = device["logins"].as_array().unwrap();
+    assert_eq!(list.len(), 3, "{logins}");
+    assert_eq!(list[0]["cause"], "dropped", "{logins}");
+    assert_eq!(list[1]["cause"], "dropped", "{logins}");
+    assert!(
+        list[2]["closedAtMs"].is_null() && list[2]["cause"].is_null(),
+        "{logins}"
+    );
+    for pair in list.windows(2) {
+        assert!(
+            pair[0]["closedAtMs"].as_u64().unwrap() <= pair[1]["openedAtMs"].as_u64().unwrap(),
+            "{logins}"
+        );
+    }
     assert_eq!(health["maxPerDevice"], 1, "{health}");
     assert_eq!(health["loggedIn"], 1, "{health}");
     bot.stop().await;
@@ -79,6 +100,11 @@ async fn same_device_connecting_twice_at_once_overlaps() {
     let health = sim.admin().health();
     assert!(health.overlaps >= 1, "{health:?}");
     assert!(health.max_per_device >= 2, "{health:?}");
+    // The older connection was closed as WhatsApp does: `replaced`.
+    assert!(health.replaced >= 1, "{health:?}");
+    let logins = sim.admin().logins();
+    let causes: Vec<_> = logins.devices[0].logins.iter().map(|l| l.cause).collect();
+    assert!(causes.contains(&Some("replaced")), "{logins:?}");
     let (_, json) = admin_get(&sim.admin_url(), "/health").await;
     assert!(json["overlaps"].as_u64().unwrap() >= 1, "{json}");
     assert!(json["maxPerDevice"].as_u64().unwrap() >= 2, "{json}");

@@ -55,9 +55,11 @@ pub struct EventBody {
     #[schema(example = "42")]
     pub cursor: String,
     /// `session.status`, `session.qr`, `session.deleted`, `webhook.test`,
-    /// `message.received`, `message.sent`, `message.status` or
-    /// `message.reaction` (more types will come: ignore those you do not
-    /// know).
+    /// `message.received`, `message.sent`, `message.status`,
+    /// `message.reaction`, `message.edited`, `message.revoked`,
+    /// `message.poll_vote`, `presence.update`, `chat.state`, `group.joined`, `group.left`,
+    /// `group.participants` or `group.updated` (more types will come:
+    /// ignore those you do not know).
     #[serde(rename = "type")]
     #[schema(example = "session.status")]
     pub kind: String,
@@ -75,7 +77,10 @@ pub struct EventBody {
     /// `webhook.test` → `{webhookId}`; `message.received` → the message;
     /// `message.sent` → the message and `source`; `message.status` →
     /// `{id, chat, status, at, error}`; `message.reaction` → `{id, chat,
-    /// from, emoji}`.
+    /// from, emoji}`; `message.edited` → `{message, previousText}`;
+    /// `message.revoked` → `{message}`; `message.poll_vote` → `{message,
+    /// voter, selected}`; `presence.update` → `{jid,
+    /// available, lastSeen}`; `chat.state` → `{chat, jid, state}`.
     #[schema(schema_with = event_data)]
     pub data: Value,
 }
@@ -93,6 +98,19 @@ fn event_data() -> utoipa::openapi::schema::Schema {
         .item(utoipa::openapi::Ref::from_schema_name(
             "MessageReactionData",
         ))
+        .item(utoipa::openapi::Ref::from_schema_name("MessageEditedData"))
+        .item(utoipa::openapi::Ref::from_schema_name("MessageRevokedData"))
+        .item(utoipa::openapi::Ref::from_schema_name(
+            "MessagePollVoteData",
+        ))
+        .item(utoipa::openapi::Ref::from_schema_name("PresenceUpdateData"))
+        .item(utoipa::openapi::Ref::from_schema_name("ChatStateData"))
+        .item(utoipa::openapi::Ref::from_schema_name("GroupJoinedData"))
+        .item(utoipa::openapi::Ref::from_schema_name("GroupLeftData"))
+        .item(utoipa::openapi::Ref::from_schema_name(
+            "GroupParticipantsData",
+        ))
+        .item(utoipa::openapi::Ref::from_schema_name("GroupUpdatedData"))
         .item(
             ObjectBuilder::new()
                 .schema_type(Type::Object)
@@ -103,7 +121,13 @@ fn event_data() -> utoipa::openapi::schema::Schema {
              `{code, expiresAt}`; `session.deleted` → `{}`; `webhook.test` → `{webhookId}`; \
              `message.received` → the message; `message.sent` → the message and `source`; \
              `message.status` → `{id, chat, status, at, error}`; `message.reaction` → \
-             `{id, chat, from, emoji}`.",
+             `{id, chat, from, emoji}`; `message.edited` → `{message, previousText}`; \
+             `message.revoked` → `{message}`; `message.poll_vote` → `{message, voter, \
+             selected}`; `presence.update` → `{jid, available, \
+             lastSeen}`; `chat.state` → `{chat, jid, state}`; `group.joined` → `{group, by}`; \
+             `group.left` → `{group, by}`; `group.participants` → `{group, action, \
+             participants, by}`; `group.updated` → `{group, subject?, description?, settings?, \
+             by}`.",
         ))
         .build()
         .into()

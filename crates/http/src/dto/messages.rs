@@ -30,10 +30,12 @@ pub struct SendMediaRequest {
 // valid message together (text and media at once).
 #[schema(example = json!({"to": "14155550123@s.whatsapp.net", "type": "text", "text": "Hello"}))]
 pub struct SendMessageRequest {
-    /// A user JID (phone number or LID); groups and channels are 400.
+    /// A user JID (phone number or LID), or a group JID (`…@g.us`: the
+    /// account must be a member); channels are 400.
     #[schema(example = "14155550123@s.whatsapp.net")]
     pub to: Option<String>,
-    /// `text`, `image`, `video`, `audio` or `document`.
+    /// `text`, `image`, `video`, `audio`, `document`, `location`,
+    /// `contacts` or `poll`.
     #[serde(rename = "type")]
     #[schema(rename = "type", example = "text")]
     pub kind: Option<String>,
@@ -48,6 +50,17 @@ pub struct SendMessageRequest {
     pub reply_to: Option<String>,
     /// Audio as a voice note.
     pub voice_note: Option<bool>,
+    /// The place (`location`).
+    pub location: Option<crate::dto::LocationBody>,
+    /// 1 to 20 contact cards (`contacts`).
+    pub contacts: Option<Vec<crate::dto::ContactCardBody>>,
+    /// The poll (`poll`): its votes arrive as `message.poll_vote` events
+    /// and are tallied at `GET …/messages/{messageId}/poll`.
+    pub poll: Option<crate::dto::PollBody>,
+    /// Up to 50 people (user or LID JIDs) the text or caption @mentions;
+    /// WhatsApp highlights `@<number>` in the text for each.
+    #[schema(example = json!(["14155550123@s.whatsapp.net"]))]
+    pub mentions: Option<Vec<String>>,
 }
 
 /// `media` of a message.
@@ -116,7 +129,9 @@ pub struct MessageBody {
     pub from_lid: Option<String>,
     /// The recipient.
     pub to: String,
-    /// `text`, `image`, `video`, `audio` or `document`.
+    /// `text`, `image`, `video`, `audio`, `document`, `location`,
+    /// `contacts`, `poll`, or `revoked` (deleted for everyone: no content
+    /// left).
     #[serde(rename = "type")]
     #[schema(rename = "type", example = "text")]
     pub kind: String,
@@ -128,8 +143,16 @@ pub struct MessageBody {
     pub voice_note: bool,
     /// What is known of the media.
     pub media: Option<MediaBody>,
+    /// The place (`location` messages).
+    pub location: Option<crate::dto::LocationBody>,
+    /// The contact cards (`contacts` messages).
+    pub contacts: Option<Vec<crate::dto::ContactCardBody>>,
+    /// The poll (`poll` messages; `selectableCount` always given).
+    pub poll: Option<crate::dto::PollBody>,
     /// The message this one answers.
     pub reply_to: Option<String>,
+    /// The people its text or caption @mentions (empty for none).
+    pub mentions: Vec<String>,
     /// `pending`, `sent`, `delivered`, `read`, `played`, `failed`
     /// (outgoing); `received`, `read` (incoming).
     #[schema(example = "pending")]
@@ -138,6 +161,10 @@ pub struct MessageBody {
     pub status_at: StatusAtBody,
     /// Why it failed.
     pub error: Option<MessageErrorBody>,
+    /// When its text or caption was last edited by its writer; null when
+    /// never.
+    #[schema(format = DateTime)]
+    pub edited_at: Option<String>,
     /// When it was written.
     pub timestamp: String,
     /// When the gateway stored it.

@@ -59,7 +59,7 @@ fn accepted(message: &Message, replayed: bool) -> HttpResponse {
 
 /// The send request the body describes.
 fn send_request(
-    body: SendMessageRequest,
+    mut body: SendMessageRequest,
     key: Option<IdempotencyKey>,
 ) -> Result<SendRequest, ApiError> {
     let to = Jid::parse(
@@ -79,7 +79,35 @@ fn send_request(
         .map(MessageId::parse)
         .transpose()
         .map_err(|e| DomainError::new("replyTo", e.message))?;
-    let content = if kind == MessageType::Text {
+    if kind == MessageType::Revoked {
+        return Err(ApiError::invalid(
+            "type",
+            "a message is revoked by DELETE …/messages/{messageId}, not sent",
+        ));
+    }
+    let mentions = body
+        .mentions
+        .take()
+        .unwrap_or_default()
+        .iter()
+        .map(|j| Jid::parse(j).map_err(|e| DomainError::new("mentions", e.message)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rich = super::conversation::rich_content(kind, &mut body)?;
+    for (field, given) in [
+        ("location", body.location.is_some()),
+        ("contacts", body.contacts.is_some()),
+        ("poll", body.poll.is_some()),
+    ] {
+        if given {
+            return Err(ApiError::invalid(
+                field,
+                "only a message of that type carries it",
+            ));
+        }
+    }
+    let content = if let Some(rich) = rich {
+        SendContent::Rich(rich)
+    } else if kind == MessageType::Text {
         if body.media.is_some() || body.caption.is_some() {
             return Err(ApiError::invalid(
                 "media",
@@ -133,6 +161,7 @@ fn send_request(
         to,
         content,
         reply_to,
+        mentions,
         idempotency_key: key,
     })
 }
@@ -146,7 +175,7 @@ fn send_request(
         (status = 202, description = "Accepted and stored (`status: pending`); sent at the session's pace, in order within its chat (a chat that does not answer holds no other), through disconnections, until `messages.max_pending_age`; a refusal for good fails it at once (`error.code`: `not_on_whatsapp`, `rejected`, `media_rejected`). `Location` names it.",
             body = MessageBody,
             headers(("Location" = String, description = "`/api/v1/sessions/{sessionId}/messages/{messageId}`"))),
-        (status = 400, description = "Bad body (`details.field`: `to` for a group or channel, `type`, `text`, `caption`, `media.*`, `replyTo`, `Idempotency-Key`).", body = ErrorEnvelope),
+        (status = 400, description = "Bad body (`details.field`: `to` for a group or channel, `type`, `text`, `caption`, `media.*`, `location.*`, `contacts.*`, `poll.*` (`poll.options`: 2 to 12 different ones; `poll.selectableCount`: 1 to their number), `replyTo`, `Idempotency-Key`).", body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, description = "Needs `send`.", body = ErrorEnvelope),
         (status = 404, description = "No such session.", body = ErrorEnvelope),
         (status = 409, description = "The `Idempotency-Key` was used for a different request, or a logout or delete of the session is being finished (`details.status`).", body = ErrorEnvelope),
@@ -367,8 +396,8 @@ pub(crate) async fn react(
 #[utoipa::path(post, path = "/api/v1/sessions/{sessionId}/chats/{jid}/read", tag = "messages",
     params(("sessionId" = String, Path, description = "`sess_` + ULID",
         pattern = r"^sess_[0-7][0-9A-HJKMNP-TV-Z]{25}$", example = "sess_01JBZ5T0Q4M6Y8V2K3N7R9S1WX"),
-        ("jid" = String, Path, description = "User or LID JID; `@` raw or `%40`.",
-        pattern = r"^[0-9]{5,20}(?:[.:][0-9]{1,5}){0,2}@(?:s\.whatsapp\.net|c\.us|lid)$",
+        ("jid" = String, Path, description = "User, LID or group JID; `@` raw or `%40`.",
+        pattern = r"^(?:[0-9]{5,20}(?:[.:][0-9]{1,5}){0,2}@(?:s\.whatsapp\.net|c\.us|lid)|(?:[0-9]{5,30}|[0-9]{5,20}-[0-9]{1,20})@g\.us)$",
         example = "14155550123@s.whatsapp.net")),
     request_body = ReadRequest,
     responses(
@@ -429,11 +458,14 @@ mod tests {
             text: Some("hi".into()),
             caption: None,
             media: None,
+            rich: None,
             voice_note: false,
             reply_to: None,
+            mentions: Vec::new(),
             status: wagate_domain::MessageStatus::Pending,
             status_at: wagate_domain::StatusTimes::default(),
             error: None,
+            edited_at: None,
             timestamp: time::OffsetDateTime::UNIX_EPOCH,
             created_at: time::OffsetDateTime::UNIX_EPOCH,
         };

@@ -78,6 +78,9 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, 
     if let Ok(counts) = state.gateway.sessions_by_status().await {
         state.metrics.set_sessions(&counts);
     }
+    if let Ok(Some(figures)) = state.gateway.cluster_figures().await {
+        state.metrics.set_cluster(&figures);
+    }
     let text = state.metrics.render().map_err(|e| ApiError::internal(&e))?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

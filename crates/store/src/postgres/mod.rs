@@ -16,15 +16,29 @@ use time::OffsetDateTime;
 use wagate_domain::{EventData, OrgId, Session, SessionId, SessionStatus, WebhookId};
 
 use crate::rows::{Columns, db_err, from_ms, ms, session_columns, session_from_row};
-use crate::{CommitListener, DueWebhook, StoreError, conn};
+use crate::{CommitListener, DueWebhook, Invalidation, InvalidationListener, StoreError, conn};
+
+mod cluster;
+
+pub use cluster::PgLeases;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-postgres");
 
 /// The channel commits are announced on.
 const CHANNEL: &str = "wagate_commits";
+/// The channel changed records are announced on (`<node> s <sessionId>`,
+/// `<node> k <apiKeyId>`): every process forgets them from its caches.
+const INVALIDATE: &str = "wagate_invalidate";
 
 /// Connections per process.
 const POOL_SIZE: u32 = 16;
+/// A transaction left idle this long is ended by the server. A gateway
+/// stopped (SIGSTOP, a stalled VM) inside a transaction would otherwise keep
+/// its row locks — a claim's `FOR UPDATE`, a fenced write's `FOR SHARE` on
+/// `session_owners` — and the other nodes' claims (`SKIP LOCKED`) would pass
+/// over those sessions for as long as it stays stopped. Well below the
+/// default lease (10 s); a healthy node's transactions idle for milliseconds.
+const IDLE_IN_TRANSACTION: (&str, &str) = ("idle_in_transaction_session_timeout", "4s");
 
 /// The PostgreSQL store. Cheap to clone (a connection pool inside).
 #[derive(Debug, Clone)]
@@ -34,8 +48,13 @@ pub struct PgStore {
     /// announcements too, and has told its listener already.
     node: Arc<str>,
     listener: Arc<OnceLock<Arc<dyn CommitListener>>>,
-    /// The task that hears other processes' commits.
+    /// Who forgets changed records from the caches.
+    invalidations: Arc<OnceLock<Arc<dyn InvalidationListener>>>,
+    /// The task that hears other processes' commits and changes.
     listening: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    /// Set when this process takes part in the leases ([`PgLeases::new`]):
+    /// what the WhatsApp side writes for a session is checked against it.
+    fence: Arc<OnceLock<Arc<crate::Fence>>>,
 }
 
 impl PgStore {
@@ -48,7 +67,8 @@ impl PgStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|_| StoreError::Setup("invalid PostgreSQL url".into()))?
-            .application_name("wagate");
+            .application_name("wagate")
+            .options([IDLE_IN_TRANSACTION]);
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .min_connections(1)
@@ -63,7 +83,9 @@ impl PgStore {
             pool,
             node: node.into(),
             listener: Arc::default(),
+            invalidations: Arc::default(),
             listening: Arc::default(),
+            fence: Arc::default(),
         })
     }
 
@@ -96,14 +118,52 @@ impl PgStore {
     /// Sets who is told when events commit, in this process or in another
     /// sharing the database (once; later calls are ignored).
     pub fn set_commit_listener(&self, listener: Arc<dyn CommitListener>) {
-        if self.listener.set(listener.clone()).is_err() {
-            return;
+        if self.listener.set(listener).is_ok() {
+            self.hear();
         }
-        let task = tokio::spawn(hear_commits(self.pool.clone(), self.node.clone(), listener));
-        *self
+    }
+
+    /// Sets who forgets records changed by any process sharing the
+    /// database, this one included (once; later calls are ignored).
+    pub fn set_invalidation_listener(&self, listener: Arc<dyn InvalidationListener>) {
+        if self.invalidations.set(listener).is_ok() {
+            self.hear();
+        }
+    }
+
+    /// Starts hearing the other processes (once).
+    fn hear(&self) {
+        let mut listening = self
             .listening
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(task);
+            .unwrap_or_else(PoisonError::into_inner);
+        if listening.is_none() {
+            *listening = Some(tokio::spawn(hear_commits(
+                self.pool.clone(),
+                self.node.clone(),
+                self.listener.clone(),
+                self.invalidations.clone(),
+            )));
+        }
+    }
+
+    /// Tells every process sharing the database (this one too) that `what`
+    /// changed, after its commit. A lost announcement is made good by the
+    /// caches' short lifetime.
+    async fn announce(&self, what: Invalidation) {
+        let payload = match what {
+            Invalidation::Session(id) => format!("{} s {id}", self.node),
+            Invalidation::ApiKey(id) => format!("{} k {id}", self.node),
+            Invalidation::Everything => format!("{} *", self.node),
+        };
+        let sent = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(INVALIDATE)
+            .bind(payload)
+            .execute(&self.pool)
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %redact(&e), "cannot announce a change to the other gateways");
+        }
     }
 
     async fn reader(&self) -> Result<PoolConnection<Postgres>, StoreError> {
@@ -126,18 +186,41 @@ impl PgStore {
     /// are written.
     pub(crate) async fn commit_with_events(
         &self,
-        mut tx: sqlx::Transaction<'_, Postgres>,
+        tx: sqlx::Transaction<'_, Postgres>,
         org: &OrgId,
         session: Option<&SessionId>,
         events: &[EventData],
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let queued = conn::append(&mut *tx, org, session, events, now).await?;
-        if events.is_empty() {
-            tx.commit().await.map_err(db_err)?;
-            return Ok(());
+        self.commit_with_events_of(tx, &[(org, session, events)], now)
+            .await
+    }
+
+    /// [`PgStore::commit_with_events`] for the events of several sessions,
+    /// in one commit; each organization announced once.
+    pub(crate) async fn commit_with_events_of(
+        &self,
+        mut tx: sqlx::Transaction<'_, Postgres>,
+        all: &[crate::impls::EventsOf<'_>],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut told = std::collections::BTreeMap::new();
+        for &(org, session, events) in all {
+            let queued = conn::append(&mut *tx, org, session, events, now).await?;
+            if !events.is_empty() {
+                *told.entry(org).or_insert(false) |= queued;
+            }
         }
-        self.announce_and_commit(tx, org, queued).await
+        for (&org, &queued) in &told {
+            self.announce_in(&mut tx, org, queued).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        if let Some(listener) = self.listener.get() {
+            for (org, queued) in told {
+                listener.committed(org, queued);
+            }
+        }
+        Ok(())
     }
 
     /// Commits deliveries queued without new events (a test event, a
@@ -158,18 +241,43 @@ impl PgStore {
         org: &OrgId,
         deliveries: bool,
     ) -> Result<(), StoreError> {
-        let payload = format!("{} {} {}", self.node, u8::from(deliveries), org.as_str());
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(payload)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        self.announce_in(&mut tx, org, deliveries).await?;
         tx.commit().await.map_err(db_err)?;
         if let Some(listener) = self.listener.get() {
             listener.committed(org, deliveries);
         }
         Ok(())
+    }
+
+    /// Queues the `NOTIFY` of `org`'s new events in `tx`.
+    async fn announce_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Postgres>,
+        org: &OrgId,
+        deliveries: bool,
+    ) -> Result<(), StoreError> {
+        let payload = format!("{} {} {}", self.node, u8::from(deliveries), org.as_str());
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(payload)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// A write the WhatsApp side makes for `session` (`observed`) goes
+    /// through the fence, when this process has one.
+    async fn fence_write(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Postgres>,
+        session: &SessionId,
+        observed: bool,
+    ) -> Result<(), StoreError> {
+        match self.fence.get() {
+            Some(fence) if observed => cluster::check_fence(fence, tx, session).await,
+            _ => Ok(()),
+        }
     }
 
     /// Several processes write the sessions: counts are read, not kept.
@@ -233,10 +341,18 @@ impl PgStore {
 }
 
 /// Hears the commits every process sharing the database announces and
-/// tells `listener` of those of other processes. A lost connection is
-/// opened again; what was announced meanwhile is not heard (SSE streams
-/// and the dispatcher also wake on their own timers).
-async fn hear_commits(pool: PgPool, node: Arc<str>, listener: Arc<dyn CommitListener>) {
+/// tells `listener` of those of other processes, and the changed records
+/// every process announces (its own too) and tells `invalidations`. A lost
+/// connection is opened again; commits announced meanwhile are not heard
+/// (SSE streams and the dispatcher also wake on their own timers), and
+/// the caches forget everything, as changes may have gone unheard.
+async fn hear_commits(
+    pool: PgPool,
+    node: Arc<str>,
+    listener: Arc<OnceLock<Arc<dyn CommitListener>>>,
+    invalidations: Arc<OnceLock<Arc<dyn InvalidationListener>>>,
+) {
+    let mut first = true;
     let mut backoff = Duration::from_millis(100);
     loop {
         if pool.is_closed() {
@@ -251,15 +367,32 @@ async fn hear_commits(pool: PgPool, node: Arc<str>, listener: Arc<dyn CommitList
                 continue;
             }
         };
-        if let Err(e) = heard.listen(CHANNEL).await {
+        if let Err(e) = heard.listen_all([CHANNEL, INVALIDATE]).await {
             tracing::warn!(error = %redact(&e), "cannot listen for commits; retrying");
             tokio::time::sleep(backoff).await;
             continue;
         }
         backoff = Duration::from_millis(100);
+        // Listening again after a lost connection: what changed meanwhile
+        // went unheard.
+        if !std::mem::take(&mut first)
+            && let Some(caches) = invalidations.get()
+        {
+            caches.changed(Invalidation::Everything);
+        }
         loop {
             match heard.try_recv().await {
+                Ok(Some(n)) if n.channel() == INVALIDATE => {
+                    if let (Some(caches), Some(what)) =
+                        (invalidations.get(), invalidation(n.payload()))
+                    {
+                        caches.changed(what);
+                    }
+                }
                 Ok(Some(n)) => {
+                    let Some(listener) = listener.get() else {
+                        continue;
+                    };
                     let mut parts = n.payload().splitn(3, ' ');
                     let (Some(from), Some(deliveries), Some(org)) =
                         (parts.next(), parts.next(), parts.next())
@@ -276,6 +409,9 @@ async fn hear_commits(pool: PgPool, node: Arc<str>, listener: Arc<dyn CommitList
                 // The connection dropped; the next receive opens it again.
                 Ok(None) => {
                     tracing::warn!("lost the commit notifications' connection; reconnecting");
+                    if let Some(caches) = invalidations.get() {
+                        caches.changed(Invalidation::Everything);
+                    }
                 }
                 Err(e) => {
                     if pool.is_closed() {
@@ -286,6 +422,21 @@ async fn hear_commits(pool: PgPool, node: Arc<str>, listener: Arc<dyn CommitList
                 }
             }
         }
+    }
+}
+
+/// The change an invalidation's payload names (`<node> s <sessionId>`,
+/// `<node> k <apiKeyId>`, `<node> *`).
+fn invalidation(payload: &str) -> Option<Invalidation> {
+    let mut parts = payload.splitn(3, ' ');
+    let (_node, kind, id) = (parts.next()?, parts.next()?, parts.next());
+    match (kind, id) {
+        ("s", Some(id)) => SessionId::parse(id).ok().map(Invalidation::Session),
+        ("k", Some(id)) => wagate_domain::ApiKeyId::parse(id)
+            .ok()
+            .map(Invalidation::ApiKey),
+        ("*", None) => Some(Invalidation::Everything),
+        _ => None,
     }
 }
 
@@ -303,8 +454,16 @@ impl crate::Store for PgStore {
         PgStore::set_commit_listener(self, listener);
     }
 
+    fn set_invalidation_listener(&self, listener: Arc<dyn InvalidationListener>) {
+        PgStore::set_invalidation_listener(self, listener);
+    }
+
     async fn close(&self) {
         PgStore::close(self).await;
+    }
+
+    async fn cluster_nodes(&self) -> Result<Option<Vec<crate::NodeStatus>>, StoreError> {
+        self.live_nodes().await.map(Some)
     }
 }
 
@@ -322,7 +481,7 @@ mod tests {
 
     use super::*;
     use crate::test_support::session;
-    use crate::{EventLog, SessionPatch, SessionRegistry, WebhookStore};
+    use crate::{ApiKeyStore, EventLog, SessionPatch, SessionRegistry, WebhookStore};
 
     /// Two processes' stores on one fresh database.
     async fn two_nodes() -> Option<(PgStore, PgStore)> {
@@ -381,6 +540,119 @@ mod tests {
         assert_eq!(heard.recv().await, Some((s.org.clone(), false)));
         a.close().await;
         b.close().await;
+    }
+
+    #[derive(Debug)]
+    struct Forgot(mpsc::UnboundedSender<Invalidation>);
+
+    impl InvalidationListener for Forgot {
+        fn changed(&self, what: Invalidation) {
+            let _ = self.0.send(what);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_in_one_process_clears_the_caches_of_the_others() {
+        let Some((a, b)) = two_nodes().await else {
+            return;
+        };
+        let (tx, mut heard) = mpsc::unbounded_channel();
+        let b_sessions = Arc::new(crate::SessionCache::new(Arc::new(b.clone())));
+        let caches: Vec<Arc<dyn InvalidationListener>> =
+            vec![b_sessions.clone(), Arc::new(Forgot(tx))];
+        b.set_invalidation_listener(Arc::new(caches));
+        let now = OffsetDateTime::now_utc();
+        let s = session("acme", 1, now);
+        a.insert(&s).await.unwrap();
+        let status = async || b_sessions.get(&s.org, &s.id).await.unwrap().unwrap().status;
+        assert_eq!(status().await, SessionStatus::New);
+        // B may still be subscribing: write until it hears one.
+        let what = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                a.record_observed(&s.id, &SessionPatch::status(SessionStatus::Pairing), now)
+                    .await
+                    .unwrap();
+                if let Ok(Some(what)) =
+                    tokio::time::timeout(Duration::from_millis(200), heard.recv()).await
+                {
+                    return what;
+                }
+                a.record_observed(&s.id, &SessionPatch::status(SessionStatus::New), now)
+                    .await
+                    .unwrap();
+            }
+        })
+        .await
+        .expect("B heard A's change");
+        assert_eq!(what, Invalidation::Session(s.id));
+        while heard.try_recv().is_ok() {}
+        // Subscribed: each change is heard at once, and B's cache reads it.
+        a.record_observed(&s.id, &SessionPatch::status(SessionStatus::Connected), now)
+            .await
+            .unwrap();
+        // At once in practice (a few ms); the bound leaves room for a busy
+        // machine (the 1 s figure is the process test's, tests/any_node).
+        // The subscribing loop's earlier writes may still be on their way:
+        // wait for the awaited notification, passing over those.
+        let within = Duration::from_secs(5);
+        let hear = async |heard: &mut mpsc::UnboundedReceiver<Invalidation>, want| {
+            tokio::time::timeout(within, async {
+                while let Some(what) = heard.recv().await {
+                    if what == want {
+                        return;
+                    }
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("B heard {want:?}"));
+        };
+        hear(&mut heard, Invalidation::Session(s.id)).await;
+        assert_eq!(status().await, SessionStatus::Connected);
+
+        // A revoked key is told to every process; one already revoked is not.
+        let key = wagate_domain::ApiKey {
+            id: wagate_domain::ApiKeyId::from_ulid(ulid::Ulid::new()),
+            org: s.org.clone(),
+            name: wagate_domain::ApiKeyName::parse("k").unwrap(),
+            capabilities: wagate_domain::CapabilitySet::ALL,
+            prefix: "wgk_test".into(),
+            created_at: now,
+            expires_at: None,
+            last_used_at: None,
+        };
+        let new = wagate_domain::NewApiKey {
+            key: key.clone(),
+            secret_hash: [7; 32],
+        };
+        a.insert_key(&new).await.unwrap();
+        assert!(a.revoke_key(None, &key.id, now).await.unwrap().is_some());
+        hear(&mut heard, Invalidation::ApiKey(key.id)).await;
+        // Deleting a session is a change too.
+        a.delete(&s.org, &s.id).await.unwrap();
+        hear(&mut heard, Invalidation::Session(s.id)).await;
+        assert_eq!(b_sessions.get(&s.org, &s.id).await.unwrap(), None);
+        a.close().await;
+        b.close().await;
+    }
+
+    #[test]
+    fn invalidation_payloads_parse() {
+        let id = SessionId::parse("sess_01HZY0N4Q8ZK3J4M7ZC9W4X2QF").unwrap();
+        assert_eq!(
+            invalidation(&format!("ab12 s {id}")),
+            Some(Invalidation::Session(id))
+        );
+        assert_eq!(invalidation("ab12 *"), Some(Invalidation::Everything));
+        for bad in [
+            "",
+            "ab12",
+            "ab12 s",
+            "ab12 s sess_x",
+            "ab12 k nope",
+            "ab12 z 1",
+        ] {
+            assert_eq!(invalidation(bad), None, "{bad}");
+        }
     }
 
     #[tokio::test]

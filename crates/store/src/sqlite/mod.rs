@@ -15,6 +15,9 @@ use crate::rows::{db_err, session_columns, session_from_row};
 use crate::{StoreError, conn};
 
 mod events;
+mod writer;
+
+use writer::{Autocommit, WriteTx, Writer};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -25,8 +28,9 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// Every write, on one connection: SQLite has one writer at a time, and
     /// writers queued here wait in order instead of sleeping in SQLite's
-    /// busy handler (1, 2, 5 … 100 ms naps) while another holds the lock.
-    writer: SqlitePool,
+    /// busy handler (1, 2, 5 … 100 ms naps) while another holds the lock;
+    /// those that queue together share one commit ([`writer`]).
+    writer: Writer,
     counts: Arc<StatusCounts>,
     listener: Arc<std::sync::OnceLock<Arc<dyn crate::CommitListener>>>,
 }
@@ -149,7 +153,7 @@ impl SqliteStore {
         };
         Ok(Self {
             pool,
-            writer,
+            writer: Writer::new(writer),
             counts: Arc::default(),
             listener: Arc::default(),
         })
@@ -163,7 +167,7 @@ impl SqliteStore {
     /// the last migration that succeeded).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR
-            .run(&self.writer)
+            .run(self.writer.pool())
             .await
             .map_err(|e| StoreError::Setup(format!("migration failed: {e}")))?;
         // The one counting query; from here on the counts move with writes.
@@ -181,8 +185,9 @@ impl SqliteStore {
 
     /// Closes every connection; later calls fail.
     pub async fn close(&self) {
+        self.writer.flush().await;
         self.pool.close().await;
-        self.writer.close().await;
+        self.writer.pool().close().await;
     }
 }
 
@@ -192,24 +197,38 @@ impl SqliteStore {
         self.pool.acquire().await.map_err(db_err)
     }
 
-    /// The one connection that writes, for a single statement.
-    async fn writer(&self) -> Result<PoolConnection<Sqlite>, StoreError> {
-        self.writer.acquire().await.map_err(db_err)
+    /// The one connection that writes, for single statements (each
+    /// committed before it answers, as with autocommit).
+    async fn writer(&self) -> Result<Box<Autocommit>, StoreError> {
+        Ok(self.writer.autocommit())
     }
 
-    /// A write transaction: `BEGIN IMMEDIATE` takes the database's one
-    /// writer lock at once, so nothing lands between its reads and writes.
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_err)
+    /// A write transaction on the one writer: inside `BEGIN IMMEDIATE`
+    /// (the database's one writer lock), so nothing lands between its
+    /// reads and writes; committed with the writers queued beside it.
+    async fn begin(&self) -> Result<WriteTx, StoreError> {
+        self.writer.begin().await
+    }
+
+    /// One process per SQLite database: no leases, nothing to fence.
+    #[allow(clippy::unused_async)]
+    async fn fence_write(
+        &self,
+        _tx: &mut WriteTx,
+        _session: &SessionId,
+        _observed: bool,
+    ) -> Result<(), StoreError> {
+        Ok(())
     }
 
     /// Keeps the status counts as sessions come, move and go.
     fn session_moved(&self, from: Option<SessionStatus>, to: Option<SessionStatus>) {
         self.counts.moved(from, to);
     }
+
+    /// One process per database: its caches saw the change already.
+    #[allow(clippy::unused_async)]
+    async fn announce(&self, _what: crate::Invalidation) {}
 
     async fn sessions_to_resume(&self) -> Result<Vec<Session>, StoreError> {
         let sql = concat!(
@@ -245,25 +264,41 @@ impl SqliteStore {
     /// a state change and the events reporting it are written.
     pub(crate) async fn commit_with_events(
         &self,
-        mut tx: sqlx::Transaction<'_, Sqlite>,
+        tx: WriteTx,
         org: &OrgId,
         session: Option<&SessionId>,
         events: &[EventData],
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let queued = conn::append(&mut *tx, org, session, events, now).await?;
+        self.commit_with_events_of(tx, &[(org, session, events)], now)
+            .await
+    }
+
+    /// [`SqliteStore::commit_with_events`] for the events of several
+    /// sessions, in one commit; each organization told once.
+    pub(crate) async fn commit_with_events_of(
+        &self,
+        mut tx: WriteTx,
+        all: &[crate::impls::EventsOf<'_>],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut told = std::collections::BTreeMap::new();
+        for &(org, session, events) in all {
+            let queued = conn::append(&mut *tx, org, session, events, now).await?;
+            if !events.is_empty() {
+                *told.entry(org).or_insert(false) |= queued;
+            }
+        }
         tx.commit().await.map_err(db_err)?;
-        self.notify(org, !events.is_empty(), queued);
+        for (org, queued) in told {
+            self.notify(org, true, queued);
+        }
         Ok(())
     }
 
     /// Commits deliveries queued without new events (a test event, a
     /// replay), then wakes the dispatcher.
-    async fn commit_queued(
-        &self,
-        tx: sqlx::Transaction<'_, Sqlite>,
-        org: &OrgId,
-    ) -> Result<(), StoreError> {
+    async fn commit_queued(&self, tx: WriteTx, org: &OrgId) -> Result<(), StoreError> {
         tx.commit().await.map_err(db_err)?;
         self.notify(org, true, true);
         Ok(())
@@ -283,6 +318,10 @@ impl crate::Store for SqliteStore {
 
     async fn close(&self) {
         SqliteStore::close(self).await;
+    }
+
+    async fn cluster_nodes(&self) -> Result<Option<Vec<crate::NodeStatus>>, StoreError> {
+        Ok(None)
     }
 }
 
@@ -306,6 +345,52 @@ mod tests {
         OrgId::parse(s).unwrap()
     }
 
+    /// A reconnect's refresh that finds the groups it would write takes no
+    /// write transaction (the rows keep their `updated_at`).
+    #[tokio::test]
+    async fn a_refresh_of_unchanged_groups_writes_nothing() {
+        use crate::GroupStore;
+        use wagate_domain::{Group, GroupJid, GroupSettings};
+
+        let (store, _dir) = store().await;
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let s = session("acme", 1, t0);
+        store.insert(&s).await.unwrap();
+        let group = |n: u32, subject: &str| Group {
+            jid: GroupJid::parse(&format!("1203630000000{n:05}@g.us"), "jid").unwrap(),
+            subject: subject.to_owned(),
+            description: None,
+            owner: None,
+            created_at: None,
+            participants: Vec::new(),
+            settings: GroupSettings::default(),
+        };
+        let updated = || async {
+            sqlx::query_scalar::<_, String>(
+                "SELECT updated_at FROM session_groups WHERE session_id = ?1 ORDER BY jid",
+            )
+            .bind(s.id.to_string())
+            .fetch_all(&store.pool)
+            .await
+            .unwrap()
+        };
+        let both = [group(1, "one"), group(2, "two")];
+        store.replace_groups(&s.id, &both, t0).await.unwrap();
+        let first = updated().await;
+        assert_eq!(first.len(), 2);
+        // The same groups, listed in another order, later: nothing written.
+        let reversed = [both[1].clone(), both[0].clone()];
+        let t1 = t0 + time::Duration::minutes(1);
+        store.replace_groups(&s.id, &reversed, t1).await.unwrap();
+        assert_eq!(updated().await, first);
+        // A change is written.
+        let renamed = [group(1, "one"), group(2, "renamed")];
+        store.replace_groups(&s.id, &renamed, t1).await.unwrap();
+        assert_ne!(updated().await, first);
+        store.replace_groups(&s.id, &[], t1).await.unwrap();
+        assert!(updated().await.is_empty());
+    }
+
     #[tokio::test]
     async fn every_connection_syncs_each_commit_to_disk() {
         let dir = tempfile::tempdir().unwrap();
@@ -313,7 +398,7 @@ mod tests {
             .await
             .unwrap();
         // 2 is FULL (1 NORMAL), on the readers and on the one writer.
-        for pool in [&store.pool, &store.writer] {
+        for pool in [&store.pool, store.writer.pool()] {
             let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
                 .fetch_one(pool)
                 .await

@@ -12,6 +12,8 @@ use whatsapp_rust::bot::{Bot, BotHandle};
 use whatsapp_rust::store::SqliteStore;
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 use whatsapp_rust::types::events::Event;
+use whatsapp_rust::types::message::MessageInfo;
+use whatsapp_rust::waproto::whatsapp::Message;
 use whatsapp_rust::{Client, TokioRuntime};
 
 /// The version the crate compiles in; pinned so no HTTPS fetch happens.
@@ -104,6 +106,22 @@ impl TestBot {
                 Err(_) => panic!("no {what} within {secs} s"),
             }
         }
+    }
+
+    /// Waits up to `secs` for an incoming message whose text is `body`;
+    /// returns how it arrived (sender, chat, id…).
+    pub async fn wait_text(&mut self, secs: u64, body: &str) -> MessageInfo {
+        let text_is = |m: &Message| m.conversation.as_deref() == Some(body);
+        let e = self
+            .wait_for(secs, &format!("the message '{body}'"), |e| {
+                matches!(e, Event::Messages(batch) if batch.messages.iter().any(|m| text_is(&m.message)))
+            })
+            .await;
+        let Event::Messages(batch) = &*e else {
+            unreachable!()
+        };
+        let m = batch.messages.iter().find(|m| text_is(&m.message));
+        MessageInfo::clone(&m.unwrap().info)
     }
 
     /// Every event seen so far (non-blocking).

@@ -1,0 +1,214 @@
+//! Typing and presence (issue 21) on the fake adapter: shown to a contact,
+//! and a contact's arriving as ephemeral `presence.update` / `chat.state`
+//! events (the fake's `presence_of` and `chat_state_from` play the
+//! contact): never stored as messages, never kept for a reconnect,
+//! filterable like any type, bounded per session.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use wagate_domain::{ChatState, Jid, SessionId};
+use wagate_whatsapp_port::FakeAction;
+
+use crate::support::{TestApp, assert_error, json};
+
+const ALICE: &str = "14155550123@s.whatsapp.net";
+const PLAIN: &str = "14155550199@s.whatsapp.net";
+
+async fn events(app: &TestApp, key: &str, types: &str) -> Vec<Value> {
+    let page = json(
+        app.get(&format!("/api/v1/events?types={types}&limit=1000"), key)
+            .await,
+    )
+    .await;
+    page["data"].as_array().expect("data").clone()
+}
+
+#[tokio::test]
+async fn the_account_shows_typing_and_presence() {
+    let app = TestApp::spawn().await;
+    let fake = app.fake.clone().unwrap();
+    let key = app.key("acme", "read,send,manage").await;
+    let id = app.connected_session(&key).await;
+    let s = format!("/api/v1/sessions/{id}");
+    let sid = SessionId::parse(&id).unwrap();
+
+    let res = app
+        .post(
+            &format!("{s}/chats/{ALICE}/presence"),
+            &key,
+            Some(json!({ "state": "typing" })),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = app
+        .req(Method::PUT, &format!("{s}/presence"), &key)
+        .json(&json!({ "available": false }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let actions = fake.actions(&sid);
+    assert!(actions.contains(&FakeAction::ChatStateSent {
+        chat: Jid::parse(ALICE).unwrap(),
+        state: ChatState::Typing
+    }));
+    assert!(actions.contains(&FakeAction::PresenceSet { available: false }));
+
+    for (path, body, field) in [
+        (
+            format!("{s}/chats/{ALICE}/presence"),
+            json!({ "state": "composing" }),
+            "state",
+        ),
+        (format!("{s}/chats/{ALICE}/presence"), json!({}), "state"),
+        (
+            format!("{s}/chats/120363025246125486@g.us/presence"),
+            json!({ "state": "typing" }),
+            "jid",
+        ),
+    ] {
+        let e = assert_error(
+            app.post(&path, &key, Some(body)).await,
+            400,
+            "invalid_argument",
+        )
+        .await;
+        assert_eq!(e["details"]["field"], field, "{path}");
+    }
+    let e = assert_error(
+        app.req(Method::PUT, &format!("{s}/presence"), &key)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_argument",
+    )
+    .await;
+    assert_eq!(e["details"]["field"], "available");
+    // Not connected: 501.
+    app.post(&format!("{s}/disconnect"), &key, None).await;
+    let e = assert_error(
+        app.post(
+            &format!("{s}/chats/{ALICE}/presence"),
+            &key,
+            Some(json!({ "state": "paused" })),
+        )
+        .await,
+        501,
+        "not_implemented",
+    )
+    .await;
+    assert!(e["details"]["status"].is_string());
+}
+
+#[tokio::test]
+async fn a_contact_s_presence_and_typing_are_ephemeral_events() {
+    let app = TestApp::spawn().await;
+    let fake = app.fake.clone().unwrap();
+    let key = app.key("acme", "read,send,manage,admin").await;
+    let id = app.connected_session(&key).await;
+    let s = format!("/api/v1/sessions/{id}");
+    let sid = SessionId::parse(&id).unwrap();
+    let alice = Jid::parse(ALICE).unwrap();
+
+    // Presence is told only to subscribers.
+    assert!(!fake.presence_of(&sid, &alice, true, None).await);
+    let res = app
+        .post(
+            &format!("{s}/contacts/{ALICE}/presence/subscribe"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let seen = time::macros::datetime!(2026-12-04 23:00 UTC);
+    assert!(fake.presence_of(&sid, &alice, false, Some(seen)).await);
+    assert!(
+        !fake
+            .presence_of(&sid, &Jid::parse(PLAIN).unwrap(), true, None)
+            .await
+    );
+    let got = events(&app, &key, "presence.update").await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0]["data"],
+        json!({ "jid": ALICE, "available": false, "lastSeen": "2026-12-04T23:00:00.000Z" })
+    );
+    assert_eq!(got[0]["sessionId"], id.as_str());
+
+    assert!(fake.chat_state_from(&sid, &alice, ChatState::Typing).await);
+    let got = events(&app, &key, "chat.*").await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0]["data"],
+        json!({ "chat": ALICE, "jid": ALICE, "state": "typing" })
+    );
+    // Not messages.
+    let list = json(app.get(&format!("{s}/messages"), &key).await).await;
+    assert!(list["data"].as_array().unwrap().is_empty());
+    // Webhooks may ask for them, or leave them out, like any type.
+    for events in [json!(["presence.update"]), json!(["chat.*", "message.*"])] {
+        let res = app
+            .post(
+                "/api/v1/webhooks",
+                &key,
+                Some(json!({ "url": "https://hooks.example.com/in", "events": events })),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED, "{events}");
+    }
+
+    // Never kept for a reconnect: what happens offline is gone, and the
+    // subscription ends with the connection.
+    app.post(&format!("{s}/disconnect"), &key, None).await;
+    assert!(!fake.chat_state_from(&sid, &alice, ChatState::Paused).await);
+    assert!(!fake.presence_of(&sid, &alice, true, None).await);
+    app.post(&format!("{s}/connect"), &key, None).await;
+    app.wait_for_status(&id, &key, "connected").await;
+    assert!(!fake.presence_of(&sid, &alice, true, None).await);
+    assert_eq!(events(&app, &key, "chat.state").await.len(), 1);
+    assert_eq!(events(&app, &key, "presence.update").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_chatty_contact_is_bounded_per_session() {
+    let app = TestApp::spawn().await;
+    let fake = app.fake.clone().unwrap();
+    let key = app.key("acme", "read,send,manage").await;
+    let id = app.connected_session(&key).await;
+    let other = app.connected_session(&key).await;
+    let alice = Jid::parse(ALICE).unwrap();
+    let started = std::time::Instant::now();
+    for i in 0..100 {
+        let state = if i % 2 == 0 {
+            ChatState::Typing
+        } else {
+            ChatState::Paused
+        };
+        assert!(
+            fake.chat_state_from(&SessionId::parse(&id).unwrap(), &alice, state)
+                .await
+        );
+    }
+    let secs = started.elapsed().as_secs_f64();
+    // Another session has an allowance of its own.
+    assert!(
+        fake.chat_state_from(
+            &SessionId::parse(&other).unwrap(),
+            &alice,
+            ChatState::Typing
+        )
+        .await
+    );
+    let got = events(&app, &key, "chat.state").await;
+    let of = |s: &str| got.iter().filter(|e| e["sessionId"] == s).count();
+    // A burst of 20, then 5 a second.
+    let bound = 20 + (5.0 * secs).ceil() as usize;
+    assert!(
+        (20..=bound).contains(&of(&id)),
+        "{} of 100 written in {secs:.2} s (bound {bound})",
+        of(&id)
+    );
+    assert_eq!(of(&other), 1);
+}
