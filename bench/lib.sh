@@ -19,7 +19,8 @@
 #   free_port                 a free TCP port on 127.0.0.1
 #   wait_http URL NAME        until URL answers 2xx (at most 20 s), or die
 #   jget KEY                  a top-level field of the JSON on stdin
-#   start_sim ADDR LOG        wa-sim on ADDR with examples/world.json; sets SIM_PID
+#   start_sim ADDR LOG [WORLD]  wa-sim on ADDR with WORLD (default
+#                             examples/world.json); sets SIM_PID
 #   live_gateway_env GW SIM DB  exports the gateway's settings: bind GW, SQLite DB,
 #                             live adapter against wa-sim at SIM, log level warn,
 #                             per-credential and WhatsApp-call limits off
@@ -101,8 +102,8 @@ wait_http() { # URL NAME
 
 jget() { python3 -c 'import json, sys; v = json.load(sys.stdin)[sys.argv[1]]; print("" if v is None else v)' "$1"; }
 
-start_sim() { # ADDR LOG
-    "$SIM_BIN" --listen "$1" --world "$ROOT/examples/world.json" >"$2" 2>&1 &
+start_sim() { # ADDR LOG [WORLD]
+    "$SIM_BIN" --listen "$1" --world "${3:-$ROOT/examples/world.json}" >"$2" 2>&1 &
     SIM_PID=$!
     PIDS+=("$SIM_PID")
     wait_http "http://$1/admin/health" "wa-sim"
