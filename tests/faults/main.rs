@@ -4,7 +4,8 @@
 //! every session's status must be the truthful one for the user's last
 //! request, no linked session may have lost its keys, and wa-sim must never
 //! have seen two simultaneous connections of one device. Then messages
-//! both ways across a kill (`messages.rs`): none lost, none duplicated.
+//! both ways across a kill (`messages.rs`), and a burst of group messages
+//! across one (`groups.rs`): none lost, none duplicated.
 //!
 //! The children are this very executable, started again with
 //! `WAGATE_FAULT_ROLE=gateway` (it then runs `wagate serve`, exactly as the
@@ -14,6 +15,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
+mod groups;
 mod messages;
 #[path = "../process/mod.rs"]
 mod process;
@@ -444,6 +446,9 @@ async fn kill_nine_at_every_step() {
     // Messages both ways across a kill -9 of the gateway (paced at 5 a
     // second, so accepted ones are still queued when it comes).
     let gw = messages::no_message_lost_or_duplicated(&rig, gw, &bystander).await;
+    rig.assert_truthful(&ids).await;
+    // A burst of group messages from members across a kill -9.
+    let gw = groups::no_group_message_lost_or_duplicated(&rig, gw, &bystander).await;
     rig.assert_truthful(&ids).await;
     gw.kill_nine();
     sim.kill_nine();

@@ -96,7 +96,7 @@ impl Rig {
     /// Every `message.received` event of `session`: message id → how many
     /// events carry it. (Other sessions linked to the same account get
     /// their own copy: WhatsApp sends to every device.)
-    async fn received_events(&self, session: &str) -> BTreeMap<String, usize> {
+    pub(super) async fn received_events(&self, session: &str) -> BTreeMap<String, usize> {
         let mut ids = BTreeMap::new();
         let mut after: Option<String> = None;
         loop {
@@ -128,7 +128,7 @@ impl Rig {
 }
 
 /// Waits until `check` holds, polling.
-async fn eventually<T: std::fmt::Debug>(
+pub(super) async fn eventually<T: std::fmt::Debug>(
     what: &str,
     mut probe: impl AsyncFnMut() -> T,
     check: impl Fn(&T) -> bool,
