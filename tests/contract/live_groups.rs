@@ -3,8 +3,9 @@
 //! (the simulator's `w:gp2` notifications), and group messages with sender
 //! keys both ways — decrypted by every member in the simulator (a member
 //! added later included, a removed one not), and a member's message (one
-//! known by LID alone too) received once. Waits are on conditions polled
-//! with a deadline, never fixed.
+//! known by LID alone too) received once; reactions and replies both ways,
+//! and each member's receipts making a sent message's status. Waits are
+//! on conditions polled with a deadline, never fixed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,12 +23,19 @@ const ANN_JID: &str = "14155550123@s.whatsapp.net";
 const ANN_LID: &str = "100000000000123@lid";
 const BOB: &str = "14155550124";
 const BOB_JID: &str = "14155550124@s.whatsapp.net";
+const BOB_LID: &str = "100000000000124@lid";
 const CAROL: &str = "14155550125";
 const CAROL_JID: &str = "14155550125@s.whatsapp.net";
 const CAROL_LID: &str = "100000000000125@lid";
 /// Known by its LID alone in groups.
 const DAN: &str = "14155550126";
 const DAN_LID: &str = "100000000000126@lid";
+/// Eve and Fay send their group receipts when the test says
+/// (`manualGroupReceipts`).
+const EVE: &str = "14155550127";
+const EVE_JID: &str = "14155550127@s.whatsapp.net";
+const FAY: &str = "14155550128";
+const FAY_JID: &str = "14155550128@s.whatsapp.net";
 
 const WORLD: &str = r#"{
   "phone": "15550001111",
@@ -37,7 +45,9 @@ const WORLD: &str = r#"{
     "14155550123@s.whatsapp.net": { "lid": "100000000000123@lid", "pushName": "Ann" },
     "14155550124@s.whatsapp.net": { "lid": "100000000000124@lid", "pushName": "Bob" },
     "14155550125@s.whatsapp.net": { "lid": "100000000000125@lid", "pushName": "Carol" },
-    "14155550126@s.whatsapp.net": { "lid": "100000000000126@lid", "lidOnly": true }
+    "14155550126@s.whatsapp.net": { "lid": "100000000000126@lid", "lidOnly": true },
+    "14155550127@s.whatsapp.net": { "lid": "100000000000127@lid", "pushName": "Eve", "manualGroupReceipts": true },
+    "14155550128@s.whatsapp.net": { "lid": "100000000000128@lid", "pushName": "Fay", "manualGroupReceipts": true }
   }
 }"#;
 
@@ -590,4 +600,308 @@ async fn group_messages_use_sender_keys_both_ways() {
     let chat = json(app.get(&format!("{messages}?chat={g}"), &key).await).await;
     // Three sent, three received.
     assert_eq!(chat["data"].as_array().unwrap().len(), 6, "{chat}");
+}
+
+/// A member posts to the group through the simulator; the message id.
+async fn member_posts(app: &TestApp, group: &str, body: Value) -> String {
+    let posted = admin(
+        app,
+        Method::POST,
+        &format!("/groups/{group}/messages"),
+        Some(body),
+    )
+    .await;
+    posted["id"].as_str().expect("id").to_owned()
+}
+
+/// The events of `kind` once one carries `data.id == id` (or, for a
+/// reaction, names it); that one's data.
+async fn event_of(app: &TestApp, key: &str, kind: &str, id: &str) -> Value {
+    eventually("the event", || async {
+        let page = json(
+            app.get(&format!("/api/v1/events?types={kind}&limit=1000"), key)
+                .await,
+        )
+        .await;
+        page["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .find(|e| e["data"]["id"] == id)
+            .map(|e| e["data"].clone())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn reactions_replies_and_reads_cross_a_group_both_ways() {
+    let (app, key, id) = connected().await;
+    let messages = format!("/api/v1/sessions/{id}/messages");
+    let g = contact_creates(&app, ANN, "Lunch", &[BOB, FAKE_PHONE]).await;
+    group_events(&app, &key, |e| !of(e, "group.joined", &g).is_empty()).await;
+
+    // Ann asks; the gateway reacts to her message: both members have the
+    // reaction, naming her message.
+    let asked = member_posts(&app, &g, json!({"from": ANN, "text": "lunch at 1?"})).await;
+    event_of(&app, &key, "message.received", &asked).await;
+    let res = app
+        .post(
+            &format!("{messages}/{asked}/reaction"),
+            &key,
+            Some(json!({"emoji": "👍"})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    for m in [ANN, BOB] {
+        let got = received(&app, &g, m, |d| d.iter().any(|r| r["type"] == "reaction")).await;
+        let reaction = got.iter().find(|r| r["type"] == "reaction").unwrap();
+        assert_eq!(
+            (&reaction["text"], &reaction["target"], &reaction["from"]),
+            (&json!("👍"), &json!(asked), &json!(FAKE_PHONE)),
+            "{m}: {got:#?}"
+        );
+    }
+
+    // The gateway reads Ann's message: the receipt names her, and she has it.
+    let res = app
+        .post(
+            &format!("/api/v1/sessions/{id}/chats/{g}/read"),
+            &key,
+            Some(json!({"messageIds": [asked]})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    eventually("Ann has the read receipt", || async {
+        let log = admin(
+            &app,
+            Method::GET,
+            &format!("/groups/{g}/messages?member={ANN}"),
+            None,
+        )
+        .await;
+        log["receipts"]
+            .as_array()?
+            .iter()
+            .any(|r| r["id"] == asked.as_str() && r["type"] == "read")
+            .then_some(())
+    })
+    .await;
+    let stored = json(app.get(&format!("{messages}/{asked}"), &key).await).await;
+    assert_eq!(stored["status"], "read", "{stored}");
+
+    // The gateway answers Ann's message: the reply quotes it for both.
+    let res = app
+        .post(
+            &messages,
+            &key,
+            Some(json!({"to": g, "type": "text", "text": "yes, see you", "replyTo": asked})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let answer = json(res).await["id"].as_str().unwrap().to_owned();
+    for m in [ANN, BOB] {
+        let got = received(&app, &g, m, |d| {
+            d.iter().any(|r| r["id"] == answer.as_str())
+        })
+        .await;
+        let reply = got.iter().find(|r| r["id"] == answer.as_str()).unwrap();
+        assert_eq!(
+            (&reply["text"], &reply["quoted"]),
+            (&json!("yes, see you"), &json!(asked)),
+            "{m}: {got:#?}"
+        );
+    }
+
+    // Bob reacts to the gateway's answer: a `message.reaction` naming it,
+    // from Bob, in the group.
+    member_posts(
+        &app,
+        &g,
+        json!({"from": BOB, "type": "reaction", "target": answer, "emoji": "🎉"}),
+    )
+    .await;
+    let reaction = event_of(&app, &key, "message.reaction", &answer).await;
+    assert_eq!(
+        (&reaction["chat"], &reaction["emoji"]),
+        (&json!(g), &json!("🎉")),
+        "{reaction}"
+    );
+    // As a group message's `from`: the member as the group names them.
+    assert_eq!(reaction["from"], BOB_LID, "{reaction}");
+
+    // Ann replies to the gateway's answer: received quoting it.
+    let again = member_posts(
+        &app,
+        &g,
+        json!({"from": ANN, "text": "great", "replyTo": answer}),
+    )
+    .await;
+    let got = event_of(&app, &key, "message.received", &again).await;
+    assert_eq!(
+        (
+            &got["chat"],
+            &got["text"],
+            &got["replyTo"],
+            &got["from"],
+            &got["fromPn"]
+        ),
+        (
+            &json!(g),
+            &json!("great"),
+            &json!(answer),
+            &json!(ANN_LID),
+            &json!(ANN_JID)
+        ),
+        "{got}"
+    );
+    let stored = json(app.get(&format!("{messages}/{again}"), &key).await).await;
+    assert_eq!(stored["replyTo"], answer.as_str(), "{stored}");
+
+    // A reaction taken back reaches the members as an empty one.
+    let res = app
+        .post(
+            &format!("{messages}/{asked}/reaction"),
+            &key,
+            Some(json!({"emoji": ""})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    received(&app, &g, BOB, |d| {
+        d.iter()
+            .any(|r| r["type"] == "reaction" && r["text"] == "" && r["target"] == asked.as_str())
+    })
+    .await;
+}
+
+/// What `GET …/receipts` lists: (number, status) by member.
+async fn who_has_what(app: &TestApp, key: &str, path: &str) -> Vec<(String, String)> {
+    let page = json(app.get(path, key).await).await;
+    page["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|r| {
+            (
+                r["pn"].as_str().unwrap_or_default().to_owned(),
+                r["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn each_member_s_receipts_make_a_group_message_s_status() {
+    let (app, key, id) = connected().await;
+    let messages = format!("/api/v1/sessions/{id}/messages");
+    // Ann receipts on her own; Eve and Fay when told.
+    let g = contact_creates(&app, ANN, "Standup", &[EVE, FAY, FAKE_PHONE]).await;
+    group_events(&app, &key, |e| !of(e, "group.joined", &g).is_empty()).await;
+    eventually("the gateway knows the members", || async {
+        let group = json(
+            app.get(&format!("/api/v1/sessions/{id}/groups/{g}"), &key)
+                .await,
+        )
+        .await;
+        (group["participants"].as_array().map(Vec::len) == Some(4)).then_some(())
+    })
+    .await;
+    let res = app
+        .post(
+            &messages,
+            &key,
+            Some(json!({"to": g, "type": "text", "text": "standup at 10"})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let mid = json(res).await["id"].as_str().unwrap().to_owned();
+    let receipts = format!("{messages}/{mid}/receipts");
+    let status = || async {
+        json(app.get(&format!("{messages}/{mid}"), &key).await).await["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let has = |who: &str, what: &str| (who.to_owned(), what.to_owned());
+    let listed = |want: Vec<(String, String)>| {
+        let (app, key, receipts) = (&app, &key, &receipts);
+        async move {
+            eventually("the receipts are listed", || {
+                let want = want.clone();
+                async move {
+                    let got = who_has_what(app, key, receipts).await;
+                    (got == want).then_some(())
+                }
+            })
+            .await;
+        }
+    };
+    let member_receipt = |who: &str, what: &str| {
+        let path = format!("/groups/{g}/receipts");
+        let body = json!({"from": who, "ids": [mid], "type": what});
+        let app = &app;
+        async move {
+            admin(app, Method::POST, &path, Some(body)).await;
+        }
+    };
+
+    // Ann has it; Eve and Fay not yet: still `sent`.
+    listed(vec![
+        has(ANN_JID, "delivered"),
+        has(EVE_JID, "pending"),
+        has(FAY_JID, "pending"),
+    ])
+    .await;
+    assert_eq!(status().await, "sent");
+    member_receipt(EVE, "delivered").await;
+    listed(vec![
+        has(ANN_JID, "delivered"),
+        has(EVE_JID, "delivered"),
+        has(FAY_JID, "pending"),
+    ])
+    .await;
+    assert_eq!(status().await, "sent", "Fay has not got it yet");
+    // Every member has it: delivered.
+    member_receipt(FAY, "delivered").await;
+    eventually("delivered", || async {
+        (status().await == "delivered").then_some(())
+    })
+    .await;
+
+    // Ann and Eve read it (Eve twice: nothing more); Fay has not yet.
+    member_receipt(ANN, "read").await;
+    member_receipt(EVE, "read").await;
+    member_receipt(EVE, "read").await;
+    listed(vec![
+        has(ANN_JID, "read"),
+        has(EVE_JID, "read"),
+        has(FAY_JID, "delivered"),
+    ])
+    .await;
+    assert_eq!(status().await, "delivered", "Fay has not read it yet");
+    member_receipt(FAY, "read").await;
+    eventually("read", || async {
+        (status().await == "read").then_some(())
+    })
+    .await;
+    listed(vec![
+        has(ANN_JID, "read"),
+        has(EVE_JID, "read"),
+        has(FAY_JID, "read"),
+    ])
+    .await;
+
+    // One event per status of the message, however many receipts.
+    let page = json(
+        app.get("/api/v1/events?types=message.status&limit=1000", &key)
+            .await,
+    )
+    .await;
+    let statuses: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["data"]["id"] == mid.as_str())
+        .filter_map(|e| e["data"]["status"].as_str())
+        .collect();
+    assert_eq!(statuses, ["sent", "delivered", "read"]);
 }

@@ -208,11 +208,11 @@ impl WhatsAppPort for Switchboard {
         s: &SessionId,
         chat: &Jid,
         target: &wagate_domain::MessageId,
-        from_me: bool,
+        author: Option<Jid>,
         emoji: &str,
     ) -> Result<(), WhatsAppError> {
         self.fake
-            .send_reaction(s, chat, target, from_me, emoji)
+            .send_reaction(s, chat, target, author, emoji)
             .await
     }
     async fn edit_message(

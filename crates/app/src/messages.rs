@@ -633,21 +633,18 @@ impl Gateway {
             status: SessionStatus::Disconnected,
             not_found: Some("message not found"),
         };
+        let author = (!message.from_me).then(|| message.from_lid.unwrap_or(message.from));
         self.whatsapp(
             ctx,
-            self.deps.whatsapp.send_reaction(
-                session,
-                &message.chat,
-                &message.id,
-                message.from_me,
-                emoji,
-            ),
+            self.deps
+                .whatsapp
+                .send_reaction(session, &message.chat, &message.id, author, emoji),
         )
         .await
     }
 
-    /// Sends read receipts for messages of `chat` and marks the received
-    /// ones `read`.
+    /// Sends read receipts for messages of `chat` (in a group, one per
+    /// member who wrote them) and marks the received ones `read`.
     ///
     /// # Errors
     ///
@@ -682,9 +679,36 @@ impl Gateway {
             status: SessionStatus::Disconnected,
             not_found: Some("message not found"),
         };
-        // One-to-one chats: the sender of the chat's messages is the chat.
-        self.whatsapp(ctx, self.deps.whatsapp.mark_read(session, chat, chat, ids))
-            .await?;
+        if chat.kind() == JidKind::Group {
+            // A group's receipt names the member who wrote the messages:
+            // one per writer (by LID when known, as the group names them);
+            // ids not received in this group are left out.
+            let mut by_writer: Vec<(Jid, Vec<MessageId>)> = Vec::new();
+            for id in ids {
+                let Some(m) = self.deps.messages.get_message(&p.org, session, id).await? else {
+                    continue;
+                };
+                if m.from_me || m.chat != *chat {
+                    continue;
+                }
+                let writer = m.from_lid.unwrap_or(m.from);
+                match by_writer.iter_mut().find(|(w, _)| *w == writer) {
+                    Some((_, mine)) => mine.push(m.id),
+                    None => by_writer.push((writer, vec![m.id])),
+                }
+            }
+            for (writer, mine) in &by_writer {
+                self.whatsapp(
+                    ctx,
+                    self.deps.whatsapp.mark_read(session, chat, writer, mine),
+                )
+                .await?;
+            }
+        } else {
+            // One-to-one: the writer of the chat's messages is the chat.
+            self.whatsapp(ctx, self.deps.whatsapp.mark_read(session, chat, chat, ids))
+                .await?;
+        }
         self.deps
             .messages
             .mark_received_read(&p.org, session, chat, ids, self.now())

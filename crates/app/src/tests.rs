@@ -156,7 +156,7 @@ impl WhatsAppPort for StuckWhatsApp {
         _: &SessionId,
         _: &Jid,
         _: &wagate_domain::MessageId,
-        _: bool,
+        _: Option<Jid>,
         _: &str,
     ) -> Result<(), WhatsAppError> {
         std::future::pending().await

@@ -82,8 +82,9 @@
 //!   document message) and sends it with `SendOptions::with_message_id`, so
 //!   a retry reuses the id. A phone number the client knows no LID for is
 //!   checked once with a usync existence query (`NotOnWhatsApp`).
-//!   Reactions go through `Client::send_reaction`, read receipts through
-//!   `mark_as_read`, downloads through `download_from_params` on the
+//!   Reactions go through `Client::send_reaction` (in a group the key
+//!   names the target's author as `participant`), read receipts through
+//!   `mark_as_read` (in a group naming the member who wrote them), downloads through `download_from_params` on the
 //!   decoded [`wagate_whatsapp_port::MediaRef`] (version 1: `[1, kind,
 //!   file length u64 LE]` then direct path, media key, file enc SHA-256,
 //!   file SHA-256, each `u16` LE length-prefixed; a 404/410/401/403 from the

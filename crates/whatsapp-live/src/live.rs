@@ -1147,12 +1147,14 @@ impl WhatsAppPort for LiveWhatsApp {
         session: &SessionId,
         chat: &Jid,
         target: &MessageId,
-        target_from_me: bool,
+        target_author: Option<Jid>,
         emoji: &str,
     ) -> Result<(), WhatsAppError> {
-        person(chat)?;
+        if chat.kind() != JidKind::Group {
+            person(chat)?;
+        }
         let client = self.online(session)?;
-        let key = messages::reaction_key(chat, target, target_from_me);
+        let key = messages::reaction_key(chat, target, target_author.as_ref());
         settle_signal_state(&client).await?;
         client
             .send_reaction(mapping::to_wa_jid(chat), key, emoji)
@@ -1256,15 +1258,21 @@ impl WhatsAppPort for LiveWhatsApp {
         &self,
         session: &SessionId,
         chat: &Jid,
-        _sender: &Jid,
+        sender: &Jid,
         ids: &[MessageId],
     ) -> Result<(), WhatsAppError> {
-        person(chat)?;
+        // In a group the receipt names the member who wrote the messages;
+        // one to one it names nobody.
+        let participant = if chat.kind() == JidKind::Group {
+            Some(mapping::to_wa_jid(sender))
+        } else {
+            person(chat)?;
+            None
+        };
         let client = self.online(session)?;
         let ids: Vec<&str> = ids.iter().map(MessageId::as_str).collect();
-        // One-to-one chats only: the receipt names no participant.
         client
-            .mark_as_read(&mapping::to_wa_jid(chat), None, &ids)
+            .mark_as_read(&mapping::to_wa_jid(chat), participant.as_ref(), &ids)
             .await
             .map_err(|e| messages::receipt_error(&e))
     }

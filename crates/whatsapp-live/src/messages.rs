@@ -342,13 +342,17 @@ pub(crate) fn media_message(
     Ok(message)
 }
 
-/// The key of a message reacted to in a one-to-one chat.
-pub(crate) fn reaction_key(chat: &Jid, target: &MessageId, target_from_me: bool) -> wa::MessageKey {
+/// The key of a message reacted to: `author` wrote it (`None`: the
+/// account); in a group the key names that participant.
+pub(crate) fn reaction_key(chat: &Jid, target: &MessageId, author: Option<&Jid>) -> wa::MessageKey {
+    let participant = author
+        .filter(|_| chat.kind() == JidKind::Group)
+        .map(|a| crate::mapping::to_wa_jid(a).to_string());
     wa::MessageKey {
         remote_jid: Some(chat.to_string()),
-        from_me: Some(target_from_me),
+        from_me: Some(author.is_none()),
         id: Some(target.as_str().to_owned()),
-        participant: None,
+        participant,
     }
 }
 
@@ -1354,7 +1358,7 @@ mod tests {
                 key: MessageField::some(reaction_key(
                     &jid("14155550123@s.whatsapp.net"),
                     &MessageId::parse("3EB0MINE").unwrap(),
-                    true,
+                    None,
                 )),
                 text: Some("👍".into()),
                 ..Default::default()
@@ -1370,6 +1374,28 @@ mod tests {
                 emoji: "👍".into()
             }
         );
+    }
+
+    #[test]
+    fn a_group_reaction_names_the_author_of_a_member_s_message() {
+        let group = jid("120363000000000001@g.us");
+        let target = MessageId::parse("3EB0THEIRS").unwrap();
+        let ann = jid("100000000000123@lid");
+        let theirs = reaction_key(&group, &target, Some(&ann));
+        assert_eq!(
+            (theirs.from_me, theirs.participant.as_deref()),
+            (Some(false), Some("100000000000123@lid"))
+        );
+        assert_eq!(
+            theirs.remote_jid.as_deref(),
+            Some("120363000000000001@g.us")
+        );
+        let mine = reaction_key(&group, &target, None);
+        assert_eq!((mine.from_me, mine.participant), (Some(true), None));
+        // One to one: the chat is the author, no participant.
+        let chat = jid("14155550123@s.whatsapp.net");
+        let one = reaction_key(&chat, &target, Some(&chat));
+        assert_eq!((one.from_me, one.participant), (Some(false), None));
     }
 
     #[test]

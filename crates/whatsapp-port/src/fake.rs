@@ -986,7 +986,7 @@ impl WhatsAppPort for FakeWhatsApp {
         session: &SessionId,
         chat: &Jid,
         target: &MessageId,
-        _target_from_me: bool,
+        _target_author: Option<Jid>,
         emoji: &str,
     ) -> Result<(), WhatsAppError> {
         Self::person_or_group(chat)?;

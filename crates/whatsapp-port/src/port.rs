@@ -277,7 +277,8 @@ pub trait WhatsAppPort: Send + Sync + std::fmt::Debug {
     ) -> Result<(), WhatsAppError>;
 
     /// Reacts to a message of `chat` (`emoji` empty: takes the reaction
-    /// back). `target_from_me` says whether the account wrote the target.
+    /// back). `target_author` is who wrote the target (its LID when known:
+    /// a group names its members by LID), `None` when the account did.
     ///
     /// # Errors
     ///
@@ -287,7 +288,7 @@ pub trait WhatsAppPort: Send + Sync + std::fmt::Debug {
         session: &SessionId,
         chat: &Jid,
         target: &MessageId,
-        target_from_me: bool,
+        target_author: Option<Jid>,
         emoji: &str,
     ) -> Result<(), WhatsAppError>;
 

@@ -576,6 +576,14 @@ pub(crate) fn router(sim: Arc<Sim>) -> axum::Router {
             ),
         )
         .route(
+            "/admin/groups/{jid}/receipts",
+            post(
+                |State(a): State<Admin>, Path(jid): Path<String>, body: axum::body::Bytes| async move {
+                    crate::groups::receipts(&a.sim, &jid, &body).map(Json)
+                },
+            ),
+        )
+        .route(
             "/admin/groups/{jid}/participants",
             post(
                 |State(a): State<Admin>, Path(jid): Path<String>, body: axum::body::Bytes| async move {

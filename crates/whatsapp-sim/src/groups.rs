@@ -88,6 +88,43 @@ pub(crate) struct Received {
     #[serde(rename = "type")]
     kind: String,
     text: Option<String>,
+    /// A reaction's: the message it reacts to.
+    #[serde(default)]
+    target: Option<String>,
+    /// A reply's: the message it quotes.
+    #[serde(default)]
+    quoted: Option<String>,
+    at: String,
+}
+
+impl Received {
+    /// The log entry of `msg`, summarized as `entry`, written by `from`.
+    fn new(entry: messaging::LoggedMessage, from: &str, msg: &wa::Message) -> Self {
+        let target = msg
+            .reaction_message
+            .as_option()
+            .and_then(|r| r.key.as_option())
+            .and_then(|k| k.id.clone());
+        Self {
+            id: entry.id,
+            from: from.to_owned(),
+            kind: entry.kind,
+            text: entry.text.or(entry.caption),
+            target,
+            quoted: messaging::quoted_id(msg),
+            at: entry.at,
+        }
+    }
+}
+
+/// A receipt an account's device sent for a member's group message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct AccountReceipt {
+    id: String,
+    /// `delivered` or `read`.
+    #[serde(rename = "type")]
+    kind: String,
     at: String,
 }
 
@@ -128,6 +165,10 @@ pub(crate) struct Group {
     /// Member phone → what it decrypted, oldest first.
     #[serde(default)]
     received: BTreeMap<String, Vec<Received>>,
+    /// Member phone → the receipts the account's devices sent for its
+    /// messages, oldest first, one per (id, type).
+    #[serde(default)]
+    receipts: BTreeMap<String, Vec<AccountReceipt>>,
 }
 
 impl Group {
@@ -309,6 +350,7 @@ fn new_group(creator: &str, subject: String, members: Vec<Member>) -> Group {
         keys: BTreeMap::new(),
         distributed: BTreeSet::new(),
         received: BTreeMap::new(),
+        receipts: BTreeMap::new(),
     }
 }
 
@@ -1238,18 +1280,10 @@ pub(crate) fn client_message(sim: &Arc<Sim>, me: (&str, u16), node: &NodeRef<'_>
             match opened {
                 Ok(msg) => {
                     if let Some(entry) = messaging::summarize(&id, &msg) {
-                        log_received(
-                            grp,
-                            &m,
-                            Received {
-                                id: entry.id,
-                                from: account.to_owned(),
-                                kind: entry.kind,
-                                text: entry.text.or(entry.caption),
-                                at: entry.at,
-                            },
-                        );
-                        if let Some(p) = person(world, accounts, &m) {
+                        log_received(grp, &m, Received::new(entry, account, &msg));
+                        if !contact.manual_group_receipts
+                            && let Some(p) = person(world, accounts, &m)
+                        {
                             delivered.push((p, contact.reads_after_ms));
                         }
                     }
@@ -1285,6 +1319,23 @@ pub(crate) fn client_message(sim: &Arc<Sim>, me: (&str, u16), node: &NodeRef<'_>
     Some(ack(None))
 }
 
+/// The member `p`'s receipt of the message `id` in `group` (a JID):
+/// delivered, or read.
+fn member_receipt(group: &str, p: &Person, id: &str, read: bool) -> Node {
+    let mut b = NodeBuilder::new("receipt")
+        .attr("from", group.to_owned())
+        .attr("participant", p.lid_jid())
+        .attr("id", id.to_owned())
+        .attr("t", wacore::time::now_secs().to_string());
+    if let Some(pn) = p.pn_jid() {
+        b = b.attr("participant_pn", pn);
+    }
+    if read {
+        b = b.attr("type", "read");
+    }
+    b.build()
+}
+
 /// Each member's delivery receipt after `receiptDelayMs`, and the readers'
 /// read receipts `readsAfterMs` later, to every device of the account.
 fn schedule_receipts(
@@ -1295,20 +1346,7 @@ fn schedule_receipts(
     mut members: Vec<(Person, Option<u64>)>,
 ) {
     tokio::spawn(async move {
-        let receipt = |p: &Person, read: bool| {
-            let mut b = NodeBuilder::new("receipt")
-                .attr("from", group.clone())
-                .attr("participant", p.lid_jid())
-                .attr("id", id.clone())
-                .attr("t", wacore::time::now_secs().to_string());
-            if let Some(pn) = p.pn_jid() {
-                b = b.attr("participant_pn", pn);
-            }
-            if read {
-                b = b.attr("type", "read");
-            }
-            b.build()
-        };
+        let receipt = |p: &Person, read: bool| member_receipt(&group, p, &id, read);
         tokio::time::sleep(sim.world.receipt_delay()).await;
         for (p, _) in &members {
             let node = receipt(p, false);
@@ -1327,8 +1365,9 @@ fn schedule_receipts(
     });
 }
 
-/// A client's `<receipt to=group>`: the messages it names are acknowledged
-/// by this device.
+/// A client's `<receipt to=group participant=…>`: the messages it names
+/// are acknowledged by this device, and the receipt is logged for the
+/// member who wrote them.
 pub(crate) fn client_receipt(sim: &Sim, me: (&str, u16), node: &NodeRef<'_>) {
     if attr(node, "type").as_deref() == Some("retry") {
         tracing::warn!(
@@ -1345,8 +1384,39 @@ pub(crate) fn client_receipt(sim: &Sim, me: (&str, u16), node: &NodeRef<'_>) {
                 .filter_map(|i| attr(i, "id")),
         );
     }
+    let kind = match attr(node, "type").as_deref() {
+        None | Some("inactive" | "delivery") => Some("delivered"),
+        Some("read" | "read-self" | "played") => Some("read"),
+        _ => None,
+    };
     let mut g = sim.lock();
     messaging::acknowledge(g.messaging_mut(), me.0, me.1, &ids);
+    let (Some(kind), Some(gid), Some(participant)) = (
+        kind,
+        attr(node, "to")
+            .as_deref()
+            .and_then(group_id)
+            .map(str::to_owned),
+        attr(node, "participant"),
+    ) else {
+        return;
+    };
+    let Some(member) = phone_of(&sim.world, g.accounts(), &participant) else {
+        return;
+    };
+    let Some(grp) = g.messaging_mut().groups.get_mut(&gid) else {
+        return;
+    };
+    let log = grp.receipts.entry(member).or_default();
+    for id in ids {
+        if !log.iter().any(|r| r.id == id && r.kind == kind) {
+            log.push(AccountReceipt {
+                id,
+                kind: kind.to_owned(),
+                at: messaging::now_rfc3339(),
+            });
+        }
+    }
 }
 
 // ------------------------------------------------------ the admin API
@@ -1487,33 +1557,148 @@ pub(crate) fn received(
         .get(&id)
         .ok_or_else(|| not_found(&id))?;
     let data = grp.received.get(&member).cloned().unwrap_or_default();
-    Ok(serde_json::json!({ "data": data }))
+    let receipts = grp.receipts.get(&member).cloned().unwrap_or_default();
+    Ok(serde_json::json!({ "data": data, "receipts": receipts }))
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct PostBody {
     from: String,
-    text: String,
+    /// `text` (the default) or `reaction`.
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    /// A text's: the message of the group it answers (quotes).
+    #[serde(default)]
+    reply_to: Option<String>,
+    /// A reaction's: the message it reacts to.
+    #[serde(default)]
+    target: Option<String>,
+    /// A reaction's emoji (empty: the reaction taken back).
+    #[serde(default)]
+    emoji: Option<String>,
+}
+
+const POST_USAGE: &str = "{\"from\": \"<phone>\", \"text\", \"replyTo\"?} or {\"from\", \"type\": \"reaction\", \"target\", \"emoji\"}";
+
+/// Who wrote the message `id` of the group (a phone), as the member
+/// contacts logged it.
+fn author_of(g: &Group, id: &str) -> Option<String> {
+    g.received
+        .values()
+        .flatten()
+        .find(|r| r.id == id)
+        .map(|r| r.from.clone())
+}
+
+/// The key of the group's message `id` as the member `from` names it:
+/// `fromMe` when it wrote it, otherwise its author by LID.
+fn member_key(
+    world: &World,
+    accounts: &BTreeMap<String, Account>,
+    g: &Group,
+    from: &str,
+    id: &str,
+) -> Result<(wa::MessageKey, Option<String>), AdminError> {
+    let author = author_of(g, id).ok_or_else(|| {
+        AdminError::NotFound(format!("no message {id} in {} that a member got", g.jid()))
+    })?;
+    let participant = (author != from)
+        .then(|| person(world, accounts, &author).map(|p| p.lid_jid()))
+        .flatten();
+    Ok((
+        wa::MessageKey {
+            remote_jid: Some(g.jid()),
+            from_me: Some(author == from),
+            id: Some(id.to_owned()),
+            participant: participant.clone(),
+        },
+        participant,
+    ))
+}
+
+/// What the member `from` posts, by the body's `type`.
+fn member_message(
+    world: &World,
+    accounts: &BTreeMap<String, Account>,
+    g: &Group,
+    from: &str,
+    body: PostBody,
+) -> Result<wa::Message, AdminError> {
+    let bad = |m: &str| AdminError::BadRequest(format!("{m}: the body must be {POST_USAGE}"));
+    match body.kind.as_deref() {
+        None | Some("text") => {
+            if body.target.is_some() || body.emoji.is_some() {
+                return Err(bad("\"target\" and \"emoji\" go with a reaction"));
+            }
+            let text = body
+                .text
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| bad("\"text\" is missing or empty"))?;
+            let Some(quoted) = body.reply_to else {
+                return Ok(wa::Message {
+                    conversation: Some(text),
+                    ..Default::default()
+                });
+            };
+            let (_, participant) = member_key(world, accounts, g, from, &quoted)?;
+            // A reply: the quoted message's id and author in its context
+            // (a participant of the group; the member's own: none).
+            Ok(wa::Message {
+                extended_text_message: buffa::MessageField::some(
+                    wa::message::ExtendedTextMessage {
+                        text: Some(text),
+                        context_info: buffa::MessageField::some(wa::ContextInfo {
+                            stanza_id: Some(quoted),
+                            participant: participant
+                                .or_else(|| person(world, accounts, from).map(|p| p.lid_jid())),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                ),
+                ..Default::default()
+            })
+        }
+        Some("reaction") => {
+            if body.text.is_some() || body.reply_to.is_some() {
+                return Err(bad("a reaction has no \"text\" or \"replyTo\""));
+            }
+            let target = body
+                .target
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| bad("a reaction needs \"target\""))?;
+            let emoji = body
+                .emoji
+                .ok_or_else(|| bad("a reaction needs \"emoji\""))?;
+            let (key, _) = member_key(world, accounts, g, from, &target)?;
+            Ok(wa::Message {
+                reaction_message: buffa::MessageField::some(wa::message::ReactionMessage {
+                    key: buffa::MessageField::some(key),
+                    text: Some(emoji),
+                    sender_timestamp_ms: Some(wacore::time::now_millis()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+        }
+        Some(other) => Err(bad(&format!(
+            "\"type\" '{other}' is neither text nor reaction"
+        ))),
+    }
 }
 
 /// `POST /admin/groups/{jid}/messages`: a member contact posts to the
-/// group, encrypted with its sender key to every member device (the
-/// distribution beside it to devices that lack the key). Returns the id.
+/// group (a text, a reply, a reaction), encrypted with its sender key to
+/// every member device (the distribution beside it to devices that lack
+/// the key). Returns the id.
 pub(crate) async fn post(sim: &Arc<Sim>, jid: &str, body: &[u8]) -> Result<String, AdminError> {
     let id = id_arg(jid)?;
-    let body: PostBody =
-        serde_json::from_slice(body).map_err(|e| bad(e, "{\"from\": \"<phone>\", \"text\"}"))?;
+    let body: PostBody = serde_json::from_slice(body).map_err(|e| bad(e, POST_USAGE))?;
     let from = phone_arg(&body.from, "from")?;
-    if body.text.is_empty() {
-        return Err(AdminError::BadRequest("\"text\" is empty".into()));
-    }
     let world = &sim.world;
-    let message = wa::Message {
-        conversation: Some(body.text),
-        ..Default::default()
-    };
-    let plaintext = wacore::messages::MessageUtils::pad_message_v2(message.encode_to_vec());
     let msg_id = messaging::new_message_id();
     let t = wacore::time::now_secs();
     let sends = {
@@ -1539,6 +1724,8 @@ pub(crate) async fn post(sim: &Arc<Sim>, jid: &str, body: &[u8]) -> Result<Strin
             }
             let sender = person(world, accounts, &from)
                 .ok_or_else(|| AdminError::NotFound(format!("{from} is not a contact")))?;
+            let message = member_message(world, accounts, grp, &from, body)?;
+            let plaintext = wacore::messages::MessageUtils::pad_message_v2(message.encode_to_vec());
             let (skdm, skmsg) =
                 seal(grp, &from, &plaintext).map_err(|e| AdminError::Failed(format!("{e:#}")))?;
             // The other member contacts.
@@ -1560,17 +1747,7 @@ pub(crate) async fn post(sim: &Arc<Sim>, jid: &str, body: &[u8]) -> Result<Strin
                 {
                     Ok(msg) => {
                         if let Some(entry) = messaging::summarize(&msg_id, &msg) {
-                            log_received(
-                                grp,
-                                &m,
-                                Received {
-                                    id: entry.id,
-                                    from: from.clone(),
-                                    kind: entry.kind,
-                                    text: entry.text,
-                                    at: entry.at,
-                                },
-                            );
+                            log_received(grp, &m, Received::new(entry, &from, &msg));
                         }
                     }
                     Err(e) => tracing::warn!(member = m, "cannot decrypt: {e:#}"),
@@ -1654,6 +1831,82 @@ pub(crate) async fn post(sim: &Arc<Sim>, jid: &str, body: &[u8]) -> Result<Strin
     }
     tracing::debug!(group = id, from, id = msg_id, "member posted to the group");
     Ok(msg_id)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReceiptsBody {
+    from: String,
+    ids: Vec<String>,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// `POST /admin/groups/{jid}/receipts`: the member contact `from` sends
+/// its `delivered` or `read` receipt of account messages it decrypted in
+/// the group, to every connected device of the account that wrote each.
+/// Returns how many receipts went out.
+pub(crate) fn receipts(sim: &Sim, jid: &str, body: &[u8]) -> Result<serde_json::Value, AdminError> {
+    let id = id_arg(jid)?;
+    let usage =
+        "{\"from\": \"<phone>\", \"ids\": [\"<message id>\"…], \"type\": \"delivered\"|\"read\"}";
+    let body: ReceiptsBody = serde_json::from_slice(body).map_err(|e| bad(e, usage))?;
+    let from = phone_arg(&body.from, "from")?;
+    let read = match body.kind.as_str() {
+        "delivered" => false,
+        "read" => true,
+        other => {
+            return Err(AdminError::BadRequest(format!(
+                "\"type\" must be delivered or read, not '{other}'"
+            )));
+        }
+    };
+    if body.ids.is_empty() {
+        return Err(AdminError::BadRequest("\"ids\" is empty".into()));
+    }
+    let (group, member, to) = {
+        let g = sim.lock();
+        let grp = g
+            .messaging()
+            .groups
+            .get(&id)
+            .ok_or_else(|| not_found(&id))?;
+        if grp.member(&from).is_none() || g.accounts().contains_key(&from) {
+            return Err(AdminError::Conflict(format!(
+                "{from} is not a member contact of {}",
+                grp.jid()
+            )));
+        }
+        let member = person(&sim.world, g.accounts(), &from)
+            .ok_or_else(|| AdminError::NotFound(format!("{from} is not a contact")))?;
+        let log = grp
+            .received
+            .get(&from)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        // Each id to the account that wrote it.
+        let mut to = Vec::new();
+        for mid in &body.ids {
+            let author = log
+                .iter()
+                .find(|r| &r.id == mid && g.accounts().contains_key(&r.from))
+                .map(|r| r.from.clone())
+                .ok_or_else(|| {
+                    AdminError::NotFound(format!(
+                        "{from} got no message {mid} of an account in {}",
+                        grp.jid()
+                    ))
+                })?;
+            to.push((author, mid.clone()));
+        }
+        (grp.jid(), member, to)
+    };
+    let mut sent = 0;
+    for (account, mid) in to {
+        let node = member_receipt(&group, &member, &mid, read);
+        sent += crate::iq::broadcast(sim, &account, || Outbound::Node(node.clone()));
+    }
+    Ok(serde_json::json!({ "sent": sent }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -1878,4 +2131,127 @@ fn change_by_contact<R>(
         notify(sim, &g, id, actor.as_ref(), changed.actions, &to, None);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const WORLD: &str = r#"{"contacts": {
+        "14155550123@s.whatsapp.net": {"lid": "100000000000123@lid"},
+        "14155550124@s.whatsapp.net": {"lid": "100000000000124@lid"}
+    }}"#;
+
+    fn body(json: serde_json::Value) -> PostBody {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn members_react_and_reply_to_the_group_s_messages() {
+        let world = World::from_json(WORLD).unwrap();
+        let accounts = BTreeMap::new();
+        let (ann, bob) = ("14155550123", "14155550124");
+        let mut g = new_group(ann, "Team".into(), Vec::new());
+        g.received
+            .entry(bob.to_owned())
+            .or_default()
+            .push(Received {
+                id: "3EB0ANN".into(),
+                from: ann.into(),
+                kind: "text".into(),
+                text: Some("hi".into()),
+                target: None,
+                quoted: None,
+                at: String::new(),
+            });
+        let post =
+            |who: &str, b: serde_json::Value| member_message(&world, &accounts, &g, who, body(b));
+
+        // Bob reacts to Ann's message: her LID names the author.
+        let m = post(
+            bob,
+            serde_json::json!({"from": bob, "type": "reaction", "target": "3EB0ANN", "emoji": "👍"}),
+        )
+        .unwrap();
+        let r = m.reaction_message.as_option().unwrap();
+        let key = r.key.as_option().unwrap();
+        assert_eq!(r.text.as_deref(), Some("👍"));
+        assert_eq!(
+            (key.from_me, key.participant.as_deref(), key.id.as_deref()),
+            (Some(false), Some("100000000000123@lid"), Some("3EB0ANN"))
+        );
+        // Ann reacts to her own: fromMe, no participant.
+        let m = post(
+            ann,
+            serde_json::json!({"from": ann, "type": "reaction", "target": "3EB0ANN", "emoji": ""}),
+        )
+        .unwrap();
+        let key = m
+            .reaction_message
+            .as_option()
+            .unwrap()
+            .key
+            .as_option()
+            .unwrap();
+        assert_eq!(
+            (key.from_me, key.participant.as_deref()),
+            (Some(true), None)
+        );
+        // Bob replies: the context quotes Ann's message.
+        let m = post(
+            bob,
+            serde_json::json!({"from": bob, "text": "yes", "replyTo": "3EB0ANN"}),
+        )
+        .unwrap();
+        assert_eq!(messaging::quoted_id(&m).as_deref(), Some("3EB0ANN"));
+        let context = m
+            .extended_text_message
+            .as_option()
+            .unwrap()
+            .context_info
+            .as_option()
+            .unwrap();
+        assert_eq!(context.participant.as_deref(), Some("100000000000123@lid"));
+
+        // Nobody got that one; and shapes that are neither.
+        for (b, not_found) in [
+            (
+                serde_json::json!({"from": bob, "text": "x", "replyTo": "3EB0NONE"}),
+                true,
+            ),
+            (
+                serde_json::json!({"from": bob, "type": "reaction", "target": "3EB0NONE", "emoji": "x"}),
+                true,
+            ),
+            (
+                serde_json::json!({"from": bob, "type": "reaction", "emoji": "x"}),
+                false,
+            ),
+            (
+                serde_json::json!({"from": bob, "type": "reaction", "target": "3EB0ANN"}),
+                false,
+            ),
+            (
+                serde_json::json!({"from": bob, "text": "x", "target": "3EB0ANN"}),
+                false,
+            ),
+            (serde_json::json!({"from": bob, "text": ""}), false),
+            (
+                serde_json::json!({"from": bob, "type": "poll", "text": "x"}),
+                false,
+            ),
+        ] {
+            let err = post(bob, b.clone()).unwrap_err();
+            assert_eq!(
+                matches!(err, AdminError::NotFound(_)),
+                not_found,
+                "{b}: {err:?}"
+            );
+            assert!(
+                not_found || matches!(err, AdminError::BadRequest(_)),
+                "{b}: {err:?}"
+            );
+        }
+    }
 }

@@ -352,6 +352,31 @@ pub(crate) fn contact_bundle(g: &mut Inner, world: &World, jid: &str) -> Option<
     }
 }
 
+/// The id of the message `m` quotes (answers), if it is a reply.
+pub(crate) fn quoted_id(m: &wa::Message) -> Option<String> {
+    let contexts = [
+        m.extended_text_message
+            .as_option()
+            .and_then(|x| x.context_info.as_option()),
+        m.image_message
+            .as_option()
+            .and_then(|x| x.context_info.as_option()),
+        m.video_message
+            .as_option()
+            .and_then(|x| x.context_info.as_option()),
+        m.audio_message
+            .as_option()
+            .and_then(|x| x.context_info.as_option()),
+        m.document_message
+            .as_option()
+            .and_then(|x| x.context_info.as_option()),
+    ];
+    contexts
+        .into_iter()
+        .flatten()
+        .find_map(|c| c.stanza_id.clone())
+}
+
 /// What a decrypted message is, for the log.
 pub(crate) fn summarize(id: &str, m: &wa::Message) -> Option<LoggedMessage> {
     let media = |mimetype: &Option<String>, len: Option<u64>, sha: &Option<Vec<u8>>| {

@@ -6,8 +6,9 @@
 //! accounts (`{"phone", "lid", "pushName"}`) that exist before anyone pairs;
 //! `receiptDelayMs` (top level, default 20), the delay of contacts'
 //! delivery receipts; and per contact `readsAfterMs` (read receipts that
-//! long after delivery), `pushName` (`notify` on its messages) and
-//! `lidOnly` (in groups, known by its LID alone).
+//! long after delivery), `pushName` (`notify` on its messages),
+//! `lidOnly` (in groups, known by its LID alone) and `manualGroupReceipts`
+//! (no receipts of its own for group messages: the admin API sends them).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -90,6 +91,10 @@ struct ContactFile {
     /// is never disclosed beside it).
     #[serde(default)]
     lid_only: bool,
+    /// Simulator only: sends no receipts of its own for the account's
+    /// group messages (the admin API sends them).
+    #[serde(default)]
+    manual_group_receipts: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -167,6 +172,10 @@ pub struct Contact {
     /// In groups it is known by its LID alone (`lidOnly`): its number is
     /// never disclosed beside it.
     pub lid_only: bool,
+    /// For the account's group messages it sends no receipts of its own
+    /// (`manualGroupReceipts`): `POST /admin/groups/{jid}/receipts` sends
+    /// them.
+    pub manual_group_receipts: bool,
 }
 
 /// An account that exists before anyone pairs.
@@ -371,6 +380,7 @@ impl World {
                 reads_after_ms: c.reads_after_ms,
                 push_name: c.push_name,
                 lid_only: c.lid_only,
+                manual_group_receipts: c.manual_group_receipts,
             };
             if let Some(lid) = lid {
                 world.lids.insert(lid, user.clone());
