@@ -97,6 +97,10 @@
 //!   `message` stanzas become `MessageStatus` `Sent` (or `Failed` with the
 //!   nack code), contacts' delivery/read/played receipts `Delivered`/
 //!   `Read`/`Played` (chats by phone number when the client knows it).
+//!   A contact's presence and chat state (whatsapp-rust's `Presence` and
+//!   `ChatPresence` events: typing, recording as `composing` with
+//!   `media="audio"`, paused) become `Presence` and `ChatState`, people
+//!   again by phone number when known.
 //!   All sessions share one HTTP client (one connection pool); against a
 //!   custom server reached over `ws://` (or any custom server with the
 //!   `simulator` feature) media requests go to that server instead of
@@ -118,6 +122,7 @@ mod live;
 mod mapping;
 mod media;
 mod messages;
+mod presence;
 mod runner;
 mod sql;
 mod store;

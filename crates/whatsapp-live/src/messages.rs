@@ -1067,7 +1067,7 @@ pub(crate) fn receipt_status(
 }
 
 /// A person by phone number when known, else as named.
-fn person_by_phone(
+pub(crate) fn person_by_phone(
     jid: &whatsapp_rust::Jid,
     alt: Option<&whatsapp_rust::Jid>,
     alternates: &Alternates,

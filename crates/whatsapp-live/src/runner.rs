@@ -20,13 +20,14 @@ use wagate_whatsapp_port::{SessionEvent, SessionEventKind};
 use whatsapp_rust::Client;
 use whatsapp_rust::bot::Bot;
 use whatsapp_rust::types::events::{
-    Event, EventHandler, EventInterest, EventKind, Receipt, ServerAck,
+    ChatPresenceUpdate, Event, EventHandler, EventInterest, EventKind, PresenceUpdate, Receipt,
+    ServerAck,
 };
 
 use crate::live::{Shared, Slot};
 use crate::mapping::{self, Next, Observed, Pass};
 use crate::transport::TransportProbe;
-use crate::{media, messages};
+use crate::{media, messages, presence};
 
 /// Why a runner is asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +80,8 @@ impl EventHandler for Forwarder {
             EventKind::Receipt,
             EventKind::ServerAck,
             EventKind::GroupUpdate,
+            EventKind::Presence,
+            EventKind::ChatPresence,
         ])
     }
 }
@@ -274,6 +277,8 @@ impl Runner {
             Event::Receipt(receipt) => return self.on_receipt(receipt).await,
             Event::ServerAck(ack) => return self.on_ack(ack).await,
             Event::GroupUpdate(update) => return self.on_group_update(update).await,
+            Event::Presence(update) => return self.on_presence(update).await,
+            Event::ChatPresence(update) => return self.on_chat_presence(update).await,
             _ => {}
         }
         let Some(observed) = mapping::observe(event) else {
@@ -373,6 +378,26 @@ impl Runner {
         let own = media::own(&self.client);
         for notice in crate::groups::notices(&self.client, &own, update).await {
             self.publish(SessionEventKind::Group(notice)).await;
+        }
+    }
+
+    /// A contact's presence (WhatsApp tells it to subscribers only).
+    async fn on_presence(&self, update: &PresenceUpdate) {
+        let own = media::own(&self.client);
+        let alternates = media::alternates(&self.client, presence::to_learn(&update.from)).await;
+        if let Some(kind) = presence::presence(update, &own, &alternates) {
+            self.publish(kind).await;
+        }
+    }
+
+    /// Someone typing, recording or stopping in a chat with the account.
+    async fn on_chat_presence(&self, update: &ChatPresenceUpdate) {
+        let own = media::own(&self.client);
+        let wanted = presence::to_learn(&update.source.sender)
+            .filter(|_| update.source.sender_alt.is_none());
+        let alternates = media::alternates(&self.client, wanted).await;
+        if let Some(kind) = presence::chat_state(update, &own, &alternates) {
+            self.publish(kind).await;
         }
     }
 

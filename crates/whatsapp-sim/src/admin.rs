@@ -345,6 +345,54 @@ impl Admin {
         crate::messaging::chat_json(&self.sim, phone, Some(peer))
     }
 
+    /// The world contact `body.from` comes online or goes offline for the
+    /// account `phone` (`{"from", "available", "lastSeen"?, "addressing"?}`,
+    /// as `POST /admin/accounts/{phone}/presence`): told to the account's
+    /// connections subscribed to the contact, and kept for those that
+    /// subscribe later. Returns to how many connections it went.
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError::BadRequest`] for a malformed body,
+    /// [`AdminError::NotFound`] for an unknown account or contact.
+    pub fn contact_presence(
+        &self,
+        phone: &str,
+        body: &serde_json::Value,
+    ) -> Result<usize, AdminError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| AdminError::BadRequest(e.to_string()))?;
+        crate::presence::contact_presence(&self.sim, phone, &bytes)
+    }
+
+    /// The world contact `body.from` types, records or stops in its chat
+    /// with the account `phone` (`{"from", "state", "addressing"?}`, as
+    /// `POST /admin/accounts/{phone}/chatstate`): told to every logged-in
+    /// connection of the account. Returns to how many.
+    ///
+    /// # Errors
+    ///
+    /// As [`Admin::contact_presence`].
+    pub fn contact_chat_state(
+        &self,
+        phone: &str,
+        body: &serde_json::Value,
+    ) -> Result<usize, AdminError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| AdminError::BadRequest(e.to_string()))?;
+        crate::presence::contact_chat_state(&self.sim, phone, &bytes)
+    }
+
+    /// What the account `phone` showed the contact `peer`, as `GET
+    /// /admin/accounts/{phone}/presence?peer=…`: `{"available",
+    /// "subscribed", "subscriptions": […], "chatStates": […]}`.
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError::BadRequest`] for a malformed peer,
+    /// [`AdminError::NotFound`] for an unknown account.
+    pub fn shown_presence(&self, phone: &str, peer: &str) -> Result<serde_json::Value, AdminError> {
+        crate::presence::shown_json(&self.sim, phone, Some(peer))
+    }
+
     /// Every device's logins since start: when each connection logged in,
     /// when it closed and why.
     pub fn logins(&self) -> Logins {
@@ -534,6 +582,32 @@ pub(crate) fn router(sim: Arc<Sim>) -> axum::Router {
                  Query(q): Query<std::collections::HashMap<String, String>>| async move {
                     crate::messaging::chat_json(&a.sim, &phone, q.get("peer").map(String::as_str))
                         .map(Json)
+                },
+            ),
+        )
+        .route(
+            "/admin/accounts/{phone}/presence",
+            post(
+                |State(a): State<Admin>, Path(phone): Path<String>, body: axum::body::Bytes| async move {
+                    let n = crate::presence::contact_presence(&a.sim, &phone, &body)?;
+                    Ok::<_, AdminError>(Json(serde_json::json!({ "delivered": n })))
+                },
+            )
+            .get(
+                |State(a): State<Admin>,
+                 Path(phone): Path<String>,
+                 Query(q): Query<std::collections::HashMap<String, String>>| async move {
+                    crate::presence::shown_json(&a.sim, &phone, q.get("peer").map(String::as_str))
+                        .map(Json)
+                },
+            ),
+        )
+        .route(
+            "/admin/accounts/{phone}/chatstate",
+            post(
+                |State(a): State<Admin>, Path(phone): Path<String>, body: axum::body::Bytes| async move {
+                    let n = crate::presence::contact_chat_state(&a.sim, &phone, &body)?;
+                    Ok::<_, AdminError>(Json(serde_json::json!({ "delivered": n })))
                 },
             ),
         )

@@ -150,6 +150,7 @@ pub(crate) async fn serve(ws: WebSocket, sim: Arc<Sim>) {
                 pending_link: None,
                 ready: false,
                 login_record: None,
+                subscriptions: std::collections::HashMap::new(),
             },
         );
     }

@@ -167,7 +167,19 @@ impl Session {
                 }
             }
             "notification" | "call" => self.ack_like_server(node),
-            "presence" | "ib" | "chatstate" => {}
+            "presence" => {
+                if let Some((phone, dev)) = self.me() {
+                    let back =
+                        crate::presence::client_presence(&self.sim, (&phone, dev), self.conn, node);
+                    self.out.extend(back);
+                }
+            }
+            "chatstate" => {
+                if let Some((phone, dev)) = self.me() {
+                    crate::presence::client_chatstate(&self.sim, (&phone, dev), node);
+                }
+            }
+            "ib" => {}
             other => tracing::debug!(conn = self.conn, "ignoring <{other}>: {}", show(node)),
         }
     }

@@ -34,6 +34,7 @@ mod noise;
 mod pairing;
 mod persist;
 mod phone;
+mod presence;
 mod signal;
 mod state;
 pub mod world;

@@ -46,6 +46,10 @@ pub(crate) struct LoggedMessage {
     pub(crate) text: Option<String>,
     pub(crate) caption: Option<String>,
     media: Option<MediaInfo>,
+    /// The people a text or caption @mentions (its context's
+    /// `mentionedJid`); left out when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) mentions: Vec<String>,
     pub(crate) at: String,
 }
 
@@ -321,7 +325,7 @@ pub(crate) fn split_jid(jid: &str) -> Option<(&str, &str, u16)> {
 }
 
 /// The world contact (a person) a JID names, by phone number or LID.
-fn contact_of<'w>(world: &'w World, jid: &str) -> Option<&'w Contact> {
+pub(crate) fn contact_of<'w>(world: &'w World, jid: &str) -> Option<&'w Contact> {
     let (user, server, _) = split_jid(jid)?;
     let c = match server {
         "lid" => world.contact_by_lid(user),
@@ -386,12 +390,23 @@ pub(crate) fn summarize(id: &str, m: &wa::Message) -> Option<LoggedMessage> {
             sha256: sha.as_deref().map(hex).unwrap_or_default(),
         })
     };
+    let context = [
+        m.extended_text_message.as_option().map(|x| &x.context_info),
+        m.image_message.as_option().map(|x| &x.context_info),
+        m.video_message.as_option().map(|x| &x.context_info),
+        m.document_message.as_option().map(|x| &x.context_info),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|c| c.as_option());
+    let mentions = context.map(|c| c.mentioned_jid.clone()).unwrap_or_default();
     let entry = |kind: &str, text: Option<String>, caption: Option<String>, media| LoggedMessage {
         id: id.to_owned(),
         kind: kind.to_owned(),
         text,
         caption,
         media,
+        mentions: mentions.clone(),
         at: now_rfc3339(),
     };
     if let Some(t) = &m.conversation {
@@ -746,6 +761,10 @@ struct PostBody {
     /// The options a vote picks (none: the vote taken back).
     #[serde(default)]
     options: Option<Vec<String>>,
+    /// The people a text or an image's caption @mentions (digits,
+    /// `+digits`, or a phone-number or LID JID).
+    #[serde(default)]
+    mentions: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -980,8 +999,62 @@ struct ImageBody {
     mimetype: String,
 }
 
+/// The JIDs `mentions` name: digits (or `+digits`) become phone-number
+/// JIDs, phone-number and LID JIDs stay as given.
+fn mention_jids(mentions: &[String]) -> Result<Vec<String>, AdminError> {
+    mentions
+        .iter()
+        .map(|m| {
+            let jid = match m.split_once('@') {
+                Some((user, "s.whatsapp.net" | "lid"))
+                    if !user.is_empty() && user.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    Some(m.clone())
+                }
+                Some(_) => None,
+                None => phone_digits(m).map(|d| format!("{d}@s.whatsapp.net")),
+            };
+            jid.ok_or_else(|| {
+                AdminError::BadRequest(format!(
+                    "mention '{m}' is not a phone number or a person's JID"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// `message` (a text or an image) @mentioning `jids` in its context, as
+/// WhatsApp's clients write it: a text becomes an `extendedTextMessage`.
+fn with_mentions(mut message: wa::Message, jids: Vec<String>) -> wa::Message {
+    if jids.is_empty() {
+        return message;
+    }
+    let context = wa::ContextInfo {
+        mentioned_jid: jids,
+        ..Default::default()
+    };
+    if let Some(text) = message.conversation.take() {
+        message.extended_text_message =
+            buffa::MessageField::some(wa::message::ExtendedTextMessage {
+                text: Some(text),
+                context_info: buffa::MessageField::some(context),
+                ..Default::default()
+            });
+    } else if let Some(image) = message.image_message.as_option_mut() {
+        image.context_info = buffa::MessageField::some(context);
+    }
+    message
+}
+
 /// The message a contact sends, before encryption.
 fn build_message(sim: &Sim, body: PostBody) -> Result<(wa::Message, &'static str), AdminError> {
+    let mentions = mention_jids(body.mentions.as_deref().unwrap_or_default())?;
+    let (message, kind) = plain_message(sim, body)?;
+    Ok((with_mentions(message, mentions), kind))
+}
+
+/// A text or an image.
+fn plain_message(sim: &Sim, body: PostBody) -> Result<(wa::Message, &'static str), AdminError> {
     match (body.text, body.image) {
         (Some(text), None) => {
             if body.caption.is_some() {
@@ -1085,6 +1158,11 @@ pub(crate) async fn post(sim: &Arc<Sim>, account: &str, body: &[u8]) -> Result<S
             (message, kind, None)
         }
         Some(other) => {
+            if body.mentions.is_some() {
+                return Err(AdminError::BadRequest(
+                    "\"mentions\" go with a text or an image's caption".into(),
+                ));
+            }
             let (message, secret) = conversation_message(sim, account, &from, other, body)?;
             (message, "text", secret)
         }
@@ -1304,6 +1382,53 @@ mod tests {
         let m = s.media.unwrap();
         assert_eq!((m.size, m.sha256.as_str()), (3, "ab01"));
         assert!(s.at.ends_with('Z'), "{}", s.at);
+    }
+
+    #[test]
+    fn mentions_ride_in_the_context_and_are_logged() {
+        let jids = mention_jids(&[
+            "+14155550123".into(),
+            "123456789012345@lid".into(),
+            "14155550199@s.whatsapp.net".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            jids,
+            [
+                "14155550123@s.whatsapp.net",
+                "123456789012345@lid",
+                "14155550199@s.whatsapp.net"
+            ]
+        );
+        for bad in ["120363025246125486@g.us", "x@lid", "nope", "@lid"] {
+            assert!(mention_jids(&[bad.into()]).is_err(), "{bad}");
+        }
+        let text = wa::Message {
+            conversation: Some("ask @14155550123".into()),
+            ..Default::default()
+        };
+        let m = with_mentions(text.clone(), jids[..1].to_vec());
+        assert!(m.conversation.is_none());
+        let x = m.extended_text_message.as_option().unwrap();
+        assert_eq!(x.text.as_deref(), Some("ask @14155550123"));
+        let logged = summarize("1", &m).unwrap();
+        assert_eq!(
+            (logged.kind.as_str(), logged.mentions.as_slice()),
+            ("text", &jids[..1])
+        );
+        // None: the message stays a plain conversation, logged without.
+        assert_eq!(with_mentions(text.clone(), Vec::new()), text);
+        let plain = serde_json::to_value(summarize("2", &text).unwrap()).unwrap();
+        assert!(plain.get("mentions").is_none(), "{plain}");
+        let image = wa::Message {
+            image_message: buffa::MessageField::some(wa::message::ImageMessage {
+                caption: Some("@x".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let m = with_mentions(image, jids[1..2].to_vec());
+        assert_eq!(summarize("3", &m).unwrap().mentions, &jids[1..2]);
     }
 
     #[test]

@@ -196,6 +196,9 @@ pub(crate) struct Conn {
     /// Its current login, for `GET /admin/logins` (moved to
     /// [`Inner::logins`] when it ends).
     pub login_record: Option<Login>,
+    /// Contact phone → the JID this connection subscribed to its presence
+    /// as: WhatsApp forgets subscriptions with the connection.
+    pub subscriptions: HashMap<String, String>,
 }
 
 /// One login of a device: a connection that logged in as it, when, and
@@ -258,6 +261,8 @@ pub(crate) struct Inner {
     pub replaced: u64,
     /// Ended logins, oldest first (at most [`LOGINS_KEPT`]).
     pub logins: std::collections::VecDeque<Login>,
+    /// Presence and chat states (in memory only, as WhatsApp keeps none).
+    pub presence: crate::presence::Presences,
 }
 
 impl Inner {
@@ -654,6 +659,7 @@ mod tests {
                 device: None,
                 pending_link: None,
                 login_record: None,
+                subscriptions: HashMap::new(),
             },
         );
     }
