@@ -552,3 +552,90 @@ async fn on_the_live_adapter_edits_deletions_and_locations_reach_the_contact() {
     )
     .await;
 }
+
+/// The live adapter against wa-sim: mentions both ways. The simulator's
+/// contact writes a text and an image caption @mentioning people (its
+/// context's `mentionedJid`), which arrive listed on `message.received`
+/// and the stored message; the account's mentions reach the contact.
+#[tokio::test]
+async fn on_the_live_adapter_mentions_go_both_ways() {
+    let app = TestApp::spawn_live_tuned(unpaced).await;
+    let sim = app.sim.clone().unwrap();
+    let key = app.key("acme", "read,send,manage").await;
+    let id = app.connected_session(&key).await;
+    let base = format!("/api/v1/sessions/{id}/messages");
+    let lid = "123456789012345@lid";
+    let me = crate::support::FAKE_PHONE_JID;
+
+    let contact_sends = |body: Value| {
+        let sim = sim.clone();
+        async move {
+            let mut body = body;
+            body["from"] = json!("14155550199");
+            sim.admin()
+                .send_message(crate::support::FAKE_PHONE, &body)
+                .await
+                .expect("the contact sends it")
+        }
+    };
+    let text = contact_sends(
+        json!({ "text": "@15550001111 meet @123456789012345", "mentions": ["15550001111", lid] }),
+    )
+    .await;
+    let data = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b"png");
+    let image = contact_sends(json!({
+        "image": { "data": data, "mimetype": "image/png" },
+        "caption": "@14155550123", "mentions": [ALICE]
+    }))
+    .await;
+    let plain = contact_sends(json!({ "text": "no one" })).await;
+    let received = events_of(&app, &key, "message.received", |e| e.len() >= 3).await;
+    let of = |mid: &str| {
+        received
+            .iter()
+            .find(|e| e["data"]["id"] == mid)
+            .map(|e| e["data"].clone())
+            .unwrap_or_else(|| panic!("{mid} not received"))
+    };
+    assert_eq!(of(&text)["text"], "@15550001111 meet @123456789012345");
+    assert_eq!(of(&text)["mentions"], json!([me, lid]));
+    assert_eq!(of(&image)["caption"], "@14155550123");
+    assert_eq!(of(&image)["mentions"], json!([ALICE]));
+    assert_eq!(of(&plain)["mentions"], json!([]));
+    let stored = json(app.get(&format!("{base}/{text}"), &key).await).await;
+    assert_eq!(stored["mentions"], json!([me, lid]));
+
+    // The simulator refuses mentions on a kind that carries none.
+    let e = sim
+        .admin()
+        .send_message(
+            crate::support::FAKE_PHONE,
+            &json!({ "from": "14155550199", "type": "location", "mentions": [ALICE],
+                     "location": { "latitude": 1.0, "longitude": 2.0 } }),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("mentions"), "{e}");
+
+    // The account's mentions reach the contact.
+    let mid = sent(
+        &app,
+        &key,
+        &id,
+        json!({ "to": PLAIN, "type": "text", "text": "ask @14155550123", "mentions": [ALICE, lid] }),
+    )
+    .await;
+    eventually("the contact gets the mentions", || async {
+        let chat = sim
+            .admin()
+            .messages(crate::support::FAKE_PHONE, "14155550199")
+            .expect("the simulator's chat");
+        chat["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .any(|m| m["id"] == mid.as_str() && m["mentions"] == json!([ALICE, lid]))
+            .then_some(())
+    })
+    .await;
+}

@@ -2,14 +2,16 @@
 //! and a contact's arriving as ephemeral `presence.update` / `chat.state`
 //! events (the fake's `presence_of` and `chat_state_from` play the
 //! contact): never stored as messages, never kept for a reconnect,
-//! filterable like any type, bounded per session.
+//! filterable like any type, bounded per session. Then the same both ways
+//! on the live adapter against wa-sim, whose contacts see the account's
+//! typing and send their own presence and chat states.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use wagate_domain::{ChatState, Jid, SessionId};
 use wagate_whatsapp_port::FakeAction;
 
-use crate::support::{TestApp, assert_error, json};
+use crate::support::{FAKE_PHONE, TestApp, assert_error, eventually, json};
 
 const ALICE: &str = "14155550123@s.whatsapp.net";
 const PLAIN: &str = "14155550199@s.whatsapp.net";
@@ -211,4 +213,162 @@ async fn a_chatty_contact_is_bounded_per_session() {
         of(&id)
     );
     assert_eq!(of(&other), 1);
+}
+
+/// The simulator's log of what the account showed Alice, once `done`
+/// holds for it.
+async fn alice_saw(
+    sim: &wagate_whatsapp_sim::SimulatorHandle,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    eventually(what, || async {
+        let shown = sim
+            .admin()
+            .shown_presence(FAKE_PHONE, "14155550123")
+            .expect("the simulator's presence log");
+        done(&shown).then_some(shown)
+    })
+    .await
+}
+
+/// The session's events of `types`, once there are `n` of them.
+async fn n_events(app: &TestApp, key: &str, types: &str, n: usize) -> Vec<Value> {
+    eventually(&format!("{n} {types} events"), || async {
+        let got = events(app, key, types).await;
+        (got.len() >= n).then_some(got)
+    })
+    .await
+}
+
+/// The live adapter against wa-sim: the account's typing, recording and
+/// presence reach the simulator's contact; the contact's presence arrives
+/// once subscribed (its last one at once, then each change) and its chat
+/// states always, named by phone number even when WhatsApp names the
+/// contact by LID (the number learned from its earlier message).
+#[tokio::test]
+async fn on_the_live_adapter_presence_and_typing_go_both_ways() {
+    let app = TestApp::spawn_live().await;
+    let sim = app.sim.clone().unwrap();
+    let admin = sim.admin();
+    let key = app.key("acme", "read,send,manage").await;
+    let id = app.connected_session(&key).await;
+    let s = format!("/api/v1/sessions/{id}");
+
+    // The account's side, as the contact sees it.
+    for state in ["typing", "recording", "paused"] {
+        let res = app
+            .post(
+                &format!("{s}/chats/{ALICE}/presence"),
+                &key,
+                Some(json!({ "state": state })),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT, "{state}");
+    }
+    let res = app
+        .req(Method::PUT, &format!("{s}/presence"), &key)
+        .json(&json!({ "available": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let shown = alice_saw(
+        &sim,
+        "the contact sees typing, then recording, then paused",
+        |v| v["chatStates"].as_array().is_some_and(|s| s.len() == 3) && v["available"] == true,
+    )
+    .await;
+    let states: Vec<&str> = shown["chatStates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["composing", "recording", "paused"]);
+    assert_eq!(shown["subscribed"], false);
+
+    // Presence is told to subscribers only: nobody is told yet.
+    let seen_at = 1_733_353_200; // 2024-12-04T23:00:00Z
+    let online = json!({ "from": "14155550123", "available": true });
+    assert_eq!(admin.contact_presence(FAKE_PHONE, &online).unwrap(), 0);
+    let res = app
+        .post(
+            &format!("{s}/contacts/{ALICE}/presence/subscribe"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    // Subscribing answers with the contact's presence now.
+    let got = n_events(&app, &key, "presence.update", 1).await;
+    assert_eq!(
+        got[0]["data"],
+        json!({ "jid": ALICE, "available": true, "lastSeen": null })
+    );
+    assert_eq!(got[0]["sessionId"], id.as_str());
+    let shown = alice_saw(&sim, "the subscription", |v| v["subscribed"] == true).await;
+    assert_eq!(shown["subscriptions"][0]["jid"], ALICE);
+    // Then each change; by LID too (WhatsApp names LID-addressed contacts
+    // so), once the client knows the number behind it (from a message).
+    let mid = app.contact_writes(&id, ALICE, "brb").await;
+    eventually("Alice's message arrives", || async {
+        let m = app.get(&format!("{s}/messages/{mid}"), &key).await;
+        (m.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    let away = json!({ "from": "14155550123", "available": false, "lastSeen": seen_at,
+                       "addressing": "lid" });
+    assert_eq!(admin.contact_presence(FAKE_PHONE, &away).unwrap(), 1);
+    let got = n_events(&app, &key, "presence.update", 2).await;
+    assert_eq!(
+        got[1]["data"],
+        json!({ "jid": ALICE, "available": false, "lastSeen": "2024-12-04T23:00:00.000Z" })
+    );
+    // Another contact's presence is not told: the account did not ask.
+    let other = json!({ "from": "14155550199", "available": true });
+    assert_eq!(admin.contact_presence(FAKE_PHONE, &other).unwrap(), 0);
+
+    // Chat states arrive without a subscription, by number or by LID.
+    for (state, addressing) in [("composing", "lid"), ("recording", "pn"), ("paused", "lid")] {
+        let body = json!({ "from": "14155550123", "state": state, "addressing": addressing });
+        assert_eq!(admin.contact_chat_state(FAKE_PHONE, &body).unwrap(), 1);
+    }
+    let got = n_events(&app, &key, "chat.state", 3).await;
+    let states: Vec<Value> = got.iter().map(|e| e["data"].clone()).collect();
+    assert_eq!(
+        states,
+        [
+            json!({ "chat": ALICE, "jid": ALICE, "state": "typing" }),
+            json!({ "chat": ALICE, "jid": ALICE, "state": "recording" }),
+            json!({ "chat": ALICE, "jid": ALICE, "state": "paused" }),
+        ]
+    );
+    // Not messages: the list holds Alice's one text.
+    let list = json(app.get(&format!("{s}/messages"), &key).await).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+
+    // Offline, nothing is told and nothing waits for the next connect.
+    app.post(&format!("{s}/disconnect"), &key, None).await;
+    app.wait_for_status(&id, &key, "disconnected").await;
+    eventually("the simulator sees the device go", || async {
+        let account = admin.account(FAKE_PHONE).expect("the account");
+        account.devices.iter().all(|d| !d.connected).then_some(())
+    })
+    .await;
+    let typing = json!({ "from": "14155550123", "state": "composing" });
+    assert_eq!(admin.contact_chat_state(FAKE_PHONE, &typing).unwrap(), 0);
+    assert_eq!(admin.contact_presence(FAKE_PHONE, &online).unwrap(), 0);
+    app.post(&format!("{s}/connect"), &key, None).await;
+    app.wait_for_status(&id, &key, "connected").await;
+    // A chat state now is the next one written: the offline ones are gone.
+    let paused = json!({ "from": "14155550123", "state": "paused" });
+    eventually(
+        "the contact's chat state reaches the reconnected session",
+        || async { (admin.contact_chat_state(FAKE_PHONE, &paused).unwrap() == 1).then_some(()) },
+    )
+    .await;
+    let got = n_events(&app, &key, "chat.state", 4).await;
+    assert_eq!(got[3]["data"]["state"], "paused");
+    assert_eq!(events(&app, &key, "presence.update").await.len(), 2);
 }
