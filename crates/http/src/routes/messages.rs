@@ -175,7 +175,7 @@ fn send_request(
         (status = 202, description = "Accepted and stored (`status: pending`); sent at the session's pace, in order within its chat (a chat that does not answer holds no other), through disconnections, until `messages.max_pending_age`; a refusal for good fails it at once (`error.code`: `not_on_whatsapp`, `rejected`, `media_rejected`). `Location` names it.",
             body = MessageBody,
             headers(("Location" = String, description = "`/api/v1/sessions/{sessionId}/messages/{messageId}`"))),
-        (status = 400, description = "Bad body (`details.field`: `to` for a group or channel, `type`, `text`, `caption`, `media.*`, `location.*`, `contacts.*`, `poll.*` (`poll.options`: 2 to 12 different ones; `poll.selectableCount`: 1 to their number), `replyTo`, `Idempotency-Key`).", body = ErrorEnvelope),
+        (status = 400, description = "Bad body (`details.field`: `to` for a channel, `type`, `text`, `caption`, `media.*`, `location.*`, `contacts.*`, `poll.*` (`poll.options`: 2 to 12 different ones; `poll.selectableCount`: 1 to their number), `replyTo`, `Idempotency-Key`).", body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, description = "Needs `send`.", body = ErrorEnvelope),
         (status = 404, description = "No such session.", body = ErrorEnvelope),
         (status = 409, description = "The `Idempotency-Key` was used for a different request, or a logout or delete of the session is being finished (`details.status`).", body = ErrorEnvelope),
@@ -401,7 +401,7 @@ pub(crate) async fn react(
         example = "14155550123@s.whatsapp.net")),
     request_body = ReadRequest,
     responses(
-        (status = 204, description = "Read receipts sent; the received messages are `read`."),
+        (status = 204, description = "Read receipts sent (in a group, one to each member who wrote the messages named; ids not received in that group are left out); the received messages are `read`."),
         (status = 400, description = "Bad JID or `messageIds` (1 to 100).", body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
         (status = 403, description = "Needs `send`.", body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
         (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
