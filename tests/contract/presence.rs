@@ -245,7 +245,9 @@ async fn n_events(app: &TestApp, key: &str, types: &str, n: usize) -> Vec<Value>
 /// presence reach the simulator's contact; the contact's presence arrives
 /// once subscribed (its last one at once, then each change) and its chat
 /// states always, named by phone number even when WhatsApp names the
-/// contact by LID (the number learned from its earlier message).
+/// contact by LID (the number learned from its earlier message). A dropped
+/// connection comes back subscribed (whatsapp-rust renews subscriptions);
+/// `disconnect` and `connect` start afresh, nothing kept from offline.
 #[tokio::test]
 async fn on_the_live_adapter_presence_and_typing_go_both_ways() {
     let app = TestApp::spawn_live().await;
@@ -329,26 +331,42 @@ async fn on_the_live_adapter_presence_and_typing_go_both_ways() {
     let other = json!({ "from": "14155550199", "available": true });
     assert_eq!(admin.contact_presence(FAKE_PHONE, &other).unwrap(), 0);
 
-    // Chat states arrive without a subscription, by number or by LID.
-    for (state, addressing) in [("composing", "lid"), ("recording", "pn"), ("paused", "lid")] {
+    // Chat states arrive without a subscription, by number or by LID (one
+    // at a time: whatsapp-rust handles these stanzas concurrently, so two
+    // sent at once may arrive in either order).
+    for (n, (state, addressing, want)) in [
+        ("composing", "lid", "typing"),
+        ("recording", "pn", "recording"),
+        ("paused", "lid", "paused"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let body = json!({ "from": "14155550123", "state": state, "addressing": addressing });
         assert_eq!(admin.contact_chat_state(FAKE_PHONE, &body).unwrap(), 1);
+        let got = n_events(&app, &key, "chat.state", n + 1).await;
+        assert_eq!(
+            got[n]["data"],
+            json!({ "chat": ALICE, "jid": ALICE, "state": want }),
+            "{state} by {addressing}"
+        );
     }
-    let got = n_events(&app, &key, "chat.state", 3).await;
-    let states: Vec<Value> = got.iter().map(|e| e["data"].clone()).collect();
-    assert_eq!(
-        states,
-        [
-            json!({ "chat": ALICE, "jid": ALICE, "state": "typing" }),
-            json!({ "chat": ALICE, "jid": ALICE, "state": "recording" }),
-            json!({ "chat": ALICE, "jid": ALICE, "state": "paused" }),
-        ]
-    );
     // Not messages: the list holds Alice's one text.
     let list = json(app.get(&format!("{s}/messages"), &key).await).await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
 
-    // Offline, nothing is told and nothing waits for the next connect.
+    // A dropped connection comes back subscribed: the client renews its
+    // subscriptions itself, and the answer is Alice's presence now.
+    assert_eq!(admin.drop_connections(FAKE_PHONE), 1);
+    let got = n_events(&app, &key, "presence.update", 3).await;
+    assert_eq!(
+        got[2]["data"],
+        json!({ "jid": ALICE, "available": false, "lastSeen": "2024-12-04T23:00:00.000Z" })
+    );
+    app.wait_for_status(&id, &key, "connected").await;
+
+    // Disconnected, nothing is told and nothing waits for the next
+    // connect, which starts without subscriptions.
     app.post(&format!("{s}/disconnect"), &key, None).await;
     app.wait_for_status(&id, &key, "disconnected").await;
     eventually("the simulator sees the device go", || async {
@@ -370,5 +388,7 @@ async fn on_the_live_adapter_presence_and_typing_go_both_ways() {
     .await;
     let got = n_events(&app, &key, "chat.state", 4).await;
     assert_eq!(got[3]["data"]["state"], "paused");
-    assert_eq!(events(&app, &key, "presence.update").await.len(), 2);
+    assert_eq!(events(&app, &key, "presence.update").await.len(), 3);
+    let shown = alice_saw(&sim, "the log", |_| true).await;
+    assert_eq!(shown["subscribed"], false);
 }
