@@ -210,6 +210,21 @@ impl ClusterMember {
     }
 }
 
+/// Whether a node owns a session for sure without reading the database:
+/// it holds the session's claim (`held`), serves (`may_take`: neither
+/// self-fenced nor draining) and renewed its lease less than the
+/// self-fence time ago (`renewed_ago`). Another node can claim a session
+/// only once its owner's lease ran out, and the lease outlives the
+/// self-fence time; a node that was paused longer asks the database.
+fn holds_live_claim(
+    held: bool,
+    may_take: bool,
+    renewed_ago: Duration,
+    self_fence: Duration,
+) -> bool {
+    held && may_take && renewed_ago < self_fence
+}
+
 /// Runs `futures` concurrently to the end.
 async fn join_all<F: std::future::Future<Output = ()> + Send + 'static>(
     futures: impl IntoIterator<Item = F>,
@@ -227,6 +242,17 @@ impl Inner {
 
     fn may_take(&self) -> bool {
         !self.fenced.load(Ordering::SeqCst) && !self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Whether this node surely owns `session` now, without asking the
+    /// database (the hot path of every live call).
+    fn surely_owns(&self, session: &SessionId) -> bool {
+        holds_live_claim(
+            self.leases.fence().epoch(session).is_some(),
+            self.may_take(),
+            self.renewed().elapsed(),
+            self.settings.self_fence,
+        )
     }
 
     /// Stops every client this node holds, at once, without a write (the
@@ -459,6 +485,9 @@ impl SessionOwnership for ClusterMember {
     async fn owner_for_call(&self, session: &SessionId) -> Result<SessionOwner, StoreError> {
         let inner = &self.inner;
         let me = inner.leases.node();
+        if inner.surely_owns(session) {
+            return Ok(SessionOwner::Here);
+        }
         let here = |owner: LeaseOwner| match owner {
             // The call finds no session here either.
             LeaseOwner::NoSession => Some(SessionOwner::Here),
@@ -645,6 +674,25 @@ mod tests {
     use ulid::Ulid;
 
     use super::*;
+
+    #[test]
+    fn a_claim_answers_without_the_database_only_while_the_lease_is_surely_live() {
+        let fence = Duration::from_secs(6);
+        let fresh = Duration::from_millis(1500);
+        assert!(holds_live_claim(true, true, fresh, fence));
+        // Not held (never claimed, given away, forgotten at a self-fence).
+        assert!(!holds_live_claim(false, true, fresh, fence));
+        // Self-fenced or draining.
+        assert!(!holds_live_claim(true, false, fresh, fence));
+        // Paused past the self-fence time: another node may own it now.
+        assert!(!holds_live_claim(true, true, fence, fence));
+        assert!(!holds_live_claim(
+            true,
+            true,
+            Duration::from_secs(15),
+            fence
+        ));
+    }
 
     #[test]
     fn rendezvous_moves_only_what_a_joining_node_wins() {
