@@ -868,29 +868,45 @@ async fn take_receipt<C: Conn>(
     ) {
         return Ok(None);
     }
-    let rows = conn
-        .all(
-            concat!(
-                "SELECT ",
-                receipt_columns!(),
-                " FROM message_receipts WHERE message_seq = $1"
-            ),
-            vec![int(seq_i64(seq))],
-        )
-        .await?;
-    let mut all = rows
+    // Only this recipient's row, by any name it is known by (a receipt may
+    // name by LID a member kept under its number), and then the statuses
+    // grouped: a receipt costs the same in a group of 5 or of 1,000.
+    let names: Vec<String> = participant.names().iter().map(|j| j.to_string()).collect();
+    let mut q = Sql::new(concat!(
+        "SELECT ",
+        receipt_columns!(),
+        " FROM message_receipts WHERE message_seq = "
+    ));
+    q.bind(int(seq_i64(seq)));
+    for (i, column) in ["jid", "pn", "lid"].into_iter().enumerate() {
+        q.push(if i == 0 { " AND (" } else { " OR " })
+            .push(column)
+            .push(" IN (");
+        for (j, name) in names.iter().enumerate() {
+            if j > 0 {
+                q.push(", ");
+            }
+            q.bind(text(name.clone()));
+        }
+        q.push(")");
+    }
+    q.push(")");
+    let mine = q
+        .all(conn)
+        .await?
         .iter()
         .map(receipt_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    let anyone_expected = all.iter().any(|(_, expected)| *expected);
-    match all.iter_mut().find(|(r, _)| r.recipient.is(participant)) {
-        Some((r, _)) => {
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .find(|(r, _)| r.recipient.is(participant));
+    match mine {
+        Some((mut r, _)) => {
             if !r.status.advances_to(change.status) {
                 return Ok(None);
             }
             r.status = change.status;
             r.status_at.reach(change.status, change.at);
-            let [.., status, delivered, read, played] = receipt_values(seq, r, false);
+            let [.., status, delivered, read, played] = receipt_values(seq, &r, false);
             conn.run(
                 "UPDATE message_receipts SET status = $1, delivered_at = $2, read_at = $3, \
                  played_at = $4 WHERE message_seq = $5 AND participant = $6",
@@ -913,13 +929,29 @@ async fn take_receipt<C: Conn>(
             };
             r.status_at.reach(change.status, change.at);
             insert_receipts(conn, seq, std::slice::from_ref(&r), false).await?;
-            all.push((r, false));
         }
     }
+    let grouped = conn
+        .all(
+            "SELECT status, expected FROM message_receipts WHERE message_seq = $1 \
+             GROUP BY status, expected",
+            vec![int(seq_i64(seq))],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                row.parsed("status", MessageStatus::parse)?,
+                row.flag("expected")?,
+            ))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let anyone_expected = grouped.iter().any(|(_, expected)| *expected);
     Ok(aggregate_status(
-        all.iter()
+        grouped
+            .iter()
             .filter(|(_, expected)| *expected || !anyone_expected)
-            .map(|(r, _)| r.status),
+            .map(|(status, _)| *status),
     ))
 }
 
