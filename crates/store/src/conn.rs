@@ -11,7 +11,7 @@ use wagate_domain::{
     GroupJid, GroupNotice, GroupParticipant, GroupRole, GroupSettings, Jid, JidKind, MediaInfo,
     Message, MessageId, MessageSource, MessageStatus, MessageType, NewApiKey, OrgId, Page,
     PageRequest, ParticipantAction, Receipt, Recipient, Session, SessionId, SessionStatus,
-    StatusTimes, Webhook, WebhookId, WebhookSecret, aggregate_status,
+    StatusTimes, Webhook, WebhookId, WebhookSecret,
 };
 
 use crate::groups::GroupPage;
@@ -931,28 +931,33 @@ async fn take_receipt<C: Conn>(
             insert_receipts(conn, seq, std::slice::from_ref(&r), false).await?;
         }
     }
-    let grouped = conn
-        .all(
-            "SELECT status, expected FROM message_receipts WHERE message_seq = $1 \
-             GROUP BY status, expected",
+    // The lowest status among the expected recipients (everyone's when
+    // nobody was expected), as `aggregate_status` orders them, in one pass
+    // without sorting: delivered 1, read 2, played 3, anything else
+    // (pending) 0, which moves nothing.
+    let row = conn
+        .one(
+            "SELECT CAST(MAX(CASE WHEN expected THEN 1 ELSE 0 END) AS BIGINT) AS anyone, \
+             CAST(MIN(CASE WHEN expected THEN (CASE status WHEN 'delivered' THEN 1 \
+             WHEN 'read' THEN 2 WHEN 'played' THEN 3 ELSE 0 END) END) AS BIGINT) AS low_expected, \
+             CAST(MIN(CASE status WHEN 'delivered' THEN 1 WHEN 'read' THEN 2 \
+             WHEN 'played' THEN 3 ELSE 0 END) AS BIGINT) AS low_all \
+             FROM message_receipts WHERE message_seq = $1",
             vec![int(seq_i64(seq))],
         )
         .await?
-        .iter()
-        .map(|row| {
-            Ok((
-                row.parsed("status", MessageStatus::parse)?,
-                row.flag("expected")?,
-            ))
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    let anyone_expected = grouped.iter().any(|(_, expected)| *expected);
-    Ok(aggregate_status(
-        grouped
-            .iter()
-            .filter(|(_, expected)| *expected || !anyone_expected)
-            .map(|(status, _)| *status),
-    ))
+        .ok_or_else(|| StoreError::Corrupt("no receipt after writing one".into()))?;
+    let low = if row.int("anyone")? == Some(1) {
+        row.int("low_expected")?
+    } else {
+        row.int("low_all")?
+    };
+    Ok(low.and_then(|rank| match rank {
+        1 => Some(MessageStatus::Delivered),
+        2 => Some(MessageStatus::Read),
+        3 => Some(MessageStatus::Played),
+        _ => None,
+    }))
 }
 
 /// Writes [`MessageStore::record_receipt`](crate::MessageStore::record_receipt)
