@@ -10,8 +10,8 @@ use wagate_domain::{
     SessionStatus, TokenBucket, since_unix_epoch,
 };
 use wagate_store::{
-    GroupStore, InboundBody, InboundRecord, MessageStore, SessionPatch, SessionRegistry,
-    StatusChange, StoreError,
+    GroupStore, InboundBody, InboundRecord, MessageStore, ParticipantReceipt, SessionPatch,
+    SessionRegistry, StatusChange, StoreError,
 };
 use wagate_whatsapp_port::{
     InboundContent, InboundMessage, NotRecorded, SessionEvent, SessionEventKind, SessionEventSink,
@@ -220,6 +220,36 @@ impl SessionEventRecorder {
         }
     }
 
+    /// Writes group participants' receipts in one transaction (an update
+    /// without a participant, which the adapter does not batch, on its own).
+    async fn record_group_receipts(&self, session: &SessionId, updates: &[StatusUpdate]) {
+        let mut receipts = Vec::with_capacity(updates.len());
+        for update in updates {
+            match &update.participant {
+                Some(participant) => receipts.push(ParticipantReceipt {
+                    ids: update.ids.clone(),
+                    participant: participant.clone(),
+                    change: StatusChange {
+                        status: update.status,
+                        at: update.at,
+                        error: None,
+                    },
+                }),
+                None => self.record_status(session, update).await,
+            }
+        }
+        let written = self
+            .retried("group receipts", session, self.attempts, || async {
+                self.messages
+                    .record_receipts(session, &receipts, self.clock.now())
+                    .await
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::error!(session = %session, receipts = receipts.len(), error = %e, "could not record group receipts; giving them up");
+        }
+    }
+
     /// Tries a failed write up to `attempts` times in all, pausing
     /// `first_retry` after the first failure and twice as long after each
     /// next one (at most 2 s). The default is 10 attempts from 50 ms.
@@ -265,6 +295,7 @@ impl SessionEventRecorder {
                 ..SessionPatch::status(SessionStatus::LoggedOut)
             },
             SessionEventKind::MessageStatus(_)
+            | SessionEventKind::GroupReceipts(_)
             | SessionEventKind::Presence { .. }
             | SessionEventKind::ChatState { .. }
             | SessionEventKind::Group(_) => return None,
@@ -340,6 +371,10 @@ impl SessionEventSink for SessionEventRecorder {
         match &event.kind {
             SessionEventKind::MessageStatus(update) => {
                 self.record_status(&event.session, update).await;
+                return;
+            }
+            SessionEventKind::GroupReceipts(updates) => {
+                self.record_group_receipts(&event.session, updates).await;
                 return;
             }
             SessionEventKind::Presence {

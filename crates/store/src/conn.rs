@@ -16,8 +16,8 @@ use wagate_domain::{
 
 use crate::groups::GroupPage;
 use crate::messages::{
-    Accepted, IdempotencyClaim, InboundBody, InboundRecord, MediaSource, MessagePage, ReceiptPage,
-    StatusChange,
+    Accepted, IdempotencyClaim, InboundBody, InboundRecord, MediaSource, MessagePage,
+    ParticipantReceipt, ReceiptPage, StatusChange,
 };
 use crate::rows::{
     Columns, DELIVERY_FINISH, EVENT_INSERT, KEY_INSERT, MESSAGE_CONTENT_UPDATE, MESSAGE_INSERT,
@@ -974,6 +974,57 @@ pub(crate) async fn record_receipt<C: Conn>(
     };
     let mut changed = Vec::new();
     let mut events = Vec::new();
+    take_receipts(
+        conn,
+        session,
+        ids,
+        participant,
+        change,
+        &mut changed,
+        &mut events,
+    )
+    .await?;
+    Ok(Some((org, changed, events)))
+}
+
+/// Writes [`MessageStore::record_receipts`](crate::MessageStore::record_receipts)
+/// in the caller's transaction; `None` when the session does not exist.
+pub(crate) async fn record_receipts<C: Conn>(
+    conn: &mut C,
+    session: &SessionId,
+    receipts: &[ParticipantReceipt],
+) -> Result<Option<StatusesMoved>, StoreError> {
+    let Some((org, _)) = session_owner(conn, session, true).await? else {
+        return Ok(None);
+    };
+    let mut changed = Vec::new();
+    let mut events = Vec::new();
+    for r in receipts {
+        take_receipts(
+            conn,
+            session,
+            &r.ids,
+            &r.participant,
+            &r.change,
+            &mut changed,
+            &mut events,
+        )
+        .await?;
+    }
+    Ok(Some((org, changed, events)))
+}
+
+/// One participant's receipt of `ids`: each message moved as its
+/// recipients' statuses say, into `changed` and `events`.
+async fn take_receipts<C: Conn>(
+    conn: &mut C,
+    session: &SessionId,
+    ids: &[MessageId],
+    participant: &Recipient,
+    change: &StatusChange,
+    changed: &mut Vec<Message>,
+    events: &mut Vec<EventData>,
+) -> Result<(), StoreError> {
     for id in ids {
         for (seq, current) in outgoing(conn, session, id.as_str()).await? {
             let status = if current.chat.kind() == JidKind::Group {
@@ -989,10 +1040,10 @@ pub(crate) async fn record_receipt<C: Conn>(
                 at: change.at,
                 error: None,
             };
-            move_message(conn, seq, &current, &moved, &mut changed, &mut events).await?;
+            move_message(conn, seq, &current, &moved, changed, events).await?;
         }
     }
-    Ok(Some((org, changed, events)))
+    Ok(())
 }
 
 /// A page of the receipts of `org`'s session's outgoing message `id`

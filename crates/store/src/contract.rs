@@ -20,7 +20,7 @@ use crate::rows::patterns;
 use crate::test_support::session;
 use crate::{
     Accepted, AttemptOutcome, FinishedAttempt, IdempotencyClaim, InboundBody, InboundRecord,
-    MediaSource, SessionPatch, StatusChange, Store, StoreError, WebhookPatch,
+    MediaSource, ParticipantReceipt, SessionPatch, StatusChange, Store, StoreError, WebhookPatch,
 };
 
 /// Defines each test twice, `sqlite::name` and `postgres::name`, each on a

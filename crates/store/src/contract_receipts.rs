@@ -15,6 +15,7 @@ use super::*;
 
 on_both_stores!(
     a_group_message_moves_once_every_expected_member_got_there,
+    a_burst_of_receipts_is_recorded_together_as_one_by_one,
     receipts_are_listed_by_recipient_per_organization,
     without_known_members_every_receipt_counts,
 );
@@ -230,6 +231,82 @@ async fn a_group_message_moves_once_every_expected_member_got_there(store: Arc<d
         .await
         .unwrap();
     assert_eq!(moved[0].status, Delivered);
+}
+
+async fn a_burst_of_receipts_is_recorded_together_as_one_by_one(store: Arc<dyn Store>) {
+    use MessageStatus::{Delivered, Read};
+    let (s, m) = sent_to_team(&*store, "acme", 1, "GRP4", true).await;
+    let ids = vec![m.id.clone()];
+    store
+        .update_status(
+            &s,
+            &ids,
+            &change(MessageStatus::Sent),
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    let receipt = |who: &str, status| ParticipantReceipt {
+        ids: ids.clone(),
+        participant: Recipient::of(&jid(who)),
+        change: change(status),
+    };
+    // In one write: every member has it (Alice by LID, once twice), then
+    // all but Bob read it; the message passes delivered on the way.
+    let burst = [
+        receipt(ALICE_LID, Delivered),
+        receipt(ALICE_LID, Delivered),
+        receipt(BOB, Delivered),
+        receipt(CAROL, Read),
+        receipt(ALICE, Read),
+    ];
+    let moved = store
+        .record_receipts(&s, &burst, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(
+        moved.iter().map(|m| m.status).collect::<Vec<_>>(),
+        vec![Delivered]
+    );
+    assert_eq!(
+        listed(&*store, &s, &m).await,
+        vec![
+            (ALICE.into(), Read),
+            (BOB.into(), Delivered),
+            (CAROL.into(), Read)
+        ]
+    );
+    // The last reader in a second burst; a redelivered one changes nothing.
+    let moved = store
+        .record_receipts(
+            &s,
+            &[receipt(CAROL, Read), receipt(BOB, Read)],
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        moved.iter().map(|m| m.status).collect::<Vec<_>>(),
+        vec![Read]
+    );
+    assert_eq!(
+        store
+            .record_receipts(&s, &[], OffsetDateTime::now_utc())
+            .await
+            .unwrap(),
+        vec![]
+    );
+    // sent, delivered, read: one event each, however many receipts.
+    assert_eq!(
+        types(&*store, &org("acme")).await,
+        vec![
+            EventType::GroupJoined,
+            EventType::MessageSent,
+            EventType::MessageStatus,
+            EventType::MessageStatus,
+            EventType::MessageStatus
+        ]
+    );
 }
 
 async fn receipts_are_listed_by_recipient_per_organization(store: Arc<dyn Store>) {

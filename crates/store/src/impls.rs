@@ -45,7 +45,7 @@ macro_rules! store_traits {
             use $crate::conn;
             use $crate::messages::{
                 Accepted, IdempotencyClaim, InboundRecord, MediaSource, MessagePage, MessageStore,
-                ReceiptPage, StatusChange,
+                ParticipantReceipt, ReceiptPage, StatusChange,
             };
             use $crate::rows::db_err;
             use $crate::{
@@ -587,6 +587,26 @@ macro_rules! store_traits {
                     let mut tx = self.begin().await?;
                     let Some((org, changed, events)) =
                         conn::record_receipt(&mut *tx, session, ids, participant, change).await?
+                    else {
+                        return Ok(Vec::new());
+                    };
+                    self.commit_with_events(tx, &org, Some(session), &events, now)
+                        .await?;
+                    Ok(changed)
+                }
+
+                async fn record_receipts(
+                    &self,
+                    session: &SessionId,
+                    receipts: &[ParticipantReceipt],
+                    now: OffsetDateTime,
+                ) -> Result<Vec<Message>, StoreError> {
+                    if receipts.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let mut tx = self.begin().await?;
+                    let Some((org, changed, events)) =
+                        conn::record_receipts(&mut *tx, session, receipts).await?
                     else {
                         return Ok(Vec::new());
                     };

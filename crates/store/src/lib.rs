@@ -67,7 +67,7 @@ pub use copy::{CopyReport, CopySource, copy_sqlite_to_postgres};
 pub use groups::{GroupPage, GroupStore};
 pub use messages::{
     Accepted, IdempotencyClaim, InboundBody, InboundRecord, MediaSource, MessagePage, MessageStore,
-    ReceiptPage, StatusChange,
+    ParticipantReceipt, ReceiptPage, StatusChange,
 };
 pub use ownership::{SessionOwner, SessionOwnership, SingleNode};
 #[cfg(feature = "postgres")]

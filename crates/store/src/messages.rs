@@ -137,6 +137,18 @@ pub struct StatusChange {
     pub error: Option<MessageError>,
 }
 
+/// One group participant's receipt of outgoing messages, as
+/// [`MessageStore::record_receipts`] takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantReceipt {
+    /// The messages it names.
+    pub ids: Vec<MessageId>,
+    /// Whose receipt.
+    pub participant: Recipient,
+    /// Delivered, read or played, and when.
+    pub change: StatusChange,
+}
+
 /// Where a message's media is.
 #[derive(Clone, PartialEq, Eq)]
 pub enum MediaSource {
@@ -360,6 +372,20 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug {
         ids: &[MessageId],
         participant: &Recipient,
         change: &StatusChange,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Message>, StoreError>;
+
+    /// Records `receipts` in order, each as [`MessageStore::record_receipt`]
+    /// does, all in one transaction with their events (a burst of a large
+    /// group's receipts is one write). The messages changed, in order.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`].
+    async fn record_receipts(
+        &self,
+        session: &SessionId,
+        receipts: &[ParticipantReceipt],
         now: OffsetDateTime,
     ) -> Result<Vec<Message>, StoreError>;
 

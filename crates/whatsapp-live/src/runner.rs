@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use wagate_domain::{LastError, QrCode, SessionErrorCode, SessionId};
-use wagate_whatsapp_port::{SessionEvent, SessionEventKind};
+use wagate_whatsapp_port::{SessionEvent, SessionEventKind, StatusUpdate};
 use whatsapp_rust::Client;
 use whatsapp_rust::bot::Bot;
 use whatsapp_rust::types::events::{
@@ -39,6 +39,9 @@ pub(crate) enum StopReason {
     /// The adapter is shutting down: close.
     Shutdown,
 }
+
+/// Group receipts published together at most (one write in the store).
+const RECEIPT_BATCH: usize = 500;
 
 /// The handle the adapter keeps for a running session.
 #[derive(Debug)]
@@ -148,6 +151,8 @@ impl Runner {
                 }
             };
             let mut pass = Pass::default();
+            // Group receipts not published yet (see `on_receipt`).
+            let mut receipts: Vec<StatusUpdate> = Vec::new();
             // `Some` when the attempt ended for good, with the pass's task
             // if it still runs (a finished JoinHandle must not be polled
             // again).
@@ -157,7 +162,15 @@ impl Runner {
                     reason = stopped(&mut self.stop) => return self.stop_with(reason, Some(task)).await,
                     event = self.events.recv() => {
                         if let Some(event) = event {
-                            self.on_event(&event, &mut pass, &mut failures, &mut last_report).await;
+                            self.on_event(&event, &mut pass, &mut receipts, &mut failures, &mut last_report).await;
+                            // A burst of receipts is published once nothing
+                            // else is queued (or it is large).
+                            if self.events.is_empty()
+                                || receipts.len() >= RECEIPT_BATCH
+                                || pass.ending.is_some()
+                            {
+                                self.flush_receipts(&mut receipts).await;
+                            }
                             if pass.ending.is_some() {
                                 break Some(Some(task));
                             }
@@ -166,11 +179,12 @@ impl Runner {
                     _ = &mut task => {
                         // Events dispatched before the pass returned are queued.
                         while let Ok(event) = self.events.try_recv() {
-                            self.on_event(&event, &mut pass, &mut failures, &mut last_report).await;
+                            self.on_event(&event, &mut pass, &mut receipts, &mut failures, &mut last_report).await;
                             if pass.ending.is_some() {
                                 break;
                             }
                         }
+                        self.flush_receipts(&mut receipts).await;
                         break pass.ending.is_some().then_some(None);
                     }
                 }
@@ -267,14 +281,19 @@ impl Runner {
         &self,
         event: &Event,
         pass: &mut Pass,
+        receipts: &mut Vec<StatusUpdate>,
         failures: &mut u32,
         last_report: &mut Option<LastError>,
     ) {
         if pass.ending.is_some() {
             return;
         }
+        if let Event::Receipt(receipt) = event {
+            return self.on_receipt(receipt, receipts).await;
+        }
+        // Whatever comes next is published after the receipts before it.
+        self.flush_receipts(receipts).await;
         match event {
-            Event::Receipt(receipt) => return self.on_receipt(receipt).await,
             Event::ServerAck(ack) => return self.on_ack(ack).await,
             Event::GroupUpdate(update) => return self.on_group_update(update).await,
             Event::Presence(update) => return self.on_presence(update).await,
@@ -363,13 +382,29 @@ impl Runner {
         }
     }
 
-    /// A contact's receipt: `MessageStatus` for the messages it names.
-    async fn on_receipt(&self, receipt: &Receipt) {
+    /// A contact's receipt: `MessageStatus` for the messages it names. A
+    /// group participant's waits in `receipts` for the ones right behind
+    /// it (a group of 1,000 sends 1,000 receipts of each message).
+    async fn on_receipt(&self, receipt: &Receipt, receipts: &mut Vec<StatusUpdate>) {
         let own = media::own(&self.client);
         let alternates =
             media::alternates(&self.client, messages::receipt_chat_to_learn(receipt)).await;
-        if let Some(update) = messages::receipt_status(receipt, &own, &alternates) {
+        let Some(update) = messages::receipt_status(receipt, &own, &alternates) else {
+            return;
+        };
+        if update.participant.is_some() {
+            receipts.push(update);
+        } else {
+            self.flush_receipts(receipts).await;
             self.publish(SessionEventKind::MessageStatus(update)).await;
+        }
+    }
+
+    /// Publishes the group receipts waiting, together.
+    async fn flush_receipts(&self, receipts: &mut Vec<StatusUpdate>) {
+        if !receipts.is_empty() {
+            self.publish(SessionEventKind::GroupReceipts(std::mem::take(receipts)))
+                .await;
         }
     }
 

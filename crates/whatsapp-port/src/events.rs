@@ -46,6 +46,10 @@ pub enum SessionEventKind {
     },
     /// Outgoing messages' status changed (server ack, receipt, nack).
     MessageStatus(StatusUpdate),
+    /// Group participants' receipts that arrived one after another, in
+    /// order (each with its `participant`): recorded together, so a
+    /// burst of a large group's receipts costs one write, not one each.
+    GroupReceipts(Vec<StatusUpdate>),
     /// A contact the session subscribed to
     /// ([`crate::WhatsAppPort::subscribe_presence`]) came online or went
     /// offline. Ephemeral: published once, never kept for a reconnect.
