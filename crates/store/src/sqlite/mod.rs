@@ -33,6 +33,40 @@ pub struct SqliteStore {
     writer: Writer,
     counts: Arc<StatusCounts>,
     listener: Arc<std::sync::OnceLock<Arc<dyn crate::CommitListener>>>,
+    /// Dropped with the last clone of the store: the background
+    /// checkpointer then stops (`None` in memory: no WAL).
+    _checkpointer: Option<Arc<tokio::sync::oneshot::Sender<()>>>,
+}
+
+/// How often the WAL is checkpointed in the background.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Checkpoints the WAL from a reading connection every
+/// [`CHECKPOINT_EVERY`], PASSIVE (it never waits for the writer or a
+/// reader), until the sender it returns is dropped. The writer's own
+/// automatic checkpoint is off: with `synchronous=FULL` a checkpoint
+/// fsyncs the database file, and run by the committing writer it held
+/// every write queued behind it for tens to hundreds of milliseconds.
+fn spawn_checkpointer(pool: SqlitePool) -> tokio::sync::oneshot::Sender<()> {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return,
+                () = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+            }
+            if pool.is_closed() {
+                return;
+            }
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                tracing::warn!(error = %e, "WAL checkpoint failed; trying again");
+            }
+        }
+    });
+    stop
 }
 
 /// Sessions per status, kept as this store writes: loaded once by
@@ -114,7 +148,9 @@ impl SqliteStore {
         }
         // An in-memory database lives as long as its one connection.
         let max = if in_memory { 1 } else { 8 };
-        let writer_options = options.clone();
+        // The writer never checkpoints: a background task does (see
+        // `spawn_checkpointer`).
+        let writer_options = options.clone().pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new()
             .max_connections(max)
             .min_connections(if in_memory { 1 } else { 0 })
@@ -151,11 +187,13 @@ impl SqliteStore {
                 .await
                 .map_err(|e| StoreError::Setup(format!("cannot open database: {e}")))?
         };
+        let checkpointer = (!in_memory).then(|| Arc::new(spawn_checkpointer(pool.clone())));
         Ok(Self {
             pool,
             writer: Writer::new(writer),
             counts: Arc::default(),
             listener: Arc::default(),
+            _checkpointer: checkpointer,
         })
     }
 
@@ -345,6 +383,34 @@ mod tests {
         OrgId::parse(s).unwrap()
     }
 
+    /// The writer leaves the WAL to the background checkpointer: what it
+    /// commits reaches the database file while the store is open (the
+    /// writer's own automatic checkpoint is off, so without the task the
+    /// pages would stay in the WAL until the last connection closes).
+    #[tokio::test]
+    async fn the_wal_is_checkpointed_in_the_background() {
+        let (store, dir) = store().await;
+        let file = dir.path().join("nested/wagate.db");
+        let autocheckpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+            .fetch_one(store.writer.pool())
+            .await
+            .unwrap();
+        assert_eq!(autocheckpoint, 0);
+        let before = std::fs::metadata(&file).unwrap().len();
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        for n in 0..300 {
+            store.insert(&session("acme", n, t0)).await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::fs::metadata(&file).unwrap().len() <= before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing was checkpointed into the database file"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// A reconnect's refresh that finds the groups it would write takes no
     /// write transaction (the rows keep their `updated_at`).
     #[tokio::test]
@@ -443,6 +509,7 @@ mod tests {
             writer: store.writer.clone(),
             counts: Arc::default(),
             listener: Arc::default(),
+            _checkpointer: None,
         };
         reopened.migrate().await.unwrap();
         assert_eq!(
