@@ -149,8 +149,14 @@ open(sys.argv[2], "w", encoding="utf-8").write(text)
 PY
 
 # --- the run -----------------------------------------------------------------
+# Every check but "deleted resource still available" (ST301):
+# `DELETE …/messages/{messageId}` deletes a message for everyone, and the
+# message stays, as `revoked` (docs/api.md), so reading it afterwards
+# answers 200 by design. The 404 after deleting a session or a webhook is
+# contract-tested (tests/contract/sessions.rs, webhooks.rs).
 args=(
     --checks all
+    --exclude-checks use_after_free
     --max-examples "$MAX_EXAMPLES"
     --workers "$WORKERS"
     --no-color
