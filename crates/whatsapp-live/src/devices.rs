@@ -323,8 +323,7 @@ mod tests {
         let tables = db
             .sqlite()
             .unwrap()
-            .shared()
-            .run(|conn| {
+            .write(|conn| {
                 diesel::sql_query(
                     "SELECT m.name FROM sqlite_master m WHERE m.type = 'table' \
                      AND EXISTS (SELECT 1 FROM pragma_table_info(m.name) \

@@ -38,9 +38,10 @@
 //!   `PairError`, `PairingQrCodesExhausted` and `QrScannedWithoutMultidevice`
 //!   (`LoggedOut { pairing_failed }`: the device was never linked).
 //! - **Keys.** One store ([`LiveConfig::store`]) holds every device,
-//!   opened once per process: a SQLite file through whatsapp-rust's
-//!   `SqliteStore` connections (one writer and two WAL readers, shared by
-//!   all sessions), or a PostgreSQL database (whatsapp-rust's tables in
+//!   opened once per process: a SQLite file created by whatsapp-rust's
+//!   `SqliteStore` and then used through connections of our own (one
+//!   writer, two WAL readers and one for API calls, shared by all sessions,
+//!   each statement run on the task that asks), or a PostgreSQL database (whatsapp-rust's tables in
 //!   its `whatsapp` schema, one pool), so that a session's keys are usable
 //!   from whichever process connects it next. Each client gets a thin
 //!   handle, the store plus its device id, that implements whatsapp-rust's

@@ -28,8 +28,13 @@ use diesel::sqlite::{Sqlite, SqliteConnection};
 use diesel::{QueryResult, QueryableByName, RunQueryDsl};
 use sqlx::Arguments as _;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use whatsapp_rust::store::{SqliteStore, SqliteStoreConfig};
 use whatsapp_rust::wacore::store::error::{Result, StoreError};
+
+mod sqlite;
+
+#[cfg(test)]
+pub(crate) use sqlite::READERS;
+pub(crate) use sqlite::SqliteFile;
 
 /// The PostgreSQL schema the device tables live in (`sessions` is also a
 /// gateway table).
@@ -38,14 +43,6 @@ pub(crate) const PG_SCHEMA: &str = "whatsapp";
 const PG_TABLES: &str = include_str!("../sql/postgres.sql");
 /// Serializes schema creation between processes starting at once.
 const PG_SCHEMA_LOCK: i64 = 0x7761_6761_7465_6473; // "wagateds"
-
-/// Connections the key store keeps for reads besides its one writer (WAL
-/// readers, each with its own page cache).
-pub(crate) const READERS: u32 = 2;
-/// Page cache of each of the key store's connections, KiB. Shared by every
-/// session, so it can be far larger than whatsapp-rust's per-store default
-/// (512 KiB).
-const CACHE_KIB: u32 = 16 * 1024;
 
 /// A value bound to a statement parameter.
 #[derive(Debug, Clone)]
@@ -409,12 +406,9 @@ pub(crate) enum Via {
 
 /// The process's device store: one SQLite key store, or one PostgreSQL pool.
 pub(crate) enum Db {
-    /// whatsapp-rust's `SqliteStore` on one file: one writer connection, a
-    /// few readers, and a store of its own for the interactive reader.
-    Sqlite {
-        base: SqliteStore,
-        interactive: SqliteStore,
-    },
+    /// One file: a writer, a few readers and a reader for API calls
+    /// ([`SqliteFile`]).
+    Sqlite(Box<SqliteFile>),
     /// A pool on the `whatsapp` schema.
     Postgres(PgPool),
 }
@@ -422,7 +416,7 @@ pub(crate) enum Db {
 impl fmt::Debug for Db {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::Sqlite { .. } => "Db::Sqlite",
+            Self::Sqlite(_) => "Db::Sqlite",
             Self::Postgres(_) => "Db::Postgres",
         })
     }
@@ -433,25 +427,10 @@ fn db<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
 }
 
 impl Db {
-    /// Opens the SQLite file at `url` (creating and migrating it as
+    /// Opens the SQLite file at `path` (creating and migrating it as
     /// whatsapp-rust does).
-    pub(crate) async fn open_sqlite(url: &str) -> Result<Self> {
-        let config = SqliteStoreConfig {
-            read_pool_size: READERS,
-            cache_size_kib: CACHE_KIB,
-            ..SqliteStoreConfig::default()
-        };
-        let base = SqliteStore::with_config(url, config).await?;
-        let interactive = SqliteStore::with_config(
-            url,
-            SqliteStoreConfig {
-                read_pool_size: 1,
-                cache_size_kib: CACHE_KIB / 8,
-                ..SqliteStoreConfig::default()
-            },
-        )
-        .await?;
-        Ok(Self::Sqlite { base, interactive })
+    pub(crate) async fn open_sqlite(path: &str) -> Result<Self> {
+        Ok(Self::Sqlite(Box::new(SqliteFile::open(path).await?)))
     }
 
     /// Connects a pool of at most `connections` to the PostgreSQL database
@@ -487,20 +466,18 @@ impl Db {
 
     /// The SQLite store, when this is one.
     #[cfg(test)]
-    pub(crate) fn sqlite(&self) -> Option<&SqliteStore> {
+    pub(crate) fn sqlite(&self) -> Option<&SqliteFile> {
         match self {
-            Self::Sqlite { base, .. } => Some(base),
+            Self::Sqlite(file) => Some(file),
             Self::Postgres(_) => None,
         }
     }
 
-    /// Runs one writing statement; the number of rows it changed.
     pub(crate) async fn execute(&self, stmt: Stmt) -> Result<u64> {
         match self {
-            Self::Sqlite { base, .. } => {
+            Self::Sqlite(file) => {
                 let q = stmt.sqlite()?;
-                base.shared()
-                    .run(move |conn| q.execute(conn).map(|n| n as u64).map_err(db))
+                file.write(move |conn| q.execute(conn).map(|n| n as u64).map_err(db))
                     .await
             }
             Self::Postgres(pool) => {
@@ -517,22 +494,21 @@ impl Db {
     /// Runs `stmts` in one transaction; the rows they changed, each.
     pub(crate) async fn execute_all(&self, stmts: Vec<Stmt>) -> Result<Vec<u64>> {
         match self {
-            Self::Sqlite { base, .. } => {
+            Self::Sqlite(file) => {
                 let queries = stmts
                     .into_iter()
                     .map(Stmt::sqlite)
                     .collect::<Result<Vec<_>>>()?;
-                base.shared()
-                    .run(move |conn| {
-                        conn.immediate_transaction(|conn| {
-                            queries
-                                .into_iter()
-                                .map(|q| q.execute(conn).map(|n| n as u64))
-                                .collect::<diesel::QueryResult<Vec<_>>>()
-                        })
-                        .map_err(db)
+                file.write(move |conn| {
+                    conn.immediate_transaction(|conn| {
+                        queries
+                            .into_iter()
+                            .map(|q| q.execute(conn).map(|n| n as u64))
+                            .collect::<diesel::QueryResult<Vec<_>>>()
                     })
-                    .await
+                    .map_err(db)
+                })
+                .await
             }
             Self::Postgres(pool) => {
                 let mut tx = pool.begin().await.map_err(db)?;
@@ -555,14 +531,12 @@ impl Db {
     /// statement that writes, `… RETURNING`, goes [`Via::Write`]).
     pub(crate) async fn fetch<R: Row>(&self, via: Via, stmt: Stmt) -> Result<Vec<R>> {
         match self {
-            Self::Sqlite { base, interactive } => {
+            Self::Sqlite(file) => {
                 let q = stmt.sqlite()?;
-                let run = move |conn: &mut SqliteConnection| q.load::<R>(conn).map_err(db);
-                match via {
-                    Via::Write => base.shared().run(run).await,
-                    Via::Read => base.shared().read(run).await,
-                    Via::Interactive => interactive.shared().read(run).await,
-                }
+                file.read(via, move |conn: &mut SqliteConnection| {
+                    q.load::<R>(conn).map_err(db)
+                })
+                .await
             }
             Self::Postgres(pool) => {
                 let (sql, args) = stmt.postgres()?;
@@ -606,26 +580,25 @@ pub(crate) mod tests {
             .unwrap();
         let prepared = Arc::new(AtomicUsize::new(0));
         let started = Arc::new(AtomicUsize::new(0));
-        let Db::Sqlite { base, .. } = &db else {
+        let Db::Sqlite(file) = &db else {
             unreachable!("opened on SQLite")
         };
         let (p, s) = (prepared.clone(), started.clone());
         // The writer is one connection: what it prepares from now on.
-        base.shared()
-            .run(move |conn| {
-                conn.set_instrumentation(move |e: InstrumentationEvent<'_>| match e {
-                    InstrumentationEvent::CacheQuery { .. } => {
-                        p.fetch_add(1, Ordering::SeqCst);
-                    }
-                    InstrumentationEvent::StartQuery { .. } => {
-                        s.fetch_add(1, Ordering::SeqCst);
-                    }
-                    _ => {}
-                });
-                Ok(())
-            })
-            .await
-            .unwrap();
+        file.write(move |conn| {
+            conn.set_instrumentation(move |e: InstrumentationEvent<'_>| match e {
+                InstrumentationEvent::CacheQuery { .. } => {
+                    p.fetch_add(1, Ordering::SeqCst);
+                }
+                InstrumentationEvent::StartQuery { .. } => {
+                    s.fetch_add(1, Ordering::SeqCst);
+                }
+                _ => {}
+            });
+            Ok(())
+        })
+        .await
+        .unwrap();
         for i in 0..3 {
             db.execute(
                 Stmt::new("INSERT INTO t (a, b) VALUES ($1, $2)")

@@ -7,8 +7,8 @@
 //! one SQLite connection (two file descriptors, its own page cache, schema
 //! and statement cache, ~180 KiB) per session, and a migration check on
 //! every connect. The process instead opens its device store once ([`Db`]:
-//! the SQLite file through whatsapp-rust's own `SqliteStore` connections,
-//! or one PostgreSQL pool); a [`DeviceHandle`] is that store plus a device
+//! the SQLite file, created by whatsapp-rust's `SqliteStore`, through a few
+//! connections of our own, or one PostgreSQL pool); a [`DeviceHandle`] is that store plus a device
 //! id (an `Arc` and an `i32`), and implements whatsapp-rust's storage
 //! traits for its device.
 //!
@@ -2004,8 +2004,7 @@ mod tests {
         }
         db.sqlite()
             .unwrap()
-            .shared()
-            .run(move |conn| {
+            .write(move |conn| {
                 let db = |e| StoreError::Database(Box::new(e));
                 let tables: Vec<Name> = diesel::sql_query(
                     "SELECT m.name FROM sqlite_master m WHERE m.type = 'table' \
@@ -2357,8 +2356,8 @@ mod tests {
             );
             assert!(h.load().await.unwrap().is_some());
         }
-        // One writer and its readers, plus the interactive reader's store
-        // (its writer and reader), whatever the number of devices: the
+        // One writer, its readers, the interactive reader and the
+        // checkpoint's connection, whatever the number of devices: the
         // file is open a handful of times, not once per device.
         let open = std::fs::read_dir("/proc/self/fd")
             .map(|fds| {
@@ -2368,7 +2367,7 @@ mod tests {
             })
             .unwrap_or(0);
         assert!(
-            open <= 2 * (1 + crate::sql::READERS as usize + 2) + 1,
+            open <= 2 * (1 + crate::sql::READERS + 2) + 1,
             "{open} descriptors on the key store"
         );
     }
