@@ -1,6 +1,6 @@
 //! One statement, two databases: the device store's SQL is written once and
-//! runs on the process's SQLite key store (through whatsapp-rust's
-//! `SqliteStore` connections, diesel) or on its PostgreSQL pool (sqlx).
+//! runs on the process's SQLite key store ([`SqliteFile`], diesel) or on
+//! its PostgreSQL pool (sqlx).
 //!
 //! Statements are written in PostgreSQL's dialect with a few words SQLite is
 //! given its own for (`SqliteText`): `$N` parameters (`?N`), `GREATEST(`
