@@ -41,6 +41,19 @@ pub(crate) use sqlite::SqliteFile;
 pub(crate) const PG_SCHEMA: &str = "whatsapp";
 /// The device tables, created when missing (idempotent).
 const PG_TABLES: &str = include_str!("../sql/postgres.sql");
+/// Indexes the handle's statements need that whatsapp-rust's schema lacks:
+/// its SQLite store keeps one device per file, so "every row of device N"
+/// is every row; here one store holds every device, and without these such
+/// a statement reads every device's rows (at 10,000 sessions, each login
+/// read the whole `lid_pn_mapping` table). Created on both databases when
+/// missing; a test holds every statement of the handle to a plan without a
+/// table scan.
+const DEVICE_INDEXES: &[&str] = &[
+    "CREATE INDEX IF NOT EXISTS wagate_lid_pn_mapping_device ON lid_pn_mapping (device_id)",
+    "CREATE INDEX IF NOT EXISTS wagate_tc_tokens_device ON tc_tokens (device_id)",
+    "CREATE INDEX IF NOT EXISTS wagate_sender_key_devices_device \
+     ON sender_key_devices (device_id, device_jid)",
+];
 /// Serializes schema creation between processes starting at once.
 const PG_SCHEMA_LOCK: i64 = 0x7761_6761_7465_6473; // "wagateds"
 
@@ -430,7 +443,10 @@ impl Db {
     /// Opens the SQLite file at `path` (creating and migrating it as
     /// whatsapp-rust does).
     pub(crate) async fn open_sqlite(path: &str) -> Result<Self> {
-        Ok(Self::Sqlite(Box::new(SqliteFile::open(path).await?)))
+        let db = Self::Sqlite(Box::new(SqliteFile::open(path).await?));
+        db.execute_all(DEVICE_INDEXES.iter().map(|sql| Stmt::new(sql)).collect())
+            .await?;
+        Ok(db)
     }
 
     /// Connects a pool of at most `connections` to the PostgreSQL database
@@ -460,6 +476,12 @@ impl Db {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+        for index in DEVICE_INDEXES {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*index))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
         tx.commit().await.map_err(db)?;
         Ok(Self::Postgres(pool))
     }

@@ -84,6 +84,10 @@ impl fmt::Debug for DeviceHandle {
     }
 }
 
+/// From this many ids on, [`DeviceHandle::load_prekeys_batch`] reads all
+/// of the device's pre-keys (a few hundred) and keeps the named ones.
+const WHOLE_DEVICE_BATCH: usize = 64;
+
 fn now_secs() -> i64 {
     whatsapp_rust::wacore::time::now_secs()
 }
@@ -752,15 +756,29 @@ impl SignalStore for DeviceHandle {
         // device_id), so a seek per id touches one index page per key (a
         // device's ~800 keys are spread across the whole index); the
         // device's entries in `idx_prekeys_device_id` sit together.
-        let rows = self
-            .rows::<IdBlobRow>(
+        let rows = if ids.len() < WHOLE_DEVICE_BATCH {
+            self.rows::<IdBlobRow>(
                 self.stmt(
                     "SELECT id, key AS v FROM prekeys INDEXED BY idx_prekeys_device_id \
                      WHERE device_id = $1 AND id = ANY($2)",
                 )
                 .arg(ids.iter().map(|id| *id as i32).collect::<Vec<_>>()),
             )
-            .await?;
+            .await?
+        } else {
+            // The login's digest check names nearly every key the device
+            // has: reading them all and keeping the named ones spares the
+            // database a lookup per id.
+            let wanted: std::collections::HashSet<i32> = ids.iter().map(|id| *id as i32).collect();
+            let mut rows = self
+                .rows::<IdBlobRow>(self.stmt(
+                    "SELECT id, key AS v FROM prekeys INDEXED BY idx_prekeys_device_id \
+                     WHERE device_id = $1",
+                ))
+                .await?;
+            rows.retain(|r| wanted.contains(&r.id));
+            rows
+        };
         Ok(rows
             .into_iter()
             .map(|r| (r.id as u32, Bytes::from(r.v)))
@@ -1688,6 +1706,9 @@ mod tests {
         note!(s.load_prekey(1).await.unwrap());
         note!(s.load_prekey(9).await.unwrap());
         note!(sorted(s.load_prekeys_batch(&[1, 3, 9]).await.unwrap()));
+        // A login's digest check: many ids, some not stored.
+        let many: Vec<u32> = std::iter::once(3).chain(100..170).collect();
+        note!(sorted(s.load_prekeys_batch(&many).await.unwrap()));
         s.mark_prekeys_uploaded(&[2, 9]).await.unwrap();
         s.remove_prekey(4).await.unwrap();
         note!(s.get_max_prekey_id().await.unwrap());
@@ -2130,6 +2151,62 @@ mod tests {
         );
         assert_eq!(theirs.server_cert_chain, ours.server_cert_chain);
         assert_eq!((theirs.pn, theirs.push_name), (ours.pn, ours.push_name));
+    }
+
+    /// One store holds every device: a statement that reads "the device's
+    /// rows" through a table scan reads every device's, and a mass login
+    /// does that once per session (quadratic). Every statement the script
+    /// makes the handle run finds its rows through an index.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_statement_of_a_handle_scans_a_table() {
+        use diesel::{Connection as _, RunQueryDsl as _, SqliteConnection};
+        use std::collections::BTreeSet;
+        use std::sync::Mutex;
+        #[derive(QueryableByName)]
+        struct Plan {
+            #[diesel(sql_type = Text)]
+            detail: String,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("keys.db").display().to_string();
+        let db = Arc::new(Db::open_sqlite(&url).await.unwrap());
+        let seen = Arc::new(Mutex::new(BTreeSet::new()));
+        let sink = seen.clone();
+        db.sqlite()
+            .unwrap()
+            .on_statement(Arc::new(move |sql| {
+                sink.lock().unwrap().insert(sql);
+            }))
+            .await;
+        script(&DeviceHandle::new(db.clone(), 8)).await;
+        let statements = seen.lock().unwrap().clone();
+        assert!(statements.len() > 40, "{statements:#?}");
+        let mut conn = SqliteConnection::establish(&url).unwrap();
+        let mut scans = Vec::new();
+        for sql in &statements {
+            let upper = sql.to_ascii_uppercase();
+            if !["SELECT", "INSERT", "UPDATE", "DELETE", "WITH"]
+                .iter()
+                .any(|w| upper.starts_with(w))
+            {
+                continue;
+            }
+            // Unbound parameters are NULL: the plan does not depend on them.
+            let plan: Vec<Plan> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+                .load(&mut conn)
+                .unwrap();
+            scans.extend(
+                plan.into_iter()
+                    .map(|p| p.detail)
+                    .filter(|d| {
+                        d.starts_with("SCAN ")
+                            && !d.starts_with("SCAN CONSTANT ROW")
+                            && !d.contains("json_each")
+                    })
+                    .map(|d| format!("{d}: {sql}")),
+            );
+        }
+        assert!(scans.is_empty(), "{scans:#?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

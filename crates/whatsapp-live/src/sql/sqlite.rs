@@ -163,6 +163,29 @@ impl SqliteFile {
     }
 }
 
+#[cfg(test)]
+impl SqliteFile {
+    /// Calls `seen` with the text of every statement any connection starts
+    /// from now on (without its binds).
+    pub(crate) async fn on_statement(&self, seen: Arc<dyn Fn(String) + Send + Sync>) {
+        use diesel::connection::{Connection as _, InstrumentationEvent};
+        let mut conns = vec![self.writer.lock().await, self.interactive.lock().await];
+        for r in &self.readers {
+            conns.push(r.lock().await);
+        }
+        for conn in &mut conns {
+            let seen = seen.clone();
+            conn.set_instrumentation(move |e: InstrumentationEvent<'_>| {
+                if let InstrumentationEvent::StartQuery { query, .. } = e {
+                    let text = query.to_string();
+                    let sql = text.split(" -- binds:").next().unwrap_or_default();
+                    seen(sql.trim().to_owned());
+                }
+            });
+        }
+    }
+}
+
 /// Checkpoints the WAL through `conn` every `period`, PASSIVE, on tokio's
 /// blocking pool (a checkpoint fsyncs the database file), until aborted.
 async fn checkpoint_every(conn: Arc<std::sync::Mutex<SqliteConnection>>, period: Duration) {
