@@ -804,6 +804,27 @@ pub struct LiveSettings {
     /// `0`: as fast as the gateway can). See
     /// [`Gateway::resume_sessions_at`](wagate_app::Gateway::resume_sessions_at).
     pub resume_rate: u32,
+    /// Logins under way at once (default 32, at least 1); the other
+    /// sessions wait their turn as `connecting`. See
+    /// [`LiveOptions::logins_at_once`](wagate_whatsapp_live::LiveOptions::logins_at_once).
+    pub logins_at_once: usize,
+}
+
+impl LiveSettings {
+    /// The adapter's options these settings give, checked.
+    ///
+    /// # Errors
+    ///
+    /// When `logins_at_once` is 0.
+    pub fn options(&self) -> anyhow::Result<wagate_whatsapp_live::LiveOptions> {
+        if self.logins_at_once == 0 {
+            anyhow::bail!("whatsapp.live.logins_at_once must be at least 1");
+        }
+        Ok(wagate_whatsapp_live::LiveOptions {
+            logins_at_once: self.logins_at_once,
+            ..wagate_whatsapp_live::LiveOptions::default()
+        })
+    }
 }
 
 impl Default for LiveSettings {
@@ -813,6 +834,7 @@ impl Default for LiveSettings {
             version: None,
             store: None,
             resume_rate: wagate_app::DEFAULT_RESUME_RATE,
+            logins_at_once: wagate_whatsapp_live::DEFAULT_LOGINS_AT_ONCE,
         }
     }
 }
@@ -1104,6 +1126,28 @@ mod tests {
         assert!(
             Config::load_from(None, env(&[("WAGATE__WHATSAPP__LIVE__RESUME_RATE", "-1")])).is_err()
         );
+    }
+
+    #[test]
+    fn logins_at_once_is_at_least_one() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(
+            c.whatsapp.live.options().unwrap().logins_at_once,
+            wagate_whatsapp_live::DEFAULT_LOGINS_AT_ONCE
+        );
+        let c = Config::load_from(
+            None,
+            env(&[("WAGATE__WHATSAPP__LIVE__LOGINS_AT_ONCE", "4")]),
+        )
+        .unwrap();
+        assert_eq!(c.whatsapp.live.options().unwrap().logins_at_once, 4);
+        let c = Config::load_from(
+            None,
+            env(&[("WAGATE__WHATSAPP__LIVE__LOGINS_AT_ONCE", "0")]),
+        )
+        .unwrap();
+        let err = c.whatsapp.live.options().unwrap_err().to_string();
+        assert!(err.contains("whatsapp.live.logins_at_once"), "{err}");
     }
 
     #[test]

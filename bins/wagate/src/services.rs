@@ -126,9 +126,11 @@ impl Services {
             }
             AdapterKind::Live => {
                 let settings = live_settings.context("live adapter settings")?;
-                let live = LiveWhatsApp::start(settings, recorder.clone(), clock.clone())
-                    .await
-                    .context("starting the live WhatsApp adapter")?;
+                let options = config.whatsapp.live.options()?;
+                let live =
+                    LiveWhatsApp::start_with(settings, recorder.clone(), clock.clone(), options)
+                        .await
+                        .context("starting the live WhatsApp adapter")?;
                 (live.clone(), Some(live), None)
             }
         };

@@ -81,7 +81,17 @@ pub struct LiveOptions {
     /// How long `disconnect`, `logout` and `shutdown` wait for a client to
     /// close cleanly before aborting it.
     pub stop_timeout: Duration,
+    /// Logins (sessions with stored keys connecting) under way at once, all
+    /// sessions together; the others wait their turn, in order, as
+    /// `connecting`. Thousands of logins started together (a restart, a
+    /// failover) each hold the CPU for a few milliseconds in turn, and
+    /// every task of the process, an API call's included, waits behind all
+    /// of them; a few dozen keep both CPUs busy. At least 1.
+    pub logins_at_once: usize,
 }
+
+/// The default of [`LiveOptions::logins_at_once`].
+pub const DEFAULT_LOGINS_AT_ONCE: usize = 32;
 
 impl Default for LiveOptions {
     fn default() -> Self {
@@ -89,6 +99,7 @@ impl Default for LiveOptions {
             reconnect: ReconnectPolicy::default(),
             jitter: std::sync::Arc::new(SystemJitter::default()),
             stop_timeout: Duration::from_secs(15),
+            logins_at_once: DEFAULT_LOGINS_AT_ONCE,
         }
     }
 }

@@ -133,8 +133,8 @@ mod votes;
 mod wire;
 
 pub use config::{
-    InvalidVersion, Jitter, KeyStoreLocation, LiveConfig, LiveOptions, ReconnectPolicy,
-    SystemJitter, parse_version,
+    DEFAULT_LOGINS_AT_ONCE, InvalidVersion, Jitter, KeyStoreLocation, LiveConfig, LiveOptions,
+    ReconnectPolicy, SystemJitter, parse_version,
 };
 pub use live::LiveWhatsApp;
 

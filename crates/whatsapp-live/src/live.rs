@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     pub media_http: MediaHttp,
     /// Places for media downloads running at once ([`MAX_DOWNLOADS`]).
     pub downloads: Arc<tokio::sync::Semaphore>,
+    /// Places for logins under way ([`LiveOptions::logins_at_once`]).
+    pub logins: Arc<tokio::sync::Semaphore>,
     /// Several gateways on PostgreSQL: the claims every device write names
     /// ([`LiveWhatsApp::fence_writes`]).
     pub claims: std::sync::OnceLock<Arc<dyn SessionClaims>>,
@@ -198,6 +200,7 @@ impl LiveWhatsApp {
                 clock,
                 versions,
                 devices,
+                logins: Arc::new(tokio::sync::Semaphore::new(options.logins_at_once.max(1))),
                 options,
                 media_http,
                 downloads: Arc::new(tokio::sync::Semaphore::new(MAX_DOWNLOADS)),
@@ -1432,6 +1435,7 @@ mod tests {
             },
             jitter: Arc::new(Middle),
             stop_timeout: Duration::from_secs(10),
+            logins_at_once: crate::DEFAULT_LOGINS_AT_ONCE,
         };
         let live = LiveWhatsApp::start_inner(
             config,

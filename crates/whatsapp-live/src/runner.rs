@@ -141,7 +141,21 @@ impl Runner {
                 }
             }
 
-            // 2. One pass of the client's loop.
+            // 2. One pass of the client's loop. A login (the device has
+            // keys; a pairing waits for a person, not the CPU) first takes
+            // a place among the logins under way, and holds it until it is
+            // connected or the pass ends.
+            let mut login: Option<tokio::sync::OwnedSemaphorePermit> = if self.client.pn().is_some()
+                || self.client.lid().is_some()
+            {
+                tokio::select! {
+                    biased;
+                    reason = stopped(&mut self.stop) => return self.stop_with(reason, None).await,
+                    permit = self.shared.logins.clone().acquire_owned() => permit.ok(),
+                }
+            } else {
+                None
+            };
             self.probe.reset();
             let mut task = match self.bot.take() {
                 Some(bot) => tokio::spawn(bot.run()),
@@ -163,6 +177,9 @@ impl Runner {
                     event = self.events.recv() => {
                         if let Some(event) = event {
                             self.on_event(&event, &mut pass, &mut receipts, &mut failures, &mut last_report).await;
+                            if pass.saw_connected {
+                                drop(login.take());
+                            }
                             // A burst of receipts is published once nothing
                             // else is queued (or it is large).
                             if self.events.is_empty()
@@ -189,6 +206,9 @@ impl Runner {
                     }
                 }
             };
+            // The pass is over: its place goes to the next login (never
+            // held through a pause).
+            drop(login);
             if let Some(task) = ended {
                 return self.end(pass, task).await;
             }

@@ -146,6 +146,52 @@ impl Stmt {
         self
     }
 
+    /// SHA-256 of the text and the arguments (each tagged, variable-length
+    /// ones with their length): the same digest, the same write.
+    pub(crate) fn digest(&self) -> [u8; 32] {
+        use sha2::{Digest as _, Sha256};
+        let mut h = Sha256::new();
+        let bytes = |h: &mut Sha256, tag: u8, b: &[u8]| {
+            h.update([tag]);
+            h.update((b.len() as u64).to_le_bytes());
+            h.update(b);
+        };
+        bytes(&mut h, 0, self.sql.as_bytes());
+        for a in &self.args {
+            match a {
+                Arg::Int(v) => bytes(&mut h, 1, &v.to_le_bytes()),
+                Arg::Big(v) => bytes(&mut h, 2, &v.to_le_bytes()),
+                Arg::OptInt(None) | Arg::OptBig(None) | Arg::OptText(None) | Arg::OptBlob(None) => {
+                    bytes(&mut h, 3, &[]);
+                }
+                Arg::OptInt(Some(v)) => bytes(&mut h, 4, &v.to_le_bytes()),
+                Arg::OptBig(Some(v)) => bytes(&mut h, 5, &v.to_le_bytes()),
+                Arg::Text(v) | Arg::OptText(Some(v)) => bytes(&mut h, 6, v.as_bytes()),
+                Arg::Blob(v) | Arg::OptBlob(Some(v)) => bytes(&mut h, 7, v),
+                Arg::Bool(v) => bytes(&mut h, 8, &[u8::from(*v)]),
+                Arg::Ints(v) => {
+                    bytes(&mut h, 9, &(v.len() as u64).to_le_bytes());
+                    for i in v {
+                        h.update(i.to_le_bytes());
+                    }
+                }
+                Arg::Texts(v) => {
+                    bytes(&mut h, 10, &(v.len() as u64).to_le_bytes());
+                    for t in v {
+                        bytes(&mut h, 6, t.as_bytes());
+                    }
+                }
+                Arg::Blobs(v) => {
+                    bytes(&mut h, 11, &(v.len() as u64).to_le_bytes());
+                    for b in v {
+                        bytes(&mut h, 7, b);
+                    }
+                }
+            }
+        }
+        h.finalize().into()
+    }
+
     fn sqlite(self) -> Result<Prepared> {
         let sql = sqlite_text(self.sql, &self.args);
         let binds = self

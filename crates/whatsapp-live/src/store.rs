@@ -65,6 +65,12 @@ use crate::wire;
 pub(crate) struct DeviceHandle {
     db: Arc<Db>,
     device: i32,
+    /// The digest ([`Stmt::digest`]) of the device row as this handle last
+    /// read or wrote it: saving a device that has not changed writes
+    /// nothing (whatsapp-rust saves it several times per login, mostly
+    /// unchanged). A handle lives as long as its session's client, the
+    /// row's only writer meanwhile.
+    last_row: Arc<std::sync::Mutex<Option<[u8; 32]>>>,
     /// Several gateways: whose claim this device's writes name.
     guard: Option<Arc<Guard>>,
 }
@@ -521,8 +527,23 @@ impl DeviceHandle {
         Self {
             db,
             device,
+            last_row: Arc::default(),
             guard: None,
         }
+    }
+
+    fn last_row(&self) -> Option<[u8; 32]> {
+        *self
+            .last_row
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_last_row(&self, digest: Option<[u8; 32]>) {
+        *self
+            .last_row
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = digest;
     }
 
     /// This handle with every write conditional on the claim `claims`
@@ -1553,16 +1574,28 @@ impl MsgSecretStore for DeviceHandle {
 #[async_trait]
 impl DeviceStore for DeviceHandle {
     async fn save(&self, device: &CoreDevice) -> Result<()> {
-        self.run(device_statement(self.device, device))
-            .await
-            .map(drop)
+        let stmt = device_statement(self.device, device);
+        let digest = stmt.digest();
+        if self.last_row() == Some(digest) {
+            return Ok(());
+        }
+        self.run(stmt).await?;
+        self.set_last_row(Some(digest));
+        Ok(())
     }
 
     async fn load(&self) -> Result<Option<CoreDevice>> {
-        self.row::<DeviceRow>(Stmt::new(SELECT_DEVICE).arg(self.device))
+        let device = self
+            .row::<DeviceRow>(Stmt::new(SELECT_DEVICE).arg(self.device))
             .await?
             .map(|row| row.into_device(self.device))
-            .transpose()
+            .transpose()?;
+        self.set_last_row(
+            device
+                .as_ref()
+                .map(|d| device_statement(self.device, d).digest()),
+        );
+        Ok(device)
     }
 
     async fn exists(&self) -> Result<bool> {
@@ -2151,6 +2184,44 @@ mod tests {
         );
         assert_eq!(theirs.server_cert_chain, ours.server_cert_chain);
         assert_eq!((theirs.pn, theirs.push_name), (ours.pn, ours.push_name));
+    }
+
+    /// whatsapp-rust saves the device several times per login, mostly
+    /// unchanged: a save of what the handle last read or wrote writes
+    /// nothing; a change is written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unchanged_device_is_not_written_again() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("keys.db").display().to_string();
+        let db = Arc::new(Db::open_sqlite(&url).await.unwrap());
+        DeviceHandle::new(db.clone(), 8).create().await.unwrap();
+        let writes = Arc::new(AtomicUsize::new(0));
+        let count = writes.clone();
+        db.sqlite()
+            .unwrap()
+            .on_statement(Arc::new(move |sql| {
+                if sql.starts_with("INSERT INTO device ") {
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+            }))
+            .await;
+        // A client's handle: it loads the device, then saves it.
+        let h = DeviceHandle::new(db.clone(), 8);
+        let mut device = h.load().await.unwrap().unwrap();
+        h.save(&device).await.unwrap();
+        h.save(&device).await.unwrap();
+        assert_eq!(writes.load(Ordering::SeqCst), 0);
+        device.push_name = "Changed".into();
+        h.save(&device).await.unwrap();
+        h.save(&device).await.unwrap();
+        assert_eq!(writes.load(Ordering::SeqCst), 1);
+        let again = DeviceHandle::new(db.clone(), 8)
+            .load()
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.push_name, "Changed");
     }
 
     /// One store holds every device: a statement that reads "the device's

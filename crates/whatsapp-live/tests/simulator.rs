@@ -224,6 +224,78 @@ async fn pair_look_up_block_restart_unlink_and_recover() {
     live.shutdown().await;
 }
 
+/// After a restart, logins take their turn: with one place
+/// (`logins_at_once = 1`), a session's login reaches WhatsApp only once
+/// the one before it is connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_wait_their_turn() {
+    let sim = Simulator::start(world()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.db");
+    let sink = Arc::new(WaitingSink::default());
+    let live = start(sim.url(), &store, sink.clone()).await;
+    let phones = ["15550002001", "15550002002", "15550002003"];
+    let mut linked = Vec::new();
+    for (n, phone) in (1..).zip(phones) {
+        let s = session(n);
+        link(&live, &sim, &sink, &s, phone).await;
+        linked.push((s, jid(&format!("{phone}@s.whatsapp.net"))));
+    }
+    live.shutdown().await;
+
+    let restarted_at = common::unix_ms();
+    let sink = Arc::new(WaitingSink::default());
+    let config = wagate_whatsapp_live::LiveConfig {
+        url: Some(sim.url()),
+        version: Some(common::VERSION),
+        store: wagate_whatsapp_live::KeyStoreLocation::Sqlite(store.clone()),
+    };
+    let options = wagate_whatsapp_live::LiveOptions {
+        logins_at_once: 1,
+        ..common::fast_options()
+    };
+    let live = wagate_whatsapp_live::LiveWhatsApp::start_with(
+        config,
+        sink.clone(),
+        Arc::new(wagate_domain::SystemClock),
+        options,
+    )
+    .await
+    .unwrap();
+    for (s, me) in &linked {
+        live.connect(s, Some(me.clone())).await.unwrap();
+    }
+    for (s, _) in &linked {
+        sink.wait_after(0, s, "Connected", |k| connected_as(k).is_some())
+            .await;
+    }
+    let connected = sink.connected_ms();
+    let mut opened: Vec<u64> = sim
+        .admin()
+        .logins()
+        .devices
+        .iter()
+        .flat_map(|d| d.logins.iter().map(|l| l.opened_at_ms))
+        .filter(|at| *at >= restarted_at)
+        .collect();
+    opened.sort_unstable();
+    assert_eq!(
+        (opened.len(), connected.len()),
+        (3, 3),
+        "{opened:?} {connected:?}"
+    );
+    for k in 1..3 {
+        assert!(
+            opened[k] >= connected[k - 1],
+            "login {k} opened at {} before login {} was connected at {}",
+            opened[k],
+            k - 1,
+            connected[k - 1]
+        );
+    }
+    live.shutdown().await;
+}
+
 /// Links `s` to `phone` by QR code and waits until it is connected.
 async fn link(
     live: &wagate_whatsapp_live::LiveWhatsApp,

@@ -383,23 +383,23 @@ fn open_session(
             }
             // One connection per device: an older one is replaced, as on
             // WhatsApp (its client sees `StreamReplaced`).
-            let me = Some((phone.clone(), device));
-            let mut closed_older = 0;
-            for (other, c) in g.conns.iter_mut() {
-                if *other != id && c.login == me {
-                    c.login = None;
-                    closed_older += 1;
-                    let replaced = NodeBuilder::new("stream:error")
-                        .children([NodeBuilder::new("conflict")
-                            .attr("type", "replaced")
-                            .build()])
-                        .build();
-                    let _ = c.tx.send(Outbound::Close(Some(replaced)));
-                }
+            let me = (phone.clone(), device);
+            let older = g.current_login.insert(me.clone(), id);
+            if let Some(older) = older.filter(|older| *older != id)
+                && let Some(c) = g.conns.get_mut(&older)
+                && c.login.as_ref() == Some(&me)
+            {
+                c.login = None;
+                let replaced = NodeBuilder::new("stream:error")
+                    .children([NodeBuilder::new("conflict")
+                        .attr("type", "replaced")
+                        .build()])
+                    .build();
+                let _ = c.tx.send(Outbound::Close(Some(replaced)));
+                g.replaced += 1;
             }
-            g.replaced += closed_older;
             if let Some(c) = g.conns.get_mut(&id) {
-                c.login = me;
+                c.login = Some(me);
             }
         }
         known

@@ -251,6 +251,11 @@ pub(crate) struct Inner {
     /// (phone, device) → connections that logged in as it and are not
     /// closed yet (a replaced one counts until it is closed).
     pub per_device: HashMap<(String, u16), usize>,
+    /// (phone, device) → the connection logged in as it now (`Conn::login`):
+    /// a login replaces that one without looking at every connection. An
+    /// entry whose connection has closed or lost its login is stale, and
+    /// checked against `Conn::login` before use.
+    pub current_login: HashMap<(String, u16), u64>,
     /// Logins of a device while another connection of it was still logged
     /// in (before the replacement closed the older one).
     pub overlaps: u64,
@@ -637,7 +642,11 @@ impl Sim {
     pub(crate) fn remove_conn(&self, id: u64, cause: &'static str) {
         let mut g = self.lock();
         g.end_login(id, cause);
-        g.conns.remove(&id);
+        if let Some(login) = g.conns.remove(&id).and_then(|c| c.login)
+            && g.current_login.get(&login) == Some(&id)
+        {
+            g.current_login.remove(&login);
+        }
         g.refs.retain(|_, c| *c != id);
         g.link_codes.retain(|_, r| r.conn != id);
     }

@@ -42,14 +42,27 @@ pub struct SqliteStore {
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// Checkpoints the WAL from a reading connection every
-/// [`CHECKPOINT_EVERY`], PASSIVE (it never waits for the writer or a
-/// reader), until the sender it returns is dropped. The writer's own
-/// automatic checkpoint is off: with `synchronous=FULL` a checkpoint
-/// fsyncs the database file, and run by the committing writer it held
-/// every write queued behind it for tens to hundreds of milliseconds.
-fn spawn_checkpointer(pool: SqlitePool) -> tokio::sync::oneshot::Sender<()> {
+/// [`CHECKPOINT_EVERY`], PASSIVE (it never waits for a reader), until the
+/// sender it returns is dropped: once while writes go on, which copies the
+/// bulk, then once more with the writer paused, so that nothing is written
+/// meanwhile and the writer's next transaction starts the WAL over (a
+/// checkpoint that writes keep racing past never completes, and the WAL
+/// then grows without end). The writer's own automatic checkpoint is off:
+/// with `synchronous=FULL` a checkpoint fsyncs the database file, and run
+/// by the committing writer it held every write queued behind it for tens
+/// to hundreds of milliseconds; the paused pass copies only what was
+/// written since the first.
+fn spawn_checkpointer(pool: SqlitePool, writer: Writer) -> tokio::sync::oneshot::Sender<()> {
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
+        let checkpoint = || async {
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                tracing::warn!(error = %e, "WAL checkpoint failed; trying again");
+            }
+        };
         loop {
             tokio::select! {
                 _ = &mut stopped => return,
@@ -58,12 +71,8 @@ fn spawn_checkpointer(pool: SqlitePool) -> tokio::sync::oneshot::Sender<()> {
             if pool.is_closed() {
                 return;
             }
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&pool)
-                .await
-            {
-                tracing::warn!(error = %e, "WAL checkpoint failed; trying again");
-            }
+            checkpoint().await;
+            writer.paused(checkpoint()).await;
         }
     });
     stop
@@ -187,10 +196,12 @@ impl SqliteStore {
                 .await
                 .map_err(|e| StoreError::Setup(format!("cannot open database: {e}")))?
         };
-        let checkpointer = (!in_memory).then(|| Arc::new(spawn_checkpointer(pool.clone())));
+        let writer = Writer::new(writer);
+        let checkpointer =
+            (!in_memory).then(|| Arc::new(spawn_checkpointer(pool.clone(), writer.clone())));
         Ok(Self {
             pool,
-            writer: Writer::new(writer),
+            writer,
             counts: Arc::default(),
             listener: Arc::default(),
             _checkpointer: checkpointer,
@@ -381,6 +392,40 @@ mod tests {
 
     fn org(s: &str) -> OrgId {
         OrgId::parse(s).unwrap()
+    }
+
+    /// Writes that never pause still let the WAL start over: its header's
+    /// checkpoint sequence (bytes 12..16, bumped at each restart of the
+    /// log) moves while writers keep the writer busy.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_over_while_writes_go_on() {
+        let (store, dir) = store().await;
+        let wal = dir.path().join("nested/wagate.db-wal");
+        let sequence = || {
+            let bytes = std::fs::read(&wal).unwrap_or_default();
+            bytes
+                .get(12..16)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        store.insert(&session("acme", 0, t0)).await.unwrap();
+        let first = sequence();
+        let started = std::time::Instant::now();
+        let mut writers = tokio::task::JoinSet::new();
+        for w in 0..8u32 {
+            let store = store.clone();
+            writers.spawn(async move {
+                let mut n = 1 + w * 100_000;
+                while started.elapsed() < CHECKPOINT_EVERY * 4 {
+                    store.insert(&session("acme", n, t0)).await.unwrap();
+                    n += 1;
+                }
+            });
+        }
+        while let Some(done) = writers.join_next().await {
+            done.unwrap();
+        }
+        assert_ne!(sequence(), first, "the WAL never started over");
     }
 
     /// The writer leaves the WAL to the background checkpointer: what it

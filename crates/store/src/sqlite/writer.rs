@@ -217,6 +217,20 @@ impl Writer {
         }
     }
 
+    /// Runs `f` while nothing is written: the group under way, if any, is
+    /// committed first, and the next job waits until `f` is done (the
+    /// background checkpoint's last pass: see `spawn_checkpointer`).
+    pub(crate) async fn paused<F: std::future::Future>(&self, f: F) -> F::Output {
+        let mut state = self.0.state.clone().lock_owned().await;
+        settle(&mut state).await;
+        if let Some(open) = state.open.take() {
+            commit(&self.0, open).await;
+        }
+        let out = f.await;
+        drop(state);
+        out
+    }
+
     /// Statements each committed on their own (as with an autocommit
     /// connection), in groups with the other writers.
     pub(crate) fn autocommit(&self) -> Box<Autocommit> {

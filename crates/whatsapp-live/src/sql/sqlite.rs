@@ -14,7 +14,12 @@
 //! (copying the WAL back and fsyncing the database file), is taken off the
 //! writer (`wal_autocheckpoint = 0`) and run every [`CHECKPOINT_EVERY`] on
 //! tokio's blocking pool by a connection of its own, PASSIVE (it never waits
-//! for the writer or a reader).
+//! for a reader): once while writes go on, which copies the bulk, then once
+//! more with the writer's lock held, so that nothing is written meanwhile and
+//! the writer's next transaction starts the WAL over. (A checkpoint that
+//! writes keep racing past never completes, and the WAL is then never reused:
+//! it grew to 9 GB while 10,000 sessions were linked.) Writers wait for
+//! that second pass on the async lock, not on a thread.
 //!
 //! whatsapp-rust's `SqliteStore` still creates and migrates the file (its
 //! schema is its own); it is closed once that is done.
@@ -50,7 +55,8 @@ pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// One SQLite file: a writer, [`READERS`] readers and a reader for API
 /// calls, each a connection used on the calling task.
 pub(crate) struct SqliteFile {
-    writer: Mutex<SqliteConnection>,
+    /// Shared with the checkpoint task, which holds it for its last pass.
+    writer: Arc<Mutex<SqliteConnection>>,
     readers: Vec<Mutex<SqliteConnection>>,
     /// The reader kept for API calls' lookups, so that they never queue
     /// behind the reads of thousands of sessions logging in.
@@ -87,6 +93,11 @@ impl SqliteFile {
     /// Creates and migrates the file at `path` as whatsapp-rust does, then
     /// opens the connections and starts the background checkpoint.
     pub(crate) async fn open(path: &str) -> Result<Self> {
+        Self::open_checkpointing_every(path, CHECKPOINT_EVERY).await
+    }
+
+    /// [`SqliteFile::open`], checkpointing every `period`.
+    async fn open_checkpointing_every(path: &str, period: Duration) -> Result<Self> {
         // whatsapp-rust's store owns the schema (and switches the file to
         // WAL); nothing else of it is used.
         drop(SqliteStore::with_config(path, SqliteStoreConfig::default()).await?);
@@ -108,15 +119,17 @@ impl SqliteFile {
         })
         .await
         .map_err(db)??;
+        let writer = Arc::new(Mutex::new(writer));
         Ok(Self {
-            writer: Mutex::new(writer),
+            checkpointer: tokio::spawn(checkpoint_every(
+                writer.clone(),
+                Arc::new(std::sync::Mutex::new(checkpoint)),
+                period,
+            )),
+            writer,
             readers,
             interactive: Mutex::new(interactive),
             next_reader: AtomicUsize::new(0),
-            checkpointer: tokio::spawn(checkpoint_every(
-                Arc::new(std::sync::Mutex::new(checkpoint)),
-                CHECKPOINT_EVERY,
-            )),
         })
     }
 
@@ -187,24 +200,36 @@ impl SqliteFile {
 }
 
 /// Checkpoints the WAL through `conn` every `period`, PASSIVE, on tokio's
-/// blocking pool (a checkpoint fsyncs the database file), until aborted.
-async fn checkpoint_every(conn: Arc<std::sync::Mutex<SqliteConnection>>, period: Duration) {
+/// blocking pool (a checkpoint fsyncs the database file): once while
+/// writes go on, then once more with `writer` held (see the module docs),
+/// until aborted.
+async fn checkpoint_every(
+    writer: Arc<Mutex<SqliteConnection>>,
+    conn: Arc<std::sync::Mutex<SqliteConnection>>,
+    period: Duration,
+) {
     loop {
         tokio::time::sleep(period).await;
-        let conn = conn.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            conn.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .batch_execute("PRAGMA wal_checkpoint(PASSIVE);")
-        })
-        .await;
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "key store WAL checkpoint failed; trying again")
-            }
-            Err(e) => tracing::warn!(error = %e, "key store WAL checkpoint task failed"),
-        }
+        checkpoint(&conn).await;
+        let held = writer.lock().await;
+        checkpoint(&conn).await;
+        drop(held);
+    }
+}
+
+/// One PASSIVE checkpoint through `conn`, on tokio's blocking pool.
+async fn checkpoint(conn: &Arc<std::sync::Mutex<SqliteConnection>>) {
+    let conn = conn.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        conn.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .batch_execute("PRAGMA wal_checkpoint(PASSIVE);")
+    })
+    .await;
+    match done {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "key store WAL checkpoint failed; trying again"),
+        Err(e) => tracing::warn!(error = %e, "key store WAL checkpoint task failed"),
     }
 }
 
@@ -238,6 +263,49 @@ mod tests {
                 .unwrap();
             assert_eq!(on, here, "{via:?}");
         }
+    }
+
+    /// Writes that never pause still let the WAL start over: the file
+    /// stays a fraction of what was written through it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_over_while_writes_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.db");
+        let file = Arc::new(
+            SqliteFile::open_checkpointing_every(path.to_str().unwrap(), Duration::from_millis(10))
+                .await
+                .unwrap(),
+        );
+        file.write(|conn| {
+            diesel::sql_query("CREATE TABLE t (a INTEGER PRIMARY KEY, b BLOB)")
+                .execute(conn)
+                .map_err(db)
+        })
+        .await
+        .unwrap();
+        // Rows rewritten over and over: 40 MB through the WAL, one commit
+        // each, while checkpoints come and go.
+        let started = std::time::Instant::now();
+        let mut written = 0u64;
+        let mut n = 0u32;
+        while written < 40_000_000 || started.elapsed() < Duration::from_millis(300) {
+            file.write(move |conn| {
+                diesel::sql_query(format!(
+                    "INSERT OR REPLACE INTO t VALUES ({}, zeroblob(4000))",
+                    n % 64
+                ))
+                .execute(conn)
+                .map_err(db)
+            })
+            .await
+            .unwrap();
+            written += 4096;
+            n += 1;
+        }
+        let wal = std::fs::metadata(path.with_extension("db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(wal < written / 4, "WAL {wal} bytes after {written} written");
     }
 
     /// Readers cannot write; the writer never checkpoints, the background

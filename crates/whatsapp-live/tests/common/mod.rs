@@ -28,6 +28,8 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 #[derive(Debug, Default)]
 pub struct WaitingSink {
     events: Mutex<Vec<SessionEvent>>,
+    /// When each event was published, Unix milliseconds (beside `events`).
+    published_ms: Mutex<Vec<u64>>,
     notify: Notify,
     /// Every message recorded (deduplicated like a real sink), and how many
     /// record calls saw each (session, chat, sender, id) again.
@@ -41,7 +43,26 @@ pub struct WaitingSink {
     offered: Mutex<Vec<String>>,
 }
 
+/// Now, in Unix milliseconds (the simulator's clock for its login records).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 impl WaitingSink {
+    /// When each `Connected` was published, Unix milliseconds, in order.
+    pub fn connected_ms(&self) -> Vec<u64> {
+        let events = self.events.lock().unwrap();
+        let times = self.published_ms.lock().unwrap();
+        events
+            .iter()
+            .zip(times.iter())
+            .filter(|(e, _)| matches!(e.kind, SessionEventKind::Connected { .. }))
+            .map(|(_, t)| *t)
+            .collect()
+    }
+
     pub fn messages(&self) -> Vec<(SessionId, InboundMessage)> {
         self.messages.lock().unwrap().clone()
     }
@@ -164,7 +185,11 @@ impl WaitingSink {
 #[async_trait]
 impl SessionEventSink for WaitingSink {
     async fn publish(&self, event: SessionEvent) {
-        self.events.lock().unwrap().push(event);
+        // Both under the events' lock: a time per event, in step.
+        let mut events = self.events.lock().unwrap();
+        self.published_ms.lock().unwrap().push(unix_ms());
+        events.push(event);
+        drop(events);
         self.notify.notify_waiters();
     }
 
@@ -220,6 +245,7 @@ pub fn fast_options() -> LiveOptions {
         },
         jitter: Arc::new(NoJitter),
         stop_timeout: Duration::from_secs(10),
+        logins_at_once: wagate_whatsapp_live::DEFAULT_LOGINS_AT_ONCE,
     }
 }
 
