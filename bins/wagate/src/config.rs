@@ -804,7 +804,7 @@ pub struct LiveSettings {
     /// `0`: as fast as the gateway can). See
     /// [`Gateway::resume_sessions_at`](wagate_app::Gateway::resume_sessions_at).
     pub resume_rate: u32,
-    /// Logins under way at once (default 32, at least 1); the other
+    /// Logins under way at once (default 96, at least 1); the other
     /// sessions wait their turn as `connecting`. See
     /// [`LiveOptions::logins_at_once`](wagate_whatsapp_live::LiveOptions::logins_at_once).
     pub logins_at_once: usize,

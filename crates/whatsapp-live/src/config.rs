@@ -86,12 +86,13 @@ pub struct LiveOptions {
     /// `connecting`. Thousands of logins started together (a restart, a
     /// failover) each hold the CPU for a few milliseconds in turn, and
     /// every task of the process, an API call's included, waits behind all
-    /// of them; a few dozen keep both CPUs busy. At least 1.
+    /// of them; a login mostly waits for the server's answers, so about a
+    /// hundred keep two CPUs busy. At least 1.
     pub logins_at_once: usize,
 }
 
 /// The default of [`LiveOptions::logins_at_once`].
-pub const DEFAULT_LOGINS_AT_ONCE: usize = 32;
+pub const DEFAULT_LOGINS_AT_ONCE: usize = 96;
 
 impl Default for LiveOptions {
     fn default() -> Self {
