@@ -113,6 +113,19 @@ fn change(status: MessageStatus) -> StatusChange {
 }
 
 /// Who, with what status, in the order listed.
+/// WhatsApp acknowledged the messages `ids`: they are `sent`.
+async fn mark_sent(store: &dyn Store, s: &SessionId, ids: &[MessageId]) {
+    store
+        .update_status(
+            s,
+            ids,
+            &change(MessageStatus::Sent),
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+}
+
 async fn listed(store: &dyn Store, s: &SessionId, m: &Message) -> Vec<(String, MessageStatus)> {
     store
         .receipts(&org("acme"), s, &m.id, None, 100)
@@ -152,15 +165,7 @@ async fn a_group_message_moves_once_every_expected_member_got_there(store: Arc<d
             (CAROL.into(), Pending)
         ]
     );
-    store
-        .update_status(
-            &s,
-            &ids,
-            &change(MessageStatus::Sent),
-            OffsetDateTime::now_utc(),
-        )
-        .await
-        .unwrap();
+    mark_sent(&*store, &s, &ids).await;
 
     // Alice's receipt names her by LID; twice is once.
     assert_eq!(receipt(ALICE_LID, Delivered).await, vec![]);
@@ -237,15 +242,7 @@ async fn a_burst_of_receipts_is_recorded_together_as_one_by_one(store: Arc<dyn S
     use MessageStatus::{Delivered, Read};
     let (s, m) = sent_to_team(&*store, "acme", 1, "GRP4", true).await;
     let ids = vec![m.id.clone()];
-    store
-        .update_status(
-            &s,
-            &ids,
-            &change(MessageStatus::Sent),
-            OffsetDateTime::now_utc(),
-        )
-        .await
-        .unwrap();
+    mark_sent(&*store, &s, &ids).await;
     let receipt = |who: &str, status| ParticipantReceipt {
         ids: ids.clone(),
         participant: Recipient::of(&jid(who)),

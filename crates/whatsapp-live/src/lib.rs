@@ -37,6 +37,12 @@
 //!   `ConnectFailure` (`Disconnected` with their codes; the link is kept),
 //!   `PairError`, `PairingQrCodesExhausted` and `QrScannedWithoutMultidevice`
 //!   (`LoggedOut { pairing_failed }`: the device was never linked).
+//! - **Logins take turns.** A pass that logs in (the device has keys) first
+//!   takes one of [`LiveOptions::logins_at_once`] places, shared by every
+//!   session, and gives it back once connected or when the pass ends; the
+//!   others wait as `connecting`, in order. Thousands of logins at once (a
+//!   restart, a failover) would otherwise queue every task of the process,
+//!   API calls included, behind them. A pairing takes no place.
 //! - **Keys.** One store ([`LiveConfig::store`]) holds every device,
 //!   opened once per process: a SQLite file created by whatsapp-rust's
 //!   `SqliteStore` and then used through connections of our own (one

@@ -238,6 +238,12 @@ mod tests {
     use super::*;
     use diesel::RunQueryDsl as _;
 
+    /// `sql` as a closure for [`SqliteFile::write`] or [`SqliteFile::read`].
+    fn run(sql: impl Into<String>) -> impl FnOnce(&mut SqliteConnection) -> Result<usize> {
+        let sql = sql.into();
+        move |conn| diesel::sql_query(sql).execute(conn).map_err(db)
+    }
+
     /// Statements run on the calling thread, not on tokio's blocking pool:
     /// the saving this module exists for.
     #[tokio::test(flavor = "current_thread")]
@@ -271,32 +277,23 @@ mod tests {
     async fn the_wal_starts_over_while_writes_go_on() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.db");
-        let file = Arc::new(
+        let file =
             SqliteFile::open_checkpointing_every(path.to_str().unwrap(), Duration::from_millis(10))
                 .await
-                .unwrap(),
-        );
-        file.write(|conn| {
-            diesel::sql_query("CREATE TABLE t (a INTEGER PRIMARY KEY, b BLOB)")
-                .execute(conn)
-                .map_err(db)
-        })
-        .await
-        .unwrap();
+                .unwrap();
+        file.write(run("CREATE TABLE t (a INTEGER PRIMARY KEY, b BLOB)"))
+            .await
+            .unwrap();
         // Rows rewritten over and over: 40 MB through the WAL, one commit
         // each, while checkpoints come and go.
         let started = std::time::Instant::now();
         let mut written = 0u64;
         let mut n = 0u32;
         while written < 40_000_000 || started.elapsed() < Duration::from_millis(300) {
-            file.write(move |conn| {
-                diesel::sql_query(format!(
-                    "INSERT OR REPLACE INTO t VALUES ({}, zeroblob(4000))",
-                    n % 64
-                ))
-                .execute(conn)
-                .map_err(db)
-            })
+            file.write(run(format!(
+                "INSERT OR REPLACE INTO t VALUES ({}, zeroblob(4000))",
+                n % 64
+            )))
             .await
             .unwrap();
             written += 4096;
@@ -329,31 +326,17 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(setting.wal_autocheckpoint, 0);
-        file.write(|conn| {
-            diesel::sql_query("CREATE TABLE t (a BLOB)")
-                .execute(conn)
-                .map_err(db)
-        })
-        .await
-        .unwrap();
+        file.write(run("CREATE TABLE t (a BLOB)")).await.unwrap();
         assert!(
-            file.read(Via::Read, |conn| {
-                diesel::sql_query("INSERT INTO t VALUES (x'00')")
-                    .execute(conn)
-                    .map_err(db)
-            })
-            .await
-            .is_err()
+            file.read(Via::Read, run("INSERT INTO t VALUES (x'00')"))
+                .await
+                .is_err()
         );
         let before = std::fs::metadata(&path).unwrap().len();
         for _ in 0..100 {
-            file.write(|conn| {
-                diesel::sql_query("INSERT INTO t VALUES (zeroblob(4000))")
-                    .execute(conn)
-                    .map_err(db)
-            })
-            .await
-            .unwrap();
+            file.write(run("INSERT INTO t VALUES (zeroblob(4000))"))
+                .await
+                .unwrap();
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while std::fs::metadata(&path).unwrap().len() <= before {
