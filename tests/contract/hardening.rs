@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use wagate_domain::{Jid, SessionId};
 use wagate_whatsapp_port::OutgoingContent;
 
+use crate::raw_http::{answered, raw_request};
 use crate::support::{Frontend, TestApp, assert_error, json, test_config};
 
 /// Opens `/api/v1/events/stream` with `token`.
@@ -86,30 +87,6 @@ async fn one_stream_over_the_credentials_or_the_organizations_cap_is_429() {
 /// server's stream waiting for room.
 struct RawStream(tokio::net::TcpStream);
 
-/// Whether the gateway has answered (or closed) `stream` already.
-fn answered(stream: &tokio::net::TcpStream) -> bool {
-    let mut byte = [0u8; 1];
-    match stream.try_read(&mut byte) {
-        Ok(_) => true,
-        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
-    }
-}
-
-/// A connection to `app` (with a small receive buffer) on which `head`
-/// (a request's head and maybe the start of its body) was written.
-async fn raw_request(app: &TestApp, head: &str) -> tokio::net::TcpStream {
-    let address: std::net::SocketAddr = app
-        .address
-        .trim_start_matches("http://")
-        .parse()
-        .expect("address");
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("small buffer");
-    let mut stream = socket.connect(address).await.expect("connect");
-    stream.write_all(head.as_bytes()).await.expect("request");
-    stream
-}
-
 /// The head of a message send with a body of `length` bytes, and the first
 /// bytes of that body.
 fn send_head(session: &str, token: &str, length: usize) -> String {
@@ -124,7 +101,7 @@ impl RawStream {
     async fn open(app: &TestApp, token: &str) -> Self {
         Self(
             raw_request(
-                app,
+                &app.address,
                 &format!(
                     "GET /api/v1/events/stream HTTP/1.1\r\nHost: gateway\r\n\
                      Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
@@ -328,7 +305,7 @@ async fn who_may_send_is_checked_before_a_byte_of_the_body_is_read() {
     // 20 MB announced, a few bytes sent, and no more: the answer must not
     // wait for the rest.
     for (token, status) in [(&stranger, "404"), (&no_send, "403")] {
-        let mut conn = raw_request(&app, &send_head(&session, token, 20_000_000)).await;
+        let mut conn = raw_request(&app.address, &send_head(&session, token, 20_000_000)).await;
         let mut answer = vec![0u8; 12];
         tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut answer))
             .await
@@ -349,8 +326,8 @@ async fn one_organization_cannot_take_every_place_for_large_bodies() {
     // With the default limits (16 MiB of media) 11 large bodies are read
     // at once, 2 per organization. Two uploads of acme that never finish …
     let mut held = [
-        raw_request(&app, &send_head(&session, &acme, 1_000_000)).await,
-        raw_request(&app, &send_head(&session, &acme, 1_000_000)).await,
+        raw_request(&app.address, &send_head(&session, &acme, 1_000_000)).await,
+        raw_request(&app.address, &send_head(&session, &acme, 1_000_000)).await,
     ];
     // … leave no place for a third (not valid JSON: 400 once read). One
     // read while a large body below held a place was refused (429) and
@@ -386,7 +363,7 @@ async fn one_organization_cannot_take_every_place_for_large_bodies() {
         );
         for stream in &mut held {
             if answered(stream) {
-                *stream = raw_request(&app, &send_head(&session, &acme, 1_000_000)).await;
+                *stream = raw_request(&app.address, &send_head(&session, &acme, 1_000_000)).await;
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

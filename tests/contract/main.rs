@@ -43,6 +43,7 @@ mod operations;
 mod polls;
 mod postgres_live;
 mod presence;
+mod raw_http;
 mod receiver;
 mod sessions;
 mod webhooks;

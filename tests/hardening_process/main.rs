@@ -35,6 +35,9 @@
 #[path = "../contract/receiver.rs"]
 mod receiver;
 
+#[path = "../contract/raw_http.rs"]
+mod raw_http;
+
 #[path = "../process/mod.rs"]
 mod process;
 
@@ -44,8 +47,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
+
+use raw_http::{answered, raw_request};
 
 const ROLE: &str = "WAGATE_HARDENING_ROLE";
 const CONFIG: &str = "WAGATE_HARDENING_CONFIG";
@@ -510,26 +515,6 @@ async fn media_urls_do_not_inherit_the_webhooks_private_address_switch(rig: &mut
             .contains("messages.allow_private_media_urls"),
         "{e}"
     );
-}
-
-/// Whether the gateway has answered (or closed) `stream` already.
-fn answered(stream: &tokio::net::TcpStream) -> bool {
-    let mut byte = [0u8; 1];
-    match stream.try_read(&mut byte) {
-        Ok(_) => true,
-        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
-    }
-}
-
-/// A connection to the gateway on which `head` was written; a small
-/// receive buffer, so a client that does not read soon holds the server.
-async fn raw_request(base: &str, head: &str) -> tokio::net::TcpStream {
-    let address: SocketAddr = base.trim_start_matches("http://").parse().unwrap();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stream = socket.connect(address).await.unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream
 }
 
 async fn who_may_send_is_checked_before_the_body_is_read(rig: &mut Rig) {
