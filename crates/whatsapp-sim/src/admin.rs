@@ -101,6 +101,12 @@ pub struct Health {
     pub connections: usize,
     /// Connections logged in as a linked device.
     pub logged_in: usize,
+    /// Connections served on the simulator's login threads now: from the
+    /// Noise handshake until the client's key digest query is answered
+    /// (the last costly request of a login), or for at most 10 s (a
+    /// companion showing QR codes). After that a connection is served with
+    /// the established ones, which a burst of logins does not hold up.
+    pub logging_in: usize,
     /// Known accounts.
     pub accounts: usize,
     /// Whether an outage refuses client connections now.
@@ -451,6 +457,7 @@ impl Admin {
             status: "ok",
             connections,
             logged_in,
+            logging_in: self.sim.login_threads.serving(),
             accounts,
             outage,
             refused,

@@ -1,5 +1,6 @@
 //! One client connection: WebSocket framing, the Noise handshake, then the
-//! encrypted stanza loop. One task per connection, no threads.
+//! encrypted stanza loop. One task per connection: its login on the login
+//! threads (`LoginThreads`), the rest on the runtime that accepted it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,7 +127,8 @@ impl Ciphers {
     }
 }
 
-/// Serves one upgraded WebSocket until it closes.
+/// Serves one upgraded WebSocket until it closes: its login on the login
+/// threads, the rest on the caller's runtime.
 pub(crate) async fn serve(ws: WebSocket, sim: Arc<Sim>) {
     let id = sim.next_conn_id();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -154,8 +156,37 @@ pub(crate) async fn serve(ws: WebSocket, sim: Arc<Sim>) {
             },
         );
     }
-    let mut wire = Wire::new(ws);
-    let cause = match run(&mut wire, &sim, id, rx).await {
+    let wire = Wire::new(ws);
+    let login = {
+        let sim = sim.clone();
+        async move {
+            let mut wire = wire;
+            let step = log_in(&mut wire, &sim, id, rx).await;
+            (wire, step)
+        }
+    };
+    let (mut wire, step) = match sim.login_threads.spawn(login).await {
+        Ok(done) => done,
+        // The login threads stopped (the simulator is shutting down).
+        Err(_) => {
+            sim.remove_conn(id, DROPPED);
+            return;
+        }
+    };
+    let ended = match step {
+        Ok(Step::Closed(cause)) => Ok(cause),
+        Ok(Step::LoggedIn(mut link)) => {
+            link.serve(&mut wire, None)
+                .await
+                .map(|served| match served {
+                    Served::Closed(cause) => cause,
+                    // Not without a login bound.
+                    Served::LoginOver => CLOSED,
+                })
+        }
+        Err(e) => Err(e),
+    };
+    let cause = match ended {
         Ok(cause) => {
             tracing::debug!(conn = id, cause, "connection closed");
             cause
@@ -212,68 +243,147 @@ fn close_cause(node: &Node) -> &'static str {
     }
 }
 
-/// Serves the connection until it closes; returns why it did.
-async fn run(
+/// How a connection's login ended.
+enum Step {
+    /// It closed, for this reason.
+    Closed(&'static str),
+    /// It is logged in (or took too long): the rest of its life is served
+    /// elsewhere.
+    LoggedIn(Box<Link>),
+}
+
+/// Why [`Link::serve`] stopped.
+enum Served {
+    /// The connection closed, for this reason.
+    Closed(&'static str),
+    /// Its login is over.
+    LoginOver,
+}
+
+/// How long a connection's frames are served on the login threads at most
+/// (a companion showing QR codes, a client that never asks for its key
+/// digest).
+const LOGIN_PHASE: Duration = Duration::from_secs(10);
+
+/// The handshake, the opening stanzas and the frames of the login, up to
+/// the answer to the client's key digest query (the last costly request of
+/// a login) or [`LOGIN_PHASE`].
+async fn log_in(
     wire: &mut Wire,
     sim: &Arc<Sim>,
     id: u64,
-    mut rx: mpsc::UnboundedReceiver<Outbound>,
-) -> anyhow::Result<&'static str> {
+    rx: mpsc::UnboundedReceiver<Outbound>,
+) -> anyhow::Result<Step> {
     let est = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(wire, sim))
         .await
         .map_err(|_| anyhow::anyhow!("handshake timed out"))??;
-    let mut ciphers = Ciphers {
-        read: est.read,
-        write: est.write,
-        read_ctr: 0,
-        write_ctr: 0,
-    };
-    let mut session = Session::new(sim.clone(), id);
-    let opening = open_session(sim, id, &est.client_static, &est.payload, &mut session);
+    let mut link = Box::new(Link {
+        ciphers: Ciphers {
+            read: est.read,
+            write: est.write,
+            read_ctr: 0,
+            write_ctr: 0,
+        },
+        session: Session::new(sim.clone(), id),
+        sim: sim.clone(),
+        id,
+        rx,
+    });
+    let opening = open_session(sim, id, &est.client_static, &est.payload, &mut link.session);
     for node in opening {
-        send_node(wire, &mut ciphers, &node).await?;
+        send_node(wire, &mut link.ciphers, &node).await?;
     }
-    if session.close {
+    if link.session.close {
         let _ = wire.ws.send(Message::Close(None)).await;
-        return Ok("server");
+        return Ok(Step::Closed("server"));
     }
+    match link.serve(wire, Some(LOGIN_PHASE)).await? {
+        Served::Closed(cause) => Ok(Step::Closed(cause)),
+        Served::LoginOver => Ok(Step::LoggedIn(link)),
+    }
+}
 
-    loop {
-        tokio::select! {
-            frame = tokio::time::timeout(IDLE_TIMEOUT, wire.next_frame()) => {
-                let Some(frame) = frame.map_err(|_| anyhow::anyhow!("idle timeout"))?? else {
-                    return Ok(CLOSED);
-                };
-                let plain = ciphers.open(frame)?;
-                let data = wacore_binary::util::unpack(&plain)?;
-                match wacore_binary::marshal::unmarshal_ref(&data) {
-                    Ok(node) => session.handle(&node),
-                    Err(e) => tracing::warn!(conn = id, "undecodable stanza: {e}"),
-                }
-                // What the stanza changed (a device linked, a contact
-                // blocked…) is on disk before the client hears the answer.
-                // A failed write is logged; the client is still answered.
-                let _ = sim.persist().await;
-                for node in session.take_out() {
-                    send_node(wire, &mut ciphers, &node).await?;
-                }
-                if session.close {
-                    let _ = wire.ws.send(Message::Close(None)).await;
-                    return Ok("server");
-                }
+/// Whether `node` is the client's key digest query.
+fn is_digest_query(node: &wacore_binary::NodeRef<'_>) -> bool {
+    node.tag == "iq"
+        && node.attrs().optional_string("xmlns").as_deref() == Some("encrypt")
+        && node.get_optional_child("digest").is_some()
+}
+
+/// An established connection: its ciphers, its stanza handler and its
+/// outbound queue.
+struct Link {
+    ciphers: Ciphers,
+    session: Session,
+    sim: Arc<Sim>,
+    id: u64,
+    rx: mpsc::UnboundedReceiver<Outbound>,
+}
+
+impl Link {
+    /// Serves frames until the connection closes or, with a `login` bound,
+    /// until its login is over: the key digest answered, or `login` passed.
+    async fn serve(&mut self, wire: &mut Wire, login: Option<Duration>) -> anyhow::Result<Served> {
+        let Self {
+            ciphers,
+            session,
+            sim,
+            id,
+            rx,
+        } = self;
+        let id = *id;
+        let over = async {
+            match login {
+                Some(bound) => tokio::time::sleep(bound).await,
+                None => std::future::pending().await,
             }
-            cmd = rx.recv() => match cmd {
-                Some(Outbound::Node(node)) => send_node(wire, &mut ciphers, &node).await?,
-                Some(Outbound::Close(node)) => {
-                    let cause = node.as_ref().map_or("server", close_cause);
-                    if let Some(node) = node {
-                        send_node(wire, &mut ciphers, &node).await?;
+        };
+        tokio::pin!(over);
+        loop {
+            tokio::select! {
+                frame = tokio::time::timeout(IDLE_TIMEOUT, wire.next_frame()) => {
+                    let Some(frame) = frame.map_err(|_| anyhow::anyhow!("idle timeout"))?? else {
+                        return Ok(Served::Closed(CLOSED));
+                    };
+                    let plain = ciphers.open(frame)?;
+                    let data = wacore_binary::util::unpack(&plain)?;
+                    let mut digest = false;
+                    match wacore_binary::marshal::unmarshal_ref(&data) {
+                        Ok(node) => {
+                            digest = is_digest_query(&node);
+                            session.handle(&node);
+                        }
+                        Err(e) => tracing::warn!(conn = id, "undecodable stanza: {e}"),
                     }
-                    let _ = wire.ws.send(Message::Close(None)).await;
-                    return Ok(cause);
+                    // What the stanza changed (a device linked, a contact
+                    // blocked…) is on disk before the client hears the answer.
+                    // A failed write is logged; the client is still answered.
+                    let _ = sim.persist().await;
+                    for node in session.take_out() {
+                        send_node(wire, ciphers, &node).await?;
+                    }
+                    if session.close {
+                        let _ = wire.ws.send(Message::Close(None)).await;
+                        return Ok(Served::Closed("server"));
+                    }
+                    if digest && login.is_some() {
+                        return Ok(Served::LoginOver);
+                    }
                 }
-                Some(Outbound::Drop) | None => return Ok(DROPPED),
-            },
+                cmd = rx.recv() => match cmd {
+                    Some(Outbound::Node(node)) => send_node(wire, ciphers, &node).await?,
+                    Some(Outbound::Close(node)) => {
+                        let cause = node.as_ref().map_or("server", close_cause);
+                        if let Some(node) = node {
+                            send_node(wire, ciphers, &node).await?;
+                        }
+                        let _ = wire.ws.send(Message::Close(None)).await;
+                        return Ok(Served::Closed(cause));
+                    }
+                    Some(Outbound::Drop) | None => return Ok(Served::Closed(DROPPED)),
+                },
+                () = &mut over => return Ok(Served::LoginOver),
+            }
         }
     }
 }

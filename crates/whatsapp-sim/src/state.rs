@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -435,6 +435,81 @@ pub(crate) struct Sim {
     pub media: MediaStore,
     /// The address it listens on (the media host).
     addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Where connections are served while they log in.
+    pub login_threads: LoginThreads,
+}
+
+/// Threads of their own for connections that are logging in: the Noise
+/// handshake and the login's costly answers (the key digest: ~800 ids)
+/// come in bursts when thousands of clients reconnect at once, and on the
+/// runtime that serves established connections they would queue every
+/// request of a connection already logged in behind them. On threads of
+/// their own, the operating system shares the CPU between the two.
+pub(crate) struct LoginThreads {
+    /// `None` only while it is dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+    /// Connections served there now.
+    serving: Arc<AtomicUsize>,
+}
+
+/// How many threads serve logins.
+const LOGIN_THREADS: usize = 2;
+
+/// One connection served on the login threads, until dropped.
+struct Serving(Arc<AtomicUsize>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl LoginThreads {
+    fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(LOGIN_THREADS)
+            .thread_name("sim-login")
+            .enable_all()
+            .build()?;
+        Ok(Self {
+            runtime: Some(runtime),
+            serving: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// Serves one connection's login, `task`, on the login threads; its
+    /// output, or a `JoinError` when the threads stopped first.
+    pub(crate) fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.serving.fetch_add(1, Ordering::Relaxed);
+        let serving = Serving(self.serving.clone());
+        let task = async move {
+            let _serving = serving;
+            task.await
+        };
+        match &self.runtime {
+            Some(runtime) => runtime.spawn(task),
+            None => tokio::spawn(task),
+        }
+    }
+
+    /// How many connections are logging in on the login threads now.
+    pub(crate) fn serving(&self) -> usize {
+        self.serving.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for LoginThreads {
+    fn drop(&mut self) {
+        // Dropped from async code too (the last `Arc<Sim>` of a test): a
+        // runtime dropped there would panic, so it is let go instead.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for Sim {
@@ -500,6 +575,7 @@ impl Sim {
             changed: Notify::new(),
             media: MediaStore::default(),
             addr: std::sync::OnceLock::new(),
+            login_threads: LoginThreads::start().map_err(|e| SimError::Init(e.to_string()))?,
         })
     }
 
