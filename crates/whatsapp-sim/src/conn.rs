@@ -167,8 +167,8 @@ pub(crate) async fn serve(ws: WebSocket, sim: Arc<Sim>) {
     };
     let (mut wire, step) = match sim.login_threads.spawn(login).await {
         Ok(done) => done,
-        // The login threads stopped (the simulator is shutting down).
-        Err(_) => {
+        Err(e) => {
+            tracing::error!(conn = id, "the login of a connection failed: {e}");
             sim.remove_conn(id, DROPPED);
             return;
         }
@@ -260,14 +260,9 @@ enum Served {
     LoginOver,
 }
 
-/// How long a connection's frames are served on the login threads at most
-/// (a companion showing QR codes, a client that never asks for its key
-/// digest).
-const LOGIN_PHASE: Duration = Duration::from_secs(10);
-
 /// The handshake, the opening stanzas and the frames of the login, up to
 /// the answer to the client's key digest query (the last costly request of
-/// a login) or [`LOGIN_PHASE`].
+/// a login) or the login threads' bound.
 async fn log_in(
     wire: &mut Wire,
     sim: &Arc<Sim>,
@@ -297,7 +292,7 @@ async fn log_in(
         let _ = wire.ws.send(Message::Close(None)).await;
         return Ok(Step::Closed("server"));
     }
-    match link.serve(wire, Some(LOGIN_PHASE)).await? {
+    match link.serve(wire, Some(sim.login_threads.bound)).await? {
         Served::Closed(cause) => Ok(Step::Closed(cause)),
         Served::LoginOver => Ok(Step::LoggedIn(link)),
     }

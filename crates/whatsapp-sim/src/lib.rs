@@ -106,6 +106,7 @@ impl Simulator {
             world,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             state: None,
+            login_phase: state::DEFAULT_LOGIN_PHASE,
         }
     }
 }
@@ -117,6 +118,7 @@ pub struct SimulatorBuilder {
     world: World,
     addr: SocketAddr,
     state: Option<PathBuf>,
+    login_phase: Duration,
 }
 
 impl SimulatorBuilder {
@@ -139,6 +141,16 @@ impl SimulatorBuilder {
         self
     }
 
+    /// Serves a connection on the login threads (see `GET /admin/health`
+    /// `loggingIn`) until its key digest query is answered or for at most
+    /// `bound` (default 10 s: a companion showing QR codes, a client that
+    /// never asks for its digest).
+    #[must_use]
+    pub fn login_phase(mut self, bound: Duration) -> Self {
+        self.login_phase = bound;
+        self
+    }
+
     /// Starts the simulator.
     ///
     /// # Errors
@@ -147,8 +159,15 @@ impl SimulatorBuilder {
     /// cannot be written; [`SimError::Bind`] when the address cannot be
     /// bound; [`SimError::Init`] when key generation fails.
     pub async fn start(self) -> Result<SimulatorHandle, SimError> {
-        let SimulatorBuilder { world, addr, state } = self;
-        let sim = Arc::new(Sim::new(world, state)?);
+        let SimulatorBuilder {
+            world,
+            addr,
+            state,
+            login_phase,
+        } = self;
+        let mut sim = Sim::new(world, state)?;
+        sim.login_threads.bound = login_phase;
+        let sim = Arc::new(sim);
         // Written once at start: an unwritable path fails now, not at the
         // first pairing.
         sim.persist().await?;

@@ -450,10 +450,37 @@ pub(crate) struct LoginThreads {
     runtime: Option<tokio::runtime::Runtime>,
     /// Connections served there now.
     serving: Arc<AtomicUsize>,
+    /// How long a connection is served there at most.
+    pub bound: Duration,
 }
+
+/// How long a connection is served on the login threads at most, unless
+/// `SimulatorBuilder::login_phase` says otherwise.
+pub(crate) const DEFAULT_LOGIN_PHASE: Duration = Duration::from_secs(10);
 
 /// How many threads serve logins.
 const LOGIN_THREADS: usize = 2;
+
+/// A login served on the login threads; stopped when dropped (the
+/// connection's task was), so it never outlives its connection.
+pub(crate) struct LoginTask<T>(tokio::task::JoinHandle<T>);
+
+impl<T> std::future::Future for LoginTask<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for LoginTask<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// One connection served on the login threads, until dropped.
 struct Serving(Arc<AtomicUsize>);
@@ -474,12 +501,14 @@ impl LoginThreads {
         Ok(Self {
             runtime: Some(runtime),
             serving: Arc::new(AtomicUsize::new(0)),
+            bound: DEFAULT_LOGIN_PHASE,
         })
     }
 
     /// Serves one connection's login, `task`, on the login threads; its
-    /// output, or a `JoinError` when the threads stopped first.
-    pub(crate) fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    /// output, or a `JoinError` when it panicked. Dropping the handle stops
+    /// the task.
+    pub(crate) fn spawn<F>(&self, task: F) -> LoginTask<F::Output>
     where
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
@@ -490,10 +519,10 @@ impl LoginThreads {
             let _serving = serving;
             task.await
         };
-        match &self.runtime {
+        LoginTask(match &self.runtime {
             Some(runtime) => runtime.spawn(task),
             None => tokio::spawn(task),
-        }
+        })
     }
 
     /// How many connections are logging in on the login threads now.

@@ -15,11 +15,18 @@ use serde_json::json;
 use wagate_whatsapp_sim::{Simulator, SimulatorHandle, World};
 use whatsapp_rust::types::events::Event;
 
-/// Waits until no connection is logging in and `logged_in` are logged in:
-/// at most 5 s, half the time after which a connection leaves the login
-/// threads anyway, so it is the digest's answer that moved it.
+/// A connection stays on the login threads this long at most in these
+/// tests: far more than [`PATIENCE`], so a connection that leaves them
+/// within it was moved by its digest's answer.
+const LOGIN_PHASE: Duration = Duration::from_secs(600);
+
+/// How long a test waits for a login to be over (a loaded machine's debug
+/// build; the wait ends as soon as it is).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Waits until no connection is logging in and `logged_in` are logged in.
 async fn wait_settled(sim: &SimulatorHandle, logged_in: usize) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let health = sim.admin().health();
         if health.logging_in == 0 && health.logged_in == logged_in {
@@ -27,7 +34,7 @@ async fn wait_settled(sim: &SimulatorHandle, logged_in: usize) {
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "still logging in after 5 s: {health:?}"
+            "still logging in after {PATIENCE:?}: {health:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -36,7 +43,9 @@ async fn wait_settled(sim: &SimulatorHandle, logged_in: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_leaves_the_login_threads_once_its_digest_is_answered() {
     init_logs();
-    let sim = Simulator::start(World::from_json(WORLD).unwrap())
+    let sim = Simulator::builder(World::from_json(WORLD).unwrap())
+        .login_phase(LOGIN_PHASE)
+        .start()
         .await
         .unwrap();
     assert_eq!(sim.admin().health().logging_in, 0);
