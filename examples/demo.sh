@@ -29,6 +29,7 @@ cd "$(dirname "$0")/.."
 SIM=${SIM:-127.0.0.1:8090}
 GW=${GW:-127.0.0.1:8080}
 HOOK=${HOOK:-127.0.0.1:8099}
+FAKE_GW=${FAKE_GW:-127.0.0.1:8081}
 PHONE=15550001111
 work=$(mktemp -d)
 pids=()
@@ -49,6 +50,15 @@ export WAGATE__WHATSAPP__LIVE__VERSION=2.3000.1042742319
 export WAGATE__LOG__LEVEL=warn
 # The demo's webhook receiver is on loopback, which webhooks refuse by default (SSRF).
 export WAGATE__WEBHOOKS__ALLOW_PRIVATE_TARGETS=true
+
+# A server left on one of the demo's ports (an earlier demo killed with -9,
+# say) would answer in place of the one this run starts.
+for addr in "$SIM" "$GW" "$HOOK" "$FAKE_GW"; do
+  if curl -s -o /dev/null -m 1 "http://$addr/"; then
+    echo "something already listens on $addr: stop it, or set SIM, GW, HOOK or FAKE_GW" >&2
+    exit 1
+  fi
+done
 
 step "Starting the simulator on $SIM and the gateway on $GW"
 target/debug/wa-sim --listen "$SIM" --world examples/world.json >"$work/sim.log" 2>&1 &
@@ -261,13 +271,14 @@ echo "the message.poll_vote events:"
 curl -sf "http://$GW/api/v1/events?types=message.poll_vote&sessionId=$SESSION" -H "$AUTH" \
   | python3 -c 'import json, sys; [print("  %s voter=%s selected=%s" % (e["type"], e["data"]["voter"], e["data"]["selected"])) for e in json.load(sys.stdin)["data"]]'
 
-FAKE_GW=${FAKE_GW:-127.0.0.1:8081}
 step "Groups, in the fake world: a second gateway on $FAKE_GW with the fake adapter (its own database)"
-fake() { env WAGATE__SERVER__BIND="$FAKE_GW" WAGATE__DATABASE__URL="sqlite://$work/fake.db" WAGATE__WHATSAPP__ADAPTER=fake "$@"; }
-fake target/debug/wagate >"$work/fake-gateway.log" 2>&1 &
+# An array, not a function: `$!` of a function run in the background is a
+# subshell's, and killing it on exit would leave the gateway running.
+fake=(env WAGATE__SERVER__BIND="$FAKE_GW" WAGATE__DATABASE__URL="sqlite://$work/fake.db" WAGATE__WHATSAPP__ADAPTER=fake)
+"${fake[@]}" target/debug/wagate >"$work/fake-gateway.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do curl -sf "http://$FAKE_GW/readyz" >/dev/null && break; sleep 0.1; done
-FKEY=$(fake target/debug/wagate api-key create --org acme --name groups --capabilities read,send,manage --json | json "['key']")
+FKEY=$("${fake[@]}" target/debug/wagate api-key create --org acme --name groups --capabilities read,send,manage --json | json "['key']")
 FAUTH="Authorization: Bearer $FKEY"
 FSESSION=$(curl -sf -X POST "http://$FAKE_GW/api/v1/sessions" -H "$FAUTH" -H 'Content-Type: application/json' -d '{"name":"groups"}' | json "['id']")
 curl -sf -o /dev/null -X POST "http://$FAKE_GW/api/v1/sessions/$FSESSION/connect" -H "$FAUTH"
