@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{PHONE, TestBot, WORLD, admin_post, init_logs};
+use common::{PHONE, TestBot, WORLD, admin_post, init_logs, scan_qr};
 use serde_json::json;
 use wagate_whatsapp_sim::{Simulator, SimulatorHandle, World};
 use whatsapp_rust::types::events::Event;
@@ -63,13 +63,7 @@ async fn a_connection_leaves_the_login_threads_once_its_digest_is_answered() {
 
     // Linked: the client logs in on a new connection, asks for its key
     // digest, and that connection moves to the established ones.
-    let (status, linked) = admin_post(
-        &sim.admin_url(),
-        "/scan-qr",
-        json!({ "qr": qr, "phone": PHONE }),
-    )
-    .await;
-    assert_eq!(status, 200, "scan-qr: {linked}");
+    scan_qr(&sim, &qr, PHONE).await;
     bot.wait_connected(30).await;
     wait_settled(&sim, 1).await;
 

@@ -6,8 +6,7 @@
 
 mod common;
 
-use common::{PHONE, TestBot, admin_get, admin_post, init_logs};
-use serde_json::json;
+use common::{PHONE, TestBot, admin_get, init_logs, scan_qr};
 use wagate_whatsapp_sim::{Simulator, World};
 use whatsapp_rust::types::events::Event;
 
@@ -20,13 +19,7 @@ async fn qr_pairing_connects_and_restart_logs_in_without_qr() {
 
     let mut bot = TestBot::start(&sim.url(), &db).await;
     let qr = bot.next_qr().await;
-    let (status, linked) = admin_post(
-        &sim.admin_url(),
-        "/scan-qr",
-        json!({ "qr": qr, "phone": PHONE }),
-    )
-    .await;
-    assert_eq!(status, 200, "scan-qr: {linked}");
+    let linked = scan_qr(&sim, &qr, PHONE).await;
     assert_eq!(linked["jid"], format!("{PHONE}:1@s.whatsapp.net"));
     bot.wait_for(10, "PairSuccess", |e| matches!(e, Event::PairSuccess(_)))
         .await;

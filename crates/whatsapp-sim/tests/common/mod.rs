@@ -197,6 +197,18 @@ pub async fn paired_bot(
 ) -> TestBot {
     let mut bot = TestBot::start(&sim.url(), db).await;
     let qr = bot.next_qr().await;
+    scan_qr(sim, &qr, phone).await;
+    bot.wait_connected(30).await;
+    bot
+}
+
+/// Has the simulator's phone `phone` scan `qr` (`POST /admin/scan-qr`);
+/// the answer (the linked device's `jid`).
+pub async fn scan_qr(
+    sim: &wagate_whatsapp_sim::SimulatorHandle,
+    qr: &str,
+    phone: &str,
+) -> serde_json::Value {
     let (status, linked) = admin_post(
         &sim.admin_url(),
         "/scan-qr",
@@ -204,8 +216,7 @@ pub async fn paired_bot(
     )
     .await;
     assert_eq!(status, 200, "scan-qr: {linked}");
-    bot.wait_connected(30).await;
-    bot
+    linked
 }
 
 /// The world the contact tests use.
