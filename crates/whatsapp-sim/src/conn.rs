@@ -176,7 +176,7 @@ pub(crate) async fn serve(ws: WebSocket, sim: Arc<Sim>) {
     let ended = match step {
         Ok(Step::Closed(cause)) => Ok(cause),
         Ok(Step::LoggedIn(mut link)) => {
-            link.serve(&mut wire, None)
+            link.serve(&mut wire, &sim, id, None)
                 .await
                 .map(|served| match served {
                     Served::Closed(cause) => cause,
@@ -280,8 +280,6 @@ async fn log_in(
             write_ctr: 0,
         },
         session: Session::new(sim.clone(), id),
-        sim: sim.clone(),
-        id,
         rx,
     });
     let opening = open_session(sim, id, &est.client_static, &est.payload, &mut link.session);
@@ -292,7 +290,10 @@ async fn log_in(
         let _ = wire.ws.send(Message::Close(None)).await;
         return Ok(Step::Closed("server"));
     }
-    match link.serve(wire, Some(sim.login_threads.bound)).await? {
+    match link
+        .serve(wire, sim, id, Some(sim.login_threads.bound))
+        .await?
+    {
         Served::Closed(cause) => Ok(Step::Closed(cause)),
         Served::LoginOver => Ok(Step::LoggedIn(link)),
     }
@@ -310,23 +311,25 @@ fn is_digest_query(node: &wacore_binary::NodeRef<'_>) -> bool {
 struct Link {
     ciphers: Ciphers,
     session: Session,
-    sim: Arc<Sim>,
-    id: u64,
     rx: mpsc::UnboundedReceiver<Outbound>,
 }
 
 impl Link {
-    /// Serves frames until the connection closes or, with a `login` bound,
-    /// until its login is over: the key digest answered, or `login` passed.
-    async fn serve(&mut self, wire: &mut Wire, login: Option<Duration>) -> anyhow::Result<Served> {
+    /// Serves frames of connection `id` until it closes or, with a `login`
+    /// bound, until its login is over: the key digest answered, or `login`
+    /// passed.
+    async fn serve(
+        &mut self,
+        wire: &mut Wire,
+        sim: &Sim,
+        id: u64,
+        login: Option<Duration>,
+    ) -> anyhow::Result<Served> {
         let Self {
             ciphers,
             session,
-            sim,
-            id,
             rx,
         } = self;
-        let id = *id;
         let over = async {
             match login {
                 Some(bound) => tokio::time::sleep(bound).await,
@@ -342,10 +345,11 @@ impl Link {
                     };
                     let plain = ciphers.open(frame)?;
                     let data = wacore_binary::util::unpack(&plain)?;
-                    let mut digest = false;
+                    // Looked for only while logging in.
+                    let mut login_over = false;
                     match wacore_binary::marshal::unmarshal_ref(&data) {
                         Ok(node) => {
-                            digest = is_digest_query(&node);
+                            login_over = login.is_some() && is_digest_query(&node);
                             session.handle(&node);
                         }
                         Err(e) => tracing::warn!(conn = id, "undecodable stanza: {e}"),
@@ -361,7 +365,7 @@ impl Link {
                         let _ = wire.ws.send(Message::Close(None)).await;
                         return Ok(Served::Closed("server"));
                     }
-                    if digest && login.is_some() {
+                    if login_over {
                         return Ok(Served::LoginOver);
                     }
                 }
