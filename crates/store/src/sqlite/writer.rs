@@ -472,7 +472,11 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writers_queued_together_share_one_commit_and_answer_after_it() {
-        let (store, _dir) = store().await;
+        let (mut store, _dir) = store().await;
+        // The background checkpointer's paused pass commits the open group
+        // when it gets the writer: stopped, so that the one commit counted
+        // is the group's own (it made the count 2 once on a busy machine).
+        store._checkpointer = None;
         let now = OffsetDateTime::now_utc();
         // One writer holds the turn while 16 others queue behind it.
         let mut held = store.writer.begin().await.unwrap();
